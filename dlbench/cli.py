@@ -1,0 +1,221 @@
+"""The command line: parse and validate options, build a frozen config, call a runner, report.
+
+torch and the runners are imported inside the commands, so `dlbench --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import typer.core
+from typer.exceptions import Abort, TyperException
+
+from dlbench import __version__
+from dlbench.errors import DlbenchError
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Bad usage or input: one line on stderr and exit code 2 — never a traceback or a panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except TyperException as e:  # click's usage errors: bad option, missing value, ...
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `dlbench`: the help, not an error
+                typer.echo(e.format_message())
+                sys.exit(0)
+            _fail(e.format_message(), getattr(e, "exit_code", 2))
+        except DlbenchError as e:
+            _fail(str(e), 2)
+        except Abort:
+            _fail("aborted", 130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Measured evidence about deep-learning training choices: optimizers, regularization, "
+         "evaluation protocols. Every run writes tidy CSVs, a manifest and a table.",
+)
+
+# --- options shared by the commands: declared once --------------------------------------------
+
+DatasetOpt = Annotated[str, typer.Option(
+    help="Built-in dataset (see `dlbench datasets`); a class subset like digits[0-4] or "
+         "digits[5,7,9].")]
+DataOpt = Annotated[Path | None, typer.Option(
+    help="Your data instead: a .csv (with --target), a .npz with arrays X and y, or a directory "
+         "of MNIST/Fashion-MNIST IDX files.")]
+TargetOpt = Annotated[str | None, typer.Option(help="CSV: the target column.")]
+GroupOpt = Annotated[str | None, typer.Option(
+    help="CSV: a group column; splits keep each group on one side (group k-fold).")]
+TimeOpt = Annotated[str | None, typer.Option(help="CSV: a time column; rows are sorted by it.")]
+DedupeOpt = Annotated[bool, typer.Option(
+    help="Drop rows whose features exactly duplicate an earlier row, before splitting.")]
+ModelOpt = Annotated[str, typer.Option(help="Model (see `dlbench models`).")]
+HiddenOpt = Annotated[str, typer.Option(help="mlp: hidden layer widths, comma-separated.")]
+ChannelsOpt = Annotated[str, typer.Option(help="cnn1d/cnn2d: channels per conv block.")]
+ActivationOpt = Annotated[str, typer.Option(help="relu | leaky_relu | tanh | sigmoid.")]
+BatchnormOpt = Annotated[bool, typer.Option(help="Batch norm after each hidden layer.")]
+DropoutOpt = Annotated[float, typer.Option(help="Dropout probability after each activation.")]
+InitOpt = Annotated[str, typer.Option(help="Weight init: default | xavier | he | std1 | std0.01.")]
+OptOpt = Annotated[str, typer.Option(
+    "--opt", help="Optimizer: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw.")]
+LrOpt = Annotated[float, typer.Option(help="Learning rate.")]
+WeightDecayOpt = Annotated[float, typer.Option(help="L2 weight decay (adamw: decoupled).")]
+EpochsOpt = Annotated[int, typer.Option(help="Epochs: passes over each member's training rows.")]
+BatchOpt = Annotated[int, typer.Option(help="Rows per step and member.")]
+PreprocessOpt = Annotated[str, typer.Option(
+    help="standardize | minmax | none; fitted on each training part only.")]
+SeedOpt = Annotated[int, typer.Option(help="Seeds splits, initial weights and batch order.")]
+SeedsOpt = Annotated[int, typer.Option(help="Initialisations trained per split.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda.")]
+MetricsOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated metrics (default: all for the task): accuracy, balanced_accuracy, "
+         "f1_macro, log_loss, roc_auc, loss; regression mse, mae, r2, loss.")]
+OutOpt = Annotated[Path | None, typer.Option(
+    help="Results directory (default results/<command>-<timestamp>/).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table | json (the summary on stdout).")]
+
+
+def _ints(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise DlbenchError(f"{option} takes comma-separated integers, e.g. 128,64; "
+                           f"got '{text}'") from None
+    if any(v < 1 for v in values):
+        raise DlbenchError(f"{option} widths must be positive, got '{text}'")
+    return values
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else ()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dlbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+          ) -> None:
+    pass
+
+
+@app.command()
+def cv(dataset: DatasetOpt = "digits", data: DataOpt = None, target: TargetOpt = None,
+       group: GroupOpt = None, time: TimeOpt = None, dedupe: DedupeOpt = False,
+       model: ModelOpt = "mlp", hidden: HiddenOpt = "128", channels: ChannelsOpt = "16,32",
+       activation: ActivationOpt = "relu", batchnorm: BatchnormOpt = False,
+       dropout: DropoutOpt = 0.0, init: InitOpt = "default", opt: OptOpt = "adam",
+       lr: LrOpt = 1e-3, weight_decay: WeightDecayOpt = 0.0, epochs: EpochsOpt = 20,
+       batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
+       protocol: Annotated[str, typer.Option(help="kfold | holdout.")] = "kfold",
+       k: Annotated[int, typer.Option(help="Folds.")] = 4,
+       repeats: Annotated[int, typer.Option(
+           help="k-fold repeats; >1 is iterated k-fold, reshuffled every repeat.")] = 1,
+       val_fraction: Annotated[float, typer.Option(help="holdout: validation fraction.")] = 0.25,
+       holdout_seeds: Annotated[int, typer.Option(
+           help="holdout: repeat the split with N shuffle seeds to see the estimate move.")] = 1,
+       test_fraction: Annotated[float | None, typer.Option(
+           help="Hold out an untouched test split; after validation, refit on train+val and "
+                "test once.")] = None,
+       stratify: Annotated[bool, typer.Option(
+           help="Keep class ratios in every split (classification).")] = True,
+       time_order: Annotated[bool, typer.Option(
+           help="Forward-chaining splits in time order; no shuffling.")] = False,
+       metrics: MetricsOpt = None, seed: SeedOpt = 0, seeds: SeedsOpt = 1,
+       device: DeviceOpt = "auto", out: OutOpt = None, fmt: FormatOpt = "table") -> None:
+    """Hold-out, k-fold and iterated k-fold estimates with confidence intervals, leakage-safe."""
+    from dlbench.datasets import DataSpec
+    from dlbench.models import ModelSpec
+    from dlbench.runners import cv as runner
+    from dlbench.splits import SplitConfig
+    from dlbench.trainer import TrainConfig
+
+    config = runner.CVConfig(
+        data=DataSpec(dataset, str(data) if data else None, target, group, time, dedupe),
+        model=ModelSpec(model, _ints("--hidden", hidden), _ints("--channels", channels),
+                        activation, batchnorm, dropout, init),
+        train=TrainConfig(opt, lr, weight_decay, epochs, batch_size, preprocess, device),
+        split=SplitConfig(protocol, k, repeats, val_fraction, holdout_seeds, stratify,
+                          time_order, seed),
+        seeds=seeds, test_fraction=test_fraction, metrics=_names(metrics))
+    _run_cv(runner, config, out, fmt)
+
+
+def _run_cv(runner, config, out: Path | None, fmt: str) -> None:
+    from dlbench import report, results
+    from dlbench.progress import progress_bar
+
+    out_dir = _check_output(out, fmt, "cv")
+    plan = runner.prepare(config)
+    if plan.duplicates["train_val"] or plan.duplicates["dev_test"]:
+        typer.echo(f"warning: {plan.duplicates['train_val']} validation rows (and "
+                   f"{plan.duplicates['dev_test']} test rows) duplicate a training row of their "
+                   "split, which inflates the estimate; pass --dedupe to drop duplicates",
+                   err=True)
+    with progress_bar(plan.total_epochs, "cv") as advance:
+        result = runner.run(plan, advance)
+    manifest = {"command": "cv", **results.environment(), "config": asdict(config),
+                "seed": config.split.seed, **result.info}
+    results.write_run(out_dir, {"scores": result.scores, "curves": result.curves,
+                                "splits": result.splits, "summary": result.summary}, manifest)
+    s = config.split
+    design = (f"{s.k}-fold × {s.repeats}" if s.protocol == "kfold"
+              else f"holdout {s.val_fraction:g} × {s.holdout_seeds} seeds")
+    title = (f"cv · {result.info['dataset']['name']} · {config.model.name} · "
+             f"{config.train.optimizer} lr={config.train.lr:g} · {design}")
+    report.print_cv(result.summary, result.info, title, fmt)
+    typer.echo(f"results: {out_dir}", err=True)
+
+
+def _check_output(out: Path | None, fmt: str, command: str) -> Path:
+    from dlbench import results
+
+    if fmt not in ("table", "json"):
+        raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
+    if out is not None and out.exists() and not out.is_dir():
+        raise DlbenchError(f"--out {out} is a file; give a directory path")
+    return out if out is not None else results.default_out_dir(command)
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets."""
+    from dlbench.datasets import DATASETS, describe
+    from dlbench.report import listing
+
+    rows = [describe(info) for info in DATASETS]
+    listing("datasets", rows, ["name", "samples", "features", "classes", "task", "fixed_test",
+                               "description"])
+
+
+@app.command()
+def models() -> None:
+    """List the models and the options each one uses."""
+    from dlbench.models import MODELS
+    from dlbench.report import listing
+
+    rows = [{"name": m.name, "tasks": ", ".join(m.tasks), "options": m.options,
+             "description": m.description} for m in MODELS]
+    listing("models", rows, ["name", "tasks", "options", "description"])
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,727 @@
+"""Datasets: the built-in registry, user files (CSV, NPZ, MNIST IDX) and class subsets.
+
+One entry point, `load_dataset(DataSpec)`. Built-ins are deterministic: any randomness uses the
+constant `_SEED`, so a dataset name always means the same rows; the experiment seed is applied
+later (splits, weight init), never here. Heavy libraries (sklearn, pandas, mnist1d) are imported
+inside the loaders so importing this module stays cheap for `dlbench --help`.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import random
+import re
+import struct
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from dlbench.errors import DlbenchError
+from dlbench.registry import Registry
+
+TASKS = ("classification", "regression")
+_SEED = 0  # part of each synthetic dataset's definition, not the experiment seed
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    name: str  # as the user named it, e.g. "digits", "digits[0-4]", "data.csv"
+    X: np.ndarray  # (n, d) float32; images and sequences flattened, see input_shape
+    y: np.ndarray  # (n,) int64 class index 0..C-1 (classification) or float32 (regression)
+    task: str  # "classification" or "regression"
+    classes: tuple[str, ...] = ()  # class labels, index i names class i (classification only)
+    input_shape: tuple[int, ...] | None = None  # per-sample (C, L) or (C, H, W); None = tabular
+    groups: np.ndarray | None = None  # (n,) group ids for group k-fold
+    time: np.ndarray | None = None  # (n,) time stamps; rows are sorted by time when set
+    test_index: np.ndarray | None = None  # rows of a fixed, untouched test split (e.g. mnist1d)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """sha256 of features and targets: two runs on the same data share it."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.X).tobytes())
+        h.update(np.ascontiguousarray(self.y).tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = "digits"  # built-in name, optionally with a class subset: "digits[0-4]", "[5,7,9]"
+    path: str | None = None  # user data: .csv, .npz, or a directory of MNIST IDX files; wins
+    target: str | None = None  # CSV: target column (required for CSV)
+    group: str | None = None  # CSV: group column (group k-fold); becomes Dataset.groups
+    time: str | None = None  # CSV: time column; rows sorted by it (stable); becomes Dataset.time
+    dedupe: bool = False  # drop rows whose features exactly duplicate an earlier row (keep first)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str  # registry key, e.g. "digits"
+    description: str  # one line for `dlbench datasets`
+    task: str  # "classification" or "regression"
+    load: Callable[[], Dataset]  # builds the dataset; deterministic
+
+
+DATASETS = Registry[DatasetInfo]("dataset")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def load_dataset(spec: DataSpec) -> Dataset:
+    """The dataset a spec names: user file (path wins) or built-in, then dedupe, then subset."""
+    csv_options = [f"--{k}" for k in ("target", "group", "time") if getattr(spec, k) is not None]
+    is_csv = spec.path is not None and spec.path.lower().endswith(".csv")
+    if csv_options and not is_csv:
+        raise DlbenchError(
+            f"{'/'.join(csv_options)} only apply to a CSV data file; drop them or give a .csv path"
+        )
+    if spec.path is not None:
+        data, selector = load_file(spec), None
+    else:
+        base, selector = parse_name(spec.name)
+        data = DATASETS.get(base).load()
+    if spec.dedupe:
+        data = drop_duplicates(data)
+    if selector is not None:
+        data = select_classes(data, selector)
+    return data
+
+
+def describe(info: DatasetInfo) -> dict:
+    """One row of the `dlbench datasets` listing (loads the data to count it)."""
+    data = info.load()
+    return {
+        "name": info.name,
+        "samples": data.n_samples,
+        "features": data.n_features,
+        "classes": data.n_classes,  # 0 for regression
+        "task": info.task,
+        "fixed_test": data.test_index is not None,
+        "description": info.description,
+    }
+
+
+# ---------------------------------------------------------------- row selection
+
+
+def _take(data: Dataset, rows: np.ndarray, **changes) -> Dataset:
+    """Keep `rows` (ascending positions) of every per-row array; test_index follows the rows."""
+    test_index = None
+    if data.test_index is not None:
+        kept = np.flatnonzero(np.isin(rows, data.test_index))  # new positions of old test rows
+        test_index = kept if len(kept) else None
+    return replace(
+        data,
+        X=data.X[rows],
+        y=data.y[rows],
+        groups=None if data.groups is None else data.groups[rows],
+        time=None if data.time is None else data.time[rows],
+        test_index=test_index,
+        **changes,
+    )
+
+
+def drop_duplicates(data: Dataset) -> Dataset:
+    """Drop rows whose feature vector equals an earlier row's (first occurrence kept)."""
+    _, first = np.unique(data.X, axis=0, return_index=True)  # index of each first occurrence
+    return _take(data, np.sort(first))
+
+
+# ---------------------------------------------------------------- class subsets
+
+_NAME = re.compile(r"^(?P<base>[^\[\]]+)(?:\[(?P<sel>[^\[\]]*)\])?$")
+_SUBSET_HELP = "write name[0-4] (inclusive range) or name[5,7,9] (list), e.g. digits[0-2,7]"
+
+
+def parse_name(name: str) -> tuple[str, str | None]:
+    """'digits[0-4]' -> ('digits', '0-4'); 'digits' -> ('digits', None)."""
+    match = _NAME.match(name.strip())
+    if match is None:
+        raise DlbenchError(f"malformed dataset name '{name}'; {_SUBSET_HELP}")
+    return match["base"].strip(), match["sel"]
+
+
+def select_classes(data: Dataset, selector: str) -> Dataset:
+    """Keep the classes `selector` lists ("0-4", "5,7,9", "0-2,7"), relabelled 0..K-1 in order."""
+    label = f"{data.name}[{selector}]"
+    if data.task != "classification":
+        raise DlbenchError(
+            f"class subset {label} needs a classification dataset; '{data.name}' is regression"
+        )
+    chosen = _parse_selector(selector, data.classes, label)
+    if len(chosen) < 2:
+        raise DlbenchError(f"class subset {label} keeps {len(chosen)} class; list at least two")
+    remap = np.full(data.n_classes, -1, dtype=np.int64)  # old class index -> new, -1 = dropped
+    remap[chosen] = np.arange(len(chosen))
+    rows = np.flatnonzero(remap[data.y] >= 0)
+    subset = _take(data, rows, name=label, classes=tuple(data.classes[c] for c in chosen))
+    return replace(subset, y=remap[subset.y])
+
+
+def _parse_selector(selector: str, classes: Sequence[str], label: str) -> list[int]:
+    """Class indices a selector lists, in order; ranges are inclusive."""
+    if not selector.strip():
+        raise DlbenchError(f"empty class subset {label}; {_SUBSET_HELP}")
+    chosen: list[int] = []
+    for token in (t.strip() for t in selector.split(",")):
+        if not token:
+            raise DlbenchError(f"malformed class subset {label}; {_SUBSET_HELP}")
+        for index in _resolve_token(token, classes, label):
+            if index in chosen:
+                raise DlbenchError(f"class '{classes[index]}' listed twice in {label}; list once")
+            chosen.append(index)
+    return chosen
+
+
+def _resolve_token(token: str, classes: Sequence[str], label: str) -> list[int]:
+    """One selector item: a class (name or index) or an inclusive range 'lo-hi'."""
+    single = _class_index(token, classes)
+    if single is not None:  # exact names win, so a class called "T-shirt" is not a range
+        return [single]
+    for dash in (i for i, ch in enumerate(token) if ch == "-"):
+        lo, hi = _class_index(token[:dash], classes), _class_index(token[dash + 1 :], classes)
+        if lo is not None and hi is not None:
+            if lo > hi:
+                raise DlbenchError(f"range '{token}' in {label} runs backwards; write it low-high")
+            return list(range(lo, hi + 1))
+    valid = _name_list(classes)
+    raise DlbenchError(
+        f"unknown class '{token}' in {label}; valid classes: {valid} "
+        f"(by name or index 0-{len(classes) - 1})"
+    )
+
+
+def _class_index(token: str, classes: Sequence[str]) -> int | None:
+    token = token.strip()
+    if token in classes:
+        return list(classes).index(token)
+    if token.isdigit() and int(token) < len(classes):
+        return int(token)
+    return None
+
+
+# ---------------------------------------------------------------- small shared helpers
+
+
+def _name_list(names: Sequence[object], limit: int = 20) -> str:
+    """'a, b, c' for error messages; long lists are cut so the message stays one line."""
+    shown = ", ".join(str(n) for n in list(names)[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's message squeezed onto one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _encode_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels -> (y int64 index into sorted unique values, class names as strings)."""
+    uniq, y = np.unique(values, return_inverse=True)
+    if len(uniq) < 2:
+        raise DlbenchError(
+            f"{source} has a single class ({uniq[0] if len(uniq) else 'none'}); "
+            "classification needs at least 2 classes"
+        )
+    return y.reshape(-1).astype(np.int64), tuple(str(v) for v in uniq)
+
+
+def _classification(name: str, X, y, classes, **kwargs) -> Dataset:
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    return Dataset(name, X, y, "classification", tuple(str(c) for c in classes), **kwargs)
+
+
+def _regression(name: str, X, y, **kwargs) -> Dataset:
+    X = np.asarray(X, dtype=np.float32)
+    return Dataset(name, X, np.asarray(y, dtype=np.float32), "regression", **kwargs)
+
+
+# ---------------------------------------------------------------- built-ins
+
+
+def _sklearn_bundled(name: str, loader: str, input_shape: tuple[int, ...] | None = None):
+    """A loader for one of sklearn's bundled (shipped, never downloaded) datasets."""
+
+    def load() -> Dataset:
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader)()
+        if "target_names" not in bunch:  # diabetes: the only regression set here
+            return _regression(name, bunch.data, bunch.target)
+        return _classification(
+            name, bunch.data, bunch.target, bunch.target_names, input_shape=input_shape
+        )
+
+    return load
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D train then test rows: X (5000, 40), y (5000,). Cached: generating takes ~2 s."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # make_dataset reseeds the global `random` and numpy RNGs; put them back untouched
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        raw = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return np.concatenate([raw["x"], raw["x_test"]]), np.concatenate([raw["y"], raw["y_test"]])
+
+
+def _mnist1d() -> Dataset:
+    X, y = _mnist1d_arrays()
+    n_test = 1000  # mnist1d's own test split: the last 1000 of 5000 rows
+    return _classification(
+        "mnist1d",
+        X.copy(),  # copies: callers may modify their arrays, the cache must not change
+        y.copy(),
+        [str(c) for c in range(10)],
+        input_shape=(1, X.shape[1]),
+        test_index=np.arange(len(y) - n_test, len(y)),
+    )
+
+
+def _xor() -> Dataset:
+    X = [[0, 0], [0, 1], [1, 0], [1, 1]]  # the truth table, tiny on purpose
+    return _classification("xor", X, [0, 1, 1, 0], ["0", "1"])
+
+
+def _xor_noisy() -> Dataset:
+    rng = np.random.default_rng(_SEED)
+    corners = np.repeat(np.array([[0, 0], [0, 1], [1, 0], [1, 1]]), 100, axis=0)  # (400, 2)
+    X = corners + rng.normal(0.0, 0.2, corners.shape)
+    y = corners[:, 0] ^ corners[:, 1]
+    order = rng.permutation(len(y))  # interleave corners so an unshuffled hold-out is fair
+    return _classification("xor-noisy", X[order], y[order], ["0", "1"])
+
+
+def _sklearn_made(name: str, maker: str, classes: Sequence[str], **kwargs):
+    """A loader for a sklearn generator (make_moons, ...) with a fixed random_state."""
+
+    def load() -> Dataset:
+        import sklearn.datasets
+
+        X, y = getattr(sklearn.datasets, maker)(random_state=_SEED, **kwargs)
+        return _classification(name, X, y, classes)
+
+    return load
+
+
+def _spirals() -> Dataset:
+    rng = np.random.default_rng(_SEED)
+    per_arm, arms = 300, 3
+    radius = np.tile(np.linspace(0.0, 1.0, per_arm), arms)  # (900,)
+    arm = np.repeat(np.arange(arms), per_arm)  # (900,) class = arm
+    angle = 4.0 * (arm + radius) + rng.normal(0.0, 0.2, arm.shape)  # each arm turns 4 rad
+    X = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1)  # (900, 2)
+    order = rng.permutation(len(arm))
+    return _classification("spirals", X[order], arm[order], ["0", "1", "2"])
+
+
+def _badly_scaled() -> Dataset:
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=1000, n_features=10, n_informative=5, n_redundant=2, random_state=_SEED
+    )
+    scales = np.logspace(-3, 4, X.shape[1])  # column j times 1e-3 ... 1e4: a terrible condition
+    return _classification("badly-scaled", X * scales, y, ["0", "1"])
+
+
+def _series() -> Dataset:
+    rng = np.random.default_rng(_SEED)
+    n_rows, n_lags = 1000, 8
+    t = np.arange(n_rows + n_lags)
+    drift = 1.5 * t / len(t)  # slow trend: the future is not like the past, as in real series
+    signal = np.sin(2 * np.pi * t / 24) + drift + rng.normal(0.0, 0.3, len(t))
+    X = np.lib.stride_tricks.sliding_window_view(signal[:-1], n_lags)  # (1000, 8) lags
+    return _regression("series", X, signal[n_lags:], time=t[n_lags:])  # y: the next value
+
+
+for _info in (
+    DatasetInfo(
+        "digits",
+        "8x8 handwritten digits, 10 classes (sklearn)",
+        "classification",
+        _sklearn_bundled("digits", "load_digits", input_shape=(1, 8, 8)),
+    ),
+    DatasetInfo(
+        "breast-cancer",
+        "Wisconsin breast cancer, malignant vs benign (sklearn)",
+        "classification",
+        _sklearn_bundled("breast-cancer", "load_breast_cancer"),
+    ),
+    DatasetInfo(
+        "wine",
+        "wine cultivars, 3 classes (sklearn)",
+        "classification",
+        _sklearn_bundled("wine", "load_wine"),
+    ),
+    DatasetInfo(
+        "iris",
+        "iris flowers, 3 species (sklearn)",
+        "classification",
+        _sklearn_bundled("iris", "load_iris"),
+    ),
+    DatasetInfo(
+        "diabetes",
+        "diabetes progression after one year (sklearn)",
+        "regression",
+        _sklearn_bundled("diabetes", "load_diabetes"),
+    ),
+    DatasetInfo(
+        "mnist1d",
+        "MNIST-1D sequences (1, 40), 10 classes; fixed 1000-row test split",
+        "classification",
+        _mnist1d,
+    ),
+    DatasetInfo("xor", "the 4-point XOR truth table", "classification", _xor),
+    DatasetInfo(
+        "xor-noisy", "400 noisy points around the XOR corners", "classification", _xor_noisy
+    ),
+    DatasetInfo(
+        "moons",
+        "two interleaved half-moons, 2-D",
+        "classification",
+        _sklearn_made("moons", "make_moons", ["0", "1"], n_samples=1000, noise=0.2),
+    ),
+    DatasetInfo(
+        "circles",
+        "two concentric circles, 2-D",
+        "classification",
+        _sklearn_made("circles", "make_circles", ["0", "1"], n_samples=1000, noise=0.1, factor=0.5),
+    ),
+    DatasetInfo("spirals", "three interleaved spiral arms, 2-D", "classification", _spirals),
+    DatasetInfo(
+        "blobs",
+        "four Gaussian blobs, 2-D",
+        "classification",
+        _sklearn_made("blobs", "make_blobs", ["0", "1", "2", "3"], n_samples=1000, centers=4),
+    ),
+    DatasetInfo(
+        "badly-scaled",
+        "10 features scaled 1e-3 to 1e4: standardize or struggle",
+        "classification",
+        _badly_scaled,
+    ),
+    DatasetInfo(
+        "series",
+        "seasonal series with drift: 8 lags -> next value, time-ordered",
+        "regression",
+        _series,
+    ),
+):
+    DATASETS.add(_info)
+
+
+# ---------------------------------------------------------------- user files
+
+
+def load_file(spec: DataSpec) -> Dataset:
+    """User data at spec.path: a .csv file, a .npz file or a directory of MNIST IDX files."""
+    path = os.path.expanduser(spec.path or "")
+    if not os.path.exists(path):
+        raise DlbenchError(f"data path '{spec.path}' does not exist; check the path")
+    if os.path.isdir(path):
+        return _load_idx_dir(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".csv", ".npz"):
+        raise DlbenchError(
+            f"unsupported data file '{spec.path}'; use a .csv file, a .npz file (arrays X, y) "
+            "or a directory of MNIST/Fashion-MNIST IDX files"
+        )
+    if os.path.getsize(path) == 0:
+        raise DlbenchError(f"data file '{spec.path}' is empty; give a file with data in it")
+    return _load_csv(path, spec) if ext == ".csv" else _load_npz(path)
+
+
+def _load_csv(path: str, spec: DataSpec) -> Dataset:
+    df = _read_csv(path)
+    name = os.path.basename(path)
+    _check_columns(df, spec, name)
+    features = [c for c in df.columns if c not in (spec.target, spec.group, spec.time)]
+    _check_features(df, features, name)
+    for column in (spec.target, spec.group, spec.time):
+        if column is not None and df[column].isna().any():
+            raise DlbenchError(
+                f"column '{column}' in {name} has {int(df[column].isna().sum())} missing "
+                "value(s); fill them or drop those rows"
+            )
+    time = None
+    if spec.time is not None:
+        time = _time_values(df[spec.time], name)
+        order = np.argsort(time, kind="stable")  # stable: ties keep file order
+        df, time = df.iloc[order].reset_index(drop=True), time[order]
+    groups = None if spec.group is None else df[spec.group].to_numpy()
+    X = df[features].to_numpy(dtype=np.float32)  # (n, d)
+    target = df[spec.target]
+    if _is_float(target):
+        return _regression(name, X, target.to_numpy(), groups=groups, time=time)
+    labels = target.to_numpy() if _is_number_or_bool(target) else target.astype(str).to_numpy()
+    y, classes = _encode_labels(labels, f"target column '{spec.target}' in {name}")
+    return _classification(name, X, y, classes, groups=groups, time=time)
+
+
+def _read_csv(path: str):
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DlbenchError(f"data file '{path}' is empty; give a file with data in it") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise DlbenchError(
+            f"cannot read '{path}' as CSV ({_one_line(exc)}); save it as comma-separated text "
+            "with one header row"
+        ) from None
+    if df.empty:
+        raise DlbenchError(f"CSV '{path}' has no data rows; add rows below the header")
+    return df
+
+
+def _check_columns(df, spec: DataSpec, name: str) -> None:
+    """--target is required; --target/--group/--time must name distinct existing columns."""
+    columns = _name_list(list(df.columns))
+    if spec.target is None:
+        raise DlbenchError(f"CSV data needs --target COLUMN; columns in {name}: {columns}")
+    named = {"target": spec.target, "group": spec.group, "time": spec.time}
+    for option, column in named.items():
+        if column is not None and column not in df.columns:
+            raise DlbenchError(
+                f"--{option} column '{column}' not found in {name}; columns: {columns}"
+            )
+    given = [c for c in named.values() if c is not None]
+    if len(set(given)) < len(given):
+        raise DlbenchError("--target, --group and --time must name different columns")
+
+
+def _check_features(df, features: list[str], name: str) -> None:
+    """Every feature numeric (or bool) and complete: dlbench does no encoding or imputation."""
+    if not features:
+        raise DlbenchError(f"{name} has no feature columns besides the target; add some")
+    text = [c for c in features if not _is_number_or_bool(df[c])]
+    if text:
+        raise DlbenchError(
+            f"non-numeric feature column(s) in {name}: {_name_list(text)}; "
+            "encode them as numbers or drop them"
+        )
+    missing = [c for c in features if df[c].isna().any()]
+    if missing:
+        raise DlbenchError(
+            f"missing values in feature column(s) of {name}: {_name_list(missing)}; "
+            "fill them or drop those rows"
+        )
+    infinite = [c for c in features if not np.isfinite(df[c].to_numpy(dtype=np.float64)).all()]
+    if infinite:
+        raise DlbenchError(
+            f"infinite values in feature column(s) of {name}: {_name_list(infinite)}; "
+            "replace them with finite numbers"
+        )
+
+
+def _time_values(column, name: str) -> np.ndarray:
+    """Numbers stay numbers; text is parsed as dates (datetime64)."""
+    import pandas as pd
+
+    if _is_number_or_bool(column):
+        return column.to_numpy()
+    try:
+        with warnings.catch_warnings():  # "could not infer format": we report failure ourselves
+            warnings.simplefilter("ignore", UserWarning)
+            return pd.to_datetime(column).to_numpy()
+    except (ValueError, TypeError):
+        raise DlbenchError(
+            f"time column '{column.name}' in {name} holds neither numbers nor dates; "
+            "use numbers or ISO dates like 2024-01-31"
+        ) from None
+
+
+def _is_float(column) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_float_dtype(column)
+
+
+def _is_number_or_bool(column) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+
+
+def _load_npz(path: str) -> Dataset:
+    name = os.path.basename(path)
+    if not zipfile.is_zipfile(path):  # checked first: np.load would fall back to pickle talk
+        raise DlbenchError(
+            f"'{path}' is not a .npz (zip) archive; save it with numpy.savez(path, X=X, y=y)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:  # no pickles: never run file code
+            found = sorted(archive.files)
+            if "X" not in found or "y" not in found:
+                raise DlbenchError(
+                    f"{name} needs arrays 'X' and 'y'; found: {_name_list(found) or 'none'}"
+                )
+            X, y = archive["X"], archive["y"]
+    except DlbenchError:
+        raise
+    except Exception as exc:  # zipfile, pickle and format errors all mean "not a valid .npz"
+        raise DlbenchError(
+            f"cannot read '{path}' as .npz ({_one_line(exc)}); save it with "
+            "numpy.savez(path, X=X, y=y)"
+        ) from None
+    return _npz_dataset(name, X, y)
+
+
+def _npz_dataset(name: str, X: np.ndarray, y: np.ndarray) -> Dataset:
+    """X (n, d) | (n, H, W) | (n, C, H, W), y (n,) -> a flattened Dataset."""
+    if X.ndim not in (2, 3, 4) or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DlbenchError(
+            f"X in {name} must be numeric (n, d), (n, H, W) or (n, C, H, W); "
+            f"got {X.dtype} {X.shape}"
+        )
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y  # accept a (n, 1) column
+    if y.ndim != 1 or len(y) != len(X) or len(y) == 0:
+        raise DlbenchError(
+            f"y in {name} must be 1-D with one value per row of X; X {X.shape}, y {y.shape}"
+        )
+    input_shape = {2: None, 3: (1, *X.shape[1:]), 4: tuple(X.shape[1:])}[X.ndim]
+    flat = X.reshape(len(X), -1).astype(np.float32)  # (n, d)
+    if not np.isfinite(flat).all():
+        raise DlbenchError(f"X in {name} has NaN or infinite values; replace them first")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise DlbenchError(f"y in {name} has NaN or infinite values; replace them first")
+        return _regression(name, flat, y, input_shape=input_shape)
+    labels, classes = _encode_labels(y, f"y in {name}")
+    return _classification(name, flat, labels, classes, input_shape=input_shape)
+
+
+# MNIST file stems; each may also appear with a dot ("train-images.idx3-ubyte") and/or ".gz"
+_IDX_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_UBYTE = 0x08  # IDX dtype code for unsigned bytes, the only one MNIST uses
+
+
+def _find_idx(directory: str, stem: str) -> str | None:
+    for variant in (stem, stem.replace("-idx", ".idx", 1)):
+        for suffix in ("", ".gz"):
+            candidate = os.path.join(directory, variant + suffix)
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def _load_idx_dir(directory: str) -> Dataset:
+    """MNIST / Fashion-MNIST: train rows first, then the t10k rows as the fixed test split."""
+    found = {key: _find_idx(directory, stem) for key, stem in _IDX_STEMS.items()}
+    missing = [_IDX_STEMS[k] for k in ("train_images", "train_labels") if found[k] is None]
+    n_test_files = sum(found[k] is not None for k in ("test_images", "test_labels"))
+    if n_test_files == 1:  # half a test split is a mistake, not "no test split"
+        missing += [_IDX_STEMS[k] for k in ("test_images", "test_labels") if found[k] is None]
+    if missing:
+        raise DlbenchError(
+            f"missing MNIST IDX file(s) in '{directory}': {', '.join(missing)}; a data directory "
+            "needs train-images-idx3-ubyte and train-labels-idx1-ubyte (each optionally .gz), "
+            "plus the t10k pair for a fixed test split"
+        )
+    images, labels = _read_idx_pair(found["train_images"], found["train_labels"])  # (n, H, W)
+    n_train = len(labels)
+    if n_test_files == 2:
+        test_images, test_labels = _read_idx_pair(found["test_images"], found["test_labels"])
+        if test_images.shape[1:] != images.shape[1:]:
+            raise DlbenchError(
+                f"t10k images are {test_images.shape[1:]} but train images {images.shape[1:]} "
+                f"in '{directory}'; use files from the same dataset"
+            )
+        images = np.concatenate([images, test_images])
+        labels = np.concatenate([labels, test_labels])
+    y, classes = _encode_labels(labels, f"the labels in '{directory}'")
+    return _classification(
+        os.path.basename(os.path.normpath(directory)),
+        images.reshape(len(images), -1).astype(np.float32) / 255.0,  # (n, H*W) in [0, 1]
+        y,
+        classes,
+        input_shape=(1, *images.shape[1:]),
+        test_index=np.arange(n_train, len(y)) if n_test_files == 2 else None,
+    )
+
+
+def _read_idx_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DlbenchError(
+            f"expected 3-D images and 1-D labels, got {images.ndim}-D "
+            f"'{os.path.basename(images_path)}' and {labels.ndim}-D "
+            f"'{os.path.basename(labels_path)}'; check the file names are not swapped"
+        )
+    if len(images) != len(labels):
+        raise DlbenchError(
+            f"'{os.path.basename(images_path)}' has {len(images)} images but "
+            f"'{os.path.basename(labels_path)}' has {len(labels)} labels; use a matching pair"
+        )
+    return images, labels
+
+
+def _read_idx(path: str) -> np.ndarray:
+    """Parse one IDX file: magic 00 00 <dtype> <ndim>, ndim big-endian int32 sizes, then data."""
+    raw = _read_bytes(path)
+    file = os.path.basename(path)
+    if len(raw) < 4:
+        raise DlbenchError(f"IDX file '{file}' is truncated (no header); re-download it")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE:
+        raise DlbenchError(
+            f"bad magic number 0x{raw[:4].hex()} in '{file}': not an unsigned-byte IDX file "
+            "(expected 0x000008NN); use the original MNIST/Fashion-MNIST files"
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DlbenchError(f"IDX file '{file}' is truncated inside its header; re-download it")
+    sizes = struct.unpack(f">{ndim}i", raw[4:header])
+    expected = header + int(np.prod(sizes, dtype=np.int64))
+    if len(raw) != expected:
+        problem = "is truncated" if len(raw) < expected else "has trailing bytes"
+        raise DlbenchError(
+            f"IDX file '{file}' {problem}: header promises {expected} bytes, found {len(raw)}; "
+            "re-download it"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(sizes)
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, bad or truncated gzip
+        raise DlbenchError(
+            f"cannot read '{os.path.basename(path)}' ({_one_line(exc)}); re-download it "
+            "or gunzip it yourself"
+        ) from None

@@ -1,0 +1,322 @@
+"""Stacked models: M independent members computed as one batched network.
+
+Every layer maps (M, B, ...) -> (M, B, ...): member first, then batch. Member m owns slice [m]
+of every parameter, so an elementwise optimizer (SGD, Adam, ...) updates each member exactly as
+it would update that model alone. Initial weights are drawn member by member from the member's
+own generator, so a member starts from the same weights whatever stack it is trained in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlbench.errors import DlbenchError
+from dlbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "mlp"  # registry name: linear | perceptron | mlp | cnn1d | cnn2d
+    hidden: tuple[int, ...] = (128,)  # mlp: width of each hidden layer
+    channels: tuple[int, ...] = (16, 32)  # cnn1d/cnn2d: channels of each conv block
+    activation: str = "relu"  # registry name, see ACTIVATIONS
+    batchnorm: bool = False  # batch norm after each hidden linear/conv layer
+    dropout: float = 0.0  # dropout probability after each hidden activation, in [0, 1)
+    init: str = "default"  # weight initialisation, see INITS
+
+
+# --- activations and initialisations -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActivationInfo:
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    gain: float  # torch.nn.init.calculate_gain for this nonlinearity (used by xavier/he)
+
+
+ACTIVATIONS: Registry[ActivationInfo] = Registry("activation")
+ACTIVATIONS.add(ActivationInfo("relu", F.relu, nn.init.calculate_gain("relu")))
+ACTIVATIONS.add(ActivationInfo("leaky_relu", F.leaky_relu, nn.init.calculate_gain("leaky_relu")))
+ACTIVATIONS.add(ActivationInfo("tanh", torch.tanh, nn.init.calculate_gain("tanh")))
+ACTIVATIONS.add(ActivationInfo("sigmoid", torch.sigmoid, nn.init.calculate_gain("sigmoid")))
+
+
+@dataclass(frozen=True)
+class InitInfo:
+    name: str
+    description: str
+    # (weight slice, fan_in, fan_out, gain, generator) -> None: fills the slice in place
+    fill: Callable[[torch.Tensor, int, int, float, torch.Generator], None]
+    zero_bias: bool  # False keeps torch's default U(±1/sqrt(fan_in)) bias
+
+
+def _uniform(w, bound, g):
+    w.uniform_(-bound, bound, generator=g)
+
+
+INITS: Registry[InitInfo] = Registry("init")
+INITS.add(InitInfo(
+    "default", "torch's nn.Linear/nn.Conv default: U(±1/sqrt(fan_in))",
+    lambda w, fi, fo, gain, g: _uniform(w, 1 / math.sqrt(fi), g), zero_bias=False))
+INITS.add(InitInfo(
+    "xavier", "Glorot uniform: U(±gain·sqrt(6/(fan_in+fan_out)))",
+    lambda w, fi, fo, gain, g: _uniform(w, gain * math.sqrt(6 / (fi + fo)), g), zero_bias=True))
+INITS.add(InitInfo(
+    "he", "He/Kaiming normal: N(0, gain/sqrt(fan_in))",
+    lambda w, fi, fo, gain, g: w.normal_(0, gain / math.sqrt(fi), generator=g), zero_bias=True))
+INITS.add(InitInfo(
+    "std1", "N(0, 1): too large, saturates sigmoid/tanh",
+    lambda w, fi, fo, gain, g: w.normal_(0, 1.0, generator=g), zero_bias=True))
+INITS.add(InitInfo(
+    "std0.01", "N(0, 0.01): too small, activations collapse with depth",
+    lambda w, fi, fo, gain, g: w.normal_(0, 0.01, generator=g), zero_bias=True))
+
+
+# --- stacked layers --------------------------------------------------------------------------
+
+
+class StackedLinear(nn.Module):
+    def __init__(self, members: int, n_in: int, n_out: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, n_in, n_out))  # x @ W, per member
+        self.bias = nn.Parameter(torch.empty(members, 1, n_out)) if bias else None
+        self.fan_in, self.fan_out = n_in, n_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, in) -> (M, B, out)
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class StackedConv(nn.Module):
+    """Conv1d/Conv2d per member as one grouped convolution (members become channel groups)."""
+
+    def __init__(self, members: int, c_in: int, c_out: int, kernel: int, ndim: int,
+                 bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, c_out, c_in, *[kernel] * ndim))
+        self.bias = nn.Parameter(torch.empty(members, c_out)) if bias else None
+        self.fan_in, self.fan_out = c_in * kernel**ndim, c_out * kernel**ndim
+        self.conv = F.conv1d if ndim == 1 else F.conv2d
+        self.padding = kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, C, *S) -> (M, B, C_out, *S)
+        m, b, c = x.shape[:3]
+        grouped = x.transpose(0, 1).reshape(b, m * c, *x.shape[3:])  # (B, M*C, *S)
+        w = self.weight.reshape(-1, *self.weight.shape[2:])  # (M*C_out, C, *K)
+        b_flat = None if self.bias is None else self.bias.reshape(-1)
+        y = self.conv(grouped, w, b_flat, padding=self.padding, groups=m)
+        return y.reshape(b, m, -1, *y.shape[2:]).transpose(0, 1)
+
+
+class StackedBatchNorm(nn.Module):
+    """Batch norm with statistics per member, over the real (unmasked) samples of the batch.
+
+    Matches torch's BatchNorm: biased variance to normalise, unbiased for the running estimate.
+    """
+
+    def __init__(self, members: int, features: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, features))
+        self.bias = nn.Parameter(torch.zeros(members, features))
+        self.register_buffer("running_mean", torch.zeros(members, features))
+        self.register_buffer("running_var", torch.ones(members, features))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        spatial = [1] * (x.dim() - 3)  # x: (M, B, C, *S)
+        view = (x.shape[0], 1, x.shape[2], *spatial)  # per-(member, channel) stats, broadcast
+        if self.training:
+            w = torch.ones(x.shape[:2], device=x.device) if mask is None else mask
+            w = w.reshape(*w.shape, 1, *spatial)  # (M, B, 1, *1)
+            dims = (1, *range(3, x.dim()))  # batch and spatial axes
+            count = w.sum(1).reshape(-1, 1) * math.prod(x.shape[3:])  # (M, 1)
+            mean = (x * w).sum(dims) / count  # (M, C)
+            var = ((x - mean.reshape(view)).square() * w).sum(dims) / count
+            with torch.no_grad():
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(unbiased, self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        x_hat = (x - mean.reshape(view)) / torch.sqrt(var.reshape(view) + self.eps)
+        return x_hat * self.weight.reshape(view) + self.bias.reshape(view)
+
+
+class Lambda(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _pool(ndim: int) -> Lambda:
+    """Max-pool by 2 on the spatial axes, per member (ceil mode keeps length-1 inputs alive)."""
+    pool = F.max_pool1d if ndim == 1 else F.max_pool2d
+
+    def fn(x):  # (M, B, C, *S)
+        y = pool(x.flatten(0, 1), 2, ceil_mode=True)
+        return y.reshape(*x.shape[:2], *y.shape[1:])
+
+    return Lambda(fn)
+
+
+class StackedModel(nn.Module):
+    """A sequence of stacked layers; input (M, B, d) flat features, output (M, B, outputs)."""
+
+    def __init__(self, layers: list[nn.Module], input_shape: tuple[int, ...] | None):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.input_shape = input_shape  # reshape flat features for conv models
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.input_shape is not None:
+            x = x.reshape(*x.shape[:2], *self.input_shape)
+        for layer in self.layers:
+            x = layer(x, mask) if isinstance(layer, StackedBatchNorm) else layer(x)
+        return x
+
+    @torch.no_grad()
+    def reset_parameters(self, generators: list[torch.Generator], init: InitInfo, gain: float):
+        """Member m's weights come from generators[m] alone, layer by layer in a fixed order."""
+        for layer in self.layers:
+            if not isinstance(layer, StackedLinear | StackedConv):
+                continue
+            for m, g in enumerate(generators):
+                init.fill(layer.weight[m], layer.fan_in, layer.fan_out, gain, g)
+                if layer.bias is None:
+                    continue
+                if init.zero_bias:
+                    layer.bias[m].zero_()
+                else:
+                    _uniform(layer.bias[m], 1 / math.sqrt(layer.fan_in), g)
+
+
+# --- the model registry ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a model is built for: input features, their per-sample shape, outputs."""
+
+    n_inputs: int
+    input_shape: tuple[int, ...] | None  # (C, L) or (C, H, W) for conv models
+    n_outputs: int  # classes, or 1 for regression
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    tasks: tuple[str, ...]
+    options: str  # which ModelSpec fields it uses, for `dlbench models`
+    build: Callable[[ModelSpec, int, Shape], tuple[list[nn.Module], tuple[int, ...] | None]]
+    loss: str = "default"  # "default" (cross-entropy / MSE by task) or "perceptron"
+
+
+# A layer followed by batch norm has no bias: batch norm subtracts the mean, so such a bias gets
+# an exactly-zero gradient (and adaptive optimizers would amplify its rounding noise).
+
+
+def _hidden_block(spec: ModelSpec, members: int, width: int) -> list[nn.Module]:
+    """[batch norm] -> activation -> [dropout], after a hidden linear or conv layer."""
+    block: list[nn.Module] = []
+    if spec.batchnorm:
+        block.append(StackedBatchNorm(members, width))
+    block.append(Lambda(ACTIVATIONS.get(spec.activation).fn))
+    if spec.dropout > 0:
+        block.append(nn.Dropout(spec.dropout))
+    return block
+
+
+def _build_linear(spec, members, shape):
+    return [StackedLinear(members, shape.n_inputs, shape.n_outputs)], None
+
+
+def _build_mlp(spec, members, shape):
+    layers: list[nn.Module] = []
+    width = shape.n_inputs
+    for h in spec.hidden:
+        layers += [StackedLinear(members, width, h, bias=not spec.batchnorm),
+                   *_hidden_block(spec, members, h)]
+        width = h
+    return [*layers, StackedLinear(members, width, shape.n_outputs)], None
+
+
+def _build_cnn(ndim: int):
+    def build(spec, members, shape):
+        in_shape = shape.input_shape
+        if in_shape is None or len(in_shape) != ndim + 1:
+            in_shape = (1, shape.n_inputs) if ndim == 1 else None
+        if in_shape is None:
+            raise DlbenchError(
+                "model cnn2d needs image data (samples shaped C×H×W); "
+                "use an image dataset such as digits or mnist IDX files, or --model cnn1d/mlp"
+            )
+        layers: list[nn.Module] = []
+        c, spatial = in_shape[0], list(in_shape[1:])
+        for ch in spec.channels:
+            conv = StackedConv(members, c, ch, 3, ndim, bias=not spec.batchnorm)
+            layers += [conv, *_hidden_block(spec, members, ch)]
+            layers.append(_pool(ndim))
+            c, spatial = ch, [(s + 1) // 2 for s in spatial]
+        flat = c * math.prod(spatial)
+        layers += [Lambda(lambda x: x.flatten(2)), StackedLinear(members, flat, shape.n_outputs)]
+        return layers, in_shape
+
+    return build
+
+
+MODELS: Registry[ModelInfo] = Registry("model")
+MODELS.add(ModelInfo(
+    "linear", "one linear layer: softmax regression (logistic for 2 classes), or linear regression",
+    ("classification", "regression"), "-", _build_linear))
+MODELS.add(ModelInfo(
+    "perceptron", "one linear layer trained on the perceptron criterion max_j s_j - s_y",
+    ("classification",), "-", _build_linear, loss="perceptron"))
+MODELS.add(ModelInfo(
+    "mlp", "multi-layer perceptron: linear → [batch norm] → activation → [dropout] per layer",
+    ("classification", "regression"), "--hidden --activation --batchnorm --dropout --init",
+    _build_mlp))
+MODELS.add(ModelInfo(
+    "cnn1d", "1-D conv blocks (conv k=3 → [bn] → act → maxpool 2), then a linear head; sequences",
+    ("classification", "regression"), "--channels --activation --batchnorm --dropout --init",
+    _build_cnn(1)))
+MODELS.add(ModelInfo(
+    "cnn2d", "2-D conv blocks (conv 3×3 → [bn] → act → maxpool 2), then a linear head; images",
+    ("classification", "regression"), "--channels --activation --batchnorm --dropout --init",
+    _build_cnn(2)))
+
+
+def check_spec(spec: ModelSpec, task: str) -> ModelInfo:
+    """Validate a model spec against a task before anything trains (raises DlbenchError)."""
+    info = MODELS.get(spec.name)
+    ACTIVATIONS.get(spec.activation)
+    INITS.get(spec.init)
+    if task not in info.tasks:
+        raise DlbenchError(f"model {spec.name} is for {' or '.join(info.tasks)}, not {task}; "
+                           f"choose another --model")
+    if any(w < 1 for w in (*spec.hidden, *spec.channels)):
+        raise DlbenchError("layer widths must be positive integers, e.g. --hidden 128,128")
+    if not 0 <= spec.dropout < 1:
+        raise DlbenchError(f"--dropout must be in [0, 1), got {spec.dropout}")
+    return info
+
+
+def build_model(spec: ModelSpec, shape: Shape, seeds: list[int]) -> StackedModel:
+    """One stacked model with len(seeds) members; member m's initial weights depend on seeds[m]."""
+    info = MODELS.get(spec.name)
+    layers, input_shape = info.build(spec, len(seeds), shape)
+    model = StackedModel(layers, input_shape)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    model.reset_parameters(generators, INITS.get(spec.init), ACTIVATIONS.get(spec.activation).gain)
+    return model

@@ -1,0 +1,288 @@
+"""The stacked trainer: the one training loop of dlbench, shared by every runner.
+
+It trains M independent members (folds × repeats × seeds, or whatever a runner asks for) as one
+batched computation. The exactness contract: member m ends with the same weights and losses (to
+float tolerance) as that model trained alone with the same initial weights, batch order and
+hyperparameters. It holds because
+- the stacked loss is the sum over members of each member's *mean* batch loss, so member m's
+  gradient is exactly its own;
+- optimizers marked elementwise update each weight from its own gradient history only;
+- every member in a stack takes the same number of steps per epoch (members are grouped by it),
+  and a member with fewer rows has its short last batch padded with zero-weight rows that no
+  loss, gradient or batch-norm statistic sees.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import softmax
+
+from dlbench.datasets import Dataset
+from dlbench.errors import DlbenchError
+from dlbench.metrics import Predictions
+from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, build_model
+from dlbench.optim import OPTIMIZERS, build_optimizer
+from dlbench.preprocess import fit_affine
+from dlbench.seeding import derive_seed
+
+DEVICES = ("auto", "cpu", "cuda")
+EVAL_CHUNK = 4096  # rows per member evaluated at once: bounds memory on large evaluation sets
+GATHER_FLOATS = 2**24  # training batches gathered ahead at most (64 MB of float32)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"  # registry name, see `dlbench.optim.OPTIMIZERS`
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 0.0  # L2 penalty, the optimizer's convention (adamw: decoupled)
+    epochs: int = 20  # passes over each member's training rows
+    batch_size: int = 32  # rows per step and member; an epoch's last batch may be smaller
+    preprocess: str = "standardize"  # fitted on each member's training rows only
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    key: dict[str, int]  # identifies the member in result rows, e.g. {"repeat": 0, "fold": 1}
+    seed: int  # initial weights and batch order
+    train: np.ndarray  # training rows of the dataset
+    evals: dict[str, np.ndarray] = field(default_factory=dict)  # split name -> rows
+
+
+@dataclass(eq=False)
+class MemberResult:
+    member: Member
+    status: str  # "ok", or "diverged" once its training loss became NaN/inf
+    diverged_epoch: int | None
+    curves: list[tuple[int, str, str, float]]  # (epoch 1.., split, metric, value)
+    seconds: list[float]  # wall seconds since its stack started, at the end of each epoch
+    predictions: dict[str, Predictions]  # "train" and every eval split, after the last epoch
+    weights: dict[str, torch.Tensor]  # its final parameters and buffers (CPU), stack axis removed
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise DlbenchError(f"unknown device '{name}'; choose one of: {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DlbenchError("--device cuda: no CUDA device is available here; "
+                           "use --device auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which a member visits its n training rows in an epoch (a permutation)."""
+    return np.random.default_rng(derive_seed(seed, epoch)).permutation(n)
+
+
+def steps_per_epoch(n_rows: int, batch_size: int) -> int:
+    return math.ceil(n_rows / batch_size)
+
+
+def plan_stacks(members: list[Member], config: TrainConfig) -> list[list[int]]:
+    """Group member indices into stacks that can train together exactly."""
+    if not OPTIMIZERS.get(config.optimizer).elementwise:
+        return [[i] for i in range(len(members))]  # a cross-parameter reduction: one at a time
+    groups: dict[tuple, list[int]] = {}
+    for i, m in enumerate(members):
+        key = (steps_per_epoch(len(m.train), config.batch_size), tuple(m.evals))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def train(dataset: Dataset, spec: ModelSpec, config: TrainConfig, members: list[Member],
+          progress: Callable[[int], None] | None = None) -> list[MemberResult]:
+    """Train every member; results come back in the order of `members`.
+
+    `progress(n)` is called after each epoch with the number of members that finished it.
+    """
+    device = resolve_device(config.device)
+    results: list[MemberResult | None] = [None] * len(members)
+    for stack in plan_stacks(members, config):
+        trained = _train_stack(dataset, spec, config, [members[i] for i in stack], device, progress)
+        for i, result in zip(stack, trained, strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
+# --- one stack -------------------------------------------------------------------------------
+
+
+class _StackData:
+    """The dataset on the device, with each member's preprocessing and target scaling."""
+
+    def __init__(self, dataset: Dataset, members: list[Member], preprocess: str,
+                 device: torch.device):
+        self.regression = dataset.task == "regression"
+        self.X = torch.as_tensor(dataset.X, dtype=torch.float32, device=device)  # (N, d)
+        self.y = torch.as_tensor(dataset.y, device=device)  # (N,)
+        affine = [fit_affine(preprocess, dataset.X[m.train]) for m in members]
+        self.scale = torch.as_tensor(np.stack([a[0] for a in affine])[:, None], device=device)
+        self.shift = torch.as_tensor(np.stack([a[1] for a in affine])[:, None], device=device)
+        # Regression targets are standardised per member (training rows only) for the loss;
+        # predictions are mapped back to the original units before any metric sees them.
+        y_train = [dataset.y[m.train].astype(np.float64) for m in members]
+        self.y_mean = np.array([y.mean() if self.regression else 0.0 for y in y_train])
+        self.y_std = np.array([(y.std() or 1.0) if self.regression else 1.0 for y in y_train])
+        self._y_mean_t = torch.as_tensor(self.y_mean[:, None], dtype=torch.float32, device=device)
+        self._y_std_t = torch.as_tensor(self.y_std[:, None], dtype=torch.float32, device=device)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """idx (M, B) dataset rows -> x (M, B, d) preprocessed, y (M, B) loss-ready targets."""
+        x = torch.addcmul(self.shift, self.X[idx], self.scale)
+        y = self.y[idx]
+        if self.regression:
+            y = (y - self._y_mean_t) / self._y_std_t
+        return x, y
+
+
+def _padded(rows: list[np.ndarray], length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows per member padded to `length` -> (index (M, length), weight (M, length) 1=real)."""
+    index = np.zeros((len(rows), length), dtype=np.int64)
+    weight = np.zeros((len(rows), length), dtype=np.float32)
+    for m, r in enumerate(rows):
+        index[m, : len(r)], index[m, len(r):] = r, r[0]  # pad with a row of its own, weight 0
+        weight[m, : len(r)] = 1.0
+    return torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device)
+
+
+def _per_sample_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(M, B, outputs), (M, B) -> (M, B) per-sample training loss."""
+    if kind == "mse":
+        return (out.squeeze(-1) - y).square()
+    if kind == "perceptron":  # Rosenblatt's criterion: how far the best wrong score beats the right
+        return out.max(-1).values - out.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+
+
+def _loss_kind(spec: ModelSpec, dataset: Dataset) -> str:
+    if dataset.task == "regression":
+        return "mse"
+    return "perceptron" if MODELS.get(spec.name).loss == "perceptron" else "cross_entropy"
+
+
+def _member_stats(loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                  regression: bool) -> torch.Tensor:
+    """(M, 3): summed loss, correct predictions and real rows, over the real rows given."""
+    correct = torch.zeros_like(w) if regression else (out.argmax(-1) == y).float()
+    return torch.stack([(loss * w).sum(1), (correct * w).sum(1), w.sum(1)], dim=1)
+
+
+def _train_stack(dataset, spec, config, members, device, progress) -> list[MemberResult]:
+    start = time.perf_counter()
+    data = _StackData(dataset, members, config.preprocess, device)
+    shape = Shape(dataset.n_features, dataset.input_shape,
+                  1 if data.regression else dataset.n_classes)
+    seeds = [m.seed for m in members]
+    torch.manual_seed(derive_seed(*seeds))  # dropout masks: same stack + seeds, same masks
+    model = build_model(spec, shape, seeds).to(device)
+    opt = build_optimizer(config.optimizer, model.parameters(), lr=config.lr,
+                          weight_decay=config.weight_decay)
+    kind = _loss_kind(spec, dataset)
+    steps = steps_per_epoch(len(members[0].train), config.batch_size)
+    curves: list[list[tuple[int, str, str, float]]] = [[] for _ in members]
+    seconds: list[float] = []
+    diverged: list[int | None] = [None] * len(members)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        train_stats = _train_epoch(model, opt, data, members, epoch, steps, config.batch_size, kind)
+        model.eval()
+        epoch_stats = {"train": train_stats}
+        for split in members[0].evals:
+            epoch_stats[split] = _evaluate(model, data, [m.evals[split] for m in members], kind)[0]
+        epoch_stats = {split: stats.cpu().numpy() for split, stats in epoch_stats.items()}
+        for m, curve in enumerate(curves):
+            _record_epoch(curve, epoch, epoch_stats, m, data.regression)
+            loss, _, count = epoch_stats["train"][m]
+            if diverged[m] is None and not math.isfinite(loss / count):
+                diverged[m] = epoch
+        seconds.append(time.perf_counter() - start)
+        if progress is not None:
+            progress(len(members))
+    return _finish(model, data, dataset, members, kind, curves, seconds, diverged)
+
+
+def _train_epoch(model, opt, data, members, epoch, steps, batch_size, kind) -> torch.Tensor:
+    """One epoch for every member -> (M, 3) training stats (the running minibatch figures)."""
+    orders = [m.train[epoch_order(m.seed, epoch, len(m.train))] for m in members]
+    index, weight = _padded(orders, steps * batch_size, data.X.device)  # (M, S*B)
+    # Each row's share of its member's batch mean: 1/(real rows in its batch), 0 for padding.
+    # Every member has at least one real row in every step (the stack shares steps per epoch).
+    per_batch = weight.view(len(members), steps, batch_size)
+    share = (per_batch / per_batch.sum(-1, keepdim=True)).view_as(weight)
+    losses, outs_right = torch.zeros_like(weight), torch.zeros_like(weight)
+    block = max(1, GATHER_FLOATS // (weight.numel() // steps * data.X.shape[1]))
+    for first in range(0, steps, block):  # gather and preprocess a block of steps at once
+        cols = slice(first * batch_size, min(first + block, steps) * batch_size)
+        x_block, y_block = data.batch(index[:, cols])
+        for t in range(min(block, steps - first)):
+            b = slice(t * batch_size, (t + 1) * batch_size)
+            c = slice(cols.start + b.start, cols.start + b.stop)
+            out = model(x_block[:, b], weight[:, c])
+            loss = _per_sample_loss(kind, out, y_block[:, b])  # (M, B)
+            opt.zero_grad(set_to_none=True)
+            (loss * share[:, c]).sum().backward()  # = sum over members of each member's mean
+            opt.step()
+            losses[:, c] = loss.detach()
+            if not data.regression:
+                outs_right[:, c] = out.detach().argmax(-1) == y_block[:, b]
+    return torch.stack([(losses * weight).sum(1), (outs_right * weight).sum(1), weight.sum(1)], 1)
+
+
+@torch.no_grad()
+def _evaluate(model: StackedModel, data: _StackData, rows: list[np.ndarray], kind: str):
+    """Eval-mode pass over each member's rows -> (stats (M, 3), outputs (M, N_max, outputs))."""
+    length = max(len(r) for r in rows)
+    index, weight = _padded(rows, length, data.X.device)
+    outs, stats = [], torch.zeros(len(rows), 3, device=data.X.device)
+    for s in range(0, length, EVAL_CHUNK):
+        idx, w = index[:, s:s + EVAL_CHUNK], weight[:, s:s + EVAL_CHUNK]
+        x, y = data.batch(idx)
+        out = model(x)
+        stats += _member_stats(_per_sample_loss(kind, out, y), out, y, w, data.regression)
+        outs.append(out)
+    return stats, torch.cat(outs, dim=1)
+
+
+def _record_epoch(curve, epoch, epoch_stats, m, regression):
+    for split, stats in epoch_stats.items():
+        loss, correct, count = stats[m]
+        curve.append((epoch, split, "loss", loss / count))
+        if not regression:
+            curve.append((epoch, split, "accuracy", correct / count))
+
+
+def _finish(model, data, dataset, members, kind, curves, seconds, diverged) -> list[MemberResult]:
+    """Final eval-mode predictions on every split, and each member's own weights."""
+    splits = {"train": [m.train for m in members]}
+    splits |= {split: [m.evals[split] for m in members] for split in members[0].evals}
+    predictions: list[dict[str, Predictions]] = [{} for _ in members]
+    for split, rows in splits.items():
+        out = _evaluate(model, data, rows, kind)[1].double().cpu().numpy()  # (M, N_max, outputs)
+        for m, r in enumerate(rows):
+            predictions[m][split] = _predictions(out[m, : len(r)], dataset.y[r], data, m, dataset)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return [
+        MemberResult(member, "ok" if diverged[m] is None else "diverged", diverged[m], curves[m],
+                     seconds, predictions[m], {k: v[m].clone() for k, v in state.items()})
+        for m, member in enumerate(members)
+    ]
+
+
+def _predictions(out: np.ndarray, y_true: np.ndarray, data: _StackData, m: int,
+                 dataset: Dataset) -> Predictions:
+    """Model outputs (n, outputs) of member m -> class probabilities or values in original units."""
+    if data.regression:
+        pred = out[:, 0] * data.y_std[m] + data.y_mean[m]
+        return Predictions(y_true, pred, None, 0, y_scale=float(data.y_std[m]))
+    with np.errstate(invalid="ignore", over="ignore"):
+        proba = softmax(out, axis=1)
+    return Predictions(y_true, out.argmax(1), proba, dataset.n_classes)

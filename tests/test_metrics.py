@@ -1,0 +1,225 @@
+"""Metrics equal sklearn's, point the right way, turn undefined cases into NaN; chance baselines."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from dlbench.errors import DlbenchError
+from dlbench.metrics import (
+    METRICS,
+    Predictions,
+    chance_predictions,
+    default_metrics,
+    resolve_metrics,
+    score,
+)
+
+TASKS = ("classification", "regression")
+
+
+def random_classification(n_classes: int, n: int = 200, seed: int = 0) -> Predictions:
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, n_classes, n)
+    logits = rng.normal(size=(n, n_classes)) + 1.5 * np.eye(n_classes)[y_true]  # better than chance
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return Predictions(y_true, proba.argmax(axis=1), proba, n_classes)
+
+
+def random_regression(n: int = 200, seed: int = 0, y_scale: float = 2.0) -> Predictions:
+    rng = np.random.default_rng(seed)
+    y_true = rng.normal(3.0, 2.0, n)
+    return Predictions(y_true, y_true + rng.normal(0.0, 1.0, n), None, 0, y_scale)
+
+
+def sklearn_reference(p: Predictions) -> dict[str, float]:
+    """The direct sklearn calls (and the one formula sklearn lacks) that each metric must equal."""
+    if p.n_classes == 0:
+        return {
+            "mse": skm.mean_squared_error(p.y_true, p.y_pred),
+            "mae": skm.mean_absolute_error(p.y_true, p.y_pred),
+            "r2": skm.r2_score(p.y_true, p.y_pred),
+            "loss": float(np.mean(((p.y_true - p.y_pred) / p.y_scale) ** 2)),
+        }
+    labels = list(range(p.n_classes))
+    log_loss = skm.log_loss(p.y_true, p.proba, labels=labels)
+    if p.n_classes == 2:
+        roc_auc = skm.roc_auc_score(p.y_true, p.proba[:, 1])
+    else:
+        roc_auc = skm.roc_auc_score(p.y_true, p.proba, multi_class="ovr", labels=labels)
+    return {
+        "accuracy": skm.accuracy_score(p.y_true, p.y_pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(p.y_true, p.y_pred),
+        "f1_macro": skm.f1_score(p.y_true, p.y_pred, average="macro"),
+        "log_loss": log_loss,
+        "roc_auc": roc_auc,
+        "loss": log_loss,
+    }
+
+
+CASES = {
+    "binary": random_classification(2),
+    "multiclass": random_classification(4),
+    "regression": random_regression(),
+}
+
+
+def task_of(pred: Predictions) -> str:
+    return "classification" if pred.n_classes else "regression"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_metric_equals_the_direct_sklearn_call(case):
+    pred = CASES[case]
+    expected = sklearn_reference(pred)
+    metrics = [m for m in METRICS if task_of(pred) in m.tasks]
+    assert sorted(m.name for m in metrics) == sorted(expected)  # a new metric needs a reference
+    got = score(pred, metrics)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-12), name
+
+
+def test_classification_loss_is_cross_entropy_in_nats():
+    pred = CASES["multiclass"]
+    nll = -np.mean(np.log(pred.proba[np.arange(len(pred.y_true)), pred.y_true]))
+    assert score(pred, resolve_metrics(["loss"], "classification"))["loss"] == pytest.approx(nll)
+
+
+def perfect(pred: Predictions) -> Predictions:
+    proba = None if pred.proba is None else np.eye(pred.n_classes)[pred.y_true]
+    return Predictions(pred.y_true, pred.y_true.copy(), proba, pred.n_classes, pred.y_scale)
+
+
+def worse(pred: Predictions, seed: int = 1) -> Predictions:
+    rng = np.random.default_rng(seed)
+    if pred.n_classes == 0:
+        return Predictions(pred.y_true, rng.permutation(pred.y_pred), None, 0, pred.y_scale)
+    proba = rng.dirichlet(np.ones(pred.n_classes), len(pred.y_true))
+    return Predictions(pred.y_true, proba.argmax(axis=1), proba, pred.n_classes)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_greater_is_better_points_the_right_way(case):
+    pred = CASES[case]
+    for metric in (m for m in METRICS if task_of(pred) in m.tasks):
+        good = score(perfect(pred), [metric])[metric.name]
+        bad = score(worse(pred), [metric])[metric.name]
+        assert (good > bad) == metric.greater_is_better, metric.name
+
+
+def score_quietly(pred: Predictions) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither an exception nor a warning may escape
+        return score(pred, resolve_metrics(None, task_of(pred)))
+
+
+def test_roc_auc_is_nan_when_one_class_is_present():
+    pred = CASES["binary"]
+    ones = pred.y_true == 1
+    only_ones = Predictions(pred.y_true[ones], pred.y_pred[ones], pred.proba[ones], 2)
+    scores = score_quietly(only_ones)
+    assert math.isnan(scores["roc_auc"])
+    assert math.isfinite(scores["accuracy"]) and math.isfinite(scores["log_loss"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_probabilities_score_nan(bad):
+    pred = CASES["multiclass"]
+    proba = pred.proba.copy()
+    proba[3] = bad  # one diverged row is enough
+    scores = score_quietly(Predictions(pred.y_true, pred.y_pred, proba, pred.n_classes))
+    for name in ("log_loss", "roc_auc", "loss"):
+        assert math.isnan(scores[name]), name
+    assert math.isfinite(scores["accuracy"])  # class predictions still exist
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_regression_predictions_score_nan(bad):
+    pred = CASES["regression"]
+    y_pred = pred.y_pred.copy()
+    y_pred[0] = bad
+    scores = score_quietly(Predictions(pred.y_true, y_pred, None, 0, pred.y_scale))
+    assert all(math.isnan(v) for v in scores.values()) and len(scores) == 4
+
+
+def test_metrics_needing_probabilities_score_nan_without_them():
+    pred = CASES["binary"]
+    scores = score_quietly(Predictions(pred.y_true, pred.y_pred, None, 2))
+    assert math.isnan(scores["roc_auc"]) and math.isnan(scores["log_loss"])
+    assert scores["accuracy"] == skm.accuracy_score(pred.y_true, pred.y_pred)
+
+
+def test_chance_classifier_predicts_majority_with_training_priors():
+    y_train = np.array([0, 0, 0, 2, 2, 3])  # class 1 never trains
+    y_eval = np.array([1, 0, 2, 3])
+    pred = chance_predictions(y_train, y_eval, task="classification", n_classes=4)
+    assert np.array_equal(pred.y_true, y_eval)
+    assert np.array_equal(pred.y_pred, [0, 0, 0, 0])
+    assert pred.proba.shape == (4, 4)
+    assert np.allclose(pred.proba, [0.5, 0.0, 2 / 6, 1 / 6])
+    assert pred.n_classes == 4
+    scores = score_quietly(pred)
+    assert scores["accuracy"] == 0.25 and scores["roc_auc"] == 0.5
+
+
+def test_chance_regressor_predicts_the_training_mean():
+    y_train = np.array([1.0, 2.0, 3.0, 6.0])
+    pred = chance_predictions(y_train, np.array([0.0, 4.0]), task="regression", n_classes=0)
+    assert np.allclose(pred.y_pred, 3.0)
+    assert pred.proba is None and pred.n_classes == 0
+    assert pred.y_scale == pytest.approx(np.std(y_train))
+    flat = chance_predictions(np.full(3, 5.0), np.array([5.0]), task="regression", n_classes=0)
+    assert flat.y_scale == 1.0
+
+
+def test_chance_regression_loss_is_about_one():
+    # Predicting the mean costs one variance, i.e. 1 in units of the target's std.
+    y = np.random.default_rng(0).normal(10.0, 3.0, 4000)
+    pred = chance_predictions(y[:2000], y[2000:], task="regression", n_classes=0)
+    assert score_quietly(pred)["loss"] == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_defaults_are_registered_for_their_task(task):
+    infos = resolve_metrics(None, task)
+    assert [m.name for m in infos] == default_metrics(task)
+    assert all(task in m.tasks for m in infos)
+    assert "loss" in default_metrics(task)
+
+
+def test_resolve_keeps_order_and_drops_repeats():
+    infos = resolve_metrics(["roc_auc", "accuracy", "roc_auc"], "classification")
+    assert [m.name for m in infos] == ["roc_auc", "accuracy"]
+
+
+@pytest.mark.parametrize(
+    "names,task,listed,not_listed",
+    [
+        (["r2"], "classification", "balanced_accuracy", "mae"),
+        (["accuracy"], "regression", "mae", "roc_auc"),
+        (["accuracy", "nope"], "classification", "roc_auc", "mse"),
+    ],
+)
+def test_resolve_rejects_names_and_lists_the_task_s_metrics(names, task, listed, not_listed):
+    with pytest.raises(DlbenchError) as caught:
+        resolve_metrics(names, task)
+    message = str(caught.value)
+    assert "\n" not in message and names[-1] in message
+    assert listed in message and not_listed not in message
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: default_metrics("ranking"),
+        lambda: resolve_metrics(None, "ranking"),
+        lambda: chance_predictions([0], [0], task="ranking", n_classes=1),
+    ],
+)
+def test_unknown_task_is_a_one_line_error(call):
+    with pytest.raises(DlbenchError, match="classification, regression"):
+        call()

@@ -1,0 +1,198 @@
+"""The exactness contract: a stacked member trains exactly like that model alone."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlbench.datasets import Dataset
+from dlbench.models import (
+    Lambda,
+    ModelSpec,
+    Shape,
+    StackedBatchNorm,
+    StackedConv,
+    StackedLinear,
+    build_model,
+)
+from dlbench.optim import OPTIMIZERS, build_optimizer
+from dlbench.preprocess import fit_affine
+from dlbench.trainer import Member, TrainConfig, epoch_order, plan_stacks, train
+
+
+def make_dataset(n=150, d=8, classes=3, task="classification", seed=0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(n, d)) * rng.uniform(0.5, 5, d) + rng.normal(size=d)).astype(np.float32)
+    if task == "regression":
+        y = (X @ rng.normal(size=d) + 50).astype(np.float32)
+        return Dataset("toy-reg", X, y, task)
+    y = (X[:, :classes] + rng.normal(size=(n, classes))).argmax(1).astype(np.int64)
+    return Dataset("toy", X, y, task, classes=tuple(str(c) for c in range(classes)),
+                   input_shape=(2, d // 2))
+
+
+def make_members(n_train=(40, 39, 41), n_val=30) -> list[Member]:
+    """Training sets of different sizes, same number of 16-row steps, so one stack."""
+    rng = np.random.default_rng(1)
+    members = []
+    for i, n in enumerate(n_train):
+        rows = rng.permutation(150)
+        members.append(Member({"i": i}, seed=100 + i, train=np.sort(rows[:n]),
+                              evals={"val": np.sort(rows[n:n + n_val])}))
+    return members
+
+
+def to_plain(stacked: nn.Module, m: int) -> nn.Sequential:
+    """Member m of a stacked model as an ordinary torch network with the same weights."""
+    layers = []
+    for layer in stacked.layers:
+        if isinstance(layer, StackedLinear):
+            plain = nn.Linear(layer.fan_in, layer.fan_out, bias=layer.bias is not None)
+            plain.weight.data = layer.weight[m].T.clone()
+            if layer.bias is not None:
+                plain.bias.data = layer.bias[m, 0].clone()
+        elif isinstance(layer, StackedConv):
+            w = layer.weight[m]
+            conv = nn.Conv1d if w.dim() == 3 else nn.Conv2d
+            plain = conv(w.shape[1], w.shape[0], w.shape[2], padding=layer.padding,
+                         bias=layer.bias is not None)
+            plain.weight.data = w.clone()
+            if layer.bias is not None:
+                plain.bias.data = layer.bias[m].clone()
+        elif isinstance(layer, StackedBatchNorm):
+            plain = nn.BatchNorm1d(layer.weight.shape[1])
+            plain.weight.data, plain.bias.data = layer.weight[m].clone(), layer.bias[m].clone()
+            plain.running_mean.data = layer.running_mean[m].clone()
+            plain.running_var.data = layer.running_var[m].clone()
+        elif isinstance(layer, Lambda):  # activation, pooling or flatten: shapes shift by one axis
+            plain = Lambda(lambda x, fn=layer.fn: fn(x.unsqueeze(0)).squeeze(0))
+        else:
+            raise AssertionError(f"unexpected layer {layer}")
+        layers.append(plain)
+    if stacked.input_shape is not None:
+        layers.insert(0, nn.Unflatten(1, stacked.input_shape))
+    return nn.Sequential(*layers)
+
+
+def shape_of(ds: Dataset) -> Shape:
+    return Shape(ds.n_features, ds.input_shape, 1 if ds.task == "regression" else ds.n_classes)
+
+
+def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member):
+    """A plain one-model loop: same initial weights, batch order and hyperparameters."""
+    net = to_plain(build_model(spec, shape_of(ds), [member.seed]), 0)
+    opt = build_optimizer(cfg.optimizer, net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scale, shift = fit_affine(cfg.preprocess, ds.X[member.train])
+    X = torch.as_tensor(ds.X * scale + shift)
+    y = torch.as_tensor(ds.y)
+    if ds.task == "regression":
+        y_train = ds.y[member.train].astype(np.float64)
+        y = (y - y_train.mean()) / y_train.std()
+    losses = []
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
+        total = 0.0
+        for s in range(0, len(rows), cfg.batch_size):
+            r = torch.as_tensor(rows[s:s + cfg.batch_size])
+            out = net(X[r])
+            if ds.task == "regression":
+                loss = F.mse_loss(out.squeeze(-1), y[r].float())
+            else:
+                loss = F.cross_entropy(out, y[r])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(r)
+        losses.append(total / len(rows))
+    return net, losses
+
+
+def assert_member_matches_alone(ds, spec, cfg, members):
+    results = train(ds, spec, cfg, members)
+    for result, member in zip(results, members, strict=True):
+        net, losses = train_alone(ds, spec, cfg, member)
+        curve = [v for _, split, metric, v in result.curves if (split, metric) == ("train", "loss")]
+        np.testing.assert_allclose(curve, losses, rtol=1e-4, atol=1e-6)
+        stacked = build_model(spec, shape_of(ds), [0])
+        stacked.load_state_dict({k: v.unsqueeze(0) for k, v in result.weights.items()})
+        expected = to_plain(stacked, 0).state_dict()
+        for name, value in net.state_dict().items():
+            if "num_batches" not in name:
+                np.testing.assert_allclose(expected[name], value, rtol=1e-4, atol=1e-5)
+
+
+ELEMENTWISE = [o.name for o in OPTIMIZERS if o.elementwise]
+
+
+@pytest.mark.parametrize("optimizer", ELEMENTWISE)
+def test_stacked_mlp_equals_alone_for_every_optimizer(optimizer):
+    cfg = TrainConfig(optimizer=optimizer, lr=0.01, weight_decay=1e-3, epochs=3, batch_size=16)
+    assert_member_matches_alone(make_dataset(), ModelSpec("mlp", hidden=(16, 8)), cfg,
+                                make_members())
+
+
+@pytest.mark.parametrize("spec", [
+    ModelSpec("mlp", hidden=(12,), batchnorm=True, activation="tanh", init="xavier"),
+    ModelSpec("cnn1d", channels=(4, 6), batchnorm=True),
+    ModelSpec("linear", init="he"),
+], ids=["mlp-batchnorm", "cnn1d-batchnorm", "linear"])
+def test_stacked_models_equal_alone(spec):
+    cfg = TrainConfig(optimizer="adam", lr=0.01, epochs=3, batch_size=16, preprocess="minmax")
+    assert_member_matches_alone(make_dataset(), spec, cfg, make_members())
+
+
+def test_regression_member_equals_alone():
+    cfg = TrainConfig(optimizer="momentum", lr=0.01, epochs=3, batch_size=16)
+    assert_member_matches_alone(make_dataset(task="regression"), ModelSpec("mlp", hidden=(8,)),
+                                cfg, make_members())
+
+
+def test_member_init_does_not_depend_on_its_stack():
+    shape = Shape(8, None, 3)
+    together = build_model(ModelSpec("mlp", hidden=(5,)), shape, [7, 8, 9])
+    alone = build_model(ModelSpec("mlp", hidden=(5,)), shape, [8])
+    for a, b in zip(together.parameters(), alone.parameters(), strict=True):
+        torch.testing.assert_close(a[1], b[0])
+        assert not torch.equal(a[0], a[1])
+
+
+def test_members_group_into_stacks_by_steps_per_epoch():
+    members = make_members(n_train=(32, 31, 33, 64))
+    stacks = plan_stacks(members, TrainConfig(batch_size=16))
+    assert sorted(map(sorted, stacks)) == [[0, 1], [2], [3]]
+
+
+def test_each_member_sees_each_training_row_once_per_epoch():
+    member = make_members()[2]
+    for epoch in (1, 2):
+        order = epoch_order(member.seed, epoch, len(member.train))
+        assert sorted(order) == list(range(len(member.train)))
+    assert not np.array_equal(epoch_order(member.seed, 1, 41), epoch_order(member.seed, 2, 41))
+
+
+def test_a_diverging_member_is_a_result_and_leaves_the_others_exact():
+    ds = make_dataset()
+    X = ds.X.copy()
+    X[0] = np.inf  # row 0 poisons the first member only
+    ds = Dataset(ds.name, X, ds.y, ds.task, ds.classes)
+    members = make_members()
+    members[0] = Member({"i": 0}, 100, np.union1d(members[0].train[1:], [0]), members[0].evals)
+    for m in members[1:]:
+        assert 0 not in m.train and 0 not in m.evals["val"]
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=3, batch_size=16, preprocess="none")
+    spec = ModelSpec("mlp", hidden=(8,))
+    results = train(ds, spec, cfg, members)
+    assert results[0].status == "diverged" and results[0].diverged_epoch == 1
+    assert [r.status for r in results[1:]] == ["ok", "ok"]
+    assert_member_matches_alone(ds, spec, cfg, members[1:])
+
+
+def test_same_seeds_give_identical_results():
+    ds, members = make_dataset(), make_members()
+    spec, cfg = ModelSpec("mlp", hidden=(8,), dropout=0.3), TrainConfig(epochs=2, batch_size=16)
+    a, b = train(ds, spec, cfg, members), train(ds, spec, cfg, members)
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.curves == rb.curves
+        np.testing.assert_array_equal(ra.predictions["val"].proba, rb.predictions["val"].proba)
