@@ -39,12 +39,16 @@ def cv_table(summary: pd.DataFrame, info: dict[str, Any], title: str) -> Table:
             table.add_row(r.metric, number(r.mean), number(r.std),
                           f"{number(r.ci_low)}–{number(r.ci_high)}", number(r.chance),
                           p_value(r.p_value), beats)
-    table.caption = "\n".join(_notes(summary, info))
     return table
 
 
 def _notes(summary: pd.DataFrame, info: dict[str, Any]) -> list[str]:
     notes = []
+    val = summary[summary.split == "val"]
+    if len(val) and val["n"].iloc[0] > 1:
+        first = val.iloc[0]
+        notes.append(f"val {first.metric} ranged {number(first['min'])}–{number(first['max'])} "
+                     f"over the {first.n} splits")
     for split, method in summary.groupby("split", sort=False)["interval"].first().items():
         if split != "train":
             notes.append(f"{split}: 95% CI by {method}")
@@ -80,4 +84,7 @@ def print_cv(summary: pd.DataFrame, info: dict[str, Any], title: str, fmt: str,
         records = json.loads(summary.to_json(orient="records"))
         print(json.dumps({"summary": records, "run": info}, indent=2, default=str))
     else:
-        (console or Console()).print(cv_table(summary, info, title))
+        console = console or Console()
+        console.print(cv_table(summary, info, title))
+        for note in _notes(summary, info):
+            console.print(note, style="dim", soft_wrap=True)
