@@ -5,6 +5,7 @@ torch and the runners are imported inside the commands, so `dlbench --help` stay
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -166,10 +167,11 @@ def _run_cv(runner, config, out: Path | None, fmt: str) -> None:
     out_dir = _check_output(out, fmt, "cv")
     plan = runner.prepare(config)
     if plan.duplicates["train_val"] or plan.duplicates["dev_test"]:
-        typer.echo(f"warning: {plan.duplicates['train_val']} validation rows (and "
-                   f"{plan.duplicates['dev_test']} test rows) duplicate a training row of their "
-                   "split, which inflates the estimate; pass --dedupe to drop duplicates",
-                   err=True)
+        d = plan.duplicates
+        test = f", and {d['dev_test']} test rows a train+val row" if d["dev_test"] else ""
+        typer.echo(f"warning: validation rows duplicate a training row of their split "
+                   f"{d['train_val']} times over {len(d['per_split'])} splits{test}; this "
+                   "inflates the estimate; pass --dedupe to drop duplicates", err=True)
     with progress_bar(plan.total_epochs, "cv") as advance:
         result = runner.run(plan, advance)
     manifest = {"command": "cv", **results.environment(), "config": asdict(config),
@@ -177,8 +179,10 @@ def _run_cv(runner, config, out: Path | None, fmt: str) -> None:
     results.write_run(out_dir, {"scores": result.scores, "curves": result.curves,
                                 "splits": result.splits, "summary": result.summary}, manifest)
     s = config.split
-    design = (f"{s.k}-fold × {s.repeats}" if s.protocol == "kfold"
-              else f"holdout {s.val_fraction:g} × {s.holdout_seeds} seeds")
+    design = (f"{s.k}-fold × {s.repeats} repeats" if s.protocol == "kfold"
+              else f"holdout {s.val_fraction:g} × {s.holdout_seeds} shuffles")
+    if config.seeds > 1:
+        design += f" × {config.seeds} seeds"
     title = (f"cv · {result.info['dataset']['name']} · {config.model.name} · "
              f"{config.train.optimizer} lr={config.train.lr:g} · {design}")
     report.print_cv(result.summary, result.info, title, fmt)
@@ -192,7 +196,17 @@ def _check_output(out: Path | None, fmt: str, command: str) -> Path:
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
     if out is not None and out.exists() and not out.is_dir():
         raise DlbenchError(f"--out {out} is a file; give a directory path")
-    return out if out is not None else results.default_out_dir(command)
+    path = out if out is not None else results.default_out_dir(command)
+    # Checked now, not when the files are written after training: the nearest existing ancestor
+    # must be a writable directory.
+    base = next(p for p in (path, *path.parents) if p.exists())
+    if not base.is_dir():
+        raise DlbenchError(f"cannot create results directory {path}: {base} is a file; "
+                           "give --out a directory path")
+    if not os.access(base, os.W_OK):
+        raise DlbenchError(f"cannot create results directory {path}: {base} is not writable; "
+                           "give --out a writable directory")
+    return path
 
 
 @app.command()

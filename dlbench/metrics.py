@@ -41,6 +41,7 @@ class MetricInfo:
     greater_is_better: bool
     fn: Callable[[Predictions], float]
     description: str
+    bounds: tuple[float, float] = (-math.inf, math.inf)  # the values the metric can take
 
 
 def _labels(pred: Predictions) -> np.ndarray:
@@ -84,6 +85,7 @@ METRICS.add(
         greater_is_better=True,
         fn=lambda p: skm.accuracy_score(p.y_true, p.y_pred),
         description="fraction of rows whose predicted class is right",
+        bounds=(0.0, 1.0),
     )
 )
 METRICS.add(
@@ -93,6 +95,7 @@ METRICS.add(
         greater_is_better=True,
         fn=lambda p: skm.balanced_accuracy_score(p.y_true, p.y_pred),
         description="mean per-class recall; chance is 1/C whatever the class balance",
+        bounds=(0.0, 1.0),
     )
 )
 METRICS.add(
@@ -102,6 +105,7 @@ METRICS.add(
         greater_is_better=True,
         fn=lambda p: skm.f1_score(p.y_true, p.y_pred, average="macro", zero_division=0),
         description="unweighted mean of per-class F1",
+        bounds=(0.0, 1.0),
     )
 )
 METRICS.add(
@@ -111,6 +115,7 @@ METRICS.add(
         greater_is_better=False,
         fn=_log_loss,
         description="mean negative log-probability of the true class, in nats",
+        bounds=(0.0, math.inf),
     )
 )
 METRICS.add(
@@ -120,6 +125,7 @@ METRICS.add(
         greater_is_better=True,
         fn=_roc_auc,
         description="area under the ROC curve (multiclass: one-vs-rest, macro average)",
+        bounds=(0.0, 1.0),
     )
 )
 METRICS.add(
@@ -129,6 +135,7 @@ METRICS.add(
         greater_is_better=False,
         fn=_loss,
         description="the training objective: cross-entropy (nats), or MSE in target-std units",
+        bounds=(0.0, math.inf),
     )
 )
 METRICS.add(
@@ -138,6 +145,7 @@ METRICS.add(
         greater_is_better=False,
         fn=lambda p: skm.mean_squared_error(p.y_true, p.y_pred),
         description="mean squared error, in squared target units",
+        bounds=(0.0, math.inf),
     )
 )
 METRICS.add(
@@ -147,6 +155,7 @@ METRICS.add(
         greater_is_better=False,
         fn=lambda p: skm.mean_absolute_error(p.y_true, p.y_pred),
         description="mean absolute error, in target units",
+        bounds=(0.0, math.inf),
     )
 )
 METRICS.add(
@@ -156,6 +165,7 @@ METRICS.add(
         greater_is_better=True,
         fn=lambda p: skm.r2_score(p.y_true, p.y_pred),
         description="coefficient of determination: 1 is perfect, 0 is predicting the mean",
+        bounds=(-math.inf, 1.0),
     )
 )
 

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -25,7 +26,7 @@ def p_value(p: float) -> str:
 
 
 def cv_table(summary: pd.DataFrame, info: dict[str, Any], title: str) -> Table:
-    table = Table(title=title, title_justify="left", caption_justify="left",
+    table = Table(title=escape(title), title_justify="left", caption_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
                   show_edge=False)
     for name, justify in (("metric", "left"), ("mean", "right"), ("std", "right"),
@@ -65,8 +66,8 @@ def _notes(summary: pd.DataFrame, info: dict[str, Any]) -> list[str]:
 def listing(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     """A registry listing (`dlbench datasets`, `dlbench models`) as a table on stdout."""
     table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c.replace("_", " "), overflow="fold")
+    for i, c in enumerate(columns):  # names never wrap; the last column (descriptions) folds
+        table.add_column(c.replace("_", " "), overflow="fold", no_wrap=i < len(columns) - 1)
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
     Console().print(table)
@@ -75,7 +76,7 @@ def listing(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return escape(str(value))  # "[batch norm]" is text, not rich markup
 
 
 def print_cv(summary: pd.DataFrame, info: dict[str, Any], title: str, fmt: str,
@@ -87,4 +88,4 @@ def print_cv(summary: pd.DataFrame, info: dict[str, Any], title: str, fmt: str,
         console = console or Console()
         console.print(cv_table(summary, info, title))
         for note in _notes(summary, info):
-            console.print(note, style="dim", soft_wrap=True)
+            console.print(note, style="dim", soft_wrap=True, highlight=False)

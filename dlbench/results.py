@@ -78,7 +78,12 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"versions": versions, "platform": platform.platform(), "git_revision": _git_revision(),
-            "command_line": [Path(sys.argv[0]).name, *sys.argv[1:]]}
+            "command_line": [_program(), *sys.argv[1:]]}
+
+
+def _program() -> str:
+    name = Path(sys.argv[0]).name
+    return "dlbench" if name in ("__main__.py", "dlbench") else name
 
 
 def _git_revision() -> str | None:

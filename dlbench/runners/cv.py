@@ -97,7 +97,8 @@ def _check(config: CVConfig, dataset: Dataset) -> None:
         raise DlbenchError(f"dataset {dataset.name} has a fixed test split already; "
                            "drop --test-fraction")
     if config.test_fraction is not None and not 0 < config.test_fraction < 1:
-        raise DlbenchError(f"--test-fraction must be in (0, 1), got {config.test_fraction}")
+        raise DlbenchError("--test-fraction must be strictly between 0 and 1 "
+                           f"(got {config.test_fraction})")
     if config.split.time_order and dataset.groups is not None:
         raise DlbenchError("--time-order cannot keep groups apart; drop --group or --time-order")
     shape = Shape(dataset.n_features, dataset.input_shape,
@@ -171,7 +172,10 @@ def _score_rows(plan: Plan, results: list[MemberResult]) -> list[dict[str, Any]]
         base = _key(plan, plan.config.model.name, r.member.key)
         for split, pred in r.predictions.items():
             for metric, value in score(pred, plan.metrics).items():
-                rows.append({**base, "split": split, "metric": metric, "value": value,
+                # A diverged member predicts argmax(NaN) = class 0, which can score near chance;
+                # that is no measurement, so all its scores are NaN (left out of the estimates).
+                rows.append({**base, "split": split, "metric": metric,
+                             "value": np.nan if r.status == "diverged" else value,
                              "status": r.status})
     return rows
 
@@ -194,8 +198,13 @@ def _chance_rows(plan: Plan) -> list[dict[str, Any]]:
 
 def _curve_rows(plan: Plan, results: list[MemberResult]) -> list[dict[str, Any]]:
     return [{**_key(plan, plan.config.model.name, r.member.key), "epoch": epoch, "split": split,
-             "metric": metric, "value": value, "status": r.status}
+             "metric": metric, "value": _until_diverged(r, epoch, value), "status": r.status}
             for r in results for epoch, split, metric, value in r.curves]
+
+
+def _until_diverged(r: MemberResult, epoch: int, value: float) -> float:
+    """From the epoch its loss became NaN/inf on, a member's curve values mean nothing: NaN."""
+    return np.nan if r.diverged_epoch is not None and epoch >= r.diverged_epoch else value
 
 
 def _split_rows(plan: Plan) -> pd.DataFrame:
@@ -231,10 +240,14 @@ def summarize(scores: pd.DataFrame, plan: Plan) -> pd.DataFrame:
             interval = _cv_interval(ours, group[group.model == model]["value"], n_train, n_val)
             diffs = ours.to_numpy() - chance.reindex(ours.index).to_numpy()
             p = _p_value(diffs, n_train, n_val)
-        better = METRICS.get(metric).greater_is_better
+        info = METRICS.get(metric)
+        better = info.greater_is_better
+        low, high = info.bounds  # a t interval can cross what the metric can take: clip it
         diff = interval.mean - float(chance.mean())
+        spread = ours if split != "test" else group[group.model == model]["value"]
         rows.append({"split": split, "metric": metric, "n": interval.n, "mean": interval.mean,
-                     "std": interval.std, "ci_low": interval.low, "ci_high": interval.high,
+                     "std": interval.std, "min": spread.min(), "max": spread.max(),
+                     "ci_low": max(interval.low, low), "ci_high": min(interval.high, high),
                      "interval": interval.method, "chance": float(chance.mean()), "diff": diff,
                      "p_value": p, "beats_chance": _beats(diff, p, better)})
     order = {"train": 0, "val": 1, "test": 2}
