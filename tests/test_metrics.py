@@ -224,3 +224,16 @@ def test_resolve_rejects_names_and_lists_the_task_s_metrics(names, task, listed,
 def test_unknown_task_is_a_one_line_error(call):
     with pytest.raises(DlbenchError, match="classification, regression"):
         call()
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_roc_auc_equals_sklearn_with_heavy_ties(n_classes):
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, 300)
+    y[:n_classes] = np.arange(n_classes)  # every class present
+    proba = np.round(rng.dirichlet(np.ones(n_classes), 300), 1)  # many tied scores
+    proba /= proba.sum(1, keepdims=True)
+    pred = Predictions(y, proba.argmax(1), proba, n_classes)
+    expected = (skm.roc_auc_score(y, proba[:, 1]) if n_classes == 2 else
+                skm.roc_auc_score(y, proba, multi_class="ovr", labels=range(n_classes)))
+    assert score(pred, [METRICS.get("roc_auc")])["roc_auc"] == pytest.approx(expected, abs=1e-12)
