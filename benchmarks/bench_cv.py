@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dlbench.datasets import DataSpec
 from dlbench.models import ModelSpec
+from dlbench.optim import OptimSpec
 from dlbench.runners import cv as runner
 from dlbench.splits import SplitConfig, make_splits
 from dlbench.trainer import TrainConfig
@@ -80,7 +81,7 @@ def cv_config(epochs: int) -> runner.CVConfig:
     return runner.CVConfig(
         data=DataSpec(DATASET, None, None, None, None, False),
         model=ModelSpec("mlp", (HIDDEN,), (16, 32), "relu", False, 0.0, "default"),
-        train=TrainConfig("adam", LR, 0.0, epochs, BATCH_SIZE, "standardize", "auto"),
+        train=TrainConfig(OptimSpec("adam", LR), epochs, BATCH_SIZE, "standardize"),
         split=SplitConfig("kfold", K, CV_REPEATS, 0.25, 1, True, False, SEED),
         seeds=1, test_fraction=None, metrics=(),
     )

@@ -72,9 +72,17 @@ BatchnormOpt = Annotated[bool, typer.Option(help="Batch norm after each hidden l
 DropoutOpt = Annotated[float, typer.Option(help="Dropout probability after each activation.")]
 InitOpt = Annotated[str, typer.Option(help="Weight init: default | xavier | he | std1 | std0.01.")]
 OptOpt = Annotated[str, typer.Option(
-    "--opt", help="Optimizer: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw.")]
-LrOpt = Annotated[float, typer.Option(help="Learning rate.")]
-WeightDecayOpt = Annotated[float, typer.Option(help="L2 weight decay (adamw: decoupled).")]
+    "--opt", help="Optimizer entry (see `dlbench optimizers`), with optional parameters: "
+                  "adam[lr=0.01,betas=0.9/0.99].")]
+LrOpt = Annotated[float | None, typer.Option(
+    help="Learning rate of every --opt entry that sets none (default: the optimizer's own).")]
+WeightDecayOpt = Annotated[float | None, typer.Option(
+    help="Weight decay of every --opt entry that sets none (adamw: decoupled; default: the "
+         "optimizer's own).")]
+ScheduleOpt = Annotated[str, typer.Option(
+    help="Learning-rate schedule, stepped per optimizer step: constant | step | exponential "
+         "| cosine.")]
+WarmupOpt = Annotated[int, typer.Option(help="Optimizer steps of linear warm-up.")]
 EpochsOpt = Annotated[int, typer.Option(help="Epochs: passes over each member's training rows.")]
 BatchOpt = Annotated[int, typer.Option(help="Rows per step and member.")]
 PreprocessOpt = Annotated[str, typer.Option(
@@ -101,6 +109,16 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
     return values
 
 
+def _one_optimizer(text: str, lr: float | None, weight_decay: float | None):
+    from dlbench.optim import parse_optimizers
+
+    specs = parse_optimizers(text, lr, weight_decay)
+    if len(specs) > 1:
+        raise DlbenchError("cv evaluates one configuration: give one --opt entry "
+                           "(dlbench optimize compares several)")
+    return specs[0]
+
+
 def _names(text: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else ()
 
@@ -124,8 +142,9 @@ def cv(dataset: DatasetOpt = "digits", data: DataOpt = None, target: TargetOpt =
        model: ModelOpt = "mlp", hidden: HiddenOpt = "128", channels: ChannelsOpt = "16,32",
        activation: ActivationOpt = "relu", batchnorm: BatchnormOpt = False,
        dropout: DropoutOpt = 0.0, init: InitOpt = "default", opt: OptOpt = "adam",
-       lr: LrOpt = 1e-3, weight_decay: WeightDecayOpt = 0.0, epochs: EpochsOpt = 20,
-       batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
+       lr: LrOpt = None, weight_decay: WeightDecayOpt = None, schedule: ScheduleOpt = "constant",
+       warmup: WarmupOpt = 0, epochs: EpochsOpt = 20, batch_size: BatchOpt = 32,
+       preprocess: PreprocessOpt = "standardize",
        protocol: Annotated[str, typer.Option(help="kfold | holdout.")] = "kfold",
        k: Annotated[int, typer.Option(help="Folds.")] = 4,
        repeats: Annotated[int, typer.Option(
@@ -153,7 +172,8 @@ def cv(dataset: DatasetOpt = "digits", data: DataOpt = None, target: TargetOpt =
         data=DataSpec(dataset, str(data) if data else None, target, group, time, dedupe),
         model=ModelSpec(model, _ints("--hidden", hidden), _ints("--channels", channels),
                         activation, batchnorm, dropout, init),
-        train=TrainConfig(opt, lr, weight_decay, epochs, batch_size, preprocess, device),
+        train=TrainConfig(_one_optimizer(opt, lr, weight_decay), epochs, batch_size, preprocess,
+                          schedule, warmup, device),
         split=SplitConfig(protocol, k, repeats, val_fraction, holdout_seeds, stratify,
                           time_order, seed),
         seeds=seeds, test_fraction=test_fraction, metrics=_names(metrics))
@@ -184,7 +204,7 @@ def _run_cv(runner, config, out: Path | None, fmt: str) -> None:
     if config.seeds > 1:
         design += f" × {config.seeds} seeds"
     title = (f"cv · {result.info['dataset']['name']} · {config.model.name} · "
-             f"{config.train.optimizer} lr={config.train.lr:g} · {design}")
+             f"{config.train.optimizer.label} lr={config.train.optimizer.lr:g} · {design}")
     report.print_cv(result.summary, result.info, title, fmt)
     typer.echo(f"results: {out_dir}", err=True)
 

@@ -1,9 +1,20 @@
-"""Optimizers: a registry over torch.optim. 'sgd' and 'momentum' are one class, other defaults."""
+"""Optimizers: a registry over torch.optim (plus exact Newton), and the one grammar to pick them.
+
+The grammar, the same everywhere in the tool: top-level commas separate entries, commas inside
+brackets separate an entry's parameters, tuples are written with '/':
+
+    sgd[lr=0.95],momentum[lr=0.1,momentum=0.9],adam[lr=0.3,betas=0.9/0.999],lbfgs
+
+An entry's learning rate comes from its own `lr=`, else from --lr, else the optimizer's default.
+'sgd' and 'momentum' are the same class with different defaults (timm's OptimInfo idea).
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+import math
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,16 +23,65 @@ import torch
 from dlbench.errors import DlbenchError
 from dlbench.registry import Registry
 
+# constructor arguments that choose an implementation, not a hyperparameter
+INTERNAL = frozenset({"params", "foreach", "fused", "differentiable", "capturable", "maximize"})
+NEWTON_MAX_PARAMS = 1000  # the exact Hessian costs one backward pass per parameter
+
+
+class Newton(torch.optim.Optimizer):
+    """Exact Newton steps on all parameters jointly: x ← x − lr · H⁻¹ ∇f.
+
+    H is the full Hessian by double backpropagation, so this is for 2-D functions and tiny
+    models. A singular H is solved in the least-squares sense; an indefinite one is used as is,
+    which is why Newton is drawn to saddle points.
+    """
+
+    def __init__(self, params, lr: float = 1.0, damping: float = 0.0):
+        if lr <= 0 or damping < 0:
+            raise ValueError(f"Newton needs lr > 0 and damping >= 0, got {lr}, {damping}")
+        super().__init__(params, {"lr": lr, "damping": damping})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[..., torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        params = [p for group in self.param_groups for p in group["params"]]
+        with torch.enable_grad():
+            loss = closure(backward=False)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            g = torch.cat([x.reshape(-1) for x in grads])  # (n,)
+            rows = [_flat(torch.autograd.grad(gi, params, retain_graph=True, allow_unused=True),
+                          params) for gi in g]
+        group = self.param_groups[0]
+        hessian = torch.stack(rows) + group["damping"] * torch.eye(len(g), dtype=g.dtype)
+        direction = torch.linalg.lstsq(hessian, g.detach().unsqueeze(1)).solution.squeeze(1)
+        offset = 0
+        for p in params:
+            p.sub_(group["lr"] * direction[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return loss.detach()
+
+
+def _flat(grads, params) -> torch.Tensor:
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                      for g, p in zip(grads, params, strict=True)])
+
 
 @dataclass(frozen=True)
 class OptimInfo:
     name: str
     cls: type[torch.optim.Optimizer]
-    defaults: dict[str, Any] = field(default_factory=dict)  # over torch.optim's own defaults
-    # True when every update is elementwise, so stacked members stay independent and exact.
-    # False (a reduction across parameters, e.g. L-BFGS's line search) trains each member alone.
+    defaults: dict[str, Any] = field(default_factory=dict)  # over the class's own defaults
+    # elementwise: each weight is updated from its own gradient history only, so stacked
+    # members stay independent and exact. Otherwise (L-BFGS's line search, Newton's Hessian
+    # couple all weights) each member trains alone.
     elementwise: bool = True
+    full_batch: bool = False  # takes a closure over the whole training set each step
     description: str = ""
+
+    def signature_defaults(self) -> dict[str, Any]:
+        """Every hyperparameter with its effective default (class default, then ours)."""
+        params = inspect.signature(self.cls).parameters
+        found = {k: p.default for k, p in params.items() if k not in INTERNAL}
+        return {**found, **self.defaults}
 
 
 OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
@@ -38,20 +98,161 @@ for _info in (
     OptimInfo("adam", torch.optim.Adam,
               description="momentum + RMSProp with bias correction; coupled L2 weight decay"),
     OptimInfo("adamw", torch.optim.AdamW, description="Adam with decoupled weight decay"),
+    OptimInfo("lbfgs", torch.optim.LBFGS, {"max_iter": 1, "line_search_fn": "strong_wolfe"},
+              elementwise=False, full_batch=True,
+              description="L-BFGS, full batch; one iteration per step, strong-Wolfe line search"),
+    OptimInfo("newton", Newton, {}, elementwise=False, full_batch=True,
+              description=f"exact Newton (Hessian solve), full batch; 2-D functions and models "
+                          f"of at most {NEWTON_MAX_PARAMS} parameters"),
 ):
     OPTIMIZERS.add(_info)
 
 
-def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
-                    weight_decay: float = 0.0, **overrides: Any) -> torch.optim.Optimizer:
-    """torch.optim optimizer for `name`; weight decay is the class's own convention."""
-    info = OPTIMIZERS.get(name)
-    kwargs = {**info.defaults, **overrides, "lr": lr}
-    if "fused" in inspect.signature(info.cls).parameters:
-        kwargs.setdefault("fused", True)  # one kernel per step instead of one per tensor
-    if weight_decay:
-        kwargs["weight_decay"] = weight_decay
+@dataclass(frozen=True)
+class OptimSpec:
+    name: str  # registry name
+    lr: float  # learning rate
+    params: tuple[tuple[str, Any], ...] = ()  # other hyperparameters set by the user, sorted
+
+    @property
+    def info(self) -> OptimInfo:
+        return OPTIMIZERS.get(self.name)
+
+    @property
+    def label(self) -> str:
+        """The entry without its lr (which has a column of its own): 'adam[betas=0.9/0.99]'."""
+        if not self.params:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={format_value(v)}' for k, v in self.params)}]"
+
+    def __str__(self) -> str:
+        body = ",".join(f"{k}={format_value(v)}" for k, v in (("lr", self.lr), *self.params))
+        return f"{self.name}[{body}]"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {**self.info.defaults, **dict(self.params), "lr": self.lr}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "/".join(format_value(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# --- the grammar -----------------------------------------------------------------------------
+
+_ENTRY = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.-]+)\s*(?:\[(?P<body>[^\[\]]*)\])?\s*$")
+_HELP = "write e.g. 'sgd,momentum[lr=0.1],adam[lr=0.3,betas=0.9/0.999]'"
+
+
+def parse_optimizers(text: str, lr: float | None = None,
+                     weight_decay: float | None = None) -> list[OptimSpec]:
+    """Entries of the grammar -> validated specs; --lr/--weight-decay fill what entries leave."""
+    if lr is not None and not lr > 0:
+        raise DlbenchError(f"--lr must be positive, got {lr:g}")
+    if weight_decay is not None and not weight_decay >= 0:
+        raise DlbenchError(f"--weight-decay must be >= 0, got {weight_decay:g}")
+    specs = [_parse_entry(entry, lr, weight_decay) for entry in _split_entries(text)]
+    if not specs:
+        raise DlbenchError(f"--opt names no optimizer; {_HELP}")
+    return specs
+
+
+def _split_entries(text: str) -> list[str]:
+    """Split on commas outside brackets."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth not in (0, 1):
+            raise DlbenchError(f"--opt '{text}': unbalanced or nested brackets; {_HELP}")
+        if char == "," and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += char
+    if depth != 0:
+        raise DlbenchError(f"--opt '{text}': a '[' is never closed; {_HELP}")
+    return [e for e in [*entries, current] if e.strip()]
+
+
+def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> OptimSpec:
+    match = _ENTRY.match(entry)
+    if match is None:
+        raise DlbenchError(f"--opt: cannot read '{entry.strip()}'; {_HELP}")
+    info = OPTIMIZERS.get(match["name"])
+    allowed = info.signature_defaults()
+    params: dict[str, Any] = {}
+    for item in filter(str.strip, (match["body"] or "").split(",")):
+        key, sep, raw = (s.strip() for s in item.partition("="))
+        if not sep or not raw:
+            raise DlbenchError(f"--opt {info.name}: '{item.strip()}' is not key=value; {_HELP}")
+        if key not in allowed:
+            raise DlbenchError(f"--opt {info.name} takes no parameter '{key}'; "
+                               f"it takes: {', '.join(allowed)}")
+        params[key] = _parse_value(info.name, key, raw, allowed[key])
+    if weight_decay is not None and "weight_decay" not in params:
+        if "weight_decay" not in allowed:
+            raise DlbenchError(f"--weight-decay: {info.name} has no weight decay; drop it")
+        params["weight_decay"] = weight_decay
+    rate = params.pop("lr", lr if lr is not None else allowed["lr"])
+    spec = OptimSpec(info.name, float(rate), tuple(sorted(params.items())))
+    check_spec(spec)
+    return spec
+
+
+def _parse_value(name: str, key: str, raw: str, default: Any) -> Any:
+    """Read a value with the type of the parameter's default (tuples written a/b)."""
     try:
-        return info.cls(params, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise DlbenchError(f"optimizer {name}: {e}") from None
+        if isinstance(default, tuple):
+            values = tuple(float(v) for v in raw.split("/"))
+            if len(values) != len(default):
+                raise ValueError
+            return values
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false"):
+                raise ValueError
+            return raw.lower() == "true"
+        number = _number(raw)
+        if number is not None and (default is None or isinstance(default, int | float)):
+            return float(number) if isinstance(default, float) else number
+        if isinstance(default, int | float):
+            raise ValueError
+        return None if raw.lower() == "none" else raw
+    except ValueError:
+        raise DlbenchError(f"--opt {name}[{key}={raw}]: {key} takes {_kind(default)}") from None
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, tuple):
+        return f"{len(default)} numbers like {format_value(default)}"
+    return "true or false" if isinstance(default, bool) else "a number"
+
+
+def _number(raw: str) -> int | float | None:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return None
+
+
+def check_spec(spec: OptimSpec) -> None:
+    """Let torch's own constructor judge the values (it says what is wrong), on a dummy."""
+    if not (spec.lr > 0 and math.isfinite(spec.lr)):
+        raise DlbenchError(f"optimizer {spec.name}: lr must be positive (set by --lr or "
+                           f"{spec.name}[lr=...]), got {spec.lr:g}")
+    try:
+        spec.info.cls([torch.zeros(1, requires_grad=True)], **spec.kwargs())
+    except (TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise DlbenchError(f"optimizer {spec}: {e}") from None
+
+
+def build_optimizer(spec: OptimSpec, params: Iterable[torch.nn.Parameter]
+                    ) -> torch.optim.Optimizer:
+    kwargs = spec.kwargs()
+    if "fused" in inspect.signature(spec.info.cls).parameters:
+        kwargs["fused"] = True  # one kernel per step instead of one per tensor
+    return spec.info.cls(params, **kwargs)

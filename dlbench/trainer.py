@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -28,8 +29,10 @@ from dlbench.datasets import Dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import Predictions
 from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, build_model
-from dlbench.optim import OPTIMIZERS, build_optimizer
-from dlbench.preprocess import fit_affine
+from dlbench.models import check_spec as check_model
+from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec
+from dlbench.preprocess import PREPROCESSORS, fit_affine
+from dlbench.schedules import build_scheduler, check_schedule
 from dlbench.seeding import derive_seed
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -39,12 +42,12 @@ GATHER_FLOATS = 2**24  # training batches gathered ahead at most (64 MB of float
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "adam"  # registry name, see `dlbench.optim.OPTIMIZERS`
-    lr: float = 1e-3  # learning rate
-    weight_decay: float = 0.0  # L2 penalty, the optimizer's convention (adamw: decoupled)
+    optimizer: OptimSpec = OptimSpec("adam", 1e-3)  # entry of the --opt grammar, lr included
     epochs: int = 20  # passes over each member's training rows
-    batch_size: int = 32  # rows per step and member; an epoch's last batch may be smaller
+    batch_size: int = 32  # rows per step and member; full-batch optimizers take all rows
     preprocess: str = "standardize"  # fitted on each member's training rows only
+    schedule: str = "constant"  # lr schedule, stepped once per optimizer step (schedules.py)
+    warmup: int = 0  # optimizer steps of linear warm-up before the schedule
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
 
 
@@ -78,6 +81,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_config(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> None:
+    """Everything about training that can be wrong, checked before anything trains."""
+    check_spec(config.optimizer)
+    check_model(spec, dataset.task)
+    PREPROCESSORS.get(config.preprocess)
+    check_schedule(config.schedule, config.warmup)
+    resolve_device(config.device)
+    for option, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
+        if value < 1:
+            raise DlbenchError(f"{option} must be positive, got {value}")
+    shape = Shape(dataset.n_features, dataset.input_shape,
+                  1 if dataset.task == "regression" else dataset.n_classes)
+    model = build_model(spec, shape, [0])  # shape errors (cnn2d on tabular data) surface now
+    n_params = sum(p.numel() for p in model.parameters())
+    if config.optimizer.name == "newton" and n_params > NEWTON_MAX_PARAMS:
+        raise DlbenchError(f"newton solves with the exact Hessian: at most {NEWTON_MAX_PARAMS} "
+                           f"parameters, and this {spec.name} has {n_params}; use a smaller "
+                           "model (e.g. --hidden 8) or another optimizer")
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order in which a member visits its n training rows in an epoch (a permutation)."""
     return np.random.default_rng(derive_seed(seed, epoch)).permutation(n)
@@ -87,9 +110,13 @@ def steps_per_epoch(n_rows: int, batch_size: int) -> int:
     return math.ceil(n_rows / batch_size)
 
 
+def batch_size(config: TrainConfig, n_train: int) -> int:
+    return n_train if config.optimizer.info.full_batch else config.batch_size
+
+
 def plan_stacks(members: list[Member], config: TrainConfig) -> list[list[int]]:
     """Group member indices into stacks that can train together exactly."""
-    if not OPTIMIZERS.get(config.optimizer).elementwise:
+    if not config.optimizer.info.elementwise:
         return [[i] for i in range(len(members))]  # a cross-parameter reduction: one at a time
     groups: dict[tuple, list[int]] = {}
     for i, m in enumerate(members):
@@ -184,16 +211,17 @@ def _train_stack(dataset, spec, config, members, device, progress) -> list[Membe
     seeds = [m.seed for m in members]
     torch.manual_seed(derive_seed(*seeds))  # dropout masks: same stack + seeds, same masks
     model = build_model(spec, shape, seeds).to(device)
-    opt = build_optimizer(config.optimizer, model.parameters(), lr=config.lr,
-                          weight_decay=config.weight_decay)
+    opt = build_optimizer(config.optimizer, model.parameters())
+    size = batch_size(config, len(members[0].train))
+    steps = steps_per_epoch(len(members[0].train), size)
+    step = _Stepper(opt, config, steps * config.epochs)
     kind = _loss_kind(spec, dataset)
-    steps = steps_per_epoch(len(members[0].train), config.batch_size)
     curves: list[list[tuple[int, str, str, float]]] = [[] for _ in members]
     seconds: list[float] = []
     diverged: list[int | None] = [None] * len(members)
     for epoch in range(1, config.epochs + 1):
         model.train()
-        train_stats = _train_epoch(model, opt, data, members, epoch, steps, config.batch_size, kind)
+        train_stats = _train_epoch(model, step, data, members, epoch, steps, size, kind)
         model.eval()
         epoch_stats = {"train": train_stats}
         for split in members[0].evals:
@@ -210,7 +238,7 @@ def _train_stack(dataset, spec, config, members, device, progress) -> list[Membe
     return _finish(model, data, dataset, members, kind, curves, seconds, diverged)
 
 
-def _train_epoch(model, opt, data, members, epoch, steps, batch_size, kind) -> torch.Tensor:
+def _train_epoch(model, step, data, members, epoch, steps, batch_size, kind) -> torch.Tensor:
     """One epoch for every member -> (M, 3) training stats (the running minibatch figures)."""
     orders = [m.train[epoch_order(m.seed, epoch, len(m.train))] for m in members]
     index, weight = _padded(orders, steps * batch_size, data.X.device)  # (M, S*B)
@@ -226,15 +254,68 @@ def _train_epoch(model, opt, data, members, epoch, steps, batch_size, kind) -> t
         for t in range(min(block, steps - first)):
             b = slice(t * batch_size, (t + 1) * batch_size)
             c = slice(cols.start + b.start, cols.start + b.stop)
-            out = model(x_block[:, b], weight[:, c])
-            loss = _per_sample_loss(kind, out, y_block[:, b])  # (M, B)
-            opt.zero_grad(set_to_none=True)
-            (loss * share[:, c]).sum().backward()  # = sum over members of each member's mean
-            opt.step()
-            losses[:, c] = loss.detach()
+            seen: dict[str, torch.Tensor] = {}
+            step(partial(_batch_objective, model, kind, x_block[:, b], y_block[:, b],
+                         weight[:, c], share[:, c], seen))
+            losses[:, c] = seen["loss"]
             if not data.regression:
-                outs_right[:, c] = out.detach().argmax(-1) == y_block[:, b]
+                outs_right[:, c] = seen["out"].argmax(-1) == y_block[:, b]
     return torch.stack([(losses * weight).sum(1), (outs_right * weight).sum(1), weight.sum(1)], 1)
+
+
+def _batch_objective(model, kind, x, y, w, share, seen) -> torch.Tensor:
+    """The stacked loss of one batch: sum over members of each member's mean loss."""
+    out = model(x, w)
+    loss = _per_sample_loss(kind, out, y)  # (M, B)
+    seen.setdefault("out", out.detach())  # the batch as the step first saw it
+    seen.setdefault("loss", loss.detach())
+    return (loss * share).sum()
+
+
+class _Stepper:
+    """One optimizer step on an objective, then one schedule step.
+
+    Closure optimizers (L-BFGS, Newton) re-evaluate the objective as often as they need;
+    the others take one gradient of it.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+        self.opt, self.closure = opt, config.optimizer.info.full_batch
+        self.scheduler = build_scheduler(opt, config.schedule, total_steps, config.warmup)
+
+    def __call__(self, objective: Callable[[], torch.Tensor]) -> None:
+        def closure(backward: bool = True) -> torch.Tensor:
+            self.opt.zero_grad(set_to_none=True)
+            value = objective()
+            if backward:
+                value.backward()
+            return value
+
+        if self.closure:
+            self.opt.step(closure)
+        else:
+            closure()
+            self.opt.step()
+        self.scheduler.step()
+
+
+def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[float],
+             config: TrainConfig, steps: int) -> tuple[np.ndarray, str]:
+    """Descend a function of a point (a model that is just a point) with the same stepping.
+
+    -> ((steps+1, d+1) rows of point and value, step 0 the start; status "ok"/"diverged").
+    A path stops at the first non-finite value.
+    """
+    point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    step = _Stepper(build_optimizer(config.optimizer, [point]), config, steps)
+    path = [[*start, float(objective(point.detach()))]]
+    for _ in range(steps):
+        step(lambda: objective(point))
+        value = float(objective(point.detach()))
+        path.append([*point.detach().tolist(), value])
+        if not all(map(math.isfinite, path[-1])):
+            return np.array(path), "diverged"
+    return np.array(path), "ok"
 
 
 @torch.no_grad()

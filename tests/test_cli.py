@@ -24,7 +24,7 @@ from dlbench.datasets import DATASETS, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS
 from dlbench.models import MODELS, ModelSpec
-from dlbench.optim import OPTIMIZERS
+from dlbench.optim import OPTIMIZERS, OptimSpec
 from dlbench.runners import cv as cv_runner
 from dlbench.splits import SplitConfig
 from dlbench.trainer import TrainConfig
@@ -265,7 +265,7 @@ CONFIG_CASES = [
         cv_runner.CVConfig(
             data=DataSpec("wine"),
             model=ModelSpec("mlp", hidden=(16, 8), activation="tanh"),
-            train=TrainConfig("sgd", lr=0.1, preprocess="minmax"),
+            train=TrainConfig(OptimSpec("sgd", 0.1), preprocess="minmax"),
             split=SplitConfig(k=3, repeats=2),
             seeds=2),
         id="model-optimizer-split"),
@@ -273,13 +273,15 @@ CONFIG_CASES = [
         ["--data", "d.csv", "--target", "y", "--group", "g", "--time", "t", "--dedupe",
          "--model", "cnn1d", "--channels", "4,8", "--batchnorm", "--dropout", "0.2", "--init",
          "he", "--opt", "adamw", "--lr", "3e-4", "--weight-decay", "0.01", "--epochs", "7",
-         "--batch-size", "16", "--protocol", "holdout", "--val-fraction", "0.3",
+         "--batch-size", "16", "--schedule", "cosine", "--warmup", "5", "--protocol",
+         "holdout", "--val-fraction", "0.3",
          "--holdout-seeds", "4", "--no-stratify", "--test-fraction", "0.2", "--metrics",
          "accuracy, log_loss", "--seed", "11", "--device", "cpu"],
         cv_runner.CVConfig(
             data=DataSpec("digits", "d.csv", "y", "g", "t", True),
             model=ModelSpec("cnn1d", (128,), (4, 8), "relu", True, 0.2, "he"),
-            train=TrainConfig("adamw", 3e-4, 0.01, 7, 16, "standardize", "cpu"),
+            train=TrainConfig(OptimSpec("adamw", 3e-4, (("weight_decay", 0.01),)), 7, 16,
+                              "standardize", "cosine", 5, "cpu"),
             split=SplitConfig("holdout", 4, 1, 0.3, 4, False, False, 11),
             seeds=1, test_fraction=0.2, metrics=("accuracy", "log_loss")),
         id="every-option"),
@@ -304,7 +306,7 @@ def test_manifest_config_is_the_config_built(tmp_path):
                  "--preprocess", "minmax", "--metrics", "accuracy")
     expected = cv_runner.CVConfig(
         data=DataSpec("xor"), model=ModelSpec("mlp", hidden=(6, 4), activation="tanh"),
-        train=TrainConfig("sgd", lr=0.5, epochs=2, preprocess="minmax"),
+        train=TrainConfig(OptimSpec("sgd", 0.5), epochs=2, preprocess="minmax"),
         split=SplitConfig(k=2, seed=3), metrics=("accuracy",))
     assert run.manifest["config"] == json.loads(json.dumps(asdict(expected)))
     assert set(run.scores.metric) == {"accuracy"}

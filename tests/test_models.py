@@ -7,6 +7,7 @@ import torch
 from dlbench.datasets import DATASETS, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.models import ACTIVATIONS, INITS, MODELS, ModelSpec, Shape, build_model, check_spec
+from dlbench.optim import OptimSpec
 from dlbench.trainer import Member, TrainConfig, train
 
 SMALL = {"hidden": (8,), "channels": (4,)}
@@ -30,7 +31,7 @@ def test_every_model_trains_and_its_loss_falls(model):
     ds = dataset_for(model)
     if ds.n_samples > 600:  # keep the test quick: a subset of rows is plenty to see learning
         ds = type(ds)(ds.name, ds.X[:600], ds.y[:600], ds.task, ds.classes, ds.input_shape)
-    cfg = TrainConfig(optimizer="adam", lr=0.01, epochs=4, batch_size=32)
+    cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=4, batch_size=32)
     [result] = train(ds, ModelSpec(model, **SMALL), cfg, [one_member(ds)])
     losses = [v for _, split, metric, v in result.curves if (split, metric) == ("train", "loss")]
     assert result.status == "ok" and len(losses) == 4

@@ -16,7 +16,7 @@ from dlbench.models import (
     StackedLinear,
     build_model,
 )
-from dlbench.optim import OPTIMIZERS, build_optimizer
+from dlbench.optim import OPTIMIZERS, OptimSpec, build_optimizer
 from dlbench.preprocess import fit_affine
 from dlbench.trainer import Member, TrainConfig, epoch_order, plan_stacks, train
 
@@ -82,7 +82,7 @@ def shape_of(ds: Dataset) -> Shape:
 def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member):
     """A plain one-model loop: same initial weights, batch order and hyperparameters."""
     net = to_plain(build_model(spec, shape_of(ds), [member.seed]), 0)
-    opt = build_optimizer(cfg.optimizer, net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = build_optimizer(cfg.optimizer, net.parameters())
     scale, shift = fit_affine(cfg.preprocess, ds.X[member.train])
     X = torch.as_tensor(ds.X * scale + shift)
     y = torch.as_tensor(ds.y)
@@ -128,7 +128,8 @@ ELEMENTWISE = [o.name for o in OPTIMIZERS if o.elementwise]
 
 @pytest.mark.parametrize("optimizer", ELEMENTWISE)
 def test_stacked_mlp_equals_alone_for_every_optimizer(optimizer):
-    cfg = TrainConfig(optimizer=optimizer, lr=0.01, weight_decay=1e-3, epochs=3, batch_size=16)
+    spec = OptimSpec(optimizer, 0.01, (("weight_decay", 1e-3),))
+    cfg = TrainConfig(optimizer=spec, epochs=3, batch_size=16)
     assert_member_matches_alone(make_dataset(), ModelSpec("mlp", hidden=(16, 8)), cfg,
                                 make_members())
 
@@ -139,12 +140,12 @@ def test_stacked_mlp_equals_alone_for_every_optimizer(optimizer):
     ModelSpec("linear", init="he"),
 ], ids=["mlp-batchnorm", "cnn1d-batchnorm", "linear"])
 def test_stacked_models_equal_alone(spec):
-    cfg = TrainConfig(optimizer="adam", lr=0.01, epochs=3, batch_size=16, preprocess="minmax")
+    cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=3, batch_size=16, preprocess="minmax")
     assert_member_matches_alone(make_dataset(), spec, cfg, make_members())
 
 
 def test_regression_member_equals_alone():
-    cfg = TrainConfig(optimizer="momentum", lr=0.01, epochs=3, batch_size=16)
+    cfg = TrainConfig(OptimSpec("momentum", 0.01), epochs=3, batch_size=16)
     assert_member_matches_alone(make_dataset(task="regression"), ModelSpec("mlp", hidden=(8,)),
                                 cfg, make_members())
 
@@ -181,7 +182,7 @@ def test_a_diverging_member_is_a_result_and_leaves_the_others_exact():
     members[0] = Member({"i": 0}, 100, np.union1d(members[0].train[1:], [0]), members[0].evals)
     for m in members[1:]:
         assert 0 not in m.train and 0 not in m.evals["val"]
-    cfg = TrainConfig(optimizer="sgd", lr=0.1, epochs=3, batch_size=16, preprocess="none")
+    cfg = TrainConfig(OptimSpec("sgd", 0.1), epochs=3, batch_size=16, preprocess="none")
     spec = ModelSpec("mlp", hidden=(8,))
     results = train(ds, spec, cfg, members)
     assert results[0].status == "diverged" and results[0].diverged_epoch == 1

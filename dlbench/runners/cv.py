@@ -17,12 +17,17 @@ from dlbench import stats
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS, MetricInfo, chance_predictions, resolve_metrics, score
-from dlbench.models import ModelSpec, Shape, build_model, check_spec
-from dlbench.optim import OPTIMIZERS
-from dlbench.preprocess import PREPROCESSORS
+from dlbench.models import ModelSpec
 from dlbench.seeding import derive_seed
 from dlbench.splits import Split, SplitConfig, make_splits, shared_duplicates, split_test
-from dlbench.trainer import Member, MemberResult, TrainConfig, resolve_device, train
+from dlbench.trainer import (
+    Member,
+    MemberResult,
+    TrainConfig,
+    check_config,
+    resolve_device,
+    train,
+)
 
 CHANCE = "chance"  # the model name of the baseline rows
 NA = -1  # repeat/fold/seed where not applicable (chance has no seed; the refit has no fold)
@@ -82,17 +87,9 @@ def prepare(config: CVConfig) -> Plan:
 
 
 def _check(config: CVConfig, dataset: Dataset) -> None:
-    t = config.train
-    check_spec(config.model, dataset.task)
-    OPTIMIZERS.get(t.optimizer)
-    PREPROCESSORS.get(t.preprocess)
-    resolve_device(t.device)
-    for option, value in (("--lr", t.lr), ("--epochs", t.epochs),
-                          ("--batch-size", t.batch_size), ("--seeds", config.seeds)):
-        if not value > 0:
-            raise DlbenchError(f"{option} must be positive, got {value}")
-    if t.weight_decay < 0:
-        raise DlbenchError(f"--weight-decay must be >= 0, got {t.weight_decay}")
+    check_config(config.train, config.model, dataset)
+    if config.seeds < 1:
+        raise DlbenchError(f"--seeds must be positive, got {config.seeds}")
     if config.test_fraction is not None and dataset.test_index is not None:
         raise DlbenchError(f"dataset {dataset.name} has a fixed test split already; "
                            "drop --test-fraction")
@@ -101,9 +98,6 @@ def _check(config: CVConfig, dataset: Dataset) -> None:
                            f"(got {config.test_fraction})")
     if config.split.time_order and dataset.groups is not None:
         raise DlbenchError("--time-order cannot keep groups apart; drop --group or --time-order")
-    shape = Shape(dataset.n_features, dataset.input_shape,
-                  1 if dataset.task == "regression" else dataset.n_classes)
-    build_model(config.model, shape, [0])  # shape errors (cnn2d on tabular data) surface now
 
 
 def _dev_and_test(config: CVConfig, dataset: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
@@ -161,8 +155,8 @@ def _key(plan: Plan, model: str, key: dict[str, int]) -> dict[str, Any]:
     cfg = plan.config
     trained = model != CHANCE
     return {"dataset": plan.dataset.name, "model": model,
-            "optimizer": cfg.train.optimizer if trained else "",
-            "lr": cfg.train.lr if trained else np.nan, "protocol": cfg.split.protocol,
+            "optimizer": cfg.train.optimizer.label if trained else "",
+            "lr": cfg.train.optimizer.lr if trained else np.nan, "protocol": cfg.split.protocol,
             "repeat": key["repeat"], "fold": key["fold"], "seed": key.get("seed", NA)}
 
 
