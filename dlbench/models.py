@@ -159,6 +159,14 @@ class Lambda(nn.Module):
         return self.fn(x)
 
 
+class Activation(Lambda):
+    """A hidden layer's nonlinearity, marked so studies can hook its outputs by name."""
+
+    def __init__(self, name: str):
+        super().__init__(ACTIVATIONS.get(name).fn)
+        self.name = name
+
+
 def _pool(ndim: int) -> Lambda:
     """Max-pool by 2 on the spatial axes, per member (ceil mode keeps length-1 inputs alive)."""
     pool = F.max_pool1d if ndim == 1 else F.max_pool2d
@@ -232,7 +240,7 @@ def _hidden_block(spec: ModelSpec, members: int, width: int) -> list[nn.Module]:
     block: list[nn.Module] = []
     if spec.batchnorm:
         block.append(StackedBatchNorm(members, width))
-    block.append(Lambda(ACTIVATIONS.get(spec.activation).fn))
+    block.append(Activation(spec.activation))
     if spec.dropout > 0:
         block.append(nn.Dropout(spec.dropout))
     return block
