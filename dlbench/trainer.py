@@ -64,8 +64,10 @@ class MemberResult:
     member: Member
     status: str  # "ok", or "diverged" once its training loss became NaN/inf
     diverged_epoch: int | None
-    curves: list[tuple[int, str, str, float]]  # (epoch 1.., split, metric, value)
-    seconds: list[float]  # wall seconds since its stack started, at the end of each epoch
+    # (epoch, split, metric, value). Epoch 0: every split before training, in eval mode; then
+    # "train" is the running mean over the epoch's minibatches, the rest eval mode at its end.
+    curves: list[tuple[int, str, str, float]]
+    seconds: list[float]  # its share of its stack's wall seconds, at the end of each epoch
     predictions: dict[str, Predictions]  # "train" and every eval split, after the last epoch
     weights: dict[str, torch.Tensor]  # its final parameters and buffers (CPU), stack axis removed
 
@@ -219,6 +221,11 @@ def _train_stack(dataset, spec, config, members, device, progress) -> list[Membe
     curves: list[list[tuple[int, str, str, float]]] = [[] for _ in members]
     seconds: list[float] = []
     diverged: list[int | None] = [None] * len(members)
+    model.eval()  # epoch 0: every split before any training, the start that losses leave
+    start_stats = {split: _evaluate(model, data, rows, kind)[0].cpu().numpy()
+                   for split, rows in _splits(members).items()}
+    for m, curve in enumerate(curves):
+        _record_epoch(curve, 0, start_stats, m, data.regression)
     for epoch in range(1, config.epochs + 1):
         model.train()
         train_stats = _train_epoch(model, step, data, members, epoch, steps, size, kind)
@@ -232,7 +239,7 @@ def _train_stack(dataset, spec, config, members, device, progress) -> list[Membe
             loss, _, count = epoch_stats["train"][m]
             if diverged[m] is None and not math.isfinite(loss / count):
                 diverged[m] = epoch
-        seconds.append(time.perf_counter() - start)
+        seconds.append((time.perf_counter() - start) / len(members))  # each member's share
         if progress is not None:
             progress(len(members))
     return _finish(model, data, dataset, members, kind, curves, seconds, diverged)
@@ -341,12 +348,16 @@ def _record_epoch(curve, epoch, epoch_stats, m, regression):
             curve.append((epoch, split, "accuracy", correct / count))
 
 
+def _splits(members: list[Member]) -> dict[str, list[np.ndarray]]:
+    """Every split of the stack -> each member's rows: "train", then the evaluation splits."""
+    splits = {"train": [m.train for m in members]}
+    return splits | {split: [m.evals[split] for m in members] for split in members[0].evals}
+
+
 def _finish(model, data, dataset, members, kind, curves, seconds, diverged) -> list[MemberResult]:
     """Final eval-mode predictions on every split, and each member's own weights."""
-    splits = {"train": [m.train for m in members]}
-    splits |= {split: [m.evals[split] for m in members] for split in members[0].evals}
     predictions: list[dict[str, Predictions]] = [{} for _ in members]
-    for split, rows in splits.items():
+    for split, rows in _splits(members).items():
         out = _evaluate(model, data, rows, kind)[1].double().cpu().numpy()  # (M, N_max, outputs)
         for m, r in enumerate(rows):
             predictions[m][split] = _predictions(out[m, : len(r)], dataset.y[r], data, m, dataset)

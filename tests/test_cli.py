@@ -189,10 +189,10 @@ def test_chance_rows_cover_the_same_splits(main_run):
 
 def test_curves_have_one_row_per_member_epoch_split_metric(main_run):
     curves = main_run.curves
-    assert set(curves.epoch) == {1, 2}
+    assert set(curves.epoch) == {0, 1, 2}  # epoch 0: before any training
     assert set(curves.split) == {"train", "val"} and set(curves.metric) == {"loss", "accuracy"}
     counts = curves.groupby(["repeat", "fold", "seed", "epoch", "split", "metric"]).size()
-    assert (counts == 1).all() and len(counts) == 12 * 2 * 2 * 2
+    assert (counts == 1).all() and len(counts) == 12 * 3 * 2 * 2
 
 
 def test_summary_matches_the_scores(main_run):
@@ -707,5 +707,7 @@ def test_divergence_is_recorded_not_a_crash(tmp_path):
     assert trained.value.isna().all(), "a diverged member's scores must be NaN, not argmax(NaN)"
     assert set(run.chance.status) == {"ok"} and run.chance.value.notna().all()
     assert run.manifest["diverged"] == run.manifest["members"] == 2
-    assert set(run.curves.status) == {"diverged"} and run.curves.value.isna().all()
+    trained_curves = run.curves[run.curves.epoch > 0]
+    assert set(run.curves.status) == {"diverged"} and trained_curves.value.isna().all()
+    assert run.curves[run.curves.epoch == 0].value.notna().all()  # the start was measured
     assert re.search(r"2 of 2 members\s+diverged", run.result.stdout)

@@ -34,7 +34,7 @@ def test_every_model_trains_and_its_loss_falls(model):
     cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=4, batch_size=32)
     [result] = train(ds, ModelSpec(model, **SMALL), cfg, [one_member(ds)])
     losses = [v for _, split, metric, v in result.curves if (split, metric) == ("train", "loss")]
-    assert result.status == "ok" and len(losses) == 4
+    assert result.status == "ok" and len(losses) == 5  # epoch 0 (the start) and 4 epochs
     assert losses[-1] < losses[0]
     proba = result.predictions["val"].proba
     np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
