@@ -58,7 +58,10 @@ DatasetOpt = Annotated[str, typer.Option(
 DataOpt = Annotated[Path | None, typer.Option(
     help="Your data instead: a .csv (with --target), a .npz with arrays X and y, or a directory "
          "of MNIST/Fashion-MNIST IDX files.")]
-TargetOpt = Annotated[str | None, typer.Option(help="CSV: the target column.")]
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target", "--target-column", help="CSV: the target column.")]
+TargetColumnOpt = Annotated[str | None, typer.Option(
+    "--target-column", help="CSV: the target column.")]
 GroupOpt = Annotated[str | None, typer.Option(
     help="CSV: a group column; splits keep each group on one side (group k-fold).")]
 TimeOpt = Annotated[str | None, typer.Option(help="CSV: a time column; rows are sorted by it.")]
@@ -227,6 +230,191 @@ def _check_output(out: Path | None, fmt: str, command: str) -> Path:
         raise DlbenchError(f"cannot create results directory {path}: {base} is not writable; "
                            "give --out a writable directory")
     return path
+
+
+FUNCTION_OPT = "sgd[lr=0.95],momentum[lr=0.1],adagrad[lr=1.5],adam[lr=0.3]"
+NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],adam[lr=0.001]"
+
+
+@app.command()
+def optimize(
+        opt: Annotated[str | None, typer.Option(
+            "--opt", help="Optimizer entries, comma-separated, each with optional parameters: "
+                          "'sgd[lr=0.95],adam[lr=0.3,betas=0.9/0.999]' (see `dlbench optimizers`)."
+                          f" Default: {FUNCTION_OPT} on --function, else {NETWORK_OPT}.")] = None,
+        lr: LrOpt = None, weight_decay: WeightDecayOpt = None, schedule: ScheduleOpt = "constant",
+        warmup: WarmupOpt = 0,
+        function: Annotated[str | None, typer.Option(
+            help="A 2-D test function (anisotropic, rosenbrock, beale, himmelblau, saddle, "
+                 "rastrigin): trajectories instead of networks.")] = None,
+        steps: Annotated[int, typer.Option(help="--function: optimizer steps.")] = 100,
+        start: Annotated[str | None, typer.Option(
+            help="--function: start point X,Y (default: the function's).")] = None,
+        tol: Annotated[float, typer.Option(
+            help="--function: a path has arrived once f - f_min <= tol.")] = 1e-3,
+        dataset: DatasetOpt = "digits", data: DataOpt = None, target_column: TargetColumnOpt = None,
+        model: Annotated[str, typer.Option(help="Models, comma-separated (see `dlbench models`)."
+                                           )] = "mlp",
+        hidden: Annotated[str | None, typer.Option(
+            help="mlp hidden widths (default 128; 100,100,100,100,100 when --init is given)."
+        )] = None,
+        channels: ChannelsOpt = "16,32",
+        activation: Annotated[str, typer.Option(
+            help="Activations, comma-separated: relu, leaky_relu, tanh, sigmoid.")] = "relu",
+        batchnorm: Annotated[str, typer.Option(
+            help="Batch norm: on, off, or on,off to compare.")] = "off",
+        dropout: DropoutOpt = 0.0,
+        init: Annotated[str | None, typer.Option(
+            help="Inits, comma-separated: default, xavier, he, std1, std0.01; also records "
+                 "per-layer activations at initialisation.")] = None,
+        preprocess: Annotated[str, typer.Option(
+            help="Preprocessing, comma-separated: standardize, minmax, none.")] = "standardize",
+        epochs: EpochsOpt = 20, batch_size: BatchOpt = 32, seeds: Annotated[int, typer.Option(
+            help="Seeds per cell, paired across cells.")] = 3, seed: SeedOpt = 0,
+        lr_grid: Annotated[str | None, typer.Option(
+            help="LOW:HIGH:N — every optimizer at N log-spaced learning rates.")] = None,
+        tune: Annotated[str | None, typer.Option(
+            help="'lr': tune each optimizer's learning rate on validation with --budget "
+                 "trials, then rerun over --seeds and test once.")] = None,
+        budget: Annotated[int, typer.Option(help="--tune: trials per optimizer.")] = 8,
+        target: Annotated[float | None, typer.Option(
+            help="Validation accuracy whose time-to-reach (epochs, seconds) is reported.")] = None,
+        val_fraction: Annotated[float, typer.Option(help="Validation fraction.")] = 0.2,
+        test_fraction: Annotated[float, typer.Option(
+            help="Test fraction (datasets without a fixed test split).")] = 0.2,
+        metrics: MetricsOpt = None, device: DeviceOpt = "auto", out: OutOpt = None,
+        fmt: FormatOpt = "table") -> None:
+    """Optimizers on 2-D test functions and on networks: curves, sweeps, tuning, init studies."""
+    from dlbench.datasets import DataSpec
+    from dlbench.models import ModelSpec
+    from dlbench.optim import parse_optimizers
+    from dlbench.runners import optimize as runner
+    from dlbench.trainer import TrainConfig
+
+    entries = opt or (FUNCTION_OPT if function else NETWORK_OPT)
+    widths = _ints("--hidden", hidden) if hidden else ((100,) * 5 if init else (128,))
+    models = tuple(ModelSpec(name, widths, _ints("--channels", channels), act, bn, dropout, ini)
+                   for name in _names(model) for ini in _names(init or "default")
+                   for act in _names(activation) for bn in _switches("--batchnorm", batchnorm))
+    config = runner.OptimizeConfig(
+        optimizers=tuple(parse_optimizers(entries, lr, weight_decay)), function=function,
+        steps=steps, start=_point(start), tol=tol,
+        data=DataSpec(dataset, str(data) if data else None, target_column),
+        models=models, preprocess=_names(preprocess),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, schedule=schedule,
+                          warmup=warmup, device=device),
+        lr_grid=_lr_grid(lr_grid), tune_budget=_tune_budget(tune, budget), seeds=seeds,
+        seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, target=target,
+        activations=init is not None, metrics=_names(metrics))
+    _run_optimize(runner, config, out, fmt)
+
+
+def _run_optimize(runner, config, out: Path | None, fmt: str) -> None:
+    from dlbench import plots, report, results
+    from dlbench.functions import FUNCTIONS
+    from dlbench.progress import progress_bar
+
+    out_dir = _check_output(out, fmt, "optimize")
+    manifest = {"command": "optimize", **results.environment(), "config": asdict(config)}
+    if config.function:
+        info = FUNCTIONS.get(config.function)
+        _check_function(config)
+        trajectories, summary = runner.run_functions(config)
+        results.write_run(out_dir, {"trajectories": trajectories, "summary": summary}, manifest,
+                          {"trajectories.png": lambda p: plots.trajectories_plot(
+                              p, info, trajectories)})
+        report.print_functions(summary, info, config, fmt)
+    else:
+        plan = runner.prepare(config)
+        with progress_bar(plan.total_epochs, "optimize") as advance:
+            result = runner.run(plan, advance)
+        tables = {"scores": result.scores, "curves": result.curves, "summary": result.summary}
+        if result.activations is not None:
+            tables["activations"] = result.activations
+        results.write_run(out_dir, tables, manifest | result.info,
+                          _optimize_plots(config, result))
+        report.print_optimize(result.summary, result.info, config, fmt)
+    typer.echo(f"results: {out_dir}", err=True)
+
+
+def _optimize_plots(config, result) -> dict:
+    from dlbench import plots
+
+    final = result.curves[result.curves.phase == "final"]
+    title = f"{result.info['dataset']['name']}: {result.info['seeds']} seeds per cell"
+    figures = {"curves.png": lambda p: plots.curves_plot(p, final, title)}
+    if config.lr_grid or config.tune_budget:
+        figures["lr_sweep.png"] = lambda p: plots.lr_sweep_plot(p, result.sweep, title)
+    if result.histograms:
+        figures["activations.png"] = lambda p: plots.activations_plot(p, result.histograms)
+    return figures
+
+
+def _check_function(config) -> None:
+    from dlbench.schedules import check_schedule
+
+    check_schedule(config.train.schedule, config.train.warmup)
+    if config.steps < 1:
+        raise DlbenchError(f"--steps must be positive, got {config.steps}")
+    if not config.tol > 0:
+        raise DlbenchError(f"--tol must be positive, got {config.tol}")
+
+
+def _switches(option: str, text: str) -> tuple[bool, ...]:
+    values = {"on": True, "off": False}
+    try:
+        return tuple(values[v] for v in _names(text))
+    except KeyError:
+        raise DlbenchError(f"{option} takes on, off or on,off; got '{text}'") from None
+
+
+def _point(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DlbenchError(f"--start takes a point X,Y such as -7,2; got '{text}'") from None
+    return x, y
+
+
+def _lr_grid(text: str | None) -> tuple[float, ...]:
+    if text is None:
+        return ()
+    import numpy as np
+
+    try:
+        low, high, n = text.split(":")
+        low, high, count = float(low), float(high), int(n)
+    except ValueError:
+        raise DlbenchError(f"--lr-grid takes LOW:HIGH:N such as 1e-4:1:9; got '{text}'") from None
+    if not (0 < low < high) or count < 2:
+        raise DlbenchError(f"--lr-grid needs 0 < LOW < HIGH and N >= 2; got '{text}'")
+    return tuple(float(v) for v in np.geomspace(low, high, count))
+
+
+def _tune_budget(tune: str | None, budget: int) -> int:
+    if tune is None:
+        return 0
+    if tune != "lr":
+        raise DlbenchError(f"unknown --tune '{tune}'; choose one of: lr")
+    if budget < 2:
+        raise DlbenchError(f"--budget must be at least 2 trials, got {budget}")
+    return budget
+
+
+@app.command()
+def optimizers() -> None:
+    """List the optimizers with their defaults (the --opt grammar's names and parameters)."""
+    from dlbench.optim import OPTIMIZERS, format_value
+    from dlbench.report import listing
+
+    rows = [{"name": o.name, "class": o.cls.__name__,
+             "defaults": ", ".join(f"{k}={format_value(v)}"
+                                   for k, v in o.signature_defaults().items()),
+             "stacked": "yes" if o.elementwise else "alone, full batch",
+             "description": o.description} for o in OPTIMIZERS]
+    listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"])
 
 
 @app.command()

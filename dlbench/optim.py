@@ -98,7 +98,9 @@ for _info in (
     OptimInfo("adam", torch.optim.Adam,
               description="momentum + RMSProp with bias correction; coupled L2 weight decay"),
     OptimInfo("adamw", torch.optim.AdamW, description="Adam with decoupled weight decay"),
-    OptimInfo("lbfgs", torch.optim.LBFGS, {"max_iter": 1, "line_search_fn": "strong_wolfe"},
+    # max_eval: torch derives max_iter*5//4 = 1, which leaves the line search no evaluation
+    OptimInfo("lbfgs", torch.optim.LBFGS,
+              {"max_iter": 1, "max_eval": 25, "line_search_fn": "strong_wolfe"},
               elementwise=False, full_batch=True,
               description="L-BFGS, full batch; one iteration per step, strong-Wolfe line search"),
     OptimInfo("newton", Newton, {}, elementwise=False, full_batch=True,

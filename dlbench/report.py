@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 import pandas as pd
@@ -11,6 +12,14 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+
+def stdout() -> Console:
+    """The terminal's width (or $COLUMNS); 120 columns into a file or pipe, which have none."""
+    console = Console()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(width=120)
 
 
 def number(value: Any) -> str:
@@ -70,7 +79,7 @@ def listing(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
         table.add_column(c.replace("_", " "), overflow="fold", no_wrap=i < len(columns) - 1)
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
-    Console().print(table)
+    stdout().print(table)
 
 
 def _cell(value: Any) -> str:
@@ -85,7 +94,100 @@ def print_cv(summary: pd.DataFrame, info: dict[str, Any], title: str, fmt: str,
         records = json.loads(summary.to_json(orient="records"))
         print(json.dumps({"summary": records, "run": info}, indent=2, default=str))
     else:
-        console = console or Console()
+        console = console or stdout()
         console.print(cv_table(summary, info, title))
         for note in _notes(summary, info):
             console.print(note, style="dim", soft_wrap=True, highlight=False)
+
+
+def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> None:
+    """Mode 1 of optimize: where each optimizer ended on the 2-D function."""
+    if fmt == "json":
+        _print_json(summary, {"function": info.name, "steps": config.steps, "tol": config.tol})
+        return
+    start = config.start or info.start
+    table = _table(f"optimize · {info.name} · {config.steps} steps from "
+                   f"({start[0]:g}, {start[1]:g})",
+                   [("optimizer", "left"), ("x", "right"), ("y", "right"), ("f", "right"),
+                    (f"steps to f−f*≤{config.tol:g}", "right"), ("status", "left")])
+    for r in summary.itertuples():
+        reached = "never" if not math.isfinite(r.steps_to_tol) else str(int(r.steps_to_tol))
+        table.add_row(escape(r.cell), number(r.x), number(r.y), number(r.f), reached,
+                      _status(r.status))
+    console = stdout()
+    console.print(table)
+    console.print(f"{info.name}: {info.description}", style="dim", highlight=False)
+
+
+def print_optimize(summary: pd.DataFrame, run: dict[str, Any], config: Any, fmt: str) -> None:
+    """Mode 2 of optimize: the cells ranked by their validation score."""
+    if fmt == "json":
+        _print_json(summary, run)
+        return
+    metric = run["primary_metric"]
+    columns = [("#", "right"), ("cell", "left"), ("val", "right"), ("95% CI", "right"),
+               ("test", "right"), ("loss", "right")]
+    if config.target is not None:
+        columns.append((f"to {config.target:g}", "right"))
+    table = _table(f"optimize · {run['dataset']['name']} · {run['cells']} cells × "
+                   f"{run['seeds']} seeds · {config.train.epochs} epochs · {metric}",
+                   [*columns, ("status", "left")])
+    for r in summary.itertuples():
+        row = [f"{r.rank}{'≈' if r.tied_with_best and r.rank > 1 else ''}", escape(r.cell),
+               number(r.val_mean), f"{number(r.val_ci_low)}–{number(r.val_ci_high)}",
+               number(r.test_mean), number(r.final_train_loss)]
+        if config.target is not None:
+            row.append(_to_target(r.epochs_to_target, r.seconds_to_target))
+        table.add_row(*row, _status(r.status))
+    console = stdout()
+    console.print(table)
+    for note in _optimize_notes(summary, run, config):
+        console.print(note, style="dim", soft_wrap=True, highlight=False)
+
+
+def _optimize_notes(summary: pd.DataFrame, run: dict[str, Any], config: Any) -> list[str]:
+    rows = run["rows"]
+    notes = [f"val, test: {run['primary_metric']} (mean over seeds; 95% CI: t over seeds) on "
+             f"one split for every cell: {rows['train']} train, {rows['val']} validation, "
+             f"{rows['test']} test rows; loss: final training loss",
+             "≈: not significantly different from #1 (paired t-test over seeds, p ≥ 0.05)",
+             "status: diverged = loss NaN/inf or above 2× its start; stalled = final training "
+             "loss above 0.9× its start"]
+    if run.get("evaluated_on_training_rows"):
+        notes.append(f"{run['dataset']['name']} has only {run['dataset']['samples']} rows: every "
+                     "split is all of them, so val and test measure fit, not generalisation")
+    if config.target is not None:
+        notes.append(f"to {config.target:g}: median epochs / seconds per model to reach that "
+                     "validation accuracy (— never)")
+    if run.get("trials"):
+        notes.append(f"tuned: every optimizer had {config.tune_budget} learning-rate trials "
+                     "on validation (first seed, no test rows); the lr shown is the one chosen")
+    notes.append(f"{run['seconds']:.1f} s in all")
+    return notes
+
+
+def _to_target(epochs: float, seconds: float) -> str:
+    if not math.isfinite(epochs):
+        return "—"
+    return f"{int(epochs)} ep / {seconds:.2f} s"
+
+
+def _status(status: str) -> str:
+    return {"ok": "ok", "stalled": "[yellow]stalled[/]", "diverged": "[red]diverged[/]"}.get(
+        status, escape(status))
+
+
+def _table(title: str, columns: list[tuple[str, str]]) -> Table:
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True, show_edge=False)
+    for name, justify in columns:
+        if name == "cell":
+            table.add_column(name, justify=justify, min_width=14, ratio=1)
+        else:
+            table.add_column(name, justify=justify, no_wrap=True)
+    return table
+
+
+def _print_json(summary: pd.DataFrame, run: dict[str, Any]) -> None:
+    records = json.loads(summary.to_json(orient="records"))
+    print(json.dumps({"summary": records, "run": run}, indent=2, default=str))

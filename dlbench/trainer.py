@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import torch
@@ -134,12 +134,20 @@ def train(dataset: Dataset, spec: ModelSpec, config: TrainConfig, members: list[
     `progress(n)` is called after each epoch with the number of members that finished it.
     """
     device = resolve_device(config.device)
+    _warm_up()
     results: list[MemberResult | None] = [None] * len(members)
     for stack in plan_stacks(members, config):
         trained = _train_stack(dataset, spec, config, [members[i] for i in stack], device, progress)
         for i, result in zip(stack, trained, strict=True):
             results[i] = result
     return results  # type: ignore[return-value]
+
+
+@cache
+def _warm_up() -> None:
+    """The first torch.optim optimizer of a process imports torch._dynamo (~1.6 s): pay it once,
+    before any stack's clock starts, so it is charged to no member's time."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)])
 
 
 # --- one stack -------------------------------------------------------------------------------

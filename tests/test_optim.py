@@ -172,3 +172,18 @@ def test_the_schedule_sets_the_optimizer_rate_each_step():
         torch.optim.SGD.step = original
     assert seen == [0.1]  # one step per epoch at full batch, before any decay
     assert build_optimizer(OptimSpec("sgd", 0.1), [torch.zeros(1, requires_grad=True)])
+
+
+def test_curvature_wins_on_rosenbrock():
+    """60 steps: L-BFGS and Newton reach the minimum; first-order methods crawl the valley."""
+    from dlbench.functions import FUNCTIONS
+
+    info = FUNCTIONS.get("rosenbrock")
+    final = {}
+    for name, lr in [("lbfgs", None), ("newton", None), ("adam", 0.05), ("momentum", 1e-3)]:
+        path, status = minimize(info.fn, list(info.start),
+                                TrainConfig(parse_optimizers(name, lr=lr)[0]), steps=60)
+        assert status == "ok" and path[-1, 2] < path[0, 2], name
+        final[name] = path[-1, 2]
+    assert final["lbfgs"] < 1e-6 and final["newton"] < 1e-6
+    assert final["adam"] > 1 and final["momentum"] > 1

@@ -1,0 +1,52 @@
+"""Cells: one configuration of an experiment grid, whose seeds train as one stack.
+
+A cell is pure — its coordinates and configs in, rows out — so an executor can run cells in this
+process (today), in a process pool or on a Dask cluster, and a rerun can skip finished cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dlbench.models import ModelSpec
+from dlbench.optim import format_value
+from dlbench.trainer import TrainConfig
+
+T = TypeVar("T")
+AXES = ("model", "hidden", "init", "activation", "batchnorm", "preprocess", "optimizer", "lr")
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: ModelSpec
+    train: TrainConfig
+
+    def coords(self) -> dict[str, Any]:
+        """The grid coordinates, one column each in every result row."""
+        m, opt = self.model, self.train.optimizer
+        return {"model": m.name, "hidden": ",".join(map(str, m.hidden)), "init": m.init,
+                "activation": m.activation, "batchnorm": m.batchnorm,
+                "preprocess": self.train.preprocess, "optimizer": opt.label, "lr": opt.lr}
+
+
+def labels(cells: list[Cell]) -> list[str]:
+    """Short names that tell the cells apart: the axes that vary, and always the optimizer."""
+    coords = [c.coords() for c in cells]
+    varied = [a for a in AXES if len({str(c[a]) for c in coords}) > 1 or a == "optimizer"]
+    return [" · ".join(_part(axis, c[axis], c) for axis in varied if axis != "lr")
+            for c in coords]
+
+
+def _part(axis: str, value: Any, coords: dict[str, Any]) -> str:
+    if axis == "optimizer":
+        return f"{value} lr={format_value(coords['lr'])}"
+    if axis == "batchnorm":
+        return "bn" if value else "no bn"
+    return f"hidden {value}" if axis == "hidden" else str(value)
+
+
+def execute(cells: Iterable[Cell], run: Callable[[Cell], T]) -> list[T]:
+    """The in-process executor: cells one after another (the seam for pools and Dask)."""
+    return [run(cell) for cell in cells]

@@ -1,0 +1,350 @@
+"""Every PNG of dlbench, drawn from tidy frames only (what the CSVs hold, nothing else).
+
+A `cell` column (a label such as "mlp · adam lr=0.001") names a configuration everywhere.
+Each function saves one figure to `path` as PNG whatever the path's suffix (results are written
+to a temporary name first and renamed), and closes it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from dlbench.functions import FunctionInfo, evaluate_grid  # noqa: E402
+
+DPI = 120
+GRID = 300  # contour grid points per axis
+MAX_MARKERS = 60  # iterate markers per path; a longer path is marked every k-th step
+# Where an activation's values live; an activation missing here (relu) uses the data's range.
+ACTIVATION_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+COLORS = plt.get_cmap("tab10").colors
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    try:
+        fig.savefig(path, dpi=DPI, format="png")
+    finally:
+        plt.close(fig)
+
+
+def _color(i: int):
+    return COLORS[i % len(COLORS)]
+
+
+def _legend_columns(labels: list[str], width: float) -> int:
+    """Up to 3 legend columns, as many as fit `width` inches of figure at 9 pt."""
+    column = 0.075 * (max(map(len, labels), default=0) + 6)  # inches: the label + its marker
+    return max(1, min(3, len(labels), int(0.95 * width / column)))
+
+
+# --- optimizer paths on a 2-D function --------------------------------------------------------
+
+
+def trajectories_plot(path: str | Path, info: FunctionInfo, trajectories: pd.DataFrame) -> None:
+    """Contours of the function with one path per cell (columns cell, step, x, y, f, status)."""
+    fig, ax = plt.subplots(layout="constrained")
+    _draw_contours(fig, ax, info)
+    handles = [_draw_path(ax, rows.sort_values("step"), str(cell), _color(i), info.window)
+               for i, (cell, rows) in enumerate(trajectories.groupby("cell", sort=False))]
+    first = trajectories[trajectories["step"] == 0]
+    starts = set(zip(first["x"], first["y"], strict=True)) or {info.start}
+    for x, y in starts:
+        ax.plot(x, y, "o", ms=9, mfc="white", mec="black", mew=1.5, zorder=6)
+    handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="white", mec="black",
+                          mew=1.5, label="start"))
+    if info.minima:
+        mx, my = zip(*info.minima, strict=True)
+        ax.plot(mx, my, "*", ms=16, color="gold", mec="black", zorder=7)
+        handles.append(Line2D([], [], ls="", marker="*", ms=14, color="gold", mec="black",
+                              label="global minima" if len(info.minima) > 1 else "global minimum"))
+    xmin, xmax, ymin, ymax = info.window
+    ax.set(xlim=(xmin, xmax), ylim=(ymin, ymax), xlabel="x", ylabel="y", aspect="equal")
+    fig.suptitle(f"{info.name}: optimizer paths\n{info.description}", fontsize=11)
+    labels = [h.get_label() for h in handles]
+    width, height_of = _trajectory_size(info.window)
+    ncols = _legend_columns(labels, width)
+    fig.set_size_inches(width, height_of(math.ceil(len(labels) / ncols)))
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, fontsize=9,
+               frameon=False)
+    _save(fig, path)
+
+
+def _trajectory_size(window):
+    """Figure width (inches) that fits an equal-aspect axes of the window and its colorbar,
+    and the height as a function of the legend's rows."""
+    ratio = (window[1] - window[0]) / (window[3] - window[2])
+    width = float(np.clip(5.5 * ratio, 4.5, 11.0))
+    return width + 2.2, lambda legend_rows: width / ratio + 1.1 + 0.25 * legend_rows
+
+
+def _draw_contours(fig: plt.Figure, ax: plt.Axes, info: FunctionInfo) -> None:
+    xmin, xmax, ymin, ymax = info.window
+    xs, ys = np.linspace(xmin, xmax, GRID), np.linspace(ymin, ymax, GRID)
+    z = evaluate_grid(info, xs, ys)
+    if info.log_levels and math.isfinite(info.f_min):
+        # Shifted by f_min so the minimum sits at the bottom of a positive log scale; the
+        # floor keeps the grid point that lands exactly on a minimum from being log(0).
+        z = z - info.f_min
+        top = float(z.max())
+        floor = max(float(z[z > 0].min()), top * 1e-7)
+        z = np.clip(z, floor, top)
+        quarters = np.arange(math.floor(4 * math.log10(floor)), math.ceil(4 * math.log10(top)) + 1)
+        levels, norm, label = 10.0 ** (quarters / 4), LogNorm(), "f(x, y) − f_min (log scale)"
+    else:
+        levels = ticker.MaxNLocator(nbins=24).tick_values(z.min(), z.max())
+        norm, label = None, "f(x, y)"
+    filled = ax.contourf(xs, ys, z, levels=levels, norm=norm, cmap="viridis", alpha=0.6)
+    # Every other level as a thin line: the shape of the valley without clutter.
+    ax.contour(xs, ys, z, levels=levels[::2], colors="black", linewidths=0.3, alpha=0.3)
+    bar = fig.colorbar(filled, ax=ax, label=label, shrink=0.9)
+    if norm is not None:  # ticks on whole decades, not on the quarter-decade levels
+        bar.set_ticks([v for v in levels if float(np.log10(v)).is_integer()])
+        bar.ax.yaxis.set_major_formatter(ticker.LogFormatterSciNotation())
+
+
+def _draw_path(ax: plt.Axes, rows: pd.DataFrame, cell: str, color, window) -> Line2D:
+    """One path: its segments cut to the window, iterate markers, the last point ringed.
+
+    A segment with both ends outside the window (a diverging path swinging across it) is
+    drawn faint, so the iterates that are in view stand out.
+    """
+    points = rows[["x", "y"]].to_numpy(dtype=np.float64)
+    inside = _inside(points, window)
+    through = ~inside[:-1] & ~inside[1:]
+    ax.plot(*_clipped_segments(points, window, ~through), "-", color=color, lw=1.6, zorder=3)
+    ax.plot(*_clipped_segments(points, window, through), ":", color=color, lw=1.0,
+            alpha=0.6, zorder=3)
+    every = max(1, math.ceil(len(points) / MAX_MARKERS))
+    marked = points[::every][inside[::every]]
+    ax.plot(marked[:, 0], marked[:, 1], "o", ms=3, color=color, zorder=4)
+    if inside[-1]:
+        ax.plot(*points[-1], "o", ms=7, color=color, mec="black", zorder=5)
+    status = rows["status"].iloc[-1] if "status" in rows else "ok"
+    label = cell if status == "ok" else f"{cell} ({status})"
+    if not inside.all():
+        label += f", leaves the plot at step {int(rows['step'].iloc[int(np.argmin(inside))])}"
+    return Line2D([], [], color=color, lw=1.6, marker="o", ms=3, label=label)
+
+
+def _inside(points: np.ndarray, window) -> np.ndarray:
+    """(n, 2) points -> (n,) whether each lies in the window (NaN and inf do not)."""
+    xmin, xmax, ymin, ymax = window
+    x, y = points[:, 0], points[:, 1]
+    return (xmin <= x) & (x <= xmax) & (ymin <= y) & (y <= ymax)
+
+
+def _clipped_segments(points: np.ndarray, window, keep: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The kept segments of a path cut to the window (Liang–Barsky), as x, y with NaN breaks.
+
+    A diverged path reaches 1e300 or inf; cutting each segment where it crosses the window
+    keeps its true direction without handing matplotlib coordinates it cannot transform.
+    """
+    p0, p1 = points[:-1], points[1:]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        d = p1 - p0
+        t0, t1 = np.zeros(len(d)), np.ones(len(d))
+        visible = keep & np.isfinite(d).all(axis=1)
+        lows, highs = (window[0], window[2]), (window[1], window[3])
+        for k in range(2):
+            for p, q in ((-d[:, k], p0[:, k] - lows[k]), (d[:, k], highs[k] - p0[:, k])):
+                r = q / p  # the t at which this segment crosses this edge
+                visible &= (p != 0) | (q >= 0)  # parallel to the edge and outside it
+                t0 = np.where(p < 0, np.maximum(t0, r), t0)
+                t1 = np.where(p > 0, np.minimum(t1, r), t1)
+        visible &= t0 <= t1
+        a, b = p0 + t0[:, None] * d, p0 + t1[:, None] * d
+    gap = np.full((len(d), 2), np.nan)
+    pieces = np.stack([a, b, gap], axis=1)[visible].reshape(-1, 2)  # (3 * visible, 2)
+    return pieces[:, 0], pieces[:, 1]
+
+
+# --- learning curves --------------------------------------------------------------------------
+
+
+def curves_plot(path: str | Path, curves: pd.DataFrame, title: str) -> None:
+    """Training loss and validation accuracy (or loss) by epoch: mean over seeds, min–max band.
+
+    curves: columns cell, seed, epoch, split, metric, value. Non-finite values (a diverged
+    seed) are left out of the mean and the band; the legend says how many seeds diverged.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
+    curves = curves.assign(value=curves["value"].where(np.isfinite(curves["value"])))
+    colors = {cell: _color(i) for i, cell in enumerate(dict.fromkeys(curves["cell"]))}
+    _draw_mean_band(left, _select(curves, "train", "loss"), colors)
+    _log_scale(left, _select(curves, "train", "loss")["value"])
+    left.set(title="training loss", xlabel="epoch", ylabel="loss (mean over seeds)")
+    metric = "accuracy" if len(_select(curves, "val", "accuracy")) else "loss"
+    val = _select(curves, "val", metric)
+    _draw_mean_band(right, val, colors)
+    if metric == "loss":
+        _log_scale(right, val["value"])
+    right.set(title=f"validation {metric}", xlabel="epoch",
+              ylabel=f"{metric} (mean over seeds)")
+    handles = [Line2D([], [], color=color, lw=2, label=_diverged_note(cell, curves))
+               for cell, color in colors.items()]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="gray", alpha=0.25,
+                                 label="band: min–max over seeds"))
+    fig.suptitle(title)
+    fig.legend(handles=handles, loc="outside lower center", frameon=False, fontsize=9,
+               ncols=_legend_columns([h.get_label() for h in handles], 12.0))
+    _save(fig, path)
+
+
+def _select(curves: pd.DataFrame, split: str, metric: str) -> pd.DataFrame:
+    return curves[(curves["split"] == split) & (curves["metric"] == metric)]
+
+
+def _draw_mean_band(ax: plt.Axes, rows: pd.DataFrame, colors: dict) -> None:
+    if rows["value"].notna().sum() == 0:
+        _no_data(ax, "no values recorded" if rows.empty else "no finite values (diverged)")
+        return
+    stats = rows.groupby(["cell", "epoch"], sort=False)["value"].agg(["mean", "min", "max"])
+    for cell, color in colors.items():
+        if cell not in stats.index.get_level_values("cell"):
+            continue
+        line = stats.loc[cell].sort_index()
+        marker = "o" if len(line) <= 30 else None  # a short run shows its epochs
+        ax.plot(line.index, line["mean"], color=color, lw=1.8, marker=marker, ms=3)
+        ax.fill_between(line.index, line["min"], line["max"], color=color, alpha=0.2, lw=0)
+    ax.grid(alpha=0.3)
+
+
+def _diverged_note(cell: str, curves: pd.DataFrame) -> str:
+    """The cell's label, with how many of its seeds diverged (a non-finite training loss)."""
+    train = _select(curves, "train", "loss")
+    per_seed = train[train["cell"] == cell].groupby("seed")["value"].apply(
+        lambda v: v.isna().any())
+    bad = int(per_seed.sum())
+    return cell if bad == 0 else f"{cell} ({bad} of {len(per_seed)} seeds diverged)"
+
+
+def _log_scale(ax: plt.Axes, values: Iterable[float]) -> None:
+    """Log y, or symlog when a finite value is ≤ 0 (a perceptron loss reaches exactly 0)."""
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
+    if finite.size == 0:
+        return
+    positive = finite[finite > 0]
+    if positive.size == finite.size:
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=float(positive.min()) if positive.size else 1e-3)
+
+
+def _no_data(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+# --- learning-rate sweep ----------------------------------------------------------------------
+
+_STATUS_ORDER = {"ok": 0, "stalled": 1, "diverged": 2}  # a point shows its worst seed
+
+
+def lr_sweep_plot(path: str | Path, sweep: pd.DataFrame, title: str) -> None:
+    """Final training loss against learning rate, one line per optimizer.
+
+    sweep: columns optimizer, lr, seed, final_loss, status ('ok' | 'stalled' | 'diverged').
+    """
+    fig, ax = plt.subplots(figsize=(9.5, 5.5), layout="constrained")
+    points = _sweep_points(sweep)
+    top = ax.get_xaxis_transform()  # x in data, y in axes fraction: the top edge is y = 0.96
+    handles = []
+    for i, (name, rows) in enumerate(points.groupby("optimizer", sort=False)):
+        rows, color = rows.sort_values("lr"), _color(i)
+        ok, stalled, diverged = (rows[rows["status"] == s] for s in ("ok", "stalled", "diverged"))
+        ax.plot(rows["lr"], rows["loss"].where(rows["status"] != "diverged"), "-", color=color)
+        ax.plot(ok["lr"], ok["loss"], "o", color=color, ms=6)
+        ax.plot(stalled["lr"], stalled["loss"], "o", mfc="white", mec=color, mew=1.5, ms=6)
+        ax.plot(diverged["lr"], np.full(len(diverged), 0.96), "x", color=color, ms=9, mew=2,
+                transform=top, clip_on=False)
+        handles.append(Line2D([], [], color=color, marker="o", label=str(name)))
+    _log_scale(ax, points.loc[points["status"] != "diverged", "loss"])
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate (log scale)", ylabel="final training loss (mean over seeds)",
+           title=title)
+    ax.grid(alpha=0.3, which="both")
+    handles += [Line2D([], [], ls="", marker="o", color="gray", label="ok"),
+                Line2D([], [], ls="", marker="o", mfc="white", mec="gray", mew=1.5,
+                       label="stalled (barely moved)"),
+                Line2D([], [], ls="", marker="x", color="gray", mew=2,
+                       label="diverged (at top edge)")]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False)
+    _save(fig, path)
+
+
+def _sweep_points(sweep: pd.DataFrame) -> pd.DataFrame:
+    """One row per (optimizer, lr): mean final loss over its finite seeds, its worst status."""
+    loss = sweep["final_loss"].where(np.isfinite(sweep["final_loss"]))
+    rank = sweep["status"].map(_STATUS_ORDER).fillna(0)
+    frame = sweep.assign(loss=loss, rank=rank)
+    points = frame.groupby(["optimizer", "lr"], sort=False).agg(loss=("loss", "mean"),
+                                                                 rank=("rank", "max"))
+    names = {v: k for k, v in _STATUS_ORDER.items()}
+    points["status"] = points["rank"].map(names)
+    # A seed can blow up without being flagged; with no finite loss the point diverged.
+    points.loc[points["loss"].isna(), "status"] = "diverged"
+    return points.reset_index()
+
+
+# --- activation histograms --------------------------------------------------------------------
+
+
+def activations_plot(path: str | Path, histograms: list[tuple[str, list[np.ndarray]]],
+                     activation_ranges: dict[str, tuple[float, float]] | None = None) -> None:
+    """One row per setting, one histogram per hidden layer of its activations on one batch.
+
+    A row's x range comes from `activation_ranges` (keyed by the row label, or an activation
+    name that appears as a word in it), else ACTIVATION_RANGES, else the row's own values.
+    """
+    ncols = max((len(layers) for _, layers in histograms), default=1)
+    nrows = max(1, len(histograms))
+    fig = plt.figure(figsize=(2.3 * ncols + 1.4, 2.0 * nrows + 1.0), layout="constrained")
+    rows = fig.subfigures(nrows, 1, squeeze=False)[:, 0]
+    if not histograms:
+        _no_data(rows[0].subplots(), "no activations recorded")
+    for i, (subfig, (label, layers)) in enumerate(zip(rows, histograms, strict=False)):
+        lo, hi = _row_range(label, layers, activation_ranges)
+        axes = subfig.subplots(1, ncols, sharey=True, squeeze=False)[0]
+        for j, ax in enumerate(axes):
+            if j >= len(layers):
+                ax.axis("off")  # this setting has fewer hidden layers than the widest
+                continue
+            values = np.asarray(layers[j], dtype=np.float64).ravel()
+            ax.hist(values[np.isfinite(values)], bins=30, range=(lo, hi), color=_color(i))
+            ax.set_xlim(lo, hi)
+            ax.set_title(f"layer {j + 1}", fontsize=9)
+            ax.tick_params(labelsize=8)
+        axes[0].set_ylabel("count", fontsize=9)
+        subfig.supylabel(label, fontsize=10, fontweight="bold")
+    fig.suptitle("Activation values per hidden layer (one batch)")
+    fig.supxlabel("activation value")
+    _save(fig, path)
+
+
+def _row_range(label: str, layers: list[np.ndarray],
+               given: dict[str, tuple[float, float]] | None) -> tuple[float, float]:
+    ranges = {**ACTIVATION_RANGES, **(given or {})}
+    if label in ranges:
+        return ranges[label]
+    for name, span in ranges.items():
+        if re.search(rf"\b{re.escape(name)}\b", label):
+            return span
+    values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in layers] or [[]])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(values.min()), float(values.max())
+    return lo, hi if hi > lo else lo + 1.0  # relu: [0, max]
