@@ -255,9 +255,9 @@ def optimize(
         dataset: DatasetOpt = "digits", data: DataOpt = None, target_column: TargetColumnOpt = None,
         model: Annotated[str, typer.Option(help="Models, comma-separated (see `dlbench models`)."
                                            )] = "mlp",
-        hidden: Annotated[str | None, typer.Option(
-            help="mlp hidden widths (default 128; 100,100,100,100,100 when --init is given)."
-        )] = None,
+        hidden: Annotated[list[str] | None, typer.Option(
+            help="mlp hidden widths; repeat to compare depths: --hidden 8 --hidden 8,8,8 "
+                 "(default 128; 100,100,100,100,100 when --init is given).")] = None,
         channels: ChannelsOpt = "16,32",
         activation: Annotated[str, typer.Option(
             help="Activations, comma-separated: relu, leaky_relu, tanh, sigmoid.")] = "relu",
@@ -292,10 +292,12 @@ def optimize(
     from dlbench.trainer import TrainConfig
 
     entries = opt or (FUNCTION_OPT if function else NETWORK_OPT)
-    widths = _ints("--hidden", hidden) if hidden else ((100,) * 5 if init else (128,))
+    depths = [_ints("--hidden", h) for h in hidden] if hidden else \
+        [(100,) * 5 if init else (128,)]
     models = tuple(ModelSpec(name, widths, _ints("--channels", channels), act, bn, dropout, ini)
-                   for name in _names(model) for ini in _names(init or "default")
-                   for act in _names(activation) for bn in _switches("--batchnorm", batchnorm))
+                   for name in _names(model) for widths in depths
+                   for ini in _names(init or "default") for act in _names(activation)
+                   for bn in _switches("--batchnorm", batchnorm))
     config = runner.OptimizeConfig(
         optimizers=tuple(parse_optimizers(entries, lr, weight_decay)), function=function,
         steps=steps, start=_point(start), tol=tol,

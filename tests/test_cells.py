@@ -1,0 +1,48 @@
+"""Cell labels and the ok / stalled / diverged rule."""
+
+import math
+
+import pytest
+
+from dlbench.cells import Cell, labels
+from dlbench.models import ModelSpec
+from dlbench.optim import OptimSpec
+from dlbench.runners.optimize import DIVERGED_FACTOR, STALLED_FRACTION, classify
+from dlbench.trainer import TrainConfig
+
+
+def curve(*losses: float) -> list[tuple[int, str, str, float]]:
+    return [(epoch, "train", "loss", v) for epoch, v in enumerate(losses)]
+
+
+@pytest.mark.parametrize("losses, trainer_status, expected", [
+    ((2.3, 1.0, 0.2), "ok", "ok"),
+    ((2.3, 2.2, 2.25), "ok", "stalled"),  # moved less than 10%
+    ((2.3, 2.3 * STALLED_FRACTION * 0.99), "ok", "ok"),
+    ((2.3, 5.0, 2.3 * DIVERGED_FACTOR + 0.1), "ok", "diverged"),  # far above its start
+    ((2.3, 1.0, math.nan), "ok", "diverged"),
+    ((2.3, 1.0, math.inf), "ok", "diverged"),
+    ((2.3, 0.5, 0.4), "diverged", "diverged"),  # the trainer saw NaN/inf during the epoch
+])
+def test_status_rule(losses, trainer_status, expected):
+    assert classify(curve(*losses), trainer_status) == expected
+
+
+def cell(opt: str, lr: float, **model) -> Cell:
+    return Cell(ModelSpec(**model), TrainConfig(OptimSpec(opt, lr)))
+
+
+def test_labels_name_only_what_varies_and_always_the_optimizer():
+    assert labels([cell("sgd", 0.1), cell("adam", 0.001)]) == ["sgd lr=0.1", "adam lr=0.001"]
+    assert labels([cell("adam", 0.01, init="he"), cell("adam", 0.01, init="xavier")]) == [
+        "he · adam lr=0.01", "xavier · adam lr=0.01"]
+    two = labels([cell("adam", 0.01, hidden=(8,), batchnorm=True),
+                  cell("adam", 0.01, hidden=(8, 8), batchnorm=False)])
+    assert two == ["hidden 8 · bn · adam lr=0.01", "hidden 8,8 · no bn · adam lr=0.01"]
+
+
+def test_coords_are_one_column_per_axis():
+    coords = cell("momentum", 0.05, activation="tanh").coords()
+    assert coords == {"model": "mlp", "hidden": "128", "init": "default", "activation": "tanh",
+                      "batchnorm": False, "preprocess": "standardize", "optimizer": "momentum",
+                      "lr": 0.05}
