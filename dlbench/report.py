@@ -75,8 +75,8 @@ def _notes(summary: pd.DataFrame, info: dict[str, Any]) -> list[str]:
 def listing(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     """A registry listing (`dlbench datasets`, `dlbench models`) as a table on stdout."""
     table = Table(title=title, title_justify="left")
-    for i, c in enumerate(columns):  # names never wrap; the last column (descriptions) folds
-        table.add_column(c.replace("_", " "), overflow="fold", no_wrap=i < len(columns) - 1)
+    for i, c in enumerate(columns):  # the name never wraps; long text columns fold
+        table.add_column(c.replace("_", " "), overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
     stdout().print(table)
@@ -111,7 +111,8 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
                    [("optimizer", "left"), ("x", "right"), ("y", "right"), ("f", "right"),
                     (f"steps to f−f*≤{config.tol:g}", "right"), ("status", "left")])
     for r in summary.itertuples():
-        reached = "never" if not math.isfinite(r.steps_to_tol) else str(int(r.steps_to_tol))
+        reached = ("—" if not math.isfinite(info.f_min)  # unbounded below: no f* to reach
+                   else "never" if not math.isfinite(r.steps_to_tol) else str(int(r.steps_to_tol)))
         table.add_row(escape(r.cell), number(r.x), number(r.y), number(r.f), reached,
                       _status(r.status))
     console = stdout()
