@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_cv.py
+	$(BIN)/python benchmarks/bench_optimize.py
 
 lint: install
 	$(BIN)/ruff check dlbench tests benchmarks

@@ -6,7 +6,7 @@ process (today), in a process pool or on a Dask cluster, and a rerun can skip fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,6 +47,16 @@ def _part(axis: str, value: Any, coords: dict[str, Any]) -> str:
     return f"hidden {value}" if axis == "hidden" else str(value)
 
 
-def execute(cells: Iterable[Cell], run: Callable[[Cell], T]) -> list[T]:
-    """The in-process executor: cells one after another (the seam for pools and Dask)."""
-    return [run(cell) for cell in cells]
+def execute(cells: list[Cell], run: Callable[[list[Cell]], list[T]]) -> list[T]:
+    """The in-process executor (the seam for pools and Dask): results in cell order.
+
+    Cells sharing a model spec go to `run` together, so one stack can train all of them.
+    """
+    batches: dict[ModelSpec, list[int]] = {}
+    for i, cell in enumerate(cells):
+        batches.setdefault(cell.model, []).append(i)
+    results: list[T | None] = [None] * len(cells)
+    for indices in batches.values():
+        for i, result in zip(indices, run([cells[i] for i in indices]), strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]

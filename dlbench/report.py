@@ -91,8 +91,7 @@ def _cell(value: Any) -> str:
 def print_cv(summary: pd.DataFrame, info: dict[str, Any], title: str, fmt: str,
              console: Console | None = None) -> None:
     if fmt == "json":  # plain JSON on stdout, nothing else, so it pipes into jq or a script
-        records = json.loads(summary.to_json(orient="records"))
-        print(json.dumps({"summary": records, "run": info}, indent=2, default=str))
+        _print_json(summary, info)
     else:
         console = console or stdout()
         console.print(cv_table(summary, info, title))
@@ -135,7 +134,7 @@ def print_optimize(summary: pd.DataFrame, run: dict[str, Any], config: Any, fmt:
                    [*columns, ("status", "left")])
     for r in summary.itertuples():
         row = [f"{r.rank}{'≈' if r.tied_with_best and r.rank > 1 else ''}", escape(r.cell),
-               number(r.val_mean), f"{number(r.val_ci_low)}–{number(r.val_ci_high)}",
+               number(r.val_mean), _interval(r.val_ci_low, r.val_ci_high),
                number(r.test_mean), number(r.final_train_loss)]
         if config.target is not None:
             row.append(_to_target(r.epochs_to_target, r.seconds_to_target))
@@ -167,6 +166,13 @@ def _optimize_notes(summary: pd.DataFrame, run: dict[str, Any], config: Any) -> 
     return notes
 
 
+def _interval(low: float, high: float) -> str:
+    """'low–high', or one '—' when there is no interval (a single seed)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "—"
+    return f"{number(low)}–{number(high)}"
+
+
 def _to_target(epochs: float, seconds: float) -> str:
     if not math.isfinite(epochs):
         return "—"
@@ -190,5 +196,18 @@ def _table(title: str, columns: list[tuple[str, str]]) -> Table:
 
 
 def _print_json(summary: pd.DataFrame, run: dict[str, Any]) -> None:
-    records = json.loads(summary.to_json(orient="records"))
-    print(json.dumps({"summary": records, "run": run}, indent=2, default=str))
+    print(json.dumps({"summary": _records(summary), "run": run}, indent=2, default=str))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain JSON values at full precision (DataFrame.to_json rounds to 10 decimals:
+    f = 1.8e-11 would print as 0.0); NaN and ±inf, which JSON lacks, become null."""
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -36,7 +36,7 @@ from dlbench.schedules import build_scheduler, check_schedule
 from dlbench.seeding import derive_seed
 
 DEVICES = ("auto", "cpu", "cuda")
-EVAL_CHUNK = 4096  # rows per member evaluated at once: bounds memory on large evaluation sets
+EVAL_FLOATS = 2**24  # inputs evaluated at once, over all members (64 MB of float32)
 GATHER_FLOATS = 2**24  # training batches gathered ahead at most (64 MB of float32)
 
 
@@ -116,15 +116,24 @@ def batch_size(config: TrainConfig, n_train: int) -> int:
     return n_train if config.optimizer.info.full_batch else config.batch_size
 
 
-def plan_stacks(members: list[Member], config: TrainConfig) -> list[list[int]]:
-    """Group member indices into stacks that can train together exactly."""
-    if not config.optimizer.info.elementwise:
-        return [[i] for i in range(len(members))]  # a cross-parameter reduction: one at a time
-    groups: dict[tuple, list[int]] = {}
-    for i, m in enumerate(members):
-        key = (steps_per_epoch(len(m.train), config.batch_size), tuple(m.evals))
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
+def plan_stacks(members: list[Member], configs: list[TrainConfig]) -> list[list[tuple[int, int]]]:
+    """(config, member) index pairs grouped into stacks that train together exactly.
+
+    Every pair of elementwise configs sharing epochs, batch size, device and a member's steps per
+    epoch joins one stack, each config with its own optimizer over its members' slices; pairs
+    of closure optimizers (L-BFGS, Newton: a reduction across all weights) train alone.
+    """
+    stacks: dict[tuple, list[tuple[int, int]]] = {}
+    alone: list[list[tuple[int, int]]] = []
+    for c, config in enumerate(configs):
+        for i, m in enumerate(members):
+            if not config.optimizer.info.elementwise:
+                alone.append([(c, i)])
+                continue
+            key = (steps_per_epoch(len(m.train), config.batch_size), tuple(m.evals),
+                   config.epochs, config.batch_size, config.device)
+            stacks.setdefault(key, []).append((c, i))
+    return [*stacks.values(), *alone]
 
 
 def train(dataset: Dataset, spec: ModelSpec, config: TrainConfig, members: list[Member],
@@ -133,13 +142,26 @@ def train(dataset: Dataset, spec: ModelSpec, config: TrainConfig, members: list[
 
     `progress(n)` is called after each epoch with the number of members that finished it.
     """
-    device = resolve_device(config.device)
+    return train_grid(dataset, spec, [config], members, progress)[0]
+
+
+def train_grid(dataset: Dataset, spec: ModelSpec, configs: list[TrainConfig],
+               members: list[Member], progress: Callable[[int], None] | None = None
+               ) -> list[list[MemberResult]]:
+    """Every config × every member of one model spec: results[c][m].
+
+    Configs that can share a stack (see plan_stacks) train in one batched computation: an
+    optimizer grid costs one forward and backward pass per step, not one per config.
+    """
+    for config in configs:
+        resolve_device(config.device)
     _warm_up()
-    results: list[MemberResult | None] = [None] * len(members)
-    for stack in plan_stacks(members, config):
-        trained = _train_stack(dataset, spec, config, [members[i] for i in stack], device, progress)
-        for i, result in zip(stack, trained, strict=True):
-            results[i] = result
+    results: list[list[MemberResult | None]] = [[None] * len(members) for _ in configs]
+    for stack in plan_stacks(members, configs):
+        pairs = [(configs[c], members[i]) for c, i in stack]
+        for (c, i), result in zip(stack, _train_stack(dataset, spec, pairs, progress),
+                                  strict=True):
+            results[c][i] = result
     return results  # type: ignore[return-value]
 
 
@@ -156,12 +178,13 @@ def _warm_up() -> None:
 class _StackData:
     """The dataset on the device, with each member's preprocessing and target scaling."""
 
-    def __init__(self, dataset: Dataset, members: list[Member], preprocess: str,
+    def __init__(self, dataset: Dataset, members: list[Member], preprocess: list[str],
                  device: torch.device):
         self.regression = dataset.task == "regression"
         self.X = torch.as_tensor(dataset.X, dtype=torch.float32, device=device)  # (N, d)
         self.y = torch.as_tensor(dataset.y, device=device)  # (N,)
-        affine = [fit_affine(preprocess, dataset.X[m.train]) for m in members]
+        affine = [fit_affine(p, dataset.X[m.train]) for p, m in zip(preprocess, members,
+                                                                      strict=True)]
         self.scale = torch.as_tensor(np.stack([a[0] for a in affine])[:, None], device=device)
         self.shift = torch.as_tensor(np.stack([a[1] for a in affine])[:, None], device=device)
         # Regression targets are standardised per member (training rows only) for the loss;
@@ -213,18 +236,21 @@ def _member_stats(loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, w: tor
     return torch.stack([(loss * w).sum(1), (correct * w).sum(1), w.sum(1)], dim=1)
 
 
-def _train_stack(dataset, spec, config, members, device, progress) -> list[MemberResult]:
+def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
+                 progress) -> list[MemberResult]:
+    """One stack: `pairs` share epochs, batch size, device and steps per epoch (plan_stacks)."""
     start = time.perf_counter()
-    data = _StackData(dataset, members, config.preprocess, device)
+    config, members = pairs[0][0], [m for _, m in pairs]
+    device = resolve_device(config.device)
+    data = _StackData(dataset, members, [c.preprocess for c, _ in pairs], device)
     shape = Shape(dataset.n_features, dataset.input_shape,
                   1 if data.regression else dataset.n_classes)
     seeds = [m.seed for m in members]
     torch.manual_seed(derive_seed(*seeds))  # dropout masks: same stack + seeds, same masks
     model = build_model(spec, shape, seeds).to(device)
-    opt = build_optimizer(config.optimizer, model.parameters())
     size = batch_size(config, len(members[0].train))
     steps = steps_per_epoch(len(members[0].train), size)
-    step = _Stepper(opt, config, steps * config.epochs)
+    step = _Stepper(list(model.parameters()), _config_groups(pairs), steps * config.epochs)
     kind = _loss_kind(spec, dataset)
     curves: list[list[tuple[int, str, str, float]]] = [[] for _ in members]
     seconds: list[float] = []
@@ -287,31 +313,70 @@ def _batch_objective(model, kind, x, y, w, share, seen) -> torch.Tensor:
     return (loss * share).sum()
 
 
-class _Stepper:
-    """One optimizer step on an objective, then one schedule step.
+def _config_groups(pairs: list[tuple[TrainConfig, Member]]) -> list[tuple[TrainConfig, slice]]:
+    """Runs of stack members that share a config (plan_stacks keeps them contiguous)."""
+    groups: list[tuple[TrainConfig, slice]] = []
+    for i, (config, _) in enumerate(pairs):
+        if groups and groups[-1][0] is config:
+            groups[-1] = (config, slice(groups[-1][1].start, i + 1))
+        else:
+            groups.append((config, slice(i, i + 1)))
+    return groups
 
-    Closure optimizers (L-BFGS, Newton) re-evaluate the objective as often as they need;
-    the others take one gradient of it.
+
+@dataclass(eq=False)
+class _Group:
+    """One config's optimizer and schedule over its members' slices of the stacked weights."""
+
+    opt: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    rows: slice  # its members along the stack axis
+    views: list[tuple[torch.nn.Parameter, torch.Tensor]]  # (its slice, the stacked parameter)
+
+
+class _Stepper:
+    """One optimizer step on an objective, then one schedule step, for every config group.
+
+    With several groups each optimizer owns Parameters that are views into the stacked weights'
+    storage: its in-place updates land in the model, and its gradients are its slice of the
+    stacked gradient. Closure optimizers (L-BFGS, Newton) re-evaluate the objective as often as
+    they need; they are always alone in their stack, so they own the whole tensors.
     """
 
-    def __init__(self, opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
-        self.opt, self.closure = opt, config.optimizer.info.full_batch
-        self.scheduler = build_scheduler(opt, config.schedule, total_steps, config.warmup)
+    def __init__(self, params: list[torch.Tensor], groups: list[tuple[TrainConfig, slice]],
+                 total_steps: int):
+        self.params, self.groups = params, []
+        self.closure = groups[0][0].optimizer.info.full_batch
+        for config, rows in groups:
+            own = params if len(groups) == 1 else [torch.nn.Parameter(p.data[rows])
+                                                  for p in params]
+            opt = build_optimizer(config.optimizer, own)
+            scheduler = build_scheduler(opt, config.schedule, total_steps, config.warmup)
+            views = [] if len(groups) == 1 else list(zip(own, params, strict=True))
+            self.groups.append(_Group(opt, scheduler, rows, views))
 
     def __call__(self, objective: Callable[[], torch.Tensor]) -> None:
-        def closure(backward: bool = True) -> torch.Tensor:
-            self.opt.zero_grad(set_to_none=True)
-            value = objective()
-            if backward:
-                value.backward()
-            return value
-
         if self.closure:
-            self.opt.step(closure)
+            opt = self.groups[0].opt
+
+            def closure(backward: bool = True) -> torch.Tensor:
+                opt.zero_grad(set_to_none=True)
+                value = objective()
+                if backward:
+                    value.backward()
+                return value
+
+            opt.step(closure)
         else:
-            closure()
-            self.opt.step()
-        self.scheduler.step()
+            for p in self.params:
+                p.grad = None
+            objective().backward()
+            for group in self.groups:
+                for view, full in group.views:
+                    view.grad = full.grad[group.rows]
+                group.opt.step()
+        for group in self.groups:
+            group.scheduler.step()
 
 
 def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[float],
@@ -322,7 +387,7 @@ def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[floa
     A path stops at the first non-finite value.
     """
     point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-    step = _Stepper(build_optimizer(config.optimizer, [point]), config, steps)
+    step = _Stepper([point], [(config, slice(None))], steps)
     path = [[*start, float(objective(point.detach()))]]
     for _ in range(steps):
         step(lambda: objective(point))
@@ -339,8 +404,9 @@ def _evaluate(model: StackedModel, data: _StackData, rows: list[np.ndarray], kin
     length = max(len(r) for r in rows)
     index, weight = _padded(rows, length, data.X.device)
     outs, stats = [], torch.zeros(len(rows), 3, device=data.X.device)
-    for s in range(0, length, EVAL_CHUNK):
-        idx, w = index[:, s:s + EVAL_CHUNK], weight[:, s:s + EVAL_CHUNK]
+    chunk = max(64, EVAL_FLOATS // (len(rows) * data.X.shape[1]))  # rows per member at once
+    for s in range(0, length, chunk):
+        idx, w = index[:, s:s + chunk], weight[:, s:s + chunk]
         x, y = data.batch(idx)
         out = model(x)
         stats += _member_stats(_per_sample_loss(kind, out, y), out, y, w, data.regression)

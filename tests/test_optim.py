@@ -81,8 +81,9 @@ def test_full_batch_optimizers_train_each_member_alone():
     members = [Member({"s": s}, s, np.arange(40)) for s in range(3)]
     for name in ("lbfgs", "newton"):
         cfg = TrainConfig(parse_optimizers(name)[0])
-        assert plan_stacks(members, cfg) == [[0], [1], [2]]
-    assert plan_stacks(members, TrainConfig(parse_optimizers("adam")[0])) == [[0, 1, 2]]
+        assert plan_stacks(members, [cfg]) == [[(0, 0)], [(0, 1)], [(0, 2)]]
+    adam = TrainConfig(parse_optimizers("adam")[0])
+    assert plan_stacks(members, [adam]) == [[(0, 0), (0, 1), (0, 2)]]
 
 
 def test_newton_solves_a_quadratic_in_one_step():

@@ -1,5 +1,7 @@
 """The exactness contract: a stacked member trains exactly like that model alone."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,8 @@ from dlbench.models import (
 )
 from dlbench.optim import OPTIMIZERS, OptimSpec, build_optimizer
 from dlbench.preprocess import fit_affine
-from dlbench.trainer import Member, TrainConfig, epoch_order, plan_stacks, train
+from dlbench.schedules import build_scheduler
+from dlbench.trainer import Member, TrainConfig, epoch_order, plan_stacks, train, train_grid
 
 
 def make_dataset(n=150, d=8, classes=3, task="classification", seed=0) -> Dataset:
@@ -83,6 +86,8 @@ def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member):
     """A plain one-model loop: same initial weights, batch order and hyperparameters."""
     net = to_plain(build_model(spec, shape_of(ds), [member.seed]), 0)
     opt = build_optimizer(cfg.optimizer, net.parameters())
+    total = cfg.epochs * math.ceil(len(member.train) / cfg.batch_size)
+    scheduler = build_scheduler(opt, cfg.schedule, total, cfg.warmup)
     scale, shift = fit_affine(cfg.preprocess, ds.X[member.train])
     X = torch.as_tensor(ds.X * scale + shift)
     y = torch.as_tensor(ds.y)
@@ -93,7 +98,7 @@ def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member):
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
-        total = 0.0
+        seen = 0.0
         for s in range(0, len(rows), cfg.batch_size):
             r = torch.as_tensor(rows[s:s + cfg.batch_size])
             out = net(X[r])
@@ -104,13 +109,17 @@ def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(r)
-        losses.append(total / len(rows))
+            scheduler.step()
+            seen += loss.item() * len(r)
+        losses.append(seen / len(rows))
     return net, losses
 
 
 def assert_member_matches_alone(ds, spec, cfg, members):
-    results = train(ds, spec, cfg, members)
+    assert_results_match_alone(ds, spec, cfg, members, train(ds, spec, cfg, members))
+
+
+def assert_results_match_alone(ds, spec, cfg, members, results):
     for result, member in zip(results, members, strict=True):
         net, losses = train_alone(ds, spec, cfg, member)
         curve = [v for epoch, split, metric, v in result.curves
@@ -162,8 +171,32 @@ def test_member_init_does_not_depend_on_its_stack():
 
 def test_members_group_into_stacks_by_steps_per_epoch():
     members = make_members(n_train=(32, 31, 33, 64))
-    stacks = plan_stacks(members, TrainConfig(batch_size=16))
-    assert sorted(map(sorted, stacks)) == [[0, 1], [2], [3]]
+    stacks = plan_stacks(members, [TrainConfig(batch_size=16)])
+    assert sorted(sorted(i for _, i in stack) for stack in stacks) == [[0, 1], [2], [3]]
+
+
+def test_an_optimizer_grid_shares_one_stack():
+    members = make_members()
+    configs = [TrainConfig(OptimSpec(name, lr), batch_size=16)
+               for name, lr in (("sgd", 0.1), ("adam", 0.01), ("momentum", 0.05))]
+    configs.append(TrainConfig(OptimSpec("lbfgs", 1.0), batch_size=16))
+    stacks = plan_stacks(members, configs)
+    assert stacks[0] == [(c, i) for c in range(3) for i in range(3)]  # 9 members, one stack
+    assert stacks[1:] == [[(3, 0)], [(3, 1)], [(3, 2)]]  # L-BFGS: each member alone
+
+
+def test_every_member_of_an_optimizer_grid_equals_alone():
+    """One stack, one optimizer per config over its slice: each member still trains alone."""
+    ds, members = make_dataset(), make_members()
+    spec = ModelSpec("mlp", hidden=(8,), batchnorm=True)
+    configs = [TrainConfig(OptimSpec("sgd", 0.1), epochs=3, batch_size=16),
+               TrainConfig(OptimSpec("adam", 0.01, (("weight_decay", 1e-3),)), epochs=3,
+                           batch_size=16, schedule="cosine", warmup=2, preprocess="minmax"),
+               TrainConfig(OptimSpec("momentum", 0.05), epochs=3, batch_size=16,
+                           schedule="step")]
+    grid = train_grid(ds, spec, configs, members)
+    for config, results in zip(configs, grid, strict=True):
+        assert_results_match_alone(ds, spec, config, members, results)
 
 
 def test_each_member_sees_each_training_row_once_per_epoch():

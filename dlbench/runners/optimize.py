@@ -30,7 +30,15 @@ from dlbench.optim import OptimSpec
 from dlbench.preprocess import fit_affine
 from dlbench.seeding import derive_seed
 from dlbench.splits import SplitConfig, make_splits, split_test
-from dlbench.trainer import Member, MemberResult, TrainConfig, check_config, minimize, train
+from dlbench.trainer import (
+    Member,
+    MemberResult,
+    TrainConfig,
+    check_config,
+    minimize,
+    resolve_device,
+    train_grid,
+)
 
 DIVERGED_FACTOR = 2.0  # final training loss above this × its start (or NaN/inf): diverged
 STALLED_FRACTION = 0.9  # final training loss above this × its start: stalled, barely moved
@@ -72,6 +80,7 @@ def run_functions(config: OptimizeConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     paths, summary = [], []
     for cell, label in zip(cells, labels(cells), strict=True):
         path, status = minimize(info.fn, start, cell.train, config.steps)
+        status = _path_status(path, info.f_min, status)
         opt = cell.train.optimizer
         frame = pd.DataFrame(path, columns=["x", "y", "f"]).assign(
             cell=label, optimizer=opt.label, lr=opt.lr, step=range(len(path)), status=status)
@@ -83,6 +92,18 @@ def run_functions(config: OptimizeConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
                         "status": status})
     columns = ["cell", "optimizer", "lr", "step", "x", "y", "f", "status"]
     return pd.concat(paths, ignore_index=True)[columns], pd.DataFrame(summary)
+
+
+def _path_status(path: np.ndarray, f_min: float, status: str) -> str:
+    """The network rule on a path: diverged once f - f_min ends above DIVERGED_FACTOR × its
+    start. minimize() stops only at NaN/inf, which takes float64 hundreds of steps to reach
+    (sgd[lr=5] on the bowl multiplies y by -9 a step and stays finite for 100 steps). Functions
+    unbounded below (saddle) are judged on NaN/inf alone: escaping downhill is their answer."""
+    if status == "diverged" or not np.isfinite(path[-1]).all():
+        return "diverged"
+    if math.isfinite(f_min) and path[-1, 2] - f_min > DIVERGED_FACTOR * (path[0, 2] - f_min):
+        return "diverged"
+    return status
 
 
 def _optimizer_grid(config: OptimizeConfig) -> list[OptimSpec]:
@@ -181,7 +202,7 @@ def run(plan: Plan, progress=None) -> OptimizeResult:
     if plan.config.tune_budget:
         trials = _tune(plan, progress)
         cells = _tuned_cells(plan, trials)
-    finals = execute(cells, lambda cell: _run_cell(plan, cell, plan.members, progress))
+    finals = _run_cells(plan, cells, plan.members, progress)
     runs = [*trials, *[("final", cell, results) for cell, results in zip(cells, finals,
                                                                           strict=True)]]
     trial_cells = [cell for _, cell, _ in trials]
@@ -201,6 +222,7 @@ def run(plan: Plan, progress=None) -> OptimizeResult:
             "rows": {"train": len(plan.members[0].train), "val": len(plan.members[0].evals["val"]),
                      "test": len(plan.members[0].evals["test"])},
             "evaluated_on_training_rows": plan.dataset.n_samples < TOO_SMALL_TO_SPLIT,
+            "device": str(resolve_device(plan.config.train.device)),
             "seconds": round(time.perf_counter() - start, 3)}
     sweep = pd.DataFrame([{"phase": phase, "optimizer": cell.train.optimizer.label,
                            "lr": cell.train.optimizer.lr, "seed": r.member.key["seed"],
@@ -209,8 +231,11 @@ def run(plan: Plan, progress=None) -> OptimizeResult:
     return OptimizeResult(scores, curves, summary, sweep, activations, histograms, info)
 
 
-def _run_cell(plan: Plan, cell: Cell, members: list[Member], progress) -> list[MemberResult]:
-    return train(plan.dataset, cell.model, cell.train, members, progress)
+def _run_cells(plan: Plan, cells: list[Cell], members: list[Member],
+               progress) -> list[list[MemberResult]]:
+    """Each cell's members, in cell order; cells sharing a model train as one stack."""
+    return execute(cells, lambda batch: train_grid(plan.dataset, batch[0].model,
+                                                   [c.train for c in batch], members, progress))
 
 
 # --- the fair tuning protocol ----------------------------------------------------------------
@@ -228,7 +253,8 @@ def _tune(plan: Plan, progress) -> list[tuple[str, Cell, list[MemberResult]]]:
     rates = np.geomspace(low, high, plan.config.tune_budget)
     cells = [replace(c, train=replace(c.train, optimizer=replace(c.train.optimizer, lr=float(r))))
              for c in _grid(replace(plan.config, lr_grid=())) for r in rates]
-    return [("trial", c, _run_cell(plan, c, blind, progress)) for c in cells]
+    return [("trial", c, r) for c, r in zip(cells, _run_cells(plan, cells, blind, progress),
+                                            strict=True)]
 
 
 def _tuned_cells(plan: Plan, trials) -> list[Cell]:
