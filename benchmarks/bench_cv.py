@@ -39,19 +39,10 @@ How to run
 
 from __future__ import annotations
 
-import json
-import os
-import statistics
-import time
-from pathlib import Path
-from typing import Annotated, Any
-
+import harness
 import numpy as np
 import torch
-import torch.nn.functional as F
 import typer
-from rich.console import Console
-from rich.table import Table
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -63,9 +54,6 @@ from dlbench.optim import OptimSpec
 from dlbench.runners import cv as runner
 from dlbench.splits import SplitConfig, make_splits
 from dlbench.trainer import TrainConfig
-
-REQUIRED_SPEEDUP = 5.0  # plain seconds / dlbench seconds, at least
-ACCURACY_TOLERANCE = 1.0  # |mean val accuracy difference| in percentage points, at most
 
 DATASET = "digits"
 HIDDEN = 128
@@ -114,28 +102,9 @@ def run_plain(config: runner.CVConfig) -> float:
         model = nn.Sequential(nn.Linear(X.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 10))
         opt = torch.optim.Adam(model.parameters(), lr=LR)
         loader = DataLoader(TensorDataset(x_train, y_train), batch_size=BATCH_SIZE, shuffle=True)
-        model.train()
-        for _ in range(config.train.epochs):
-            for xb, yb in loader:
-                opt.zero_grad()
-                loss = F.cross_entropy(model(xb), yb)
-                loss.backward()
-                opt.step()
-        model.eval()
-        with torch.no_grad():
-            accuracies.append((model(x_val).argmax(1) == y_val).float().mean().item())
+        accuracies.append(
+            harness.fit_and_score(model, opt, loader, config.train.epochs, x_val, y_val))
     return float(np.mean(accuracies))
-
-
-def warm_up() -> None:
-    """One-off per-process costs, paid before either side is timed."""
-    w = torch.zeros(4, 2, requires_grad=True)
-    torch.optim.Adam([w], lr=LR)  # the first torch.optim optimizer imports torch._dynamo (~1.6 s)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    loss = F.cross_entropy(model(torch.randn(3, 4)), torch.tensor([0, 1, 0]))
-    loss.backward()
-    opt.step()
 
 
 def check_same_splits(config: runner.CVConfig) -> None:
@@ -151,99 +120,33 @@ def check_same_splits(config: runner.CVConfig) -> None:
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def timed(fn, config) -> tuple[float, float]:
-    start = time.perf_counter()
-    accuracy = fn(config)
-    return time.perf_counter() - start, accuracy
-
-
-def verdict(ratio: float, diff_points: float) -> tuple[bool, str]:
-    required = f"(required: ≥ {REQUIRED_SPEEDUP:g}× within {ACCURACY_TOLERANCE:g} point)"
-    reasons = []
-    if ratio < REQUIRED_SPEEDUP:
-        reasons.append(f"dlbench is only {ratio:.1f}× faster")
-    if not abs(diff_points) <= ACCURACY_TOLERANCE:
-        reasons.append(f"mean accuracy differs by {abs(diff_points):.2f} points")
-    if reasons:
-        return False, f"FAIL: {'; '.join(reasons)} {required}"
-    return True, (f"PASS: dlbench is {ratio:.1f}× faster at mean accuracy within "
-                  f"{abs(diff_points):.2f} points {required}")
-
-
-def main(
-    repeats: Annotated[int, typer.Option(help="Timed runs of each side (median reported).")] = 3,
-    epochs: Annotated[int, typer.Option(help="Training epochs per model.")] = 20,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures to this JSON file.")] = None,
-) -> None:
+def main(repeats: harness.Repeats = 3, epochs: harness.Epochs = 20,
+         json_path: harness.JsonPath = None) -> None:
     """Time `dlbench cv` against a plain per-fold PyTorch loop on the same 12 splits."""
-    if repeats < 1 or epochs < 1:
-        raise typer.BadParameter("--repeats and --epochs must be at least 1")
-    console = Console()
+    console = harness.start(repeats, epochs)
     config = cv_config(epochs)
-    load_before = os.getloadavg()[0]
+    load_before = harness.load_average()
     console.print(f"bench_cv: {DATASET}, mlp {HIDDEN}, {K}-fold × {CV_REPEATS}, {epochs} epochs, "
-                  f"batch {BATCH_SIZE}, adam lr={LR:g}; torch {torch.__version__}, "
-                  f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-                  f"load {load_before:.2f}; {repeats} runs per side", highlight=False)
-    warm_up()
+                  f"batch {BATCH_SIZE}, adam lr={LR:g}; "
+                  f"{harness.machine_line(load_before, repeats)}", highlight=False)
+    harness.warm_up()
     check_same_splits(config)
 
     sides = {"plain": run_plain, "dlbench": run_dlbench}
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    accuracy: dict[str, list[float]] = {name: [] for name in sides}
-    for i in range(repeats):
-        order = ["plain", "dlbench"] if i % 2 == 0 else ["dlbench", "plain"]
-        for name in order:
-            seconds, acc = timed(sides[name], config)
-            times[name].append(seconds)
-            accuracy[name].append(acc)
-            console.print(f"  run {i + 1}/{repeats} {name:>7}: {seconds:6.3f} s  "
-                          f"val accuracy {acc:.4f}", highlight=False)
-    load_after = os.getloadavg()[0]
+    times, accuracy = harness.alternate(
+        sides, repeats, lambda line: console.print(line, highlight=False), config)
+    load_after = harness.load_average()
 
-    median = {name: statistics.median(t) for name, t in times.items()}
     mean_acc = {name: float(np.mean(a)) for name, a in accuracy.items()}
-    best = {name: min(t) for name, t in times.items()}
-    ratio = median["plain"] / median["dlbench"]
-    best_ratio = best["plain"] / best["dlbench"]
-    diff_points = 100 * (mean_acc["dlbench"] - mean_acc["plain"])
-    passed, line = verdict(ratio, diff_points)
-
-    table = Table(title="dlbench cv vs plain PyTorch loop (12 models)")
-    table.add_column("side")
-    table.add_column("runs (s)")
-    table.add_column("median (s)", justify="right")
-    table.add_column("best (s)", justify="right")
-    table.add_column("mean val accuracy", justify="right")
-    for name in ("plain", "dlbench"):
-        table.add_row(name, ", ".join(f"{t:.3f}" for t in times[name]), f"{median[name]:.3f}",
-                      f"{best[name]:.3f}", f"{mean_acc[name]:.4f}")
-    table.add_row("ratio / diff", "plain ÷ dlbench", f"{ratio:.1f}×", f"{best_ratio:.1f}×",
-                  f"{diff_points:+.2f} points")
-    console.print(table)
-    busy = max(load_before, load_after) > (os.cpu_count() or 1)
-    if busy or (best_ratio < REQUIRED_SPEEDUP) != (ratio < REQUIRED_SPEEDUP):
-        console.print(f"caution: load average {load_before:.2f} → {load_after:.2f} on "
-                      f"{os.cpu_count()} CPUs; the ratio of medians is {ratio:.1f}×, of best runs "
-                      f"{best_ratio:.1f}× — rerun on a quiet machine before trusting the verdict",
-                      style="yellow", highlight=False)
-    console.print(line, style="bold green" if passed else "bold red", highlight=False)
+    summary = harness.summarise(times, mean_acc, (load_before, load_after))
+    harness.report(console, "dlbench cv vs plain PyTorch loop (12 models)", summary)
 
     if json_path is not None:
-        figures: dict[str, Any] = {
-            "command": ("dlbench cv --dataset digits --model mlp --hidden 128 --k 4 --repeats 3 "
-                        f"--epochs {epochs} --batch-size 32 --opt adam --lr 1e-3"),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats,
-            "epochs": epochs, "cpus": os.cpu_count(), "load_average": [load_before, load_after],
-            "seconds": times, "median_seconds": median, "ratio": ratio,
-            "best_seconds": best, "best_ratio": best_ratio,
-            "mean_val_accuracy": mean_acc, "accuracy_diff_points": diff_points,
-            "required_speedup": REQUIRED_SPEEDUP, "accuracy_tolerance_points": ACCURACY_TOLERANCE,
-            "passed": passed, "verdict": line,
-        }
-        json_path.write_text(json.dumps(figures, indent=2) + "\n")
-    raise typer.Exit(0 if passed else 1)
+        harness.write_json(
+            json_path, summary, repeats=repeats, epochs=epochs,
+            command=("dlbench cv --dataset digits --model mlp --hidden 128 --k 4 --repeats 3 "
+                     f"--epochs {epochs} --batch-size 32 --opt adam --lr 1e-3"))
+    raise typer.Exit(0 if summary.passed else 1)
 
 
 if __name__ == "__main__":

@@ -51,19 +51,12 @@ How to run
 
 from __future__ import annotations
 
-import json
-import os
-import statistics
-import time
-from pathlib import Path
-from typing import Annotated, Any
 from unittest import mock
 
+import harness
 import numpy as np
 import torch
-import torch.nn.functional as F
 import typer
-from rich.console import Console
 from rich.table import Table
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -74,9 +67,6 @@ from dlbench.models import ModelSpec
 from dlbench.optim import parse_optimizers
 from dlbench.runners import optimize as runner
 from dlbench.trainer import TrainConfig
-
-REQUIRED_SPEEDUP = 5.0  # plain seconds / dlbench seconds, at least
-ACCURACY_TOLERANCE = 1.0  # |overall mean val accuracy difference| in percentage points, at most
 
 DATASET = "mnist1d"
 HIDDEN = 128
@@ -138,16 +128,8 @@ def run_plain(config: runner.OptimizeConfig, plan0: runner.Plan) -> dict[str, fl
             opt = spec.info.cls(model.parameters(), **spec.kwargs())
             loader = DataLoader(TensorDataset(x_train, y_train), batch_size=BATCH_SIZE,
                                 shuffle=True)
-            model.train()
-            for _ in range(config.train.epochs):
-                for xb, yb in loader:
-                    opt.zero_grad()
-                    loss = F.cross_entropy(model(xb), yb)
-                    loss.backward()
-                    opt.step()
-            model.eval()
-            with torch.no_grad():
-                per_seed.append((model(x_val).argmax(1) == y_val).float().mean().item())
+            per_seed.append(
+                harness.fit_and_score(model, opt, loader, config.train.epochs, x_val, y_val))
         accuracy[spec.label] = float(np.mean(per_seed))
     return accuracy
 
@@ -155,13 +137,7 @@ def run_plain(config: runner.OptimizeConfig, plan0: runner.Plan) -> dict[str, fl
 def warm_up(config: runner.OptimizeConfig) -> None:
     """One-off per-process costs, paid before either side is timed."""
     load_dataset(config.data)  # generates MNIST-1D once (~2 s); both sides then hit the cache
-    w = torch.zeros(4, 2, requires_grad=True)
-    torch.optim.SGD([w], lr=1e-3)  # the first torch.optim optimizer imports torch._dynamo
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss = F.cross_entropy(model(torch.randn(3, 4)), torch.tensor([0, 1, 0]))
-    loss.backward()
-    opt.step()
+    harness.warm_up()
 
 
 def check_cli_config(config: runner.OptimizeConfig, epochs: int) -> None:
@@ -184,44 +160,18 @@ def check_cli_config(config: runner.OptimizeConfig, epochs: int) -> None:
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def timed(fn, config, plan0) -> tuple[float, dict[str, float]]:
-    start = time.perf_counter()
-    accuracy = fn(config, plan0)
-    return time.perf_counter() - start, accuracy
-
-
-def verdict(ratio: float, diff_points: float) -> tuple[bool, str]:
-    required = f"(required: ≥ {REQUIRED_SPEEDUP:g}× within {ACCURACY_TOLERANCE:g} point)"
-    reasons = []
-    if ratio < REQUIRED_SPEEDUP:
-        reasons.append(f"dlbench is only {ratio:.1f}× faster")
-    if not abs(diff_points) <= ACCURACY_TOLERANCE:
-        reasons.append(f"mean accuracy differs by {abs(diff_points):.2f} points")
-    if reasons:
-        return False, f"FAIL: {'; '.join(reasons)} {required}"
-    return True, (f"PASS: dlbench is {ratio:.1f}× faster at mean accuracy within "
-                  f"{abs(diff_points):.2f} points {required}")
-
-
-def main(
-    repeats: Annotated[int, typer.Option(help="Timed runs of each side (median reported).")] = 3,
-    epochs: Annotated[int, typer.Option(help="Training epochs per model.")] = 30,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures to this JSON file.")] = None,
-) -> None:
+def main(repeats: harness.Repeats = 3, epochs: harness.Epochs = 30,
+         json_path: harness.JsonPath = None) -> None:
     """Time `dlbench optimize` against a plain per-model PyTorch loop on the same 18 models."""
-    if repeats < 1 or epochs < 1:
-        raise typer.BadParameter("--repeats and --epochs must be at least 1")
-    console = Console()
+    console = harness.start(repeats, epochs)
     config = optimize_config(epochs)
     n_models = len(config.optimizers) * config.seeds
     lrs = ", ".join(f"{s.label} {s.lr:g}" for s in config.optimizers)
-    load_before = os.getloadavg()[0]
+    load_before = harness.load_average()
     console.print(f"bench_optimize: {DATASET}, mlp {HIDDEN}, {len(config.optimizers)} optimizers "
                   f"× {config.seeds} seeds = {n_models} models, {epochs} epochs, batch "
-                  f"{BATCH_SIZE}, torch-default lrs ({lrs}); torch {torch.__version__}, "
-                  f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-                  f"load {load_before:.2f}; {repeats} runs per side", highlight=False)
+                  f"{BATCH_SIZE}, torch-default lrs ({lrs}); "
+                  f"{harness.machine_line(load_before, repeats)}", highlight=False)
     check_cli_config(config, epochs)
     warm_up(config)
     plan0 = runner.prepare(config)  # the rows the plain loop trains and scores on (untimed)
@@ -229,17 +179,10 @@ def main(
                   f"{len(plan0.members[0].evals['val'])} val", highlight=False)
 
     sides = {"plain": run_plain, "dlbench": run_dlbench}
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
-    for i in range(repeats):
-        order = ["plain", "dlbench"] if i % 2 == 0 else ["dlbench", "plain"]
-        for name in order:
-            seconds, acc = timed(sides[name], config, plan0)
-            times[name].append(seconds)
-            runs[name].append(acc)
-            console.print(f"  run {i + 1}/{repeats} {name:>7}: {seconds:7.3f} s  "
-                          f"val accuracy {np.mean(list(acc.values())):.4f}", highlight=False)
-    load_after = os.getloadavg()[0]
+    times, runs = harness.alternate(
+        sides, repeats, lambda line: console.print(line, highlight=False), config, plan0,
+        width=7, score=lambda acc: np.mean(list(acc.values())))
+    load_after = harness.load_average()
 
     labels = [spec.label for spec in config.optimizers]
     per_opt = {name: {label: float(np.mean([r[label] for r in runs[name]])) for label in labels}
@@ -247,12 +190,7 @@ def main(
     per_opt_diff = {label: 100 * (per_opt["dlbench"][label] - per_opt["plain"][label])
                     for label in labels}
     mean_acc = {name: float(np.mean(list(per_opt[name].values()))) for name in sides}
-    median = {name: statistics.median(t) for name, t in times.items()}
-    best = {name: min(t) for name, t in times.items()}
-    ratio = median["plain"] / median["dlbench"]
-    best_ratio = best["plain"] / best["dlbench"]
-    diff_points = 100 * (mean_acc["dlbench"] - mean_acc["plain"])
-    passed, line = verdict(ratio, diff_points)
+    summary = harness.summarise(times, mean_acc, (load_before, load_after))
 
     accuracy_table = Table(title="mean validation accuracy per optimizer (3 seeds each)")
     accuracy_table.add_column("optimizer")
@@ -265,44 +203,17 @@ def main(
                                f"{per_opt['dlbench'][spec.label]:.4f}",
                                f"{per_opt_diff[spec.label]:+.2f} points")
     accuracy_table.add_row("all", "", f"{mean_acc['plain']:.4f}", f"{mean_acc['dlbench']:.4f}",
-                           f"{diff_points:+.2f} points")
+                           f"{summary.diff_points:+.2f} points")
     console.print(accuracy_table)
-
-    table = Table(title=f"dlbench optimize vs plain PyTorch loop ({n_models} models)")
-    table.add_column("side")
-    table.add_column("runs (s)")
-    table.add_column("median (s)", justify="right")
-    table.add_column("best (s)", justify="right")
-    table.add_column("mean val accuracy", justify="right")
-    for name in ("plain", "dlbench"):
-        table.add_row(name, ", ".join(f"{t:.3f}" for t in times[name]), f"{median[name]:.3f}",
-                      f"{best[name]:.3f}", f"{mean_acc[name]:.4f}")
-    table.add_row("ratio / diff", "plain ÷ dlbench", f"{ratio:.1f}×", f"{best_ratio:.1f}×",
-                  f"{diff_points:+.2f} points")
-    console.print(table)
-    busy = max(load_before, load_after) > (os.cpu_count() or 1)
-    if busy or (best_ratio < REQUIRED_SPEEDUP) != (ratio < REQUIRED_SPEEDUP):
-        console.print(f"caution: load average {load_before:.2f} → {load_after:.2f} on "
-                      f"{os.cpu_count()} CPUs; the ratio of medians is {ratio:.1f}×, of best runs "
-                      f"{best_ratio:.1f}× — rerun on a quiet machine before trusting the verdict",
-                      style="yellow", highlight=False)
-    console.print(line, style="bold green" if passed else "bold red", highlight=False)
+    harness.report(console, f"dlbench optimize vs plain PyTorch loop ({n_models} models)", summary)
 
     if json_path is not None:
-        figures: dict[str, Any] = {
-            "command": "dlbench " + " ".join(command(epochs)),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats,
-            "epochs": epochs, "cpus": os.cpu_count(), "load_average": [load_before, load_after],
-            "learning_rates": {s.label: s.lr for s in config.optimizers},
-            "seconds": times, "median_seconds": median, "ratio": ratio,
-            "best_seconds": best, "best_ratio": best_ratio,
-            "val_accuracy_per_optimizer": per_opt, "accuracy_diff_points_per_optimizer":
-                per_opt_diff, "mean_val_accuracy": mean_acc, "accuracy_diff_points": diff_points,
-            "required_speedup": REQUIRED_SPEEDUP, "accuracy_tolerance_points": ACCURACY_TOLERANCE,
-            "passed": passed, "verdict": line,
-        }
-        json_path.write_text(json.dumps(figures, indent=2) + "\n")
-    raise typer.Exit(0 if passed else 1)
+        harness.write_json(
+            json_path, summary, command="dlbench " + " ".join(command(epochs)), repeats=repeats,
+            epochs=epochs, setup={"learning_rates": {s.label: s.lr for s in config.optimizers}},
+            accuracy={"val_accuracy_per_optimizer": per_opt,
+                      "accuracy_diff_points_per_optimizer": per_opt_diff})
+    raise typer.Exit(0 if summary.passed else 1)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dlbench.models import ModelSpec
+from dlbench.models import MODELS, ModelSpec
 from dlbench.optim import format_value
 from dlbench.trainer import TrainConfig
 
@@ -26,8 +26,11 @@ class Cell:
     def coords(self) -> dict[str, Any]:
         """The grid coordinates, one column each in every result row."""
         m, opt = self.model, self.train.optimizer
-        return {"model": m.name, "hidden": ",".join(map(str, m.hidden)), "init": m.init,
-                "activation": m.activation, "batchnorm": m.batchnorm,
+        uses = MODELS.get(m.name).uses  # a field the model ignores is blank, not a default
+        return {"model": m.name, "hidden": ",".join(map(str, m.hidden)) if "hidden" in uses
+                else "", "init": m.init,
+                "activation": m.activation if "activation" in uses else "",
+                "batchnorm": m.batchnorm if "batchnorm" in uses else "",
                 "preprocess": self.train.preprocess, "optimizer": opt.label, "lr": opt.lr}
 
 
@@ -35,8 +38,8 @@ def labels(cells: list[Cell]) -> list[str]:
     """Short names that tell the cells apart: the axes that vary, and always the optimizer."""
     coords = [c.coords() for c in cells]
     varied = [a for a in AXES if len({str(c[a]) for c in coords}) > 1 or a == "optimizer"]
-    return [" · ".join(_part(axis, c[axis], c) for axis in varied if axis != "lr")
-            for c in coords]
+    return [" · ".join(_part(axis, c[axis], c) for axis in varied
+                       if axis != "lr" and c[axis] != "") for c in coords]
 
 
 def _part(axis: str, value: Any, coords: dict[str, Any]) -> str:

@@ -219,6 +219,9 @@ def _check_output(out: Path | None, fmt: str, command: str) -> Path:
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
     if out is not None and out.exists() and not out.is_dir():
         raise DlbenchError(f"--out {out} is a file; give a directory path")
+    if out is not None and (out / "manifest.json").exists():  # its files would mix with ours
+        raise DlbenchError(f"--out {out} already holds a finished run; choose a new directory "
+                           "or remove that one")
     path = out if out is not None else results.default_out_dir(command)
     # Checked now, not when the files are written after training: the nearest existing ancestor
     # must be a writable directory.
@@ -238,6 +241,7 @@ NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],
 
 @app.command()
 def optimize(
+        ctx: typer.Context,
         opt: Annotated[str | None, typer.Option(
             "--opt", help="Optimizer entries, comma-separated, each with optional parameters: "
                           "'sgd[lr=0.95],adam[lr=0.3,betas=0.9/0.999]' (see `dlbench optimizers`)."
@@ -286,7 +290,7 @@ def optimize(
         fmt: FormatOpt = "table") -> None:
     """Optimizers on 2-D test functions and on networks: curves, sweeps, tuning, init studies."""
     from dlbench.datasets import DataSpec
-    from dlbench.models import ModelSpec
+    from dlbench.models import ModelSpec, normalize
     from dlbench.optim import parse_optimizers
     from dlbench.runners import optimize as runner
     from dlbench.trainer import TrainConfig
@@ -294,10 +298,11 @@ def optimize(
     entries = opt or (FUNCTION_OPT if function else NETWORK_OPT)
     depths = [_ints("--hidden", h) for h in hidden] if hidden else \
         [(100,) * 5 if init else (128,)]
-    models = tuple(ModelSpec(name, widths, _ints("--channels", channels), act, bn, dropout, ini)
-                   for name in _names(model) for widths in depths
-                   for ini in _names(init or "default") for act in _names(activation)
-                   for bn in _switches("--batchnorm", batchnorm))
+    _check_mode(ctx, function is not None)
+    models = tuple(dict.fromkeys(  # a model ignoring an option is not multiplied by it
+        normalize(ModelSpec(name, widths, _ints("--channels", channels), act, bn, dropout, ini))
+        for name in _names(model) for widths in depths for ini in _names(init or "default")
+        for act in _names(activation) for bn in _switches("--batchnorm", batchnorm)))
     config = runner.OptimizeConfig(
         optimizers=tuple(parse_optimizers(entries, lr, weight_decay)), function=function,
         steps=steps, start=_point(start), tol=tol,
@@ -350,6 +355,22 @@ def _optimize_plots(config, result) -> dict:
     if result.histograms:
         figures["activations.png"] = lambda p: plots.activations_plot(p, result.histograms)
     return figures
+
+
+FUNCTION_ONLY = ("steps", "start", "tol")
+NETWORK_ONLY = ("dataset", "data", "target_column", "model", "hidden", "channels", "activation",
+                "batchnorm", "dropout", "init", "preprocess", "epochs", "batch_size", "seeds",
+                "tune", "budget", "target", "val_fraction", "test_fraction", "metrics", "device")
+
+
+def _check_mode(ctx: typer.Context, function_mode: bool) -> None:
+    """An option of the other mode would be silently ignored: say so instead."""
+    given = [name for name in (NETWORK_ONLY if function_mode else FUNCTION_ONLY)
+             if ctx.get_parameter_source(name).name == "COMMANDLINE"]
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        mode = "networks, not --function" if function_mode else "--function only"
+        raise DlbenchError(f"{option} applies to {mode}; drop it")
 
 
 def _check_function(config) -> None:

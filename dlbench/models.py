@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -226,9 +226,23 @@ class ModelInfo:
     name: str
     description: str
     tasks: tuple[str, ...]
-    options: str  # which ModelSpec fields it uses, for `dlbench models`
+    uses: tuple[str, ...]  # the ModelSpec fields it reads; the others are ignored
     build: Callable[[ModelSpec, int, Shape], tuple[list[nn.Module], tuple[int, ...] | None]]
     loss: str = "default"  # "default" (cross-entropy / MSE by task) or "perceptron"
+
+    @property
+    def options(self) -> str:
+        """Its command-line options, for `dlbench models`."""
+        return " ".join(f"--{field}" for field in self.uses)
+
+
+def normalize(spec: ModelSpec) -> ModelSpec:
+    """The spec with the fields its model ignores at their defaults: equal models compare
+    equal (so a grid never trains the same perceptron once per --hidden)."""
+    used = MODELS.get(spec.name).uses
+    defaults = ModelSpec(spec.name)
+    return replace(spec, **{f: getattr(defaults, f) for f in ModelSpec.__dataclass_fields__
+                            if f not in (*used, "name")})
 
 
 # A layer followed by batch norm has no bias: batch norm subtracts the mean, so such a bias gets
@@ -287,21 +301,21 @@ def _build_cnn(ndim: int):
 MODELS: Registry[ModelInfo] = Registry("model")
 MODELS.add(ModelInfo(
     "linear", "one linear layer: softmax regression (logistic for 2 classes), or linear regression",
-    ("classification", "regression"), "-", _build_linear))
+    ("classification", "regression"), ("init",), _build_linear))
 MODELS.add(ModelInfo(
     "perceptron", "one linear layer trained on the perceptron criterion max_j s_j - s_y",
-    ("classification",), "-", _build_linear, loss="perceptron"))
+    ("classification",), ("init",), _build_linear, loss="perceptron"))
 MODELS.add(ModelInfo(
     "mlp", "multi-layer perceptron: linear → [batch norm] → activation → [dropout] per layer",
-    ("classification", "regression"), "--hidden --activation --batchnorm --dropout --init",
+    ("classification", "regression"), ("hidden", "activation", "batchnorm", "dropout", "init"),
     _build_mlp))
 MODELS.add(ModelInfo(
     "cnn1d", "1-D conv blocks (conv k=3 → [bn] → act → maxpool 2), then a linear head; sequences",
-    ("classification", "regression"), "--channels --activation --batchnorm --dropout --init",
+    ("classification", "regression"), ("channels", "activation", "batchnorm", "dropout", "init"),
     _build_cnn(1)))
 MODELS.add(ModelInfo(
     "cnn2d", "2-D conv blocks (conv 3×3 → [bn] → act → maxpool 2), then a linear head; images",
-    ("classification", "regression"), "--channels --activation --batchnorm --dropout --init",
+    ("classification", "regression"), ("channels", "activation", "batchnorm", "dropout", "init"),
     _build_cnn(2)))
 
 

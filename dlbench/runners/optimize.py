@@ -263,7 +263,8 @@ def _tuned_cells(plan: Plan, trials) -> list[Cell]:
     best: dict[tuple, tuple[float, Cell]] = {}
     for _, cell, [result] in trials:
         value = score(result.predictions["val"], [primary])[primary.name]
-        value = -math.inf if result.status == "diverged" or math.isnan(value) else (
+        diverged = classify(result.curves, result.status) == "diverged"
+        value = -math.inf if diverged or math.isnan(value) else (
             value if primary.greater_is_better else -value)
         key = (cell.model, cell.train.preprocess, cell.train.optimizer.label)
         if key not in best or value > best[key][0]:
@@ -322,9 +323,10 @@ def summarize(plan: Plan, cells: list[tuple[str, Cell, list[MemberResult]]]) -> 
     frame["p_vs_best"] = [np.nan if label == best else
                           stats.paired_p_value(per_seed[label] - per_seed[best])
                           for label in frame["cell"]]
-    frame["tied_with_best"] = [label == best or (p >= 0.05 if np.isfinite(p) else None)
-                               for label, p in zip(frame["cell"], frame["p_vs_best"],
-                                                   strict=True)]
+    frame["tied_with_best"] = [  # a diverged cell is never "as good as the best"
+        label == best or (None if not np.isfinite(p) else p >= 0.05 and status != "diverged")
+        for label, p, status in zip(frame["cell"], frame["p_vs_best"], frame["status"],
+                                    strict=True)]
     return frame.sort_values(["rank", "cell"], ignore_index=True)
 
 
