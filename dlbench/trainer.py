@@ -329,7 +329,7 @@ class _Group:
     """One config's optimizer and schedule over its members' slices of the stacked weights."""
 
     opt: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None  # None: constant, nothing to step
     rows: slice  # its members along the stack axis
     views: list[tuple[torch.nn.Parameter, torch.Tensor]]  # (its slice, the stacked parameter)
 
@@ -351,7 +351,9 @@ class _Stepper:
             own = params if len(groups) == 1 else [torch.nn.Parameter(p.data[rows])
                                                   for p in params]
             opt = build_optimizer(config.optimizer, own)
-            scheduler = build_scheduler(opt, config.schedule, total_steps, config.warmup)
+            constant = config.schedule == "constant" and not config.warmup
+            scheduler = None if constant else build_scheduler(opt, config.schedule, total_steps,
+                                                              config.warmup)
             views = [] if len(groups) == 1 else list(zip(own, params, strict=True))
             self.groups.append(_Group(opt, scheduler, rows, views))
 
@@ -376,7 +378,8 @@ class _Stepper:
                     view.grad = full.grad[group.rows]
                 group.opt.step()
         for group in self.groups:
-            group.scheduler.step()
+            if group.scheduler is not None:
+                group.scheduler.step()
 
 
 def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[float],
