@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner, Result
+from cli_helpers import assert_usage_error, invoke
+from typer.testing import Result
 
 from dlbench import __version__
-from dlbench.cli import app
 from dlbench.datasets import DATASETS, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS
@@ -29,7 +29,6 @@ from dlbench.runners import cv as cv_runner
 from dlbench.splits import SplitConfig
 from dlbench.trainer import TrainConfig
 
-RUNNER = CliRunner(env={"COLUMNS": "200"})  # wide, so rich never folds a name in a listing
 FAST = ["--epochs", "1", "--hidden", "8"]
 KEY = ["dataset", "model", "optimizer", "lr", "protocol", "repeat", "fold", "seed"]
 SCORE_COLUMNS = [*KEY, "split", "metric", "value", "status"]
@@ -37,7 +36,6 @@ CURVE_COLUMNS = [*KEY, "epoch", "split", "metric", "value", "status"]
 SPLIT_COLUMNS = ["repeat", "fold", "sample", "role"]
 RESULT_FILES = {"scores.csv", "curves.csv", "splits.csv", "summary.csv", "manifest.json"}
 CLASSIFICATION_METRICS = {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
-BOX_CHARS = set("│┃║─━═╭╮╰╯┌┐└┘┏┓┗┛╔╗╚╝┡┩")  # a rich panel or a table frame
 
 
 # ---------------------------------------------------------------- helpers
@@ -81,28 +79,12 @@ class Run:
         return set(self.trained[["repeat", "fold", "seed"]].itertuples(index=False, name=None))
 
 
-def invoke(*args: str) -> Result:
-    return RUNNER.invoke(app, [str(a) for a in args])
-
 
 def run_cv(out: Path, *args: str) -> Run:
     """`dlbench cv ARGS --out OUT`, which must succeed."""
     result = invoke("cv", *args, "--out", out)
     assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stderr}\n{result.exception!r}"
     return Run(result, out)
-
-
-def assert_usage_error(result: Result, out: Path) -> str:
-    """Exit 2, one `error:` line on stderr, nothing on stdout, nothing written: the message."""
-    assert result.exit_code == 2, f"exit {result.exit_code}: {result.output}{result.exception!r}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {result.stderr!r}"
-    assert lines[0].startswith("error: ") and len(lines[0]) > len("error: ") + 10
-    assert "Traceback" not in result.output
-    assert not BOX_CHARS & set(result.output), f"a rich panel or box in {result.output!r}"
-    assert result.stdout == ""
-    assert not out.exists(), f"{out} was created by a failing run"
-    return lines[0]
 
 
 def train_and_val(part: pd.DataFrame) -> tuple[set[int], set[int]]:

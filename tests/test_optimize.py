@@ -17,16 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner, Result
+from cli_helpers import assert_usage_error, invoke
+from typer.testing import Result
 
-from dlbench.cli import app
 from dlbench.functions import FUNCTIONS
 from dlbench.models import ACTIVATIONS, INITS, MODELS
 from dlbench.optim import OPTIMIZERS, format_value
 from dlbench.runners import optimize as runner
 from dlbench.schedules import SCHEDULES
 
-RUNNER = CliRunner(env={"COLUMNS": "200"})  # wide, so rich never folds a cell label
 SMALL = ["--epochs", "3", "--seeds", "2", "--hidden", "8"]
 CELL_COLUMNS = ["cell", "model", "hidden", "init", "activation", "batchnorm", "preprocess",
                 "optimizer", "lr"]
@@ -38,7 +37,6 @@ NETWORK_FILES = {"scores.csv", "curves.csv", "summary.csv", "curves.png", "manif
 FUNCTION_FILES = {"trajectories.csv", "summary.csv", "trajectories.png", "manifest.json"}
 DEFAULT_FUNCTION_OPTS = ["sgd", "momentum", "adagrad", "adam"]  # cli.FUNCTION_OPT's entries
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-BOX_CHARS = set("│┃║─━═╭╮╰╯┌┐└┘┏┓┗┛╔╗╚╝┡┩")  # a rich panel or a table frame
 
 
 # ---------------------------------------------------------------- helpers
@@ -89,9 +87,6 @@ class Run:
         return lines[0]
 
 
-def invoke(*args: str, **kwargs) -> Result:
-    return RUNNER.invoke(app, [str(a) for a in args], **kwargs)
-
 
 def run_optimize(out: Path, *args: str) -> Run:
     """`dlbench optimize ARGS --out OUT`, which must succeed."""
@@ -99,19 +94,6 @@ def run_optimize(out: Path, *args: str) -> Run:
     assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stderr}\n{result.exception!r}"
     assert result.stderr.strip().endswith(f"results: {out}")
     return Run(result, out)
-
-
-def assert_usage_error(result: Result, out: Path) -> str:
-    """Exit 2, one `error:` line on stderr, nothing on stdout, nothing written: the message."""
-    assert result.exit_code == 2, f"exit {result.exit_code}: {result.output}{result.exception!r}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {result.stderr!r}"
-    assert lines[0].startswith("error: ") and len(lines[0]) > len("error: ") + 10
-    assert "Traceback" not in result.output
-    assert not BOX_CHARS & set(result.output), f"a rich panel or box in {result.output!r}"
-    assert result.stdout == ""
-    assert not out.exists(), f"{out} was created by a failing run"
-    return lines[0]
 
 
 def assert_png(path: Path) -> None:

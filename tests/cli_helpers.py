@@ -1,0 +1,29 @@
+"""What the CLI tests share: the runner, and what every bad-input case must look like."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner, Result
+
+from dlbench.cli import app
+
+RUNNER = CliRunner(env={"COLUMNS": "200"})  # wide, so rich never folds a name or a cell label
+BOX_CHARS = set("│┃║─━═╭╮╰╯┌┐└┘┏┓┗┛╔╗╚╝┡┩")  # a rich panel or a table frame
+
+
+def invoke(*args: str, **kwargs) -> Result:
+    return RUNNER.invoke(app, [str(a) for a in args], **kwargs)
+
+
+def assert_usage_error(result: Result, out: Path) -> str:
+    """Exit 2, one `error:` line on stderr, nothing on stdout, nothing written: the message."""
+    assert result.exit_code == 2, f"exit {result.exit_code}: {result.output}{result.exception!r}"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {result.stderr!r}"
+    assert lines[0].startswith("error: ") and len(lines[0]) > len("error: ") + 10
+    assert "Traceback" not in result.output
+    assert not BOX_CHARS & set(result.output), f"a rich panel or box in {result.output!r}"
+    assert result.stdout == ""
+    assert not out.exists(), f"{out} was created by a failing run"
+    return lines[0]
