@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -323,10 +324,13 @@ def _run_optimize(runner, config, out: Path | None, fmt: str) -> None:
 
     out_dir = _check_output(out, fmt, "optimize")
     manifest = {"command": "optimize", **results.environment(), "config": asdict(config)}
+    del manifest["config"]["train"]["optimizer"]  # every cell sets its own: config.optimizers
     if config.function:
         info = FUNCTIONS.get(config.function)
         _check_function(config)
+        start = time.perf_counter()
         trajectories, summary = runner.run_functions(config)
+        manifest["seconds"] = round(time.perf_counter() - start, 3)
         results.write_run(out_dir, {"trajectories": trajectories, "summary": summary}, manifest,
                           {"trajectories.png": lambda p: plots.trajectories_plot(
                               p, info, trajectories)})

@@ -126,7 +126,7 @@ def print_optimize(summary: pd.DataFrame, run: dict[str, Any], config: Any, fmt:
         return
     metric = run["primary_metric"]
     columns = [("#", "right"), ("cell", "left"), ("val", "right"), ("95% CI", "right"),
-               ("test", "right"), ("loss", "right")]
+               ("test", "right"), ("loss", "right"), ("s/model", "right")]
     if config.target is not None:
         columns.append((f"to {config.target:g}", "right"))
     table = _table(f"optimize · {run['dataset']['name']} · {run['cells']} cells × "
@@ -135,7 +135,8 @@ def print_optimize(summary: pd.DataFrame, run: dict[str, Any], config: Any, fmt:
     for r in summary.itertuples():
         row = [f"{r.rank}{'≈' if r.tied_with_best and r.rank > 1 else ''}", escape(r.cell),
                number(r.val_mean), _interval(r.val_ci_low, r.val_ci_high),
-               number(r.test_mean), number(r.final_train_loss)]
+               number(r.test_mean), number(r.final_train_loss),
+               f"{r.seconds / run['seeds']:.2f}"]
         if config.target is not None:
             row.append(_to_target(r.epochs_to_target, r.seconds_to_target))
         table.add_row(*row, _status(r.status))
@@ -149,7 +150,8 @@ def _optimize_notes(summary: pd.DataFrame, run: dict[str, Any], config: Any) -> 
     rows = run["rows"]
     notes = [f"val, test: {run['primary_metric']} (mean over seeds; 95% CI: t over seeds) on "
              f"one split for every cell: {rows['train']} train, {rows['val']} validation, "
-             f"{rows['test']} test rows; loss: final training loss",
+             f"{rows['test']} test rows; loss: final training loss; s/model: wall seconds per "
+             "trained model (its share of the stack it trained in)",
              "≈: not significantly different from #1 (paired t-test over seeds, p ≥ 0.05)",
              "status: diverged = loss NaN/inf or above 2× its start; stalled = final training "
              "loss above 0.9× its start"]
