@@ -190,6 +190,10 @@ def _run_cv(runner, config, out: Path | None, fmt: str) -> None:
 
     out_dir = _check_output(out, fmt, "cv")
     plan = runner.prepare(config)
+    if plan.dataset.time is not None and not config.split.time_order:
+        typer.echo(f"warning: {plan.dataset.name} is time-ordered and these splits shuffle it, "
+                   "so later rows train models scored on earlier ones; pass --time-order",
+                   err=True)
     if plan.duplicates["train_val"] or plan.duplicates["dev_test"]:
         d = plan.duplicates
         test = f", and {d['dev_test']} test rows a train+val row" if d["dev_test"] else ""
@@ -287,6 +291,8 @@ def optimize(
         val_fraction: Annotated[float, typer.Option(help="Validation fraction.")] = 0.2,
         test_fraction: Annotated[float, typer.Option(
             help="Test fraction (datasets without a fixed test split).")] = 0.2,
+        stratify: Annotated[bool, typer.Option(
+            help="Keep class ratios in the train/validation/test parts.")] = True,
         metrics: MetricsOpt = None, device: DeviceOpt = "auto", out: OutOpt = None,
         fmt: FormatOpt = "table") -> None:
     """Optimizers on 2-D test functions and on networks: curves, sweeps, tuning, init studies."""
@@ -305,12 +311,13 @@ def optimize(
         for name in _names(model) for widths in depths for ini in _names(init or "default")
         for act in _names(activation) for bn in _switches("--batchnorm", batchnorm)))
     config = runner.OptimizeConfig(
-        optimizers=tuple(parse_optimizers(entries, lr, weight_decay)), function=function,
+        optimizers=tuple(dict.fromkeys(parse_optimizers(entries, lr, weight_decay))),
+        function=function,
         steps=steps, start=_point(start), tol=tol,
         data=DataSpec(dataset, str(data) if data else None, target_column),
         models=models, preprocess=_names(preprocess),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, schedule=schedule,
-                          warmup=warmup, device=device),
+                          warmup=warmup, device=device), stratify=stratify,
         lr_grid=_lr_grid(lr_grid), tune_budget=_tune_budget(tune, budget), seeds=seeds,
         seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, target=target,
         activations=init is not None, metrics=_names(metrics))
@@ -364,7 +371,8 @@ def _optimize_plots(config, result) -> dict:
 FUNCTION_ONLY = ("steps", "start", "tol")
 NETWORK_ONLY = ("dataset", "data", "target_column", "model", "hidden", "channels", "activation",
                 "batchnorm", "dropout", "init", "preprocess", "epochs", "batch_size", "seeds",
-                "tune", "budget", "target", "val_fraction", "test_fraction", "metrics", "device")
+                "tune", "budget", "target", "val_fraction", "test_fraction", "stratify",
+                "metrics", "device")
 
 
 def _check_mode(ctx: typer.Context, function_mode: bool) -> None:

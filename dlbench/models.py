@@ -9,7 +9,8 @@ own generator, so a member starts from the same weights whatever stack it is tra
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -129,25 +130,41 @@ class StackedBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(members, features))
         self.register_buffer("running_var", torch.ones(members, features))
         self.momentum, self.eps = momentum, eps
+        self.batch_stats = False  # eval mode, yet normalise with the batch's own statistics
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         spatial = [1] * (x.dim() - 3)  # x: (M, B, C, *S)
         view = (x.shape[0], 1, x.shape[2], *spatial)  # per-(member, channel) stats, broadcast
-        if self.training:
+        if self.training or self.batch_stats:
             w = torch.ones(x.shape[:2], device=x.device) if mask is None else mask
             w = w.reshape(*w.shape, 1, *spatial)  # (M, B, 1, *1)
             dims = (1, *range(3, x.dim()))  # batch and spatial axes
             count = w.sum(1).reshape(-1, 1) * math.prod(x.shape[3:])  # (M, 1)
             mean = (x * w).sum(dims) / count  # (M, C)
             var = ((x - mean.reshape(view)).square() * w).sum(dims) / count
-            with torch.no_grad():
-                unbiased = var * count / (count - 1).clamp(min=1)
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(unbiased, self.momentum)
+            if self.training:
+                with torch.no_grad():
+                    unbiased = var * count / (count - 1).clamp(min=1)
+                    self.running_mean.lerp_(mean, self.momentum)
+                    self.running_var.lerp_(unbiased, self.momentum)
         else:
             mean, var = self.running_mean, self.running_var
         x_hat = (x - mean.reshape(view)) / torch.sqrt(var.reshape(view) + self.eps)
         return x_hat * self.weight.reshape(view) + self.bias.reshape(view)
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Batch norm on each batch's own statistics, running estimates untouched: at
+    initialisation those estimates are still 0 and 1, so eval mode would skip batch norm."""
+    layers = [m for m in model.modules() if isinstance(m, StackedBatchNorm)]
+    for layer in layers:
+        layer.batch_stats = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.batch_stats = False
 
 
 class Lambda(nn.Module):

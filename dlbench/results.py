@@ -62,8 +62,11 @@ def write_run(out_dir: Path, tables: dict[str, pd.DataFrame], manifest: dict[str
         atomic_write(out_dir / f"{stem}.csv", lambda f, frame=frame: frame.to_csv(f, index=False))
     for name, writer in (extra or {}).items():
         tmp = out_dir / f".{name}.tmp"
-        writer(tmp)
-        os.replace(tmp, out_dir / name)
+        try:
+            writer(tmp)
+            os.replace(tmp, out_dir / name)
+        finally:
+            tmp.unlink(missing_ok=True)
     atomic_write(out_dir / "manifest.json",
                  lambda f: json.dump(manifest, f, indent=2, default=_jsonable))
     return out_dir

@@ -28,7 +28,7 @@ from scipy.special import softmax
 from dlbench.datasets import Dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import Predictions
-from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, build_model
+from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, batch_statistics, build_model
 from dlbench.models import check_spec as check_model
 from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec
 from dlbench.preprocess import PREPROCESSORS, fit_affine
@@ -256,8 +256,9 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     seconds: list[float] = []
     diverged: list[int | None] = [None] * len(members)
     model.eval()  # epoch 0: every split before any training, the start that losses leave
-    start_stats = {split: _evaluate(model, data, rows, kind)[0].cpu().numpy()
-                   for split, rows in _splits(members).items()}
+    with batch_statistics(model):  # as training will see it: batch norm on batch statistics
+        start_stats = {split: _evaluate(model, data, rows, kind)[0].cpu().numpy()
+                       for split, rows in _splits(members).items()}
     for m, curve in enumerate(curves):
         _record_epoch(curve, 0, start_stats, m, data.regression)
     for epoch in range(1, config.epochs + 1):
@@ -411,7 +412,7 @@ def _evaluate(model: StackedModel, data: _StackData, rows: list[np.ndarray], kin
     for s in range(0, length, chunk):
         idx, w = index[:, s:s + chunk], weight[:, s:s + chunk]
         x, y = data.batch(idx)
-        out = model(x)
+        out = model(x, w)  # the mask matters only to batch norm on batch statistics
         stats += _member_stats(_per_sample_loss(kind, out, y), out, y, w, data.regression)
         outs.append(out)
     return stats, torch.cat(outs, dim=1)

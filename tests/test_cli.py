@@ -693,3 +693,11 @@ def test_divergence_is_recorded_not_a_crash(tmp_path):
     assert set(run.curves.status) == {"diverged"} and trained_curves.value.isna().all()
     assert run.curves[run.curves.epoch == 0].value.notna().all()  # the start was measured
     assert re.search(r"2 of 2 members\s+diverged", run.result.stdout)
+
+
+def test_the_refit_is_no_unit_of_the_train_estimate(tmp_path):
+    run = run_cv(tmp_path / "out", "--dataset", "iris", "--protocol", "holdout",
+                 "--holdout-seeds", "3", "--test-fraction", "0.2", *FAST)
+    summary = run.summary.set_index(["split", "metric"])
+    assert summary.loc[("train", "accuracy"), "n"] == 3
+    assert summary.loc[("test", "accuracy"), "n"] == 1

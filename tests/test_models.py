@@ -6,7 +6,16 @@ import torch
 
 from dlbench.datasets import DATASETS, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
-from dlbench.models import ACTIVATIONS, INITS, MODELS, ModelSpec, Shape, build_model, check_spec
+from dlbench.models import (
+    ACTIVATIONS,
+    INITS,
+    MODELS,
+    ModelSpec,
+    Shape,
+    batch_statistics,
+    build_model,
+    check_spec,
+)
 from dlbench.optim import OptimSpec
 from dlbench.trainer import Member, TrainConfig, train
 
@@ -104,3 +113,18 @@ def test_bad_model_specs_are_clear_errors(spec, task, fragment):
 def test_cnn2d_needs_images():
     with pytest.raises(DlbenchError, match="image"):
         build_model(ModelSpec("cnn2d"), Shape(13, None, 3), [0])
+
+
+def test_batch_statistics_normalise_at_init_without_touching_running_estimates():
+    model = build_model(ModelSpec("mlp", hidden=(16,), batchnorm=True), Shape(5, None, 3), [0])
+    model.eval()
+    x = 50 + 10 * torch.randn(1, 200, 5)
+    bn = model.layers[1]
+    hidden = model.layers[0](x)
+    with torch.no_grad():
+        plain = bn(hidden)  # running estimates 0 and 1 at init: batch norm is the identity
+        with batch_statistics(model):
+            normalised = bn(hidden)
+    torch.testing.assert_close(plain, hidden, rtol=1e-4, atol=1e-5)  # only /sqrt(1 + eps)
+    torch.testing.assert_close(normalised.mean(1), torch.zeros(1, 16), atol=1e-4, rtol=0)
+    assert torch.equal(bn.running_mean, torch.zeros(1, 16)) and not bn.batch_stats

@@ -452,7 +452,8 @@ def test_trials_never_receive_test_rows(tmp_path, monkeypatch):
     test_rows = set(final_members[0].evals["test"])
     for _, members in trials:
         [member] = members  # the first seed only
-        assert set(member.evals) == {"val"} and member.seed == final_members[0].seed
+        assert set(member.evals) == {"val"}
+        assert member.seed not in {m.seed for m in final_members}, "a final rerun repeats a trial"
         assert np.array_equal(member.train, final_members[0].train)
         assert np.array_equal(member.evals["val"], final_members[0].evals["val"])
         assert not test_rows & set(member.train) and not test_rows & set(member.evals["val"])
@@ -648,3 +649,24 @@ def test_a_finished_run_is_never_overwritten(tmp_path):
     result = invoke("optimize", "--dataset", "iris", "--epochs", "1", "--out", out)
     assert result.exit_code == 2 and "already holds a finished run" in result.stderr
     assert (out / "manifest.json").read_bytes() == before
+
+
+def test_time_ordered_data_gets_a_time_ordered_split():
+    plan = runner.prepare(runner.OptimizeConfig(data=runner.DataSpec("series"), seeds=1))
+    member = plan.members[0]
+    assert member.train.max() < member.evals["val"].min() < member.evals["test"].min()
+
+
+def test_a_negative_seed_is_exit_2(tmp_path):
+    out = tmp_path / "out"
+    assert "--seed" in assert_usage_error(
+        invoke("optimize", "--dataset", "iris", "--seed", "-1", "--out", out), out)
+
+
+def test_a_diverged_cell_ranks_after_every_other(tmp_path):
+    run = run_optimize(tmp_path / "out", "--dataset", "iris", "--hidden", "8", "--epochs", "3",
+                       "--seeds", "2", "--preprocess", "none",
+                       "--opt", "sgd[lr=0.01],sgd[lr=1000],adam[lr=0.01]")
+    ranked = run.summary.sort_values("rank")
+    assert ranked.iloc[-1].status == "diverged" and ranked.iloc[-1].lr == 1000
+    assert ranked.iloc[-1].tied_with_best is not True

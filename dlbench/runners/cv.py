@@ -31,7 +31,6 @@ from dlbench.trainer import (
 
 CHANCE = "chance"  # the model name of the baseline rows
 NA = -1  # repeat/fold/seed where not applicable (chance has no seed; the refit has no fold)
-KEY_COLUMNS = ["dataset", "model", "optimizer", "lr", "protocol", "repeat", "fold", "seed"]
 
 
 @dataclass(frozen=True)
@@ -224,6 +223,8 @@ def summarize(scores: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     n_val = float(np.mean([len(s.val) for s in plan.splits]))
     rows = []
     for (split, metric), group in scores.groupby(["split", "metric"], sort=False):
+        if split != "test":  # the refit on train+val (repeat -1) is no unit of the k-fold estimate
+            group = group[group["repeat"] != NA]
         # average seeds within each split first: the splits are the units of the estimate
         units = group.groupby(["model", "repeat", "fold"])["value"].mean()
         ours, chance = units.get(model), units.get(CHANCE)

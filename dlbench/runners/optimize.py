@@ -25,7 +25,7 @@ from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.functions import FUNCTIONS
 from dlbench.metrics import MetricInfo, resolve_metrics, score
-from dlbench.models import ModelSpec, Shape, build_model
+from dlbench.models import ModelSpec, Shape, batch_statistics, build_model
 from dlbench.optim import OptimSpec
 from dlbench.preprocess import fit_affine
 from dlbench.seeding import derive_seed
@@ -40,9 +40,11 @@ from dlbench.trainer import (
     train_grid,
 )
 
+SEVERITY = {"ok": 0, "stalled": 1, "diverged": 2}  # a tie between statuses shows the worse
 DIVERGED_FACTOR = 2.0  # final training loss above this × its start (or NaN/inf): diverged
 STALLED_FRACTION = 0.9  # final training loss above this × its start: stalled, barely moved
 TUNE_RANGE = (1e-4, 1.0)  # --tune lr searches log-spaced rates here unless --lr-grid gives one
+TUNE_KEY = 1_000_037  # derives the tuning trials' seed, apart from every final seed
 ACTIVATION_BATCH = 1000  # training rows pushed through the net for the activation study
 TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
 
@@ -64,6 +66,7 @@ class OptimizeConfig:
     seed: int = 0  # seeds the split, the initial weights and the batch order
     val_fraction: float = 0.2  # validation share of the train+validation rows
     test_fraction: float = 0.2  # test share, for datasets without a fixed test split
+    stratify: bool = True  # classification: keep class ratios in every part
     target: float | None = None  # validation accuracy whose time-to-reach is reported
     activations: bool = False  # also record per-layer activations at initialisation
     metrics: tuple[str, ...] = ()  # empty: the task's defaults; the first one ranks cells
@@ -125,9 +128,10 @@ class Plan:
 
     @property
     def total_epochs(self) -> int:
-        trials = len(self.config.optimizers) * len(self.config.models) * \
-            len(self.config.preprocess) * self.config.tune_budget
-        return self.config.train.epochs * (len(self.cells) * len(self.members) + trials)
+        grid = len(self.config.optimizers) * len(self.config.models) * len(self.config.preprocess)
+        if not self.config.tune_budget:
+            return self.config.train.epochs * len(self.cells) * len(self.members)
+        return self.config.train.epochs * grid * (self.config.tune_budget + len(self.members))
 
 
 def prepare(config: OptimizeConfig) -> Plan:
@@ -163,11 +167,14 @@ def _check(config: OptimizeConfig, dataset: Dataset) -> None:
                                f"{config.target}")
     if config.tune_budget < 0:
         raise DlbenchError(f"--budget must be positive, got {config.tune_budget}")
+    if config.seed < 0:
+        raise DlbenchError(f"--seed must be a non-negative integer (got {config.seed})")
 
 
 def _members(config: OptimizeConfig, dataset: Dataset) -> list[Member]:
     """One train/validation/test split for every cell; one member per seed."""
     rows = np.arange(dataset.n_samples)
+    ordered = dataset.time is not None  # time-ordered data: never let the future train
     if dataset.n_samples < TOO_SMALL_TO_SPLIT:  # measures fit, not generalisation: said so
         return [Member({"seed": s}, derive_seed(config.seed, s), rows,
                        {"val": rows, "test": rows}) for s in range(config.seeds)]
@@ -175,10 +182,11 @@ def _members(config: OptimizeConfig, dataset: Dataset) -> list[Member]:
         dev, test = np.setdiff1d(rows, dataset.test_index), np.sort(dataset.test_index)
     else:
         dev, test = split_test(dataset.y, task=dataset.task, test_fraction=config.test_fraction,
-                               seed=config.seed, stratify=True, time_order=False,
-                               groups=dataset.groups)
-    split_config = SplitConfig("holdout", val_fraction=config.val_fraction, seed=config.seed)
-    groups = None if dataset.groups is None else dataset.groups[dev]
+                               seed=config.seed, stratify=config.stratify, time_order=ordered,
+                               groups=None if ordered else dataset.groups)
+    split_config = SplitConfig("holdout", val_fraction=config.val_fraction,
+                               stratify=config.stratify, time_order=ordered, seed=config.seed)
+    groups = None if dataset.groups is None or ordered else dataset.groups[dev]
     [split] = make_splits(dataset.y[dev], split_config, task=dataset.task, groups=groups)
     train_rows, val_rows = dev[split.train], dev[split.val]
     return [Member({"seed": s}, derive_seed(config.seed, s), train_rows,
@@ -246,8 +254,9 @@ def _tune(plan: Plan, progress) -> list[tuple[str, Cell, list[MemberResult]]]:
 
     Trials train the first seed and never see the test rows: its members carry no test split.
     """
-    first = plan.members[0]
-    blind = [Member(first.key, first.seed, first.train, {"val": first.evals["val"]})]
+    first = plan.members[0]  # its rows, but a seed of its own: no final run repeats a trial
+    blind = [Member(first.key, derive_seed(plan.config.seed, TUNE_KEY), first.train,
+                    {"val": first.evals["val"]})]
     low, high = (min(plan.config.lr_grid), max(plan.config.lr_grid)) if plan.config.lr_grid \
         else TUNE_RANGE
     rates = np.geomspace(low, high, plan.config.tune_budget)
@@ -304,7 +313,7 @@ def _curve_rows(phase, label, cell, results):
     return [{"phase": phase, "cell": label, **coords, "seed": r.member.key["seed"],
              "epoch": epoch, "split": split, "metric": metric,
              "value": np.nan if r.diverged_epoch is not None and epoch >= r.diverged_epoch
-             else value, "status": r.status}
+             else value, "status": classify(r.curves, r.status)}
             for r in results for epoch, split, metric, value in r.curves]
 
 
@@ -317,7 +326,11 @@ def summarize(plan: Plan, cells: list[tuple[str, Cell, list[MemberResult]]]) -> 
                 for label, _, results in cells}
     rows = [_cell_summary(plan, label, cell, results, primary) for label, cell, results in cells]
     frame = pd.DataFrame(rows)
-    order = frame["val_mean"].rank(ascending=not primary.greater_is_better, method="min")
+    ok = frame["status"] != "diverged"  # a diverged cell ranks after every other
+    ascending = not primary.greater_is_better
+    order = frame["val_mean"].where(ok).rank(ascending=ascending, method="min")
+    order = order.fillna(frame["val_mean"].where(~ok).rank(ascending=ascending, method="min")
+                         + ok.sum())
     frame.insert(0, "rank", order.fillna(len(frame)).astype(int))
     best = frame.sort_values("rank").iloc[0]["cell"]
     frame["p_vs_best"] = [np.nan if label == best else
@@ -349,7 +362,7 @@ def _cell_summary(plan, label, cell, results, primary) -> dict[str, Any]:
             "final_train_loss": float(np.nanmean([_last_loss(r) for r in results])),
             "epochs_to_target": epochs, "seconds_to_target": seconds,
             "seconds": float(sum(r.seconds[-1] for r in results)),
-            "status": max(set(statuses), key=lambda s: (statuses.count(s), s == "diverged")),
+            "status": max(sorted(set(statuses)), key=lambda s: (statuses.count(s), SEVERITY[s])),
             "statuses": ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))}
 
 
@@ -394,7 +407,9 @@ def _activation_study(plan: Plan, cells: list[Cell]):
         seen.add(key)
         scale, shift = fit_affine(cell.train.preprocess, plan.dataset.X[first.train])
         x = torch.as_tensor(plan.dataset.X[batch] * scale + shift)[None]  # (1, B, d)
-        layers = capture(build_model(cell.model, shape, [first.seed]), x)
+        model = build_model(cell.model, shape, [first.seed])
+        with batch_statistics(model):  # at init eval-mode batch norm would be the identity
+            layers = capture(model, x)
         setting = f"{cell.model.init} · {cell.model.activation}" + \
             (" · bn" if cell.model.batchnorm else "")
         coords = {k: v for k, v in cell.coords().items() if k not in ("optimizer", "lr")}
