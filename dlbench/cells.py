@@ -37,7 +37,8 @@ class Cell:
 def labels(cells: list[Cell]) -> list[str]:
     """Short names that tell the cells apart: the axes that vary, and always the optimizer."""
     coords = [c.coords() for c in cells]
-    varied = [a for a in AXES if len({str(c[a]) for c in coords}) > 1 or a == "optimizer"]
+    varied = [a for a in AXES  # blank: the model ignores that axis, which is no variation
+              if len({str(c[a]) for c in coords if c[a] != ""}) > 1 or a == "optimizer"]
     return [" · ".join(_part(axis, c[axis], c) for axis in varied
                        if axis != "lr" and c[axis] != "") for c in coords]
 

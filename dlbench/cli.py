@@ -303,6 +303,9 @@ def optimize(
     from dlbench.trainer import TrainConfig
 
     entries = opt or (FUNCTION_OPT if function else NETWORK_OPT)
+    if lr_grid is not None and (lr is not None or "lr=" in (opt or "")):
+        raise DlbenchError("--lr-grid sets every entry's learning rate; drop --lr and the "
+                           "entries' own lr=")
     depths = [_ints("--hidden", h) for h in hidden] if hidden else \
         [(100,) * 5 if init else (128,)]
     _check_mode(ctx, function is not None)

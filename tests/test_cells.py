@@ -46,3 +46,8 @@ def test_coords_are_one_column_per_axis():
     assert coords == {"model": "mlp", "hidden": "128", "init": "default", "activation": "tanh",
                       "batchnorm": False, "preprocess": "standardize", "optimizer": "momentum",
                       "lr": 0.05}
+
+
+def test_an_axis_a_model_ignores_does_not_count_as_varying():
+    cells = [cell("adam", 0.05, name="perceptron"), cell("adam", 0.05, hidden=(8,))]
+    assert labels(cells) == ["perceptron · adam lr=0.05", "mlp · adam lr=0.05"]

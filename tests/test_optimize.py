@@ -670,3 +670,11 @@ def test_a_diverged_cell_ranks_after_every_other(tmp_path):
     ranked = run.summary.sort_values("rank")
     assert ranked.iloc[-1].status == "diverged" and ranked.iloc[-1].lr == 1000
     assert ranked.iloc[-1].tied_with_best is not True
+
+
+@pytest.mark.parametrize("extra", [["--lr", "0.1"], ["--opt", "sgd[lr=0.1]"]])
+def test_lr_grid_refuses_a_learning_rate_it_would_override(tmp_path, extra):
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke("optimize", "--dataset", "iris", "--lr-grid",
+                                        "1e-3:1:3", *extra, "--out", out), out)
+    assert "--lr-grid sets every entry's learning rate" in message
