@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -236,6 +237,12 @@ class Shape:
     n_inputs: int
     input_shape: tuple[int, ...] | None  # (C, L) or (C, H, W) for conv models
     n_outputs: int  # classes, or 1 for regression
+
+    @classmethod
+    def of(cls, dataset: Any) -> Shape:
+        """The shape a model needs for a dataset (a dlbench.datasets.Dataset)."""
+        outputs = 1 if dataset.task == "regression" else dataset.n_classes
+        return cls(dataset.n_features, dataset.input_shape, outputs)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,12 @@ class MemberResult:
     predictions: dict[str, Predictions]  # "train" and every eval split, after the last epoch
     weights: dict[str, torch.Tensor]  # its final parameters and buffers (CPU), stack axis removed
 
+    def trusted(self, epoch: int, value: float) -> float:
+        """A curve value, or NaN from the epoch its loss became NaN/inf on: after that its
+        numbers mean nothing (argmax of NaN outputs still 'predicts' a class)."""
+        return math.nan if self.diverged_epoch is not None and epoch >= self.diverged_epoch \
+            else value
+
 
 def resolve_device(name: str) -> torch.device:
     if name not in DEVICES:
@@ -93,9 +99,7 @@ def check_config(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> None
     for option, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
         if value < 1:
             raise DlbenchError(f"{option} must be positive, got {value}")
-    shape = Shape(dataset.n_features, dataset.input_shape,
-                  1 if dataset.task == "regression" else dataset.n_classes)
-    model = build_model(spec, shape, [0])  # shape errors (cnn2d on tabular data) surface now
+    model = build_model(spec, Shape.of(dataset), [0])  # shape errors (cnn2d on tables) now
     n_params = sum(p.numel() for p in model.parameters())
     if config.optimizer.name == "newton" and n_params > NEWTON_MAX_PARAMS:
         raise DlbenchError(f"newton solves with the exact Hessian: at most {NEWTON_MAX_PARAMS} "
@@ -243,11 +247,9 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     config, members = pairs[0][0], [m for _, m in pairs]
     device = resolve_device(config.device)
     data = _StackData(dataset, members, [c.preprocess for c, _ in pairs], device)
-    shape = Shape(dataset.n_features, dataset.input_shape,
-                  1 if data.regression else dataset.n_classes)
     seeds = [m.seed for m in members]
     torch.manual_seed(derive_seed(*seeds))  # dropout masks: same stack + seeds, same masks
-    model = build_model(spec, shape, seeds).to(device)
+    model = build_model(spec, Shape.of(dataset), seeds).to(device)
     size = batch_size(config, len(members[0].train))
     steps = steps_per_epoch(len(members[0].train), size)
     step = _Stepper(list(model.parameters()), _config_groups(pairs), steps * config.epochs)

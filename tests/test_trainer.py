@@ -79,7 +79,7 @@ def to_plain(stacked: nn.Module, m: int) -> nn.Sequential:
 
 
 def shape_of(ds: Dataset) -> Shape:
-    return Shape(ds.n_features, ds.input_shape, 1 if ds.task == "regression" else ds.n_classes)
+    return Shape.of(ds)
 
 
 def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member):

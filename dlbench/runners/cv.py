@@ -191,13 +191,8 @@ def _chance_rows(plan: Plan) -> list[dict[str, Any]]:
 
 def _curve_rows(plan: Plan, results: list[MemberResult]) -> list[dict[str, Any]]:
     return [{**_key(plan, plan.config.model.name, r.member.key), "epoch": epoch, "split": split,
-             "metric": metric, "value": _until_diverged(r, epoch, value), "status": r.status}
+             "metric": metric, "value": r.trusted(epoch, value), "status": r.status}
             for r in results for epoch, split, metric, value in r.curves]
-
-
-def _until_diverged(r: MemberResult, epoch: int, value: float) -> float:
-    """From the epoch its loss became NaN/inf on, a member's curve values mean nothing: NaN."""
-    return np.nan if r.diverged_epoch is not None and epoch >= r.diverged_epoch else value
 
 
 def _split_rows(plan: Plan) -> pd.DataFrame:

@@ -312,8 +312,7 @@ def _curve_rows(phase, label, cell, results):
     coords = cell.coords()
     return [{"phase": phase, "cell": label, **coords, "seed": r.member.key["seed"],
              "epoch": epoch, "split": split, "metric": metric,
-             "value": np.nan if r.diverged_epoch is not None and epoch >= r.diverged_epoch
-             else value, "status": classify(r.curves, r.status)}
+             "value": r.trusted(epoch, value), "status": classify(r.curves, r.status)}
             for r in results for epoch, split, metric, value in r.curves]
 
 
@@ -398,8 +397,7 @@ def _activation_study(plan: Plan, cells: list[Cell]):
     seen, rows, histograms = set(), [], []
     first = plan.members[0]
     batch = first.train[:ACTIVATION_BATCH]
-    shape = Shape(plan.dataset.n_features, plan.dataset.input_shape,
-                  1 if plan.dataset.task == "regression" else plan.dataset.n_classes)
+    shape = Shape.of(plan.dataset)
     for cell in cells:
         key = (cell.model, cell.train.preprocess)
         if key in seen:
