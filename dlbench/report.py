@@ -139,7 +139,8 @@ def print_optimize(summary: pd.DataFrame, run: dict[str, Any], config: Any, fmt:
                f"{r.seconds / run['seeds']:.2f}"]
         if config.target is not None:
             row.append(_to_target(r.epochs_to_target, r.seconds_to_target))
-        table.add_row(*row, _status(r.status))
+        mixed = "," in str(r.statuses)  # seeds disagree: say how many did what
+        table.add_row(*row, escape(r.statuses) if mixed else _status(r.status))
     console = stdout()
     console.print(table)
     for note in _optimize_notes(summary, run, config):
@@ -163,7 +164,9 @@ def _optimize_notes(summary: pd.DataFrame, run: dict[str, Any], config: Any) -> 
                      "validation accuracy (— never)")
     if run.get("trials"):
         notes.append(f"tuned: every optimizer had {config.tune_budget} learning-rate trials "
-                     "on validation (first seed, no test rows); the lr shown is the one chosen")
+                     "on validation (a seed of their own, no test rows); the lr shown is the one "
+                     "chosen. The rates were chosen on these validation rows, so val is "
+                     "optimistic: compare the test column")
     notes.append(f"{run['seconds']:.1f} s in all")
     return notes
 

@@ -11,6 +11,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import (
@@ -123,6 +124,20 @@ def split_test(
         y, test_fraction, 1, random_state, stratified, groups, "--test-fraction", "test"
     )
     return pairs[0]
+
+
+def dev_and_test(dataset: Any, test_fraction: float | None, *, seed: int, stratify: bool,
+                 time_order: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(train+validation rows, untouched test rows or None) of a dlbench Dataset: its fixed test
+    split when it has one, else `test_fraction` of its rows, else no test split."""
+    rows = np.arange(dataset.n_samples)
+    if dataset.test_index is not None:
+        return np.setdiff1d(rows, dataset.test_index), np.sort(dataset.test_index)
+    if test_fraction is None:
+        return rows, None
+    return split_test(dataset.y, task=dataset.task, test_fraction=test_fraction, seed=seed,
+                      stratify=stratify, time_order=time_order,
+                      groups=None if time_order else dataset.groups)
 
 
 def shared_duplicates(X: np.ndarray, train: np.ndarray, evaluation: np.ndarray) -> int:

@@ -19,7 +19,7 @@ from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS, MetricInfo, chance_predictions, resolve_metrics, score
 from dlbench.models import ModelSpec
 from dlbench.seeding import derive_seed
-from dlbench.splits import Split, SplitConfig, make_splits, shared_duplicates, split_test
+from dlbench.splits import Split, SplitConfig, dev_and_test, make_splits, shared_duplicates
 from dlbench.trainer import (
     Member,
     MemberResult,
@@ -76,7 +76,9 @@ def prepare(config: CVConfig) -> Plan:
     dataset = load_dataset(config.data)
     _check(config, dataset)
     metrics = resolve_metrics(list(config.metrics), dataset.task)
-    dev, test = _dev_and_test(config, dataset)
+    s = config.split
+    dev, test = dev_and_test(dataset, config.test_fraction, seed=s.seed, stratify=s.stratify,
+                             time_order=s.time_order)
     groups = None if dataset.groups is None else dataset.groups[dev]
     splits = [Split(s.repeat, s.fold, dev[s.train], dev[s.val])
               for s in make_splits(dataset.y[dev], config.split, task=dataset.task, groups=groups)]
@@ -97,18 +99,6 @@ def _check(config: CVConfig, dataset: Dataset) -> None:
                            f"(got {config.test_fraction})")
     if config.split.time_order and dataset.groups is not None:
         raise DlbenchError("--time-order cannot keep groups apart; drop --group or --time-order")
-
-
-def _dev_and_test(config: CVConfig, dataset: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
-    rows = np.arange(dataset.n_samples)
-    if dataset.test_index is not None:
-        return np.setdiff1d(rows, dataset.test_index), np.sort(dataset.test_index)
-    if config.test_fraction is None:
-        return rows, None
-    s = config.split
-    return split_test(dataset.y, task=dataset.task, test_fraction=config.test_fraction,
-                      seed=s.seed, stratify=s.stratify, time_order=s.time_order,
-                      groups=dataset.groups)
 
 
 def _members(config: CVConfig, splits: list[Split], dev, test) -> list[Member]:

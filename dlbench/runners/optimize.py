@@ -29,7 +29,7 @@ from dlbench.models import ModelSpec, Shape, batch_statistics, build_model
 from dlbench.optim import OptimSpec
 from dlbench.preprocess import fit_affine
 from dlbench.seeding import derive_seed
-from dlbench.splits import SplitConfig, make_splits, split_test
+from dlbench.splits import SplitConfig, dev_and_test, make_splits
 from dlbench.trainer import (
     Member,
     MemberResult,
@@ -178,12 +178,8 @@ def _members(config: OptimizeConfig, dataset: Dataset) -> list[Member]:
     if dataset.n_samples < TOO_SMALL_TO_SPLIT:  # measures fit, not generalisation: said so
         return [Member({"seed": s}, derive_seed(config.seed, s), rows,
                        {"val": rows, "test": rows}) for s in range(config.seeds)]
-    if dataset.test_index is not None:
-        dev, test = np.setdiff1d(rows, dataset.test_index), np.sort(dataset.test_index)
-    else:
-        dev, test = split_test(dataset.y, task=dataset.task, test_fraction=config.test_fraction,
-                               seed=config.seed, stratify=config.stratify, time_order=ordered,
-                               groups=None if ordered else dataset.groups)
+    dev, test = dev_and_test(dataset, config.test_fraction, seed=config.seed,
+                             stratify=config.stratify, time_order=ordered)
     split_config = SplitConfig("holdout", val_fraction=config.val_fraction,
                                stratify=config.stratify, time_order=ordered, seed=config.seed)
     groups = None if dataset.groups is None or ordered else dataset.groups[dev]
