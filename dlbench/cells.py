@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dlbench.models import MODELS, ModelSpec
-from dlbench.optim import format_value
 from dlbench.trainer import TrainConfig
 
 T = TypeVar("T")
@@ -45,7 +44,7 @@ def labels(cells: list[Cell]) -> list[str]:
 
 def _part(axis: str, value: Any, coords: dict[str, Any]) -> str:
     if axis == "optimizer":
-        return f"{value} lr={format_value(coords['lr'])}"
+        return f"{value} lr={coords['lr']:.3g}"  # the lr column keeps every digit
     if axis == "batchnorm":
         return "bn" if value else "no bn"
     return f"hidden {value}" if axis == "hidden" else str(value)

@@ -136,7 +136,7 @@ def print_optimize(summary: pd.DataFrame, run: dict[str, Any], config: Any, fmt:
         row = [f"{r.rank}{'≈' if r.tied_with_best and r.rank > 1 else ''}", escape(r.cell),
                number(r.val_mean), _interval(r.val_ci_low, r.val_ci_high),
                number(r.test_mean), number(r.final_train_loss),
-               f"{r.seconds / run['seeds']:.2f}"]
+               number(r.seconds / run["seeds"])]
         if config.target is not None:
             row.append(_to_target(r.epochs_to_target, r.seconds_to_target))
         mixed = "," in str(r.statuses)  # seeds disagree: say how many did what
