@@ -218,19 +218,26 @@ def _padded(rows: list[np.ndarray], length: int, device) -> tuple[torch.Tensor, 
     return torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device)
 
 
+# Per-sample training losses, (M, B, outputs), (M, B) -> (M, B). A model's registry entry names
+# its loss ("default": cross-entropy for classification, MSE of the standardised target).
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross_entropy": lambda out, y: F.cross_entropy(out.flatten(0, 1), y.flatten(),
+                                                    reduction="none").view_as(y),
+    "mse": lambda out, y: (out.squeeze(-1) - y).square(),
+    # Rosenblatt's criterion: how far the best score beats the right one (amax: fast on tiny)
+    "perceptron": lambda out, y: out.amax(-1) - out.gather(-1, y.unsqueeze(-1)).squeeze(-1),
+}
+
+
 def _per_sample_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(M, B, outputs), (M, B) -> (M, B) per-sample training loss."""
-    if kind == "mse":
-        return (out.squeeze(-1) - y).square()
-    if kind == "perceptron":  # Rosenblatt's criterion: how far the best wrong score beats the right
-        return out.amax(-1) - out.gather(-1, y.unsqueeze(-1)).squeeze(-1)  # amax: fast, tiny
-    return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+    return LOSSES[kind](out, y)
 
 
 def _loss_kind(spec: ModelSpec, dataset: Dataset) -> str:
     if dataset.task == "regression":
         return "mse"
-    return "perceptron" if MODELS.get(spec.name).loss == "perceptron" else "cross_entropy"
+    loss = MODELS.get(spec.name).loss
+    return "cross_entropy" if loss == "default" else loss
 
 
 def _member_stats(loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
