@@ -20,6 +20,9 @@ from torch import nn
 
 from dlbench.errors import DlbenchError
 from dlbench.registry import Registry
+from dlbench.seeding import derive_seed
+
+DROPOUT_KEY = 1_000_039  # derives each member's dropout-mask seed from its own seed
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,30 @@ class StackedBatchNorm(nn.Module):
         return x_hat * self.weight.reshape(view) + self.bias.reshape(view)
 
 
+class StackedDropout(nn.Module):
+    """Dropout whose masks member m draws from a generator of its own, seeded by its seed.
+
+    So a member drops the same units whatever else shares its stack (a cell's numbers never
+    depend on the grid around it), and exactly as when it trains alone.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.seeds: list[int] = []  # set by build_model: one per member
+        self._generators: list[torch.Generator] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, ...)
+        if not self.training or self.p == 0:
+            return x
+        if self._generators is None or self._generators[0].device != x.device:
+            self._generators = [torch.Generator(device=x.device).manual_seed(s)
+                                for s in self.seeds]
+        keep = torch.stack([torch.rand(x.shape[1:], generator=g, device=x.device)
+                            for g in self._generators]) >= self.p
+        return x * keep / (1 - self.p)
+
+
 @contextmanager
 def batch_statistics(model: nn.Module) -> Iterator[None]:
     """Batch norm on each batch's own statistics, running estimates untouched: at
@@ -280,7 +307,7 @@ def _hidden_block(spec: ModelSpec, members: int, width: int) -> list[nn.Module]:
         block.append(StackedBatchNorm(members, width))
     block.append(Activation(spec.activation))
     if spec.dropout > 0:
-        block.append(nn.Dropout(spec.dropout))
+        block.append(StackedDropout(spec.dropout))
     return block
 
 
@@ -365,4 +392,7 @@ def build_model(spec: ModelSpec, shape: Shape, seeds: list[int]) -> StackedModel
     model = StackedModel(layers, input_shape)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     model.reset_parameters(generators, INITS.get(spec.init), ACTIVATIONS.get(spec.activation).gain)
+    dropouts = [m for m in model.modules() if isinstance(m, StackedDropout)]
+    for i, layer in enumerate(dropouts):  # member m's masks: its own seed, this layer
+        layer.seeds = [derive_seed(s, DROPOUT_KEY, i) for s in seeds]
     return model

@@ -254,9 +254,7 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     config, members = pairs[0][0], [m for _, m in pairs]
     device = resolve_device(config.device)
     data = _StackData(dataset, members, [c.preprocess for c, _ in pairs], device)
-    seeds = [m.seed for m in members]
-    torch.manual_seed(derive_seed(*seeds))  # dropout masks: same stack + seeds, same masks
-    model = build_model(spec, Shape.of(dataset), seeds).to(device)
+    model = build_model(spec, Shape.of(dataset), [m.seed for m in members]).to(device)
     size = batch_size(config, len(members[0].train))
     steps = steps_per_epoch(len(members[0].train), size)
     step = _Stepper(list(model.parameters()), _config_groups(pairs), steps * config.epochs)

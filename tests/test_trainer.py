@@ -231,3 +231,21 @@ def test_same_seeds_give_identical_results():
     for ra, rb in zip(a, b, strict=True):
         assert ra.curves == rb.curves
         np.testing.assert_array_equal(ra.predictions["val"].proba, rb.predictions["val"].proba)
+
+
+def test_dropout_masks_are_a_members_own_whatever_its_stack():
+    """A cell's numbers never depend on the grid around it, dropout included."""
+    ds, members = make_dataset(), make_members()
+    spec = ModelSpec("mlp", hidden=(16, 8), dropout=0.3)
+    cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=2, batch_size=16)
+    stacked = train(ds, spec, cfg, members)[1]
+    alone = train(ds, spec, cfg, [members[1]])[0]
+    gridded = train_grid(ds, spec, [TrainConfig(OptimSpec("sgd", 0.1), epochs=2, batch_size=16),
+                                    cfg], members)[1][1]
+    for other in (alone, gridded):
+        for mine, theirs in zip(other.curves, stacked.curves, strict=True):
+            assert mine[:3] == theirs[:3] and mine[3] == pytest.approx(theirs[3], rel=1e-5)
+        for name, value in stacked.weights.items():
+            np.testing.assert_allclose(other.weights[name], value, rtol=1e-5, atol=1e-6)
+    no_dropout = train(ds, ModelSpec("mlp", hidden=(16, 8)), cfg, [members[1]])[0]
+    assert not np.allclose(no_dropout.weights["layers.0.weight"], alone.weights["layers.0.weight"])
