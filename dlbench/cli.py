@@ -337,7 +337,6 @@ def _run_optimize(runner, config, out: Path | None, fmt: str) -> None:
     del manifest["config"]["train"]["optimizer"]  # every cell sets its own: config.optimizers
     if config.function:
         info = FUNCTIONS.get(config.function)
-        _check_function(config)
         start = time.perf_counter()
         trajectories, summary = runner.run_functions(config)
         manifest["seconds"] = round(time.perf_counter() - start, 3)
@@ -386,16 +385,6 @@ def _check_mode(ctx: typer.Context, function_mode: bool) -> None:
         option = "--" + given[0].replace("_", "-")
         mode = "networks, not --function" if function_mode else "--function only"
         raise DlbenchError(f"{option} applies to {mode}; drop it")
-
-
-def _check_function(config) -> None:
-    from dlbench.schedules import check_schedule
-
-    check_schedule(config.train.schedule, config.train.warmup)
-    if config.steps < 1:
-        raise DlbenchError(f"--steps must be positive, got {config.steps}")
-    if not config.tol > 0:
-        raise DlbenchError(f"--tol must be positive, got {config.tol}")
 
 
 def _switches(option: str, text: str) -> tuple[bool, ...]:

@@ -35,13 +35,9 @@ def p_value(p: float) -> str:
 
 
 def cv_table(summary: pd.DataFrame, info: dict[str, Any], title: str) -> Table:
-    table = Table(title=escape(title), title_justify="left", caption_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
-                  show_edge=False)
-    for name, justify in (("metric", "left"), ("mean", "right"), ("std", "right"),
-                          ("95% CI", "right"), ("chance", "right"), ("p", "right"),
-                          ("beats", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)
+    table = _table(title, [("metric", "left"), ("mean", "right"), ("std", "right"),
+                           ("95% CI", "right"), ("chance", "right"), ("p", "right"),
+                           ("beats", "left")])
     for split, rows in summary[summary.split != "train"].groupby("split", sort=False):
         table.add_row(f"[bold]{split}[/]")  # a section per split: val, then test
         for r in rows.itertuples():

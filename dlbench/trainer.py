@@ -116,7 +116,7 @@ def steps_per_epoch(n_rows: int, batch_size: int) -> int:
     return math.ceil(n_rows / batch_size)
 
 
-def batch_size(config: TrainConfig, n_train: int) -> int:
+def rows_per_step(config: TrainConfig, n_train: int) -> int:
     return n_train if config.optimizer.info.full_batch else config.batch_size
 
 
@@ -255,7 +255,7 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     device = resolve_device(config.device)
     data = _StackData(dataset, members, [c.preprocess for c, _ in pairs], device)
     model = build_model(spec, Shape.of(dataset), [m.seed for m in members]).to(device)
-    size = batch_size(config, len(members[0].train))
+    size = rows_per_step(config, len(members[0].train))
     steps = steps_per_epoch(len(members[0].train), size)
     step = _Stepper(list(model.parameters()), _config_groups(pairs), steps * config.epochs)
     kind = _loss_kind(spec, dataset)

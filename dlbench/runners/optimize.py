@@ -28,6 +28,7 @@ from dlbench.metrics import MetricInfo, resolve_metrics, score
 from dlbench.models import ModelSpec, Shape, batch_statistics, build_model
 from dlbench.optim import OptimSpec
 from dlbench.preprocess import fit_affine
+from dlbench.schedules import check_schedule
 from dlbench.seeding import derive_seed
 from dlbench.splits import SplitConfig, dev_and_test, make_splits
 from dlbench.trainer import (
@@ -78,6 +79,11 @@ class OptimizeConfig:
 def run_functions(config: OptimizeConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """-> (trajectories: one row per cell × step, summary: one row per cell)."""
     info = FUNCTIONS.get(config.function)
+    check_schedule(config.train.schedule, config.train.warmup)
+    if config.steps < 1:
+        raise DlbenchError(f"--steps must be positive, got {config.steps}")
+    if not config.tol > 0:
+        raise DlbenchError(f"--tol must be positive, got {config.tol}")
     start = list(config.start or info.start)
     cells = [Cell(ModelSpec(), replace(config.train, optimizer=s)) for s in _optimizer_grid(config)]
     paths, summary = [], []
