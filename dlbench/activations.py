@@ -24,10 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from dlbench.errors import DlbenchError
-from dlbench.models import Activation, StackedModel
+from dlbench.models import Activation, Shape, StackedModel, batch_statistics, build_model
+from dlbench.preprocess import fit_affine
 from dlbench.registry import Registry
 
 Mask = Callable[[np.ndarray], np.ndarray]  # values -> boolean array of the same shape
@@ -98,3 +100,29 @@ def activation_rows(layers: list[LayerActivations]) -> list[dict]:
     """One flat row per layer: layer, activation, units, mean, std, saturated, dead."""
     return [{"layer": la.layer, "activation": la.activation, "units": la.values.shape[1],
              **layer_stats(la)} for la in layers]
+
+
+def init_study(dataset, member, cells, batch_rows: int = 1000):
+    """Per model variant of `cells` (model spec × preprocessing): every hidden layer's
+    activations at initialisation for one batch of the member's training rows, with its weights.
+
+    -> (one row per variant × layer, [(variant label, per-layer values)] for the histograms).
+    """
+    seen, rows, histograms = set(), [], []
+    batch = member.train[:batch_rows]
+    for cell in cells:
+        key = (cell.model, cell.train.preprocess)
+        if key in seen:
+            continue
+        seen.add(key)
+        scale, shift = fit_affine(cell.train.preprocess, dataset.X[member.train])
+        x = torch.as_tensor(dataset.X[batch] * scale + shift)[None]  # (1, B, d)
+        model = build_model(cell.model, Shape.of(dataset), [member.seed])
+        with batch_statistics(model):  # at init eval-mode batch norm would be the identity
+            layers = capture(model, x)
+        setting = f"{cell.model.init} · {cell.model.activation}" + \
+            (" · bn" if cell.model.batchnorm else "")
+        coords = {k: v for k, v in cell.coords().items() if k not in ("optimizer", "lr")}
+        rows += [{"setting": setting, **coords, **row} for row in activation_rows(layers)]
+        histograms.append((setting, [layer.values.ravel() for layer in layers]))
+    return pd.DataFrame(rows), histograms

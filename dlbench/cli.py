@@ -5,10 +5,8 @@ torch and the runners are imported inside the commands, so `dlbench --help` stay
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +15,7 @@ import typer.core
 from typer.exceptions import Abort, TyperException
 
 from dlbench import __version__
+from dlbench.config import FUNCTION_OPT, NETWORK_OPT
 from dlbench.errors import DlbenchError
 
 
@@ -57,12 +56,10 @@ DatasetOpt = Annotated[str, typer.Option(
     help="Built-in dataset (see `dlbench datasets`); a class subset like digits[0-4] or "
          "digits[5,7,9].")]
 DataOpt = Annotated[Path | None, typer.Option(
-    help="Your data instead: a .csv (with --target), a .npz with arrays X and y, or a directory "
-         "of MNIST/Fashion-MNIST IDX files.")]
+    help="Your data instead of --dataset: a .csv (with --target), a .npz with arrays X and y, "
+         "or a directory of MNIST/Fashion-MNIST IDX files.")]
 TargetOpt = Annotated[str | None, typer.Option(
     "--target", "--target-column", help="CSV: the target column.")]
-TargetColumnOpt = Annotated[str | None, typer.Option(
-    "--target-column", help="CSV: the target column.")]
 GroupOpt = Annotated[str | None, typer.Option(
     help="CSV: a group column; splits keep each group on one side (group k-fold).")]
 TimeOpt = Annotated[str | None, typer.Option(help="CSV: a time column; rows are sorted by it.")]
@@ -91,40 +88,25 @@ EpochsOpt = Annotated[int, typer.Option(help="Epochs: passes over each member's 
 BatchOpt = Annotated[int, typer.Option(help="Rows per step and member.")]
 PreprocessOpt = Annotated[str, typer.Option(
     help="standardize | minmax | none; fitted on each training part only.")]
-SeedOpt = Annotated[int, typer.Option(help="Seeds splits, initial weights and batch order.")]
+SeedOpt = Annotated[int, typer.Option(
+    help="Seeds splits, initial weights, batch order and the bootstrap resamples.")]
 SeedsOpt = Annotated[int, typer.Option(help="Initialisations trained per split.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda.")]
 MetricsOpt = Annotated[str | None, typer.Option(
     help="Comma-separated metrics (default: all for the task): accuracy, balanced_accuracy, "
          "f1_macro, log_loss, roc_auc, loss; regression mse, mae, r2, loss.")]
+AllowLargeOpt = Annotated[bool, typer.Option(
+    "--allow-large", help="Run even when the size estimate says it cannot fit in memory or "
+                          "would take hours.")]
 OutOpt = Annotated[Path | None, typer.Option(
     help="Results directory (default results/<command>-<timestamp>/).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table | json (the summary on stdout).")]
 
 
-def _ints(option: str, text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise DlbenchError(f"{option} takes comma-separated integers, e.g. 128,64; "
-                           f"got '{text}'") from None
-    if any(v < 1 for v in values):
-        raise DlbenchError(f"{option} widths must be positive, got '{text}'")
-    return values
-
-
-def _one_optimizer(text: str, lr: float | None, weight_decay: float | None):
-    from dlbench.optim import parse_optimizers
-
-    specs = parse_optimizers(text, lr, weight_decay)
-    if len(specs) > 1:
-        raise DlbenchError("cv evaluates one configuration: give one --opt entry "
-                           "(dlbench optimize compares several)")
-    return specs[0]
-
-
-def _names(text: str | None) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else ()
+def _given(ctx: typer.Context) -> set[str]:
+    """The options the user typed (the others hold their defaults)."""
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name).name == "COMMANDLINE"}
 
 
 def _version(value: bool) -> None:
@@ -141,18 +123,18 @@ def _main(version: Annotated[bool, typer.Option(
 
 
 @app.command()
-def cv(dataset: DatasetOpt = "digits", data: DataOpt = None, target: TargetOpt = None,
-       group: GroupOpt = None, time: TimeOpt = None, dedupe: DedupeOpt = False,
-       model: ModelOpt = "mlp", hidden: HiddenOpt = "128", channels: ChannelsOpt = "16,32",
-       activation: ActivationOpt = "relu", batchnorm: BatchnormOpt = False,
-       dropout: DropoutOpt = 0.0, init: InitOpt = "default", opt: OptOpt = "adam",
-       lr: LrOpt = None, weight_decay: WeightDecayOpt = None, schedule: ScheduleOpt = "constant",
-       warmup: WarmupOpt = 0, epochs: EpochsOpt = 20, batch_size: BatchOpt = 32,
-       preprocess: PreprocessOpt = "standardize",
+def cv(ctx: typer.Context, dataset: DatasetOpt = "digits", data: DataOpt = None,
+       target: TargetOpt = None, group: GroupOpt = None, time: TimeOpt = None,
+       dedupe: DedupeOpt = False, model: ModelOpt = "mlp", hidden: HiddenOpt = "128",
+       channels: ChannelsOpt = "16,32", activation: ActivationOpt = "relu",
+       batchnorm: BatchnormOpt = False, dropout: DropoutOpt = 0.0, init: InitOpt = "default",
+       opt: OptOpt = "adam", lr: LrOpt = None, weight_decay: WeightDecayOpt = None,
+       schedule: ScheduleOpt = "constant", warmup: WarmupOpt = 0, epochs: EpochsOpt = 20,
+       batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
        protocol: Annotated[str, typer.Option(help="kfold | holdout.")] = "kfold",
-       k: Annotated[int, typer.Option(help="Folds.")] = 4,
+       k: Annotated[int, typer.Option(help="kfold: folds.")] = 4,
        repeats: Annotated[int, typer.Option(
-           help="k-fold repeats; >1 is iterated k-fold, reshuffled every repeat.")] = 1,
+           help="kfold: repeats; >1 is iterated k-fold, reshuffled every repeat.")] = 1,
        val_fraction: Annotated[float, typer.Option(help="holdout: validation fraction.")] = 0.25,
        holdout_seeds: Annotated[int, typer.Option(
            help="holdout: repeat the split with N shuffle seeds to see the estimate move.")] = 1,
@@ -164,84 +146,15 @@ def cv(dataset: DatasetOpt = "digits", data: DataOpt = None, target: TargetOpt =
        time_order: Annotated[bool, typer.Option(
            help="Forward-chaining splits in time order; no shuffling.")] = False,
        metrics: MetricsOpt = None, seed: SeedOpt = 0, seeds: SeedsOpt = 1,
-       device: DeviceOpt = "auto", out: OutOpt = None, fmt: FormatOpt = "table") -> None:
+       device: DeviceOpt = "auto", allow_large: AllowLargeOpt = False, out: OutOpt = None,
+       fmt: FormatOpt = "table") -> None:
     """Hold-out, k-fold and iterated k-fold estimates with confidence intervals, leakage-safe."""
-    from dlbench.datasets import DataSpec
-    from dlbench.models import ModelSpec
+    from dlbench.config import cv_config
     from dlbench.runners import cv as runner
-    from dlbench.splits import SplitConfig
-    from dlbench.trainer import TrainConfig
 
-    config = runner.CVConfig(
-        data=DataSpec(dataset, str(data) if data else None, target, group, time, dedupe),
-        model=ModelSpec(model, _ints("--hidden", hidden), _ints("--channels", channels),
-                        activation, batchnorm, dropout, init),
-        train=TrainConfig(_one_optimizer(opt, lr, weight_decay), epochs, batch_size, preprocess,
-                          schedule, warmup, device),
-        split=SplitConfig(protocol, k, repeats, val_fraction, holdout_seeds, stratify,
-                          time_order, seed),
-        seeds=seeds, test_fraction=test_fraction, metrics=_names(metrics))
-    _run_cv(runner, config, out, fmt)
-
-
-def _run_cv(runner, config, out: Path | None, fmt: str) -> None:
-    from dlbench import report, results
-    from dlbench.progress import progress_bar
-
-    out_dir = _check_output(out, fmt, "cv")
-    plan = runner.prepare(config)
-    if plan.dataset.time is not None and not config.split.time_order:
-        typer.echo(f"warning: {plan.dataset.name} is time-ordered and these splits shuffle it, "
-                   "so later rows train models scored on earlier ones; pass --time-order",
-                   err=True)
-    if plan.duplicates["train_val"] or plan.duplicates["dev_test"]:
-        d = plan.duplicates
-        test = f", and {d['dev_test']} test rows a train+val row" if d["dev_test"] else ""
-        typer.echo(f"warning: validation rows duplicate a training row of their split "
-                   f"{d['train_val']} times over {len(d['per_split'])} splits{test}; this "
-                   "inflates the estimate; pass --dedupe to drop duplicates", err=True)
-    with progress_bar(plan.total_epochs, "cv") as advance:
-        result = runner.run(plan, advance)
-    manifest = {"command": "cv", **results.environment(), "config": asdict(config),
-                "seed": config.split.seed, **result.info}
-    results.write_run(out_dir, {"scores": result.scores, "curves": result.curves,
-                                "splits": result.splits, "summary": result.summary}, manifest)
-    s = config.split
-    design = (f"{s.k}-fold × {s.repeats} repeats" if s.protocol == "kfold"
-              else f"holdout {s.val_fraction:g} × {s.holdout_seeds} shuffles")
-    if config.seeds > 1:
-        design += f" × {config.seeds} seeds"
-    title = (f"cv · {result.info['dataset']['name']} · {config.model.name} · "
-             f"{config.train.optimizer.label} lr={config.train.optimizer.lr:g} · {design}")
-    report.print_cv(result.summary, result.info, title, fmt)
-    typer.echo(f"results: {out_dir}", err=True)
-
-
-def _check_output(out: Path | None, fmt: str, command: str) -> Path:
-    from dlbench import results
-
-    if fmt not in ("table", "json"):
-        raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
-    if out is not None and out.exists() and not out.is_dir():
-        raise DlbenchError(f"--out {out} is a file; give a directory path")
-    if out is not None and (out / "manifest.json").exists():  # its files would mix with ours
-        raise DlbenchError(f"--out {out} already holds a finished run; choose a new directory "
-                           "or remove that one")
-    path = out if out is not None else results.default_out_dir(command)
-    # Checked now, not when the files are written after training: the nearest existing ancestor
-    # must be a writable directory.
-    base = next(p for p in (path, *path.parents) if p.exists())
-    if not base.is_dir():
-        raise DlbenchError(f"cannot create results directory {path}: {base} is a file; "
-                           "give --out a directory path")
-    if not os.access(base, os.W_OK):
-        raise DlbenchError(f"cannot create results directory {path}: {base} is not writable; "
-                           "give --out a writable directory")
-    return path
-
-
-FUNCTION_OPT = "sgd[lr=0.95],momentum[lr=0.1],adagrad[lr=1.5],adam[lr=0.3]"
-NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],adam[lr=0.001]"
+    _check_format(fmt)
+    config = cv_config(ctx.params, _given(ctx))
+    _run(runner, config, out, fmt, "cv")
 
 
 @app.command()
@@ -261,7 +174,7 @@ def optimize(
             help="--function: start point X,Y (default: the function's).")] = None,
         tol: Annotated[float, typer.Option(
             help="--function: a path has arrived once f - f_min <= tol.")] = 1e-3,
-        dataset: DatasetOpt = "digits", data: DataOpt = None, target_column: TargetColumnOpt = None,
+        dataset: DatasetOpt = "digits", data: DataOpt = None, target: TargetOpt = None,
         model: Annotated[str, typer.Option(help="Models, comma-separated (see `dlbench models`)."
                                            )] = "mlp",
         hidden: Annotated[list[str] | None, typer.Option(
@@ -286,148 +199,105 @@ def optimize(
             help="'lr': tune each optimizer's learning rate on validation with --budget "
                  "trials, then rerun over --seeds and test once.")] = None,
         budget: Annotated[int, typer.Option(help="--tune: trials per optimizer.")] = 8,
-        target: Annotated[float | None, typer.Option(
-            help="Validation accuracy whose time-to-reach (epochs, seconds) is reported.")] = None,
+        target_accuracy: Annotated[float | None, typer.Option(
+            help="Validation accuracy whose cost to reach (passes over the data, gradient "
+                 "evaluations, seconds) is reported.")] = None,
+        margin: Annotated[str | None, typer.Option(
+            help="Equivalence margin for '≈ #1', in the first metric's units (0.01) or as a "
+                 "share of #1's value (2%); default 0.01 (mse, mae: 1%).")] = None,
         val_fraction: Annotated[float, typer.Option(help="Validation fraction.")] = 0.2,
         test_fraction: Annotated[float, typer.Option(
             help="Test fraction (datasets without a fixed test split).")] = 0.2,
         stratify: Annotated[bool, typer.Option(
             help="Keep class ratios in the train/validation/test parts.")] = True,
-        metrics: MetricsOpt = None, device: DeviceOpt = "auto", out: OutOpt = None,
+        metrics: MetricsOpt = None, device: DeviceOpt = "auto",
+        allow_large: AllowLargeOpt = False, out: OutOpt = None,
         fmt: FormatOpt = "table") -> None:
     """Optimizers on 2-D test functions and on networks: curves, sweeps, tuning, init studies."""
-    from dlbench.datasets import DataSpec
-    from dlbench.models import ModelSpec, normalize
-    from dlbench.optim import parse_optimizers
+    from dlbench.config import optimize_config
+    from dlbench.runners import functions
     from dlbench.runners import optimize as runner
-    from dlbench.trainer import TrainConfig
 
-    entries = opt or (FUNCTION_OPT if function else NETWORK_OPT)
-    if lr_grid is not None and (lr is not None or "lr=" in (opt or "")):
-        raise DlbenchError("--lr-grid sets every entry's learning rate; drop --lr and the "
-                           "entries' own lr=")
-    depths = [_ints("--hidden", h) for h in hidden] if hidden else \
-        [(100,) * 5 if init else (128,)]
-    _check_mode(ctx, function is not None)
-    models = tuple(dict.fromkeys(  # a model ignoring an option is not multiplied by it
-        normalize(ModelSpec(name, widths, _ints("--channels", channels), act, bn, dropout, ini))
-        for name in _names(model) for widths in depths for ini in _names(init or "default")
-        for act in _names(activation) for bn in _switches("--batchnorm", batchnorm)))
-    config = runner.OptimizeConfig(
-        optimizers=tuple(dict.fromkeys(parse_optimizers(entries, lr, weight_decay))),
-        function=function,
-        steps=steps, start=_point(start), tol=tol,
-        data=DataSpec(dataset, str(data) if data else None, target_column),
-        models=models, preprocess=_names(preprocess),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, schedule=schedule,
-                          warmup=warmup, device=device), stratify=stratify,
-        lr_grid=_lr_grid(lr_grid), tune_budget=_tune_budget(tune, budget), seeds=seeds,
-        seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, target=target,
-        activations=init is not None, metrics=_names(metrics))
-    _run_optimize(runner, config, out, fmt)
+    _check_format(fmt)
+    config = optimize_config(ctx.params, _given(ctx))
+    if config.function:
+        _run_functions(functions, config, out, fmt)
+    else:
+        _run(runner, config, out, fmt, "optimize")
 
 
-def _run_optimize(runner, config, out: Path | None, fmt: str) -> None:
-    from dlbench import plots, report, results
-    from dlbench.functions import FUNCTIONS
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
+
+
+def _run(runner, config, out: Path | None, fmt: str, command: str) -> None:
+    """Validate everything (data, sizes, the results directory), then train, write, report."""
+    from dlbench import report, results
     from dlbench.progress import progress_bar
 
-    out_dir = _check_output(out, fmt, "optimize")
-    manifest = {"command": "optimize", **results.environment(), "config": asdict(config)}
-    del manifest["config"]["train"]["optimizer"]  # every cell sets its own: config.optimizers
-    if config.function:
-        info = FUNCTIONS.get(config.function)
-        start = time.perf_counter()
-        trajectories, summary = runner.run_functions(config)
-        manifest["seconds"] = round(time.perf_counter() - start, 3)
-        results.write_run(out_dir, {"trajectories": trajectories, "summary": summary}, manifest,
-                          {"trajectories.png": lambda p: plots.trajectories_plot(
-                              p, info, trajectories)})
-        report.print_functions(summary, info, config, fmt)
-    else:
-        plan = runner.prepare(config)
-        with progress_bar(plan.total_epochs, "optimize") as advance:
+    results.check_out(out)
+    plan = runner.prepare(config)
+    _warn(plan.warnings)
+    with results.claimed(out or results.default_out_dir(command)) as out_dir:
+        with progress_bar(plan.total_epochs, command) as advance:
             result = runner.run(plan, advance)
-        tables = {"scores": result.scores, "curves": result.curves, "summary": result.summary}
-        if result.activations is not None:
-            tables["activations"] = result.activations
-        results.write_run(out_dir, tables, manifest | result.info,
-                          _optimize_plots(config, result))
-        report.print_optimize(result.summary, result.info, config, fmt)
+        manifest = {"command": command, **results.environment(), "config": config.record(),
+                    **result.info}
+        results.write_run(out_dir, result.tables, manifest, _figures(command, result))
+    _warn(result.warnings)
+    report.show(command, result, fmt)
     typer.echo(f"results: {out_dir}", err=True)
 
 
-def _optimize_plots(config, result) -> dict:
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def _figures(command: str, result) -> dict:
+    """What to draw, by file name (the plots module draws it)."""
     from dlbench import plots
 
+    if command != "optimize":
+        return {}
     final = result.curves[result.curves.phase == "final"]
-    title = f"{result.info['dataset']['name']}: {result.info['seeds']} seeds per cell"
+    seeds = result.info["seeds"]
+    title = f"{result.info['dataset']['name']}: {seeds} seed{'s' if seeds > 1 else ''} per cell"
     figures = {"curves.png": lambda p: plots.curves_plot(p, final, title)}
-    if config.lr_grid or config.tune_budget:
-        figures["lr_sweep.png"] = lambda p: plots.lr_sweep_plot(p, result.sweep, title)
+    if result.plan.config.lr_grid or result.plan.config.tune_budget:
+        figures["lr_sweep.png"] = lambda p: plots.lr_sweep_plot(p, result.sweep,
+                                                                _sweep_title(result))
     if result.histograms:
         figures["activations.png"] = lambda p: plots.activations_plot(p, result.histograms)
     return figures
 
 
-FUNCTION_ONLY = ("steps", "start", "tol")
-NETWORK_ONLY = ("dataset", "data", "target_column", "model", "hidden", "channels", "activation",
-                "batchnorm", "dropout", "init", "preprocess", "epochs", "batch_size", "seeds",
-                "tune", "budget", "target", "val_fraction", "test_fraction", "stratify",
-                "metrics", "device")
+def _sweep_title(result) -> str:
+    name, seeds = result.info["dataset"]["name"], result.info["seeds"]
+    if result.info["trials"]:
+        return (f"{name}: --tune trials (one run each, validation only); the finals "
+                f"rerun the chosen rates over {seeds} seed{'s' if seeds > 1 else ''}")
+    return f"{name}: {seeds} seed{'s' if seeds > 1 else ''} per learning rate"
 
 
-def _check_mode(ctx: typer.Context, function_mode: bool) -> None:
-    """An option of the other mode would be silently ignored: say so instead."""
-    given = [name for name in (NETWORK_ONLY if function_mode else FUNCTION_ONLY)
-             if ctx.get_parameter_source(name).name == "COMMANDLINE"]
-    if given:
-        option = "--" + given[0].replace("_", "-")
-        mode = "networks, not --function" if function_mode else "--function only"
-        raise DlbenchError(f"{option} applies to {mode}; drop it")
+def _run_functions(runner, config, out: Path | None, fmt: str) -> None:
+    from dlbench import plots, report, results
+    from dlbench.functions import FUNCTIONS
 
-
-def _switches(option: str, text: str) -> tuple[bool, ...]:
-    values = {"on": True, "off": False}
-    try:
-        return tuple(values[v] for v in _names(text))
-    except KeyError:
-        raise DlbenchError(f"{option} takes on, off or on,off; got '{text}'") from None
-
-
-def _point(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        x, y = (float(v) for v in text.split(","))
-    except ValueError:
-        raise DlbenchError(f"--start takes a point X,Y such as -7,2; got '{text}'") from None
-    return x, y
-
-
-def _lr_grid(text: str | None) -> tuple[float, ...]:
-    if text is None:
-        return ()
-    import numpy as np
-
-    try:
-        low, high, n = text.split(":")
-        low, high, count = float(low), float(high), int(n)
-    except ValueError:
-        raise DlbenchError(f"--lr-grid takes LOW:HIGH:N such as 1e-4:1:9; got '{text}'") from None
-    if not (0 < low < high) or count < 2:
-        raise DlbenchError(f"--lr-grid needs 0 < LOW < HIGH and N >= 2; got '{text}'")
-    return tuple(float(v) for v in np.geomspace(low, high, count))
-
-
-def _tune_budget(tune: str | None, budget: int) -> int:
-    if tune is None:
-        return 0
-    if tune != "lr":
-        raise DlbenchError(f"unknown --tune '{tune}'; choose one of: lr")
-    if budget < 2:
-        raise DlbenchError(f"--budget must be at least 2 trials, got {budget}")
-    return budget
+    results.check_out(out)
+    runner.check(config)
+    info = FUNCTIONS.get(config.function)
+    with results.claimed(out or results.default_out_dir("optimize")) as out_dir:
+        started = time.perf_counter()
+        trajectories, summary = runner.run(config, config.optimizer_grid())
+        manifest = {"command": "optimize", **results.environment(), "config": config.record(),
+                    "seconds": round(time.perf_counter() - started, 3)}
+        results.write_run(out_dir, {"trajectories": trajectories, "summary": summary}, manifest,
+                          {"trajectories.png": lambda p: plots.trajectories_plot(
+                              p, info, trajectories)})
+    report.print_functions(summary, info, config, fmt)
+    typer.echo(f"results: {out_dir}", err=True)
 
 
 @app.command()

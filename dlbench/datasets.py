@@ -64,7 +64,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = "digits"  # built-in name, optionally with a class subset: "digits[0-4]", "[5,7,9]"
+    name: str | None = "digits"  # built-in, optionally a class subset: "digits[0-4]", "[5,7,9]"
     path: str | None = None  # user data: .csv, .npz, or a directory of MNIST IDX files; wins
     target: str | None = None  # CSV: target column (required for CSV)
     group: str | None = None  # CSV: group column (group k-fold); becomes Dataset.groups
@@ -113,7 +113,7 @@ def describe(info: DatasetInfo) -> dict:
         "name": info.name,
         "samples": data.n_samples,
         "features": data.n_features,
-        "classes": data.n_classes,  # 0 for regression
+        "classes": data.n_classes if info.task == "classification" else None,
         "task": info.task,
         "fixed_test": data.test_index is not None,
         "description": info.description,
@@ -658,6 +658,12 @@ def _load_idx_dir(directory: str) -> Dataset:
                 f"t10k images are {test_images.shape[1:]} but train images {images.shape[1:]} "
                 f"in '{directory}'; use files from the same dataset"
             )
+        if not np.isin(test_labels, labels).any():
+            raise DlbenchError(
+                f"the t10k labels in '{directory}' share no class with the training labels "
+                f"(train: {_name_list(np.unique(labels))}; t10k: "
+                f"{_name_list(np.unique(test_labels))}); use files from the same dataset"
+            )
         images = np.concatenate([images, test_images])
         labels = np.concatenate([labels, test_labels])
     y, classes = _encode_labels(labels, f"the labels in '{directory}'")
@@ -699,6 +705,11 @@ def _read_idx(path: str) -> np.ndarray:
             "(expected 0x000008NN); use the original MNIST/Fashion-MNIST files"
         )
     ndim = raw[3]
+    if ndim not in (1, 3):  # MNIST's labels are 1-D, its images 3-D (count, height, width)
+        raise DlbenchError(
+            f"bad magic number 0x{raw[:4].hex()} in '{file}': {ndim} dimensions, but MNIST "
+            "IDX files have 1 (labels) or 3 (images); use the original MNIST/Fashion-MNIST files"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DlbenchError(f"IDX file '{file}' is truncated inside its header; re-download it")

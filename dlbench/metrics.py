@@ -1,4 +1,8 @@
-"""Metrics: a registry of sklearn.metrics wrappers, scoring that never raises, chance baselines."""
+"""Metrics: a registry of sklearn.metrics wrappers, scoring that never raises, chance baselines.
+
+Each metric also has a weighted form for the bootstrap over evaluation rows: given row counts W
+(B, n), entry b is the metric of the resample that repeats row i W[b, i] times, vectorised over B.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +46,13 @@ class MetricInfo:
     tasks: tuple[str, ...]  # ("classification",), ("regression",) or both
     greater_is_better: bool
     fn: Callable[[Predictions], float]
+    # (pred, W) -> (B,): fn on each resample that repeats row i W[b, i] times; W is (B, n) counts
+    weighted: Callable[[Predictions, np.ndarray], np.ndarray]
     description: str
     bounds: tuple[float, float] = (-math.inf, math.inf)  # the values the metric can take
+    # default equivalence margin of `optimize`'s "≈ best": in the metric's units, or "N%" of
+    # the best value (for metrics in the data's own units, such as mse)
+    margin: str = "0.01"
 
 
 def _labels(pred: Predictions) -> np.ndarray:
@@ -91,6 +100,138 @@ def _proba(pred: Predictions) -> np.ndarray:
     return pred.proba
 
 
+# Weighted forms. Row i counts W[b, i] times in resample b, so a row with count 0 is absent: the
+# classes present, the rows checked for non-finite values and the row count are those of the
+# resample, not of the full data (what sklearn's sample_weight on all rows would give). Each
+# equals `score()` on the explicitly repeated rows, NaN where that is NaN (a test holds them equal).
+
+
+def _counts(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    """W as float64 (B, n), checked: the one boundary of the weighted forms."""
+    W = np.asarray(W, np.float64)
+    if W.ndim != 2 or W.shape[1] != len(pred.y_true):
+        raise ValueError(
+            f"W has shape {W.shape}; it must be (replicates, n) = (B, {len(pred.y_true)}): "
+            "how many times each evaluation row is drawn in each replicate"
+        )
+    if not (W >= 0).all():  # also rejects NaN
+        raise ValueError("W must hold non-negative counts; draw them with rng.multinomial")
+    return W
+
+
+def _weighted_mean(pred: Predictions, W: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(B,) mean of per-row values over each resample; NaN if it is empty or draws a non-finite."""
+    W = _counts(pred, W)
+    values = np.asarray(values, np.float64)
+    bad = ~np.isfinite(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = (W @ np.where(bad, 0.0, values)) / W.sum(1)  # 0 / 0 = NaN for an empty resample
+    return np.where(np.isfinite(mean) & (W @ bad == 0), mean, np.nan)
+
+
+def _residual(pred: Predictions) -> np.ndarray:
+    with np.errstate(all="ignore"):  # a diverged model's inf/NaN become NaN scores, not warnings
+        return np.asarray(pred.y_true, np.float64) - np.asarray(pred.y_pred, np.float64)
+
+
+def _weighted_squared_error(pred: Predictions, W: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _weighted_mean(pred, W, (_residual(pred) / scale) ** 2)
+
+
+def _weighted_loss(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    if pred.n_classes > 0:
+        return _weighted_log_loss(pred, W)
+    return _weighted_squared_error(pred, W, pred.y_scale)
+
+
+def _weighted_r2(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    """sklearn's r2_score per resample: NaN below two rows; zero variance: 1 if exact, else 0."""
+    W = _counts(pred, W)
+    y = np.asarray(pred.y_true, np.float64)
+    bad = ~(np.isfinite(y) & np.isfinite(np.asarray(pred.y_pred, np.float64)))
+    y, residual = np.where(bad, 0.0, y), np.where(bad, 0.0, _residual(pred))
+    n, drawn = W.sum(1), W > 0
+    # Zero variance decided exactly, not by rounding of the mean: (k·y)/k need not equal y.
+    first = y[drawn.argmax(1)]  # (B,) a drawn row's target
+    constant = ~((y[None, :] != first[:, None]) & drawn).any(1)
+    with np.errstate(all="ignore"):
+        mean = (W @ y) / n
+        numerator = W @ residual**2
+        denominator = np.where(constant, 0.0, (W * (y - mean[:, None]) ** 2).sum(1))
+        flat = np.where(numerator == 0, 1.0, 0.0)  # sklearn's force_finite for zero variance
+        r2 = np.where(denominator > 0, 1 - numerator / denominator, flat)
+    return np.where(np.isfinite(r2) & (n >= 2) & (W @ bad == 0), r2, np.nan)
+
+
+def _class_counts(pred: Predictions, W: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(B, C) each: rows drawn of each class that are right, of each true and predicted class."""
+    W = _counts(pred, W)
+    classes = np.arange(pred.n_classes)
+    true = np.asarray(pred.y_true)[:, None] == classes  # (n, C) one-hot
+    predicted = np.asarray(pred.y_pred)[:, None] == classes
+    counts = W @ np.hstack([true & predicted, true, predicted])  # one product: (B, 3C)
+    return tuple(np.split(counts, 3, axis=1))
+
+
+def _weighted_balanced_accuracy(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    # sklearn drops classes absent from y_true (a NaN recall), so: mean recall over classes drawn.
+    right, true, _ = _class_counts(pred, W)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(true > 0, right / true, 0.0)
+        return recall.sum(1) / (true > 0).sum(1)
+
+
+def _weighted_f1_macro(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    # sklearn's labels are the classes in y_true or y_pred; F1 = 2tp / (true + predicted).
+    right, true, predicted = _class_counts(pred, W)
+    both = true + predicted
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(both > 0, 2 * right / both, 0.0)
+        return f1.sum(1) / (both > 0).sum(1)
+
+
+def _weighted_log_loss(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    """As sklearn 1.9's log_loss: NaN if a drawn row is outside [0, 1] or non-finite (it raises),
+    otherwise the true class's probability clipped to [eps, 1 - eps] (no renormalising)."""
+    if pred.proba is None:
+        return np.full(len(_counts(pred, W)), np.nan)
+    proba = pred.proba
+    eps = np.finfo(proba.dtype).eps
+    valid = (np.isfinite(proba) & (proba >= 0) & (proba <= 1)).all(1)
+    p_true = proba[np.arange(len(proba)), np.asarray(pred.y_true, np.int64)]
+    nll = -np.log(np.clip(np.where(valid, p_true, 1.0), eps, 1 - eps))
+    return _weighted_mean(pred, W, np.where(valid, nll, np.nan))
+
+
+def _weighted_roc_auc(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    """_roc_auc per resample: U = sum over positives of w · (negative weight scoring lower + half
+    the negative weight tied), AUC = U / (W_pos · W_neg). Integer counts keep U exact."""
+    W = _counts(pred, W)
+    if pred.proba is None:
+        return np.full(len(W), np.nan)
+    W_rows = np.ascontiguousarray(W.T)  # (n, B): a row's counts are contiguous for the gathers
+    classes = [1] if pred.n_classes == 2 else range(pred.n_classes)
+    auc = np.stack([_weighted_auc(pred.proba[:, k], pred.y_true == k, W_rows) for k in classes])
+    drawn_bad = W @ ~np.isfinite(pred.proba).all(1) > 0
+    return np.where(drawn_bad, np.nan, auc.mean(0))
+
+
+def _weighted_auc(scores: np.ndarray, positive: np.ndarray, W_rows: np.ndarray) -> np.ndarray:
+    """(B,) one-vs-rest AUC of one class; NaN where a resample lacks positives or negatives."""
+    negatives = np.flatnonzero(~positive)
+    negatives = negatives[np.argsort(scores[negatives])]
+    below = np.zeros((len(negatives) + 1, W_rows.shape[1]))  # [j]: weight of the j lowest
+    np.cumsum(W_rows[negatives], axis=0, out=below[1:])
+    lower = np.searchsorted(scores[negatives], scores[positive], side="left")
+    upper = np.searchsorted(scores[negatives], scores[positive], side="right")  # lower + tied
+    w = W_rows[positive]  # (n1, B)
+    u = (w * (below[lower] + below[upper])).sum(0) / 2  # lower + half tied, per positive
+    n1, n0 = w.sum(0), below[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
+
+
 METRICS: Registry[MetricInfo] = Registry("metric")
 METRICS.add(
     MetricInfo(
@@ -98,6 +239,7 @@ METRICS.add(
         tasks=CLASSIFICATION,
         greater_is_better=True,
         fn=lambda p: skm.accuracy_score(p.y_true, p.y_pred),
+        weighted=lambda p, W: _weighted_mean(p, W, p.y_true == p.y_pred),
         description="fraction of rows whose predicted class is right",
         bounds=(0.0, 1.0),
     )
@@ -108,6 +250,7 @@ METRICS.add(
         tasks=CLASSIFICATION,
         greater_is_better=True,
         fn=lambda p: skm.balanced_accuracy_score(p.y_true, p.y_pred),
+        weighted=_weighted_balanced_accuracy,
         description="mean per-class recall; chance is 1/C whatever the class balance",
         bounds=(0.0, 1.0),
     )
@@ -118,6 +261,7 @@ METRICS.add(
         tasks=CLASSIFICATION,
         greater_is_better=True,
         fn=lambda p: skm.f1_score(p.y_true, p.y_pred, average="macro", zero_division=0),
+        weighted=_weighted_f1_macro,
         description="unweighted mean of per-class F1",
         bounds=(0.0, 1.0),
     )
@@ -128,6 +272,7 @@ METRICS.add(
         tasks=CLASSIFICATION,
         greater_is_better=False,
         fn=_log_loss,
+        weighted=_weighted_log_loss,
         description="mean negative log-probability of the true class, in nats",
         bounds=(0.0, math.inf),
     )
@@ -138,6 +283,7 @@ METRICS.add(
         tasks=CLASSIFICATION,
         greater_is_better=True,
         fn=_roc_auc,
+        weighted=_weighted_roc_auc,
         description="area under the ROC curve (multiclass: one-vs-rest, macro average)",
         bounds=(0.0, 1.0),
     )
@@ -148,6 +294,7 @@ METRICS.add(
         tasks=CLASSIFICATION + REGRESSION,
         greater_is_better=False,
         fn=_loss,
+        weighted=_weighted_loss,
         description="the training objective: cross-entropy (nats), or MSE in target-std units",
         bounds=(0.0, math.inf),
     )
@@ -158,8 +305,10 @@ METRICS.add(
         tasks=REGRESSION,
         greater_is_better=False,
         fn=lambda p: skm.mean_squared_error(p.y_true, p.y_pred),
+        weighted=_weighted_squared_error,
         description="mean squared error, in squared target units",
         bounds=(0.0, math.inf),
+        margin="1%",
     )
 )
 METRICS.add(
@@ -168,8 +317,10 @@ METRICS.add(
         tasks=REGRESSION,
         greater_is_better=False,
         fn=lambda p: skm.mean_absolute_error(p.y_true, p.y_pred),
+        weighted=lambda p, W: _weighted_mean(p, W, np.abs(_residual(p))),
         description="mean absolute error, in target units",
         bounds=(0.0, math.inf),
+        margin="1%",
     )
 )
 METRICS.add(
@@ -178,6 +329,7 @@ METRICS.add(
         tasks=REGRESSION,
         greater_is_better=True,
         fn=lambda p: skm.r2_score(p.y_true, p.y_pred),
+        weighted=_weighted_r2,
         description="coefficient of determination: 1 is perfect, 0 is predicting the mean",
         bounds=(-math.inf, 1.0),
     )

@@ -386,10 +386,15 @@ def check_spec(spec: ModelSpec, task: str) -> ModelInfo:
 
 
 def build_model(spec: ModelSpec, shape: Shape, seeds: list[int]) -> StackedModel:
-    """One stacked model with len(seeds) members; member m's initial weights depend on seeds[m]."""
+    """One stacked model with len(seeds) members; member m's initial weights depend on seeds[m].
+
+    Under `with torch.device("meta")` it only has shapes: nothing is allocated or initialised.
+    """
     info = MODELS.get(spec.name)
     layers, input_shape = info.build(spec, len(seeds), shape)
     model = StackedModel(layers, input_shape)
+    if any(p.is_meta for p in model.parameters()):  # built under torch.device("meta"): shapes
+        return model  # only, nothing allocated or drawn (size estimates, shape checks)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     model.reset_parameters(generators, INITS.get(spec.init), ACTIVATIONS.get(spec.activation).gain)
     dropouts = [m for m in model.modules() if isinstance(m, StackedDropout)]

@@ -40,6 +40,7 @@ class Newton(torch.optim.Optimizer):
         if lr <= 0 or damping < 0:
             raise ValueError(f"Newton needs lr > 0 and damping >= 0, got {lr}, {damping}")
         super().__init__(params, {"lr": lr, "damping": damping})
+        self.hessian_passes = 0
 
     @torch.no_grad()
     def step(self, closure: Callable[..., torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
@@ -50,6 +51,7 @@ class Newton(torch.optim.Optimizer):
             g = torch.cat([x.reshape(-1) for x in grads])  # (n,)
             rows = [_flat(torch.autograd.grad(gi, params, retain_graph=True, allow_unused=True),
                           params) for gi in g]
+        self.hessian_passes = len(rows)  # backward passes the last step's Hessian took
         group = self.param_groups[0]
         hessian = torch.stack(rows) + group["damping"] * torch.eye(len(g), dtype=g.dtype)
         direction = torch.linalg.lstsq(hessian, g.detach().unsqueeze(1)).solution.squeeze(1)
@@ -152,10 +154,10 @@ _HELP = "write e.g. 'sgd,momentum[lr=0.1],adam[lr=0.3,betas=0.9/0.999]'"
 def parse_optimizers(text: str, lr: float | None = None,
                      weight_decay: float | None = None) -> list[OptimSpec]:
     """Entries of the grammar -> validated specs; --lr/--weight-decay fill what entries leave."""
-    if lr is not None and not lr > 0:
-        raise DlbenchError(f"--lr must be positive, got {lr:g}")
-    if weight_decay is not None and not weight_decay >= 0:
-        raise DlbenchError(f"--weight-decay must be >= 0, got {weight_decay:g}")
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        raise DlbenchError(f"--lr must be a positive number, got {lr:g}")
+    if weight_decay is not None and not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise DlbenchError(f"--weight-decay must be a finite number >= 0, got {weight_decay:g}")
     specs = [_parse_entry(entry, lr, weight_decay) for entry in _split_entries(text)]
     if not specs:
         raise DlbenchError(f"--opt names no optimizer; {_HELP}")
@@ -176,7 +178,11 @@ def _split_entries(text: str) -> list[str]:
             current += char
     if depth != 0:
         raise DlbenchError(f"--opt '{text}': a '[' is never closed; {_HELP}")
-    return [e for e in [*entries, current] if e.strip()]
+    entries.append(current)
+    if any(not e.strip() for e in entries) and any(e.strip() for e in entries):
+        raise DlbenchError(f"--opt '{text}' has an empty entry (two commas in a row, or one at "
+                           f"an end); {_HELP}")
+    return [e for e in entries if e.strip()]
 
 
 def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> OptimSpec:
@@ -186,14 +192,18 @@ def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> Op
     info = OPTIMIZERS.get(match["name"])
     allowed = info.signature_defaults()
     params: dict[str, Any] = {}
-    for item in filter(str.strip, (match["body"] or "").split(",")):
+    body = match["body"]
+    for item in body.split(",") if body is not None and body.strip() else []:
         key, sep, raw = (s.strip() for s in item.partition("="))
-        if not sep or not raw:
+        if not sep or not raw or not key:
             raise DlbenchError(f"--opt {info.name}: '{item.strip()}' is not key=value; {_HELP}")
         if key not in allowed:
             raise DlbenchError(f"--opt {info.name} takes no parameter '{key}'; "
                                f"it takes: {', '.join(allowed)}")
-        params[key] = _parse_value(info.name, key, raw, allowed[key])
+        if key in params:
+            raise DlbenchError(f"--opt {info.name}: '{key}' is given twice; give it once")
+        params[key] = _finite(info.name, key, raw,
+                              _parse_value(info.name, key, raw, allowed[key]))
     if weight_decay is not None and "weight_decay" not in params:
         if "weight_decay" not in allowed:
             raise DlbenchError(f"--weight-decay: {info.name} has no weight decay; drop it")
@@ -224,6 +234,13 @@ def _parse_value(name: str, key: str, raw: str, default: Any) -> Any:
         return None if raw.lower() == "none" else raw
     except ValueError:
         raise DlbenchError(f"--opt {name}[{key}={raw}]: {key} takes {_kind(default)}") from None
+
+
+def _finite(name: str, key: str, raw: str, value: Any) -> Any:
+    numbers = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        raise DlbenchError(f"--opt {name}[{key}={raw}]: {key} must be a finite number")
+    return value
 
 
 def _kind(default: Any) -> str:

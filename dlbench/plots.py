@@ -31,6 +31,12 @@ MAX_MARKERS = 60  # iterate markers per path; a longer path is marked every k-th
 # Where an activation's values live; an activation missing here (relu) uses the data's range.
 ACTIVATION_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 COLORS = plt.get_cmap("tab10").colors
+# A line's look beyond its colour: with 10 colours × 4 line styles × 5 markers, 200 lines
+# (cells, optimizers) all look different, and the first 10 differ in colour alone.
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v")
+LEGEND_FONT = 9  # points
+MAX_LEGEND_COLUMNS = 4
 
 
 def _save(fig: plt.Figure, path: str | Path) -> None:
@@ -42,6 +48,21 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
 
 def _color(i: int):
     return COLORS[i % len(COLORS)]
+
+
+def _style(i: int) -> dict:
+    """The i-th line's colour, line style and marker: colour varies fastest, then line style,
+    then marker, so no two of the first len(COLORS) * len(LINESTYLES) * len(MARKERS) match."""
+    n, k = len(COLORS), len(LINESTYLES)
+    return {"color": COLORS[i % n], "ls": LINESTYLES[i // n % k],
+            "marker": MARKERS[i // (n * k) % len(MARKERS)]}
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    """As floats, NaN for inf and for anything that is not a number (an empty frame read
+    back from CSV has object columns, which np.isfinite rejects)."""
+    values = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    return values.where(np.isfinite(values))
 
 
 def _legend_columns(labels: list[str], width: float) -> int:
@@ -175,57 +196,96 @@ def _clipped_segments(points: np.ndarray, window, keep: np.ndarray
 # --- learning curves --------------------------------------------------------------------------
 
 
+CURVES_SIZE = (12.0, 4.8)  # inches: the two panels with their titles, before the legend
+TRAIN_TITLE = "training loss (eval mode, after each epoch)"
+
+
 def curves_plot(path: str | Path, curves: pd.DataFrame, title: str) -> None:
     """Training loss and validation accuracy (or loss) by epoch: mean over seeds, min–max band.
 
-    curves: columns cell, seed, epoch, split, metric, value. Non-finite values (a diverged
+    curves: columns cell, seed, epoch, split, metric, value. The training loss is split
+    "train", metric "loss": measured in eval mode like validation (the train-mode
+    "running_loss" of the epoch's minibatches is not drawn). Non-finite values (a diverged
     seed) are left out of the mean and the band; the legend says how many seeds diverged.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
-    curves = curves.assign(value=curves["value"].where(np.isfinite(curves["value"])))
-    colors = {cell: _color(i) for i, cell in enumerate(dict.fromkeys(curves["cell"]))}
-    _draw_mean_band(left, _select(curves, "train", "loss"), colors)
-    _log_scale(left, _select(curves, "train", "loss")["value"])
-    left.set(title="training loss", xlabel="epoch", ylabel="loss (mean over seeds)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=CURVES_SIZE, layout="constrained")
+    curves = curves.assign(value=_finite(curves["value"]))
+    styles = {cell: _style(i) for i, cell in enumerate(dict.fromkeys(curves["cell"]))}
+    averaged = _averaged(curves.groupby("cell")["seed"].nunique())
+    train = _select(curves, "train", "loss")
+    _draw_mean_band(left, train, styles)
+    _log_scale(left, train["value"])
+    left.set(title=TRAIN_TITLE, xlabel="epoch", ylabel=f"loss ({averaged})")
     metric = "accuracy" if len(_select(curves, "val", "accuracy")) else "loss"
     val = _select(curves, "val", metric)
-    _draw_mean_band(right, val, colors)
+    _draw_mean_band(right, val, styles)
     if metric == "loss":
         _log_scale(right, val["value"])
-    right.set(title=f"validation {metric}", xlabel="epoch",
-              ylabel=f"{metric} (mean over seeds)")
-    handles = [Line2D([], [], color=color, lw=2, label=_diverged_note(cell, curves))
-               for cell, color in colors.items()]
-    handles.append(plt.Rectangle((0, 0), 1, 1, color="gray", alpha=0.25,
-                                 label="band: min–max over seeds"))
+    right.set(title=f"validation {metric}", xlabel="epoch", ylabel=f"{metric} ({averaged})")
+    handles = [Line2D([], [], lw=1.8, ms=4, label=_diverged_note(cell, train), **style)
+               for cell, style in styles.items()]
+    if averaged != "one run":  # one seed has no band
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="gray", alpha=0.25,
+                                     label="band: min–max over seeds"))
     fig.suptitle(title)
-    fig.legend(handles=handles, loc="outside lower center", frameon=False, fontsize=9,
-               ncols=_legend_columns([h.get_label() for h in handles], 12.0))
+    _legend_below(fig, handles)
     _save(fig, path)
+
+
+def _averaged(seeds: pd.Series) -> str:
+    """What a plotted value is, given how many seeds are behind each: one run, or a mean."""
+    return "one run" if len(seeds) and (seeds <= 1).all() else "mean over seeds"
+
+
+def _legend_below(fig: plt.Figure, handles: list) -> None:
+    """A legend below every panel, spanning the figure; the figure grows by its height.
+
+    As many columns (up to MAX_LEGEND_COLUMNS) as fit the figure's width, measured with
+    the renderer rather than guessed from label lengths; a single column wider than the
+    figure widens it. Constrained layout then keeps the panels clear of it.
+    """
+    if not handles:
+        return
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.get_size_inches()
+    for ncols in range(min(MAX_LEGEND_COLUMNS, len(handles)), 0, -1):
+        # Built afresh for each try: set_ncols does not re-lay out a legend already made.
+        legend = fig.legend(handles=handles, loc="outside lower center", frameon=False,
+                            fontsize=LEGEND_FONT, handlelength=3.0, ncols=ncols)
+        box = legend.get_window_extent(renderer)
+        if box.width <= 0.95 * width * fig.dpi or ncols == 1:
+            break
+        legend.remove()
+    pad = 0.15  # inches between the panels' tick labels and the legend's first row
+    fig.set_size_inches(max(width, 1.05 * box.width / fig.dpi),
+                        height + box.height / fig.dpi + pad)
 
 
 def _select(curves: pd.DataFrame, split: str, metric: str) -> pd.DataFrame:
     return curves[(curves["split"] == split) & (curves["metric"] == metric)]
 
 
-def _draw_mean_band(ax: plt.Axes, rows: pd.DataFrame, colors: dict) -> None:
+def _draw_mean_band(ax: plt.Axes, rows: pd.DataFrame, styles: dict[str, dict]) -> None:
     if rows["value"].notna().sum() == 0:
         _no_data(ax, "no values recorded" if rows.empty else "no finite values (diverged)")
         return
     stats = rows.groupby(["cell", "epoch"], sort=False)["value"].agg(["mean", "min", "max"])
-    for cell, color in colors.items():
+    band_alpha = 0.2 if len(styles) <= len(COLORS) else 0.1  # many bands stack up
+    for cell, style in styles.items():
         if cell not in stats.index.get_level_values("cell"):
             continue
         line = stats.loc[cell].sort_index()
-        marker = "o" if len(line) <= 30 else None  # a short run shows its epochs
-        ax.plot(line.index, line["mean"], color=color, lw=1.8, marker=marker, ms=3)
-        ax.fill_between(line.index, line["min"], line["max"], color=color, alpha=0.2, lw=0)
+        # A short run shows every epoch; a long one keeps a few markers, which tell apart
+        # cells beyond the first 40 (their marker is their only difference).
+        every = 1 if len(line) <= 30 else math.ceil(len(line) / 12)
+        ax.plot(line.index, line["mean"], lw=1.8, ms=4, markevery=every, label=cell, **style)
+        ax.fill_between(line.index, line["min"], line["max"], color=style["color"],
+                        alpha=band_alpha, lw=0)
     ax.grid(alpha=0.3)
 
 
-def _diverged_note(cell: str, curves: pd.DataFrame) -> str:
+def _diverged_note(cell: str, train: pd.DataFrame) -> str:
     """The cell's label, with how many of its seeds diverged (a non-finite training loss)."""
-    train = _select(curves, "train", "loss")
     per_seed = train[train["cell"] == cell].groupby("seed")["value"].apply(
         lambda v: v.isna().any())
     bad = int(per_seed.sum())
@@ -240,8 +300,14 @@ def _log_scale(ax: plt.Axes, values: Iterable[float]) -> None:
     positive = finite[finite > 0]
     if positive.size == finite.size:
         ax.set_yscale("log")
-    else:
-        ax.set_yscale("symlog", linthresh=float(positive.min()) if positive.size else 1e-3)
+        return
+    # Linear below the smallest positive value's decade, so 0 and that decade's tick label
+    # stand a decade apart rather than on top of one another.
+    linthresh = 10.0 ** math.floor(math.log10(positive.min())) if positive.size else 1e-3
+    ax.set_yscale("symlog", linthresh=linthresh)
+    if finite.min() >= 0:  # no negative loss: stop just below 0, not decades into negatives
+        ax.autoscale_view(scalex=False)  # the top's margin, in the new scale's terms
+        ax.set_ylim(bottom=-0.3 * linthresh)
 
 
 def _no_data(ax: plt.Axes, text: str) -> None:
@@ -250,53 +316,116 @@ def _no_data(ax: plt.Axes, text: str) -> None:
 
 # --- learning-rate sweep ----------------------------------------------------------------------
 
-_STATUS_ORDER = {"ok": 0, "stalled": 1, "diverged": 2}  # a point shows its worst seed
+_STATUS_ORDER = {"ok": 0, "stalled": 1, "unstable": 2, "diverged": 3}  # a point: its worst seed
+# How a point of each status is drawn (in its optimizer's colour) and named in the legend.
+_STATUS_MARKS = {
+    "ok": ({"marker": "o", "ms": 6}, "ok"),
+    "stalled": ({"marker": "o", "ms": 6, "mfc": "white", "mew": 1.5}, "stalled (barely moved)"),
+    "unstable": ({"marker": "^", "ms": 8}, "unstable (loss rose; at its final value)"),
+    "diverged": ({"marker": "x", "ms": 9, "mew": 2}, "diverged (at top edge)"),
+}
+_CHOSEN = {"marker": "o", "ms": 17, "mfc": "none", "mec": "black", "mew": 1.5}
+STRIP_TOP = 0.97  # axes fraction of the highest row of diverged marks
 
 
 def lr_sweep_plot(path: str | Path, sweep: pd.DataFrame, title: str) -> None:
     """Final training loss against learning rate, one line per optimizer.
 
-    sweep: columns optimizer, lr, seed, final_loss, status ('ok' | 'stalled' | 'diverged').
+    sweep: columns phase ('trial' | 'final'), optimizer, lr, seed, final_loss, status ('ok' |
+    'stalled' | 'unstable' | 'diverged') and chosen (the rate --tune chose). With --tune the
+    trials are the sweep; its final runs only repeat the chosen rates (curves.png has them).
     """
-    fig, ax = plt.subplots(figsize=(9.5, 5.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9.5, 5.0), layout="constrained")
     points = _sweep_points(sweep)
-    top = ax.get_xaxis_transform()  # x in data, y in axes fraction: the top edge is y = 0.96
+    heights = _diverged_heights(points)
     handles = []
     for i, (name, rows) in enumerate(points.groupby("optimizer", sort=False)):
-        rows, color = rows.sort_values("lr"), _color(i)
-        ok, stalled, diverged = (rows[rows["status"] == s] for s in ("ok", "stalled", "diverged"))
-        ax.plot(rows["lr"], rows["loss"].where(rows["status"] != "diverged"), "-", color=color)
-        ax.plot(ok["lr"], ok["loss"], "o", color=color, ms=6)
-        ax.plot(stalled["lr"], stalled["loss"], "o", mfc="white", mec=color, mew=1.5, ms=6)
-        ax.plot(diverged["lr"], np.full(len(diverged), 0.96), "x", color=color, ms=9, mew=2,
-                transform=top, clip_on=False)
-        handles.append(Line2D([], [], color=color, marker="o", label=str(name)))
-    _log_scale(ax, points.loc[points["status"] != "diverged", "loss"])
+        rows, style, top = rows.sort_values("lr"), _style(i), heights.get(name)
+        color = style["color"]
+        ax.plot(rows["lr"], rows["loss"].where(rows["status"] != "diverged"), color=color,
+                ls=style["ls"])
+        for status, (mark, _) in _STATUS_MARKS.items():
+            _plot_points(ax, rows[rows["status"] == status], top, color=color, **mark)
+        _plot_points(ax, rows[rows["chosen"]], top, zorder=4, **_CHOSEN)
+        handles.append(Line2D([], [], color=color, ls=style["ls"], marker="o", label=str(name)))
+    finite = points.loc[points["status"] != "diverged", "loss"]
+    if finite.empty:  # the y axis would show made-up losses around 0
+        _no_data(ax, "no finite final loss: every run diverged" if len(points)
+                 else "no learning rates swept")
+        ax.set_yticks([])
     ax.set_xscale("log")
-    ax.set(xlabel="learning rate (log scale)", ylabel="final training loss (mean over seeds)",
-           title=title)
+    _log_scale(ax, finite)
+    if heights:
+        _leave_top_strip(ax, min(heights.values()))
+    ax.set(xlabel="learning rate (log scale)",
+           ylabel=f"final training loss ({_averaged(points['seeds'])})")
     ax.grid(alpha=0.3, which="both")
-    handles += [Line2D([], [], ls="", marker="o", color="gray", label="ok"),
-                Line2D([], [], ls="", marker="o", mfc="white", mec="gray", mew=1.5,
-                       label="stalled (barely moved)"),
-                Line2D([], [], ls="", marker="x", color="gray", mew=2,
-                       label="diverged (at top edge)")]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False)
+    fig.suptitle(title)
+    shown = set(points["status"])
+    handles += [Line2D([], [], ls="", color="gray", label=label, **mark)
+                for status, (mark, label) in _STATUS_MARKS.items() if status in shown]
+    if points["chosen"].any():
+        handles.append(Line2D([], [], ls="", label="chosen by --tune", **_CHOSEN))
+    _legend_below(fig, handles)
     _save(fig, path)
 
 
+def _diverged_heights(points: pd.DataFrame) -> dict[str, float]:
+    """Axes-fraction heights in a strip at the top, one per optimizer with a diverged point,
+    so that marks of several optimizers at one rate do not hide one another."""
+    names = list(dict.fromkeys(points.loc[points["status"] == "diverged", "optimizer"]))
+    step = min(0.03, 0.2 / max(1, len(names)))  # 9 pt apart; closer when there are many
+    return {name: STRIP_TOP - i * step for i, name in enumerate(names)}
+
+
+def _plot_points(ax: plt.Axes, rows: pd.DataFrame, top: float | None, **style) -> None:
+    """Points at their loss; a diverged one (it has no loss) at height `top` of the strip."""
+    diverged = (rows["status"] == "diverged").to_numpy()
+    # Empty selections are skipped: an empty unclipped line would stretch the layout to (0, 0).
+    if (~diverged).any():
+        ax.plot(rows["lr"][~diverged], rows["loss"][~diverged], ls="", **style)
+    if diverged.any():
+        ax.plot(rows["lr"][diverged], np.full(diverged.sum(), top), ls="",
+                transform=ax.get_xaxis_transform(), clip_on=False, **style)
+
+
+def _leave_top_strip(ax: plt.Axes, lowest_mark: float) -> None:
+    """Raise the y limit so every finite loss lies below the strip of diverged marks, with a
+    dashed line between: no mark sits level with a real loss. Works in the scale's own
+    coordinates (linear, log or symlog)."""
+    finite_top = lowest_mark - 0.07  # axes fraction
+    scale = ax.yaxis.get_transform()
+    low, high = scale.transform(np.array(ax.get_ylim()))
+    ax.set_ylim(top=scale.inverted().transform(np.array([low + (high - low) / finite_top]))[0])
+    ax.plot([0, 1], [finite_top + 0.035] * 2, color="gray", lw=0.6, ls="--", alpha=0.6,
+            transform=ax.transAxes)
+
+
 def _sweep_points(sweep: pd.DataFrame) -> pd.DataFrame:
-    """One row per (optimizer, lr): mean final loss over its finite seeds, its worst status."""
-    loss = sweep["final_loss"].where(np.isfinite(sweep["final_loss"]))
-    rank = sweep["status"].map(_STATUS_ORDER).fillna(0)
-    frame = sweep.assign(loss=loss, rank=rank)
-    points = frame.groupby(["optimizer", "lr"], sort=False).agg(loss=("loss", "mean"),
-                                                                 rank=("rank", "max"))
+    """One row per (optimizer, lr) of the sweep: mean final loss over its finite seeds,
+    how many seeds, its worst status, and whether --tune chose it."""
+    swept = _swept(sweep)
+    frame = swept.assign(loss=_finite(swept["final_loss"]),
+                         rank=swept["status"].map(_STATUS_ORDER).fillna(0))
+    points = frame.groupby(["optimizer", "lr"], sort=False).agg(
+        loss=("loss", "mean"), seeds=("seed", "nunique"), rank=("rank", "max"))
     names = {v: k for k, v in _STATUS_ORDER.items()}
     points["status"] = points["rank"].map(names)
     # A seed can blow up without being flagged; with no finite loss the point diverged.
     points.loc[points["loss"].isna(), "status"] = "diverged"
-    return points.reset_index()
+    # Chosen from any row at that rate: the trial's, or the final run's that repeats it.
+    chosen = sweep[sweep["chosen"].eq(True)] if "chosen" in sweep else sweep.iloc[:0]
+    points["chosen"] = points.index.isin(pd.MultiIndex.from_frame(chosen[["optimizer", "lr"]]))
+    return points.drop(columns="rank").reset_index()
+
+
+def _swept(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The rows that make the sweep: --tune's single-seed trials when there are any (its
+    final runs, more seeds at the chosen rate only, would make one point unlike the rest),
+    else every row (a plain --lr-grid sweep is all final runs)."""
+    if "phase" in sweep and (sweep["phase"] == "trial").any():
+        return sweep[sweep["phase"] == "trial"]
+    return sweep
 
 
 # --- activation histograms --------------------------------------------------------------------
@@ -309,9 +438,14 @@ def activations_plot(path: str | Path, histograms: list[tuple[str, list[np.ndarr
     A row's x range comes from `activation_ranges` (keyed by the row label, or an activation
     name that appears as a word in it), else ACTIVATION_RANGES, else the row's own values.
     """
-    ncols = max((len(layers) for _, layers in histograms), default=1)
+    ncols = max([1, *(len(layers) for _, layers in histograms)])  # a row may have no layers
     nrows = max(1, len(histograms))
-    fig = plt.figure(figsize=(2.3 * ncols + 1.4, 2.0 * nrows + 1.0), layout="constrained")
+    # Wide enough for the longest row label, which heads its row (a label written sideways
+    # beside a 2-inch row runs into its neighbours').
+    longest = max((len(label) for label, _ in histograms), default=0)
+    width = max(2.3 * ncols + 1.4, 0.085 * longest + 1.0)
+    fig = plt.figure(figsize=(width, 2.3 * nrows + 1.0), layout="constrained")
+    fig.get_layout_engine().set(wspace=0.06)  # neighbours' edge tick labels (1.0, −1.0) apart
     rows = fig.subfigures(nrows, 1, squeeze=False)[:, 0]
     if not histograms:
         _no_data(rows[0].subplots(), "no activations recorded")
@@ -328,7 +462,7 @@ def activations_plot(path: str | Path, histograms: list[tuple[str, list[np.ndarr
             ax.set_title(f"layer {j + 1}", fontsize=9)
             ax.tick_params(labelsize=8)
         axes[0].set_ylabel("count", fontsize=9)
-        subfig.supylabel(label, fontsize=10, fontweight="bold")
+        subfig.suptitle(label, fontsize=10, fontweight="bold", x=0.01, ha="left")
     fig.suptitle("Activation values per hidden layer (one batch)")
     fig.supxlabel("activation value")
     _save(fig, path)

@@ -1,4 +1,8 @@
-"""What users read: rich tables on stdout, or the same summary as JSON. Only this module draws."""
+"""What users read: rich tables on stdout, or the same summary as JSON. Only this module draws.
+
+Every table fits 80 columns without losing a value: numbers and status words never wrap or get
+cut; only a cell's label wraps, at its spaces. Each interval's note says what it covers.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+MARKS = {"equivalent": "≈", "inconclusive": "?", "too few seeds": "?", "better": "!"}
+
 
 def stdout() -> Console:
     """The terminal's width (or $COLUMNS); 120 columns into a file or pipe, which have none."""
@@ -20,6 +26,21 @@ def stdout() -> Console:
     if console.is_terminal or os.environ.get("COLUMNS"):
         return console
     return Console(width=120)
+
+
+def show(command: str, result: Any, fmt: str, console: Console | None = None) -> None:
+    """The summary of a finished run: a table with its notes, or JSON."""
+    if fmt == "json":  # plain JSON on stdout, nothing else, so it pipes into jq or a script
+        _print_json(result.summary, result.info)
+        return
+    console = console or stdout()
+    table, notes = (cv_table(result) if command == "cv" else optimize_table(result))
+    console.print(table)
+    for note in notes:
+        console.print(note, style="dim", soft_wrap=True, highlight=False)
+
+
+# --- formatting ------------------------------------------------------------------------------
 
 
 def number(value: Any) -> str:
@@ -34,65 +55,197 @@ def p_value(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def cv_table(summary: pd.DataFrame, info: dict[str, Any], title: str) -> Table:
-    table = _table(title, [("metric", "left"), ("mean", "right"), ("std", "right"),
-                           ("95% CI", "right"), ("chance", "right"), ("p", "right"),
-                           ("beats", "left")])
-    for split, rows in summary[summary.split != "train"].groupby("split", sort=False):
-        table.add_row(f"[bold]{split}[/]")  # a section per split: val, then test
-        for r in rows.itertuples():
-            beats = {True: "[green]yes[/]", False: "[red]no[/]"}.get(r.beats_chance, "—")
-            table.add_row(r.metric, number(r.mean), number(r.std),
-                          f"{number(r.ci_low)}–{number(r.ci_high)}", number(r.chance),
-                          p_value(r.p_value), beats)
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def interval(low: float, high: float) -> str:
+    """'low–high', or one '—' when there is no interval (a single unit)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "—"
+    return f"{number(low)}–{number(high)}"
+
+
+def plus_minus(mean: float, half: float) -> str:
+    """'−0.012±0.008': the mean to the half-width's precision (2 significant digits)."""
+    if not math.isfinite(mean):
+        return "—"
+    if not (math.isfinite(half) and half > 0):
+        return number(mean)
+    decimals = max(0, 1 - math.floor(math.log10(half)))
+    return f"{mean:+.{decimals}f}±{half:.{decimals}f}".replace("-", "−")
+
+
+def _status(status: str) -> str:
+    return {"ok": "ok", "stalled": "[yellow]stalled[/]", "unstable": "[magenta]unstable[/]",
+            "diverged": "[red]diverged[/]"}.get(status, escape(status))
+
+
+def _table(title: str, columns: list[tuple[str, str]]) -> Table:
+    """A compact table: the 'cell'/'metric' column takes what is left and wraps at spaces;
+    every other column keeps its values whole."""
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True, show_edge=False)
+    for name, justify in columns:
+        if name in ("cell", "setting"):
+            table.add_column(name, justify=justify, min_width=12, ratio=1, overflow="fold")
+        else:
+            table.add_column(name, justify=justify, no_wrap=True)
     return table
 
 
-def _notes(summary: pd.DataFrame, info: dict[str, Any]) -> list[str]:
+# --- cv --------------------------------------------------------------------------------------
+
+
+def cv_title(plan: Any) -> str:
+    cfg, s = plan.config, plan.config.split
+    opt = cfg.train.optimizer
+    if s.protocol == "kfold":
+        design = (f"{s.k} forward-chaining folds" if s.time_order
+                  else f"{s.k}-fold" + (f" × {plural(s.repeats, 'repeat')}" if s.repeats > 1
+                                        else ""))
+        if cfg.data.group is not None:
+            design += f", grouped by {cfg.data.group}"
+    else:
+        design = f"hold-out {s.val_fraction:g}" + (f" × {plural(s.holdout_seeds, 'shuffle')}"
+                                                   if s.holdout_seeds > 1 else "")
+        if s.time_order:
+            design += " (time order)"
+    return (f"cv · {plan.dataset.name} · {cfg.model.name} · {opt.label} lr={opt.lr:g} · "
+            f"{design} · {plural(cfg.seeds, 'seed')}")
+
+
+def cv_table(result: Any) -> tuple[Table, list[str]]:
+    summary = result.summary
+    shown = summary[summary.split != "train"]
+    time_order = (shown["unit"] == "folds").any()
+    spread = ("last fold", "last") if time_order else ("std", "std")
+    table = _table(cv_title(result.plan), [
+        ("metric", "left"), ("mean", "right"), (spread[0], "right"), ("95% CI", "right"),
+        ("chance", "right"), ("p", "right"), ("beats", "left")])
+    for split, rows in shown.groupby("split", sort=False):
+        table.add_row(f"[bold]{split}[/]")  # a section per split: val, then test
+        for r in rows.itertuples():
+            beats = {True: "[green]yes[/]", False: "[red]no[/]"}.get(r.beats_chance, "—")
+            ci = interval(r.ci_low, r.ci_high) + ("*" if r.ci_clipped else "")
+            table.add_row(r.metric, number(r.mean), number(getattr(r, spread[1])), ci,
+                          number(r.chance), p_value(r.p_value), beats)
+    return table, _cv_notes(result)
+
+
+def _cv_notes(result: Any) -> list[str]:
+    summary, info = result.summary, result.info
     notes = []
-    val = summary[summary.split == "val"]
-    if len(val) and val["n"].iloc[0] > 1:
-        first = val.iloc[0]
-        notes.append(f"val {first.metric} ranged {number(first['min'])}–{number(first['max'])} "
-                     f"over the {first.n} splits")
-    for split, method in summary.groupby("split", sort=False)["interval"].first().items():
-        if split != "train":
-            notes.append(f"{split}: 95% CI by {method}")
-    if (summary.split != "test").any():
-        notes.append("p: paired corrected resampled t-test of model − chance over the same splits")
-    if info.get("diverged"):
-        notes.append(f"[red]{info['diverged']} of {info['members']} members diverged "
-                     "(NaN/inf loss); their scores are NaN and left out of the estimates[/]")
-    notes.append(f"{info['members']} members, {info['seconds']:.2f} s on {info['device']}; "
-                 "beats: better than chance at p < 0.05")
+    for split, rows in summary[summary.split != "train"].groupby("split", sort=False):
+        first = rows.iloc[0]
+        notes.append(f"{split} {first.metric} {_ranged(result, first)}")
+        notes.append(f"{split}: 95% CI by {first.interval}")
+        if rows["ci_clipped"].any():
+            notes.append(f"{split}: * interval clipped at the metric's possible values")
+        notes.append(f"p, beats ({split}): {first.p_test}; beats: p < 0.05")
+    counts = info.get("statuses", {})
+    members = info["members"]
+    for status, meaning in (("diverged", "loss NaN/inf: their scores are NaN and left out"),
+                            ("unstable", "training loss rose well above its best"),
+                            ("stalled", "loss barely fell, accuracy near chance")):
+        if counts.get(status):
+            notes.append(f"[red]{counts[status]} of {members} members {status} ({meaning})[/]")
+    notes.append(f"{plural(members, 'member')}, {info['seconds']:.2f} s on {info['device']}")
     return notes
 
 
-def listing(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A registry listing (`dlbench datasets`, `dlbench models`) as a table on stdout."""
-    table = Table(title=title, title_justify="left")
-    for i, c in enumerate(columns):  # the name never wraps; long text columns fold
-        table.add_column(c.replace("_", " "), overflow="fold", no_wrap=i == 0)
-    for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
-    stdout().print(table)
+def _ranged(result: Any, row: Any) -> str:
+    """How much the first metric moved, over the units of the estimate."""
+    if row.unit == "folds":
+        scores = result.scores
+        mine = scores[(scores.model != "chance") & (scores.split == "val")
+                      & (scores.metric == row.metric)]
+        folds = mine.groupby("fold")["value"].mean()
+        sizes = [len(s.train) for s in result.plan.splits]
+        return ("per fold (trained on " + ", ".join(map(str, sizes)) + " rows): "
+                + ", ".join(number(v) for v in folds) + "; the folds are not exchangeable")
+    where = "on the one split" if row.unit == "seeds" else ""
+    return f"ranged {number(row['min'])}–{number(row['max'])} over the " \
+           f"{plural(int(row.n), row.unit.removesuffix('s'))} {where}".rstrip()
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return escape(str(value))  # "[batch norm]" is text, not rich markup
+# --- optimize --------------------------------------------------------------------------------
 
 
-def print_cv(summary: pd.DataFrame, info: dict[str, Any], title: str, fmt: str,
-             console: Console | None = None) -> None:
-    if fmt == "json":  # plain JSON on stdout, nothing else, so it pipes into jq or a script
-        _print_json(summary, info)
-    else:
-        console = console or stdout()
-        console.print(cv_table(summary, info, title))
-        for note in _notes(summary, info):
-            console.print(note, style="dim", soft_wrap=True, highlight=False)
+def optimize_table(result: Any) -> tuple[Table, list[str]]:
+    summary, run, config = result.summary, result.info, result.plan.config
+    target = config.target
+    columns = [("#", "right"), ("cell", "left"), ("val", "right"), ("±95%", "right"),
+               ("Δ #1 ±95%", "right"), ("test", "right"), ("s/model", "right")]
+    if target is not None:
+        columns.append((f"to {target:g}", "right"))
+    table = _table(f"optimize · {run['dataset']['name']} · {plural(run['cells'], 'cell')} × "
+                   f"{plural(run['seeds'], 'seed')} · {plural(config.train.epochs, 'epoch')} · "
+                   f"{run['primary_metric']}", [*columns, ("status", "left")])
+    for r in summary.itertuples():
+        row = [f"{r.rank}{MARKS.get(r.vs_best, '')}", escape(r.cell), number(r.val_mean),
+               _half(r.val_ci_half),
+               "best" if r.vs_best == "best" else plus_minus(r.diff_best, r.diff_ci_half),
+               number(r.test_mean), _seconds(r.seconds_per_model)]
+        if target is not None:
+            row.append(_passes(r.passes_to_target))
+        mixed = "," in str(r.statuses)
+        table.add_row(*row, _status(r.status) + ("*" if mixed else ""))
+    return table, _optimize_notes(result)
+
+
+def _optimize_notes(result: Any) -> list[str]:
+    summary, run, config = result.summary, result.info, result.plan.config
+    rows, metric = run["rows"], run["primary_metric"]
+    notes = [f"val, test: {metric}, mean over seeds, on one split for every cell: "
+             f"{rows['train']} train, {rows['val']} validation, {rows['test']} test rows",
+             f"±95%: {summary['interval'].iloc[0]}; Δ #1: paired difference to #1 (same seeds, "
+             "same resamples)",
+             f"≈: equivalent to #1 within ±{number(summary['margin'].iloc[0])} (TOST, α 0.05; "
+             "--margin); ?: neither equivalent nor shown worse; no mark: worse than #1"]
+    seeds = run["seeds"]
+    if seeds < 5 and summary["vs_best"].isin(["inconclusive", "too few seeds"]).any():
+        notes.append(f"with {plural(seeds, 'seed')} the seed variance is barely estimated: "
+                     "too few to tell most differences; use --seeds 5 or more")
+    notes.append("s/model: seconds per trained model, its own share (the stack's shared work "
+                 "split evenly, plus its own optimizer steps); summary.csv also counts "
+                 "gradient evaluations and passes over the data")
+    notes.append("status: diverged = loss NaN/inf; unstable = training loss rose well above its "
+                 "best; stalled = loss barely fell and accuracy near chance")
+    for r in summary[summary["statuses"].str.contains(",")].itertuples():
+        notes.append(f"*{r.cell}: seeds differ: {r.statuses}")
+    if run.get("evaluated_on_training_rows"):
+        notes.append(f"{run['dataset']['name']} has only {run['dataset']['samples']} rows: every "
+                     "split is all of them, so val and test measure fit, not generalisation")
+    if config.target is not None:
+        notes.append(f"to {config.target:g}: median passes over the training rows until "
+                     "validation accuracy first reached it, checked after each epoch (— never; "
+                     "full-batch optimizers: a pass per gradient evaluation)")
+    if run.get("trials"):
+        notes.append(f"tuned: every optimizer had {config.tune_budget} learning-rate trials "
+                     "on validation (a seed of their own, no test rows); the lr shown is the one "
+                     "chosen. The rates were chosen on these validation rows, so val is "
+                     "optimistic: compare the test column")
+    notes.append(f"{run['seconds']:.1f} s in all")
+    return notes
+
+
+def _half(value: float) -> str:
+    """A half-width to 2 significant digits: more would be noise."""
+    return "—" if not math.isfinite(value) else f"{value:.2g}"
+
+
+def _seconds(value: float) -> str:
+    if not math.isfinite(value):
+        return "—"
+    return f"{value:.3g}" if value >= 0.01 else f"{value:.1e}"
+
+
+def _passes(value: float) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.3g}"
+
+
+# --- 2-D functions and listings --------------------------------------------------------------
 
 
 def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> None:
@@ -103,7 +256,7 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
     start = config.start or info.start
     table = _table(f"optimize · {info.name} · {config.steps} steps from "
                    f"({start[0]:g}, {start[1]:g})",
-                   [("optimizer", "left"), ("x", "right"), ("y", "right"), ("f", "right"),
+                   [("cell", "left"), ("x", "right"), ("y", "right"), ("f", "right"),
                     (f"steps to f−f*≤{config.tol:g}", "right"), ("status", "left")])
     for r in summary.itertuples():
         reached = ("—" if not math.isfinite(info.f_min)  # unbounded below: no f* to reach
@@ -115,85 +268,31 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
     console.print(f"{info.name}: {info.description}", style="dim", highlight=False)
 
 
-def print_optimize(summary: pd.DataFrame, run: dict[str, Any], config: Any, fmt: str) -> None:
-    """Mode 2 of optimize: the cells ranked by their validation score."""
-    if fmt == "json":
-        _print_json(summary, run)
-        return
-    metric = run["primary_metric"]
-    columns = [("#", "right"), ("cell", "left"), ("val", "right"), ("95% CI", "right"),
-               ("test", "right"), ("loss", "right"), ("s/model", "right")]
-    if config.target is not None:
-        columns.append((f"to {config.target:g}", "right"))
-    table = _table(f"optimize · {run['dataset']['name']} · {run['cells']} cells × "
-                   f"{run['seeds']} seeds · {config.train.epochs} epochs · {metric}",
-                   [*columns, ("status", "left")])
-    for r in summary.itertuples():
-        row = [f"{r.rank}{'≈' if r.tied_with_best and r.rank > 1 else ''}", escape(r.cell),
-               number(r.val_mean), _interval(r.val_ci_low, r.val_ci_high),
-               number(r.test_mean), number(r.final_train_loss),
-               number(r.seconds / run["seeds"])]
-        if config.target is not None:
-            row.append(_to_target(r.epochs_to_target, r.seconds_to_target))
-        mixed = "," in str(r.statuses)  # seeds disagree: say how many did what
-        table.add_row(*row, escape(r.statuses) if mixed else _status(r.status))
-    console = stdout()
-    console.print(table)
-    for note in _optimize_notes(summary, run, config):
-        console.print(note, style="dim", soft_wrap=True, highlight=False)
-
-
-def _optimize_notes(summary: pd.DataFrame, run: dict[str, Any], config: Any) -> list[str]:
-    rows = run["rows"]
-    notes = [f"val, test: {run['primary_metric']} (mean over seeds; 95% CI: t over seeds) on "
-             f"one split for every cell: {rows['train']} train, {rows['val']} validation, "
-             f"{rows['test']} test rows; loss: final training loss; s/model: wall seconds per "
-             "trained model (its share of the stack it trained in)",
-             "≈: not significantly different from #1 (paired t-test over seeds, p ≥ 0.05)",
-             "status: diverged = loss NaN/inf or above 2× its start; stalled = final training "
-             "loss above 0.9× its start"]
-    if run.get("evaluated_on_training_rows"):
-        notes.append(f"{run['dataset']['name']} has only {run['dataset']['samples']} rows: every "
-                     "split is all of them, so val and test measure fit, not generalisation")
-    if config.target is not None:
-        notes.append(f"to {config.target:g}: median epochs / seconds per model to reach that "
-                     "validation accuracy (— never)")
-    if run.get("trials"):
-        notes.append(f"tuned: every optimizer had {config.tune_budget} learning-rate trials "
-                     "on validation (a seed of their own, no test rows); the lr shown is the one "
-                     "chosen. The rates were chosen on these validation rows, so val is "
-                     "optimistic: compare the test column")
-    notes.append(f"{run['seconds']:.1f} s in all")
-    return notes
-
-
-def _interval(low: float, high: float) -> str:
-    """'low–high', or one '—' when there is no interval (a single seed)."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "—"
-    return f"{number(low)}–{number(high)}"
-
-
-def _to_target(epochs: float, seconds: float) -> str:
-    if not math.isfinite(epochs):
-        return "—"
-    return f"{int(epochs)} ep / {seconds:.2f} s"
-
-
-def _status(status: str) -> str:
-    return {"ok": "ok", "stalled": "[yellow]stalled[/]", "diverged": "[red]diverged[/]"}.get(
-        status, escape(status))
-
-
-def _table(title: str, columns: list[tuple[str, str]]) -> Table:
-    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+def listing(title: str, rows: list[dict[str, Any]], columns: list[str],
+            wrap: tuple[str, ...] = ("description",)) -> None:
+    """A registry listing (`dlbench datasets`, `dlbench models`) as a table on stdout: short
+    columns never wrap; the `wrap` columns share the rest and wrap at spaces."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True, show_edge=False)
-    for name, justify in columns:
-        if name == "cell":
-            table.add_column(name, justify=justify, min_width=14, ratio=1)
+    for c in columns:
+        if c in wrap:
+            table.add_column(c.replace("_", " "), ratio=1, min_width=16, overflow="fold")
         else:
-            table.add_column(name, justify=justify, no_wrap=True)
-    return table
+            table.add_column(c.replace("_", " "), no_wrap=True)
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    stdout().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return escape(str(value))  # "[batch norm]" is text, not rich markup
+
+
+# --- JSON ------------------------------------------------------------------------------------
 
 
 def _print_json(summary: pd.DataFrame, run: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +23,7 @@ from typing import IO, Any
 import pandas as pd
 
 from dlbench import __version__
+from dlbench.errors import DlbenchError
 
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "scipy", "matplotlib", "mnist1d")
 
@@ -34,6 +36,58 @@ def default_out_dir(command: str, root: str | Path = "results") -> Path:
         n += 1
         path = Path(root) / f"{command}-{stamp}-{n}"
     return path
+
+
+def check_out(out: Path | None) -> None:
+    """What can be said of --out before anything runs: not a file, not a finished run."""
+    if out is None:
+        return
+    try:
+        if out.exists() and not out.is_dir():
+            raise DlbenchError(f"--out {out} is a file; give a directory path")
+        if (out / "manifest.json").exists():  # its files would mix with ours
+            raise DlbenchError(f"--out {out} already holds a finished run; choose a new "
+                               "directory or remove that one")
+    except OSError as e:  # a name too long, a path through /proc, ...
+        raise DlbenchError(f"cannot use --out {out}: {e.strerror}; give a writable directory "
+                           "path") from None
+
+
+@contextmanager
+def claimed(path: Path) -> Iterator[Path]:
+    """The results directory, created and proven writable before anything trains.
+
+    If the run fails before it finishes, the directories this created are removed again
+    (when empty), so a failed run leaves nothing behind.
+    """
+    created = []
+    try:
+        for parent in reversed((path, *path.parents)):
+            if not parent.exists():
+                parent.mkdir()
+                created.append(parent)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        _remove_empty(created)
+        where = f"{path}: {e.strerror}" if e.filename is None else \
+            f"{e.filename}: {e.strerror}"
+        raise DlbenchError(f"cannot create results directory {where}; give --out a writable "
+                           "directory") from None
+    try:
+        yield path
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in reversed(directories):  # deepest first
+        try:
+            directory.rmdir()
+        except OSError:
+            return  # not empty (or gone): leave it and its parents
 
 
 def atomic_write(path: Path, write: Callable[[IO[str]], None]) -> None:

@@ -59,15 +59,28 @@ class Member:
     evals: dict[str, np.ndarray] = field(default_factory=dict)  # split name -> rows
 
 
+@dataclass(frozen=True)
+class Cost:
+    """A member's work so far, counted the same whatever shares its stack (seconds excepted)."""
+
+    grad_evals: int  # gradient evaluations: forward+backward passes over a batch (line-search
+    #                  evaluations included; Newton adds one backward pass per Hessian row)
+    examples: int  # training rows processed by those evaluations (passes = examples / n_train)
+    seconds: float  # its own share of wall time: the stack's shared work split evenly over its
+    #                 members, plus its own optimizer's step time split over that optimizer's
+
+
 @dataclass(eq=False)
 class MemberResult:
     member: Member
-    status: str  # "ok", or "diverged" once its training loss became NaN/inf
+    status: str  # "ok", or "diverged" once a training loss became NaN/inf
     diverged_epoch: int | None
-    # (epoch, split, metric, value). Epoch 0: every split before training, in eval mode; then
-    # "train" is the running mean over the epoch's minibatches, the rest eval mode at its end.
+    # (epoch, split, metric, value), every split in eval mode after each epoch (epoch 0: before
+    # training), so train and validation compare like with like; plus, from epoch 1, "train"
+    # "running_loss"/"running_accuracy": the mean over the epoch's minibatches in train mode,
+    # as the optimizer saw them (dropout on, batch statistics).
     curves: list[tuple[int, str, str, float]]
-    seconds: list[float]  # its share of its stack's wall seconds, at the end of each epoch
+    cost: list[Cost]  # cumulative at the end of each epoch; cost[0] = setup and epoch 0
     predictions: dict[str, Predictions]  # "train" and every eval split, after the last epoch
     weights: dict[str, torch.Tensor]  # its final parameters and buffers (CPU), stack axis removed
 
@@ -91,16 +104,30 @@ def resolve_device(name: str) -> torch.device:
 
 def check_config(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> None:
     """Everything about training that can be wrong, checked before anything trains."""
+    check_train(config)
+    check_pair(config, spec, check_model_fits(spec, dataset))
+
+
+def check_train(config: TrainConfig) -> None:
+    """The training options alone."""
     check_spec(config.optimizer)
-    check_model(spec, dataset.task)
     PREPROCESSORS.get(config.preprocess)
     check_schedule(config.schedule, config.warmup)
     resolve_device(config.device)
     for option, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
         if value < 1:
             raise DlbenchError(f"{option} must be positive, got {value}")
-    model = build_model(spec, Shape.of(dataset), [0])  # shape errors (cnn2d on tables) now
-    n_params = sum(p.numel() for p in model.parameters())
+
+
+def check_model_fits(spec: ModelSpec, dataset: Dataset) -> int:
+    """The model against the data (shape errors such as cnn2d on tables); -> its parameters."""
+    check_model(spec, dataset.task)
+    with torch.device("meta"):  # shapes only: a huge model is refused before it is allocated
+        model = build_model(spec, Shape.of(dataset), [0])
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_pair(config: TrainConfig, spec: ModelSpec, n_params: int) -> None:
     if config.optimizer.name == "newton" and n_params > NEWTON_MAX_PARAMS:
         raise DlbenchError(f"newton solves with the exact Hessian: at most {NEWTON_MAX_PARAMS} "
                            f"parameters, and this {spec.name} has {n_params}; use a smaller "
@@ -257,34 +284,51 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     model = build_model(spec, Shape.of(dataset), [m.seed for m in members]).to(device)
     size = rows_per_step(config, len(members[0].train))
     steps = steps_per_epoch(len(members[0].train), size)
-    step = _Stepper(list(model.parameters()), _config_groups(pairs), steps * config.epochs)
+    groups = _config_groups(pairs)
+    step = _Stepper(list(model.parameters()), groups, steps * config.epochs,
+                    sync=device.type == "cuda")
     kind = _loss_kind(spec, dataset)
     curves: list[list[tuple[int, str, str, float]]] = [[] for _ in members]
-    seconds: list[float] = []
+    costs: list[list[Cost]] = [[] for _ in members]
     diverged: list[int | None] = [None] * len(members)
     model.eval()  # epoch 0: every split before any training, the start that losses leave
     with batch_statistics(model):  # as training will see it: batch norm on batch statistics
-        start_stats = {split: _evaluate(model, data, rows, kind)[0].cpu().numpy()
-                       for split, rows in _splits(members).items()}
-    for m, curve in enumerate(curves):
-        _record_epoch(curve, 0, start_stats, m, data.regression)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        train_stats = _train_epoch(model, step, data, members, epoch, steps, size, kind)
-        model.eval()
-        epoch_stats = {"train": train_stats}
-        for split in members[0].evals:
-            epoch_stats[split] = _evaluate(model, data, [m.evals[split] for m in members], kind)[0]
-        epoch_stats = {split: stats.cpu().numpy() for split, stats in epoch_stats.items()}
-        for m, curve in enumerate(curves):
-            _record_epoch(curve, epoch, epoch_stats, m, data.regression)
-            loss, _, count = epoch_stats["train"][m]
-            if diverged[m] is None and not math.isfinite(loss / count):
+        stats = {split: _evaluate(model, data, rows, kind)[0]
+                 for split, rows in _splits(members).items()}
+    for epoch in range(config.epochs + 1):
+        if epoch > 0:
+            model.train()
+            running = _train_epoch(model, step, data, members, epoch, steps, size, kind)
+            model.eval()
+            stats = {split: _evaluate(model, data, rows, kind)[0]
+                     for split, rows in _splits(members).items()}
+            stats["running"] = running
+        stats = {split: s.cpu().numpy() for split, s in stats.items()}
+        seconds = _own_seconds(time.perf_counter() - start, step, groups, len(members))
+        for m, (member, curve) in enumerate(zip(members, curves, strict=True)):
+            _record_epoch(curve, epoch, stats, m, data.regression)
+            n = len(member.train)
+            examples = step.evals * n if config.optimizer.info.full_batch else epoch * n
+            costs[m].append(Cost(step.evals, examples, seconds[m]))
+            losses = [stats[split][m][0] for split in ("train", "running") if split in stats]
+            if epoch > 0 and diverged[m] is None and not all(map(math.isfinite, losses)):
                 diverged[m] = epoch
-        seconds.append((time.perf_counter() - start) / len(members))  # each member's share
-        if progress is not None:
+        if progress is not None and epoch > 0:
             progress(len(members))
-    return _finish(model, data, dataset, members, kind, curves, seconds, diverged)
+    return _finish(model, data, dataset, members, kind, curves, costs, diverged)
+
+
+def _own_seconds(elapsed: float, step: _Stepper, groups: list[tuple[TrainConfig, slice]],
+                 members: int) -> list[float]:
+    """Each member's own share of a stack's wall seconds so far: the shared work (data,
+    forward, backward, evaluation) split evenly, plus its optimizer's step time split over
+    that optimizer's members, so an optimizer whose step costs more shows it."""
+    shared = (elapsed - sum(step.group_seconds)) / members
+    seconds = [shared] * members
+    for (_, rows), own in zip(groups, step.group_seconds, strict=True):
+        for m in range(rows.start, rows.stop):
+            seconds[m] += own / (rows.stop - rows.start)
+    return seconds
 
 
 def _train_epoch(model, step, data, members, epoch, steps, batch_size, kind) -> torch.Tensor:
@@ -349,12 +393,18 @@ class _Stepper:
     storage: its in-place updates land in the model, and its gradients are its slice of the
     stacked gradient. Closure optimizers (L-BFGS, Newton) re-evaluate the objective as often as
     they need; they are always alone in their stack, so they own the whole tensors.
+
+    It counts gradient evaluations (the same for every member of the stack) and, when several
+    groups share the stack, times each group's own optimizer and schedule steps.
     """
 
     def __init__(self, params: list[torch.Tensor], groups: list[tuple[TrainConfig, slice]],
-                 total_steps: int):
+                 total_steps: int, sync: bool = False):
         self.params, self.groups = params, []
         self.closure = groups[0][0].optimizer.info.full_batch
+        self.evals = 0  # gradient evaluations so far, per member
+        self.group_seconds = [0.0] * len(groups)  # each group's own step time (several groups)
+        self._sync = sync  # CUDA runs asynchronously: synchronise before reading the clock
         for config, rows in groups:
             own = params if len(groups) == 1 else [torch.nn.Parameter(p.data[rows])
                                                   for p in params]
@@ -367,27 +417,43 @@ class _Stepper:
 
     def __call__(self, objective: Callable[[], torch.Tensor]) -> None:
         if self.closure:
-            opt = self.groups[0].opt
-
-            def closure(backward: bool = True) -> torch.Tensor:
-                opt.zero_grad(set_to_none=True)
-                value = objective()
-                if backward:
-                    value.backward()
-                return value
-
-            opt.step(closure)
+            self._closure_step(objective)
         else:
             for p in self.params:
                 p.grad = None
             objective().backward()
-            for group in self.groups:
+            self.evals += 1
+            timed = len(self.groups) > 1  # alone, a group's time is all the stack's anyway
+            for i, group in enumerate(self.groups):
+                begin = self._clock() if timed else 0.0
                 for view, full in group.views:
                     view.grad = full.grad[group.rows]
                 group.opt.step()
-        for group in self.groups:
-            if group.scheduler is not None:
-                group.scheduler.step()
+                if group.scheduler is not None:
+                    group.scheduler.step()
+                if timed:
+                    self.group_seconds[i] += self._clock() - begin
+
+    def _closure_step(self, objective: Callable[[], torch.Tensor]) -> None:
+        group = self.groups[0]
+
+        def closure(backward: bool = True) -> torch.Tensor:
+            self.evals += 1
+            group.opt.zero_grad(set_to_none=True)
+            value = objective()
+            if backward:
+                value.backward()
+            return value
+
+        group.opt.step(closure)
+        self.evals += getattr(group.opt, "hessian_passes", 0)  # Newton: a pass per Hessian row
+        if group.scheduler is not None:
+            group.scheduler.step()
+
+    def _clock(self) -> float:
+        if self._sync:
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
 
 def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[float],
@@ -426,11 +492,14 @@ def _evaluate(model: StackedModel, data: _StackData, rows: list[np.ndarray], kin
 
 
 def _record_epoch(curve, epoch, epoch_stats, m, regression):
+    """Each split's loss (and accuracy) for member m; the running figures of the epoch's
+    minibatches go to split "train" as running_loss / running_accuracy."""
     for split, stats in epoch_stats.items():
         loss, correct, count = stats[m]
-        curve.append((epoch, split, "loss", loss / count))
+        name, prefix = ("train", "running_") if split == "running" else (split, "")
+        curve.append((epoch, name, f"{prefix}loss", loss / count))
         if not regression:
-            curve.append((epoch, split, "accuracy", correct / count))
+            curve.append((epoch, name, f"{prefix}accuracy", correct / count))
 
 
 def _splits(members: list[Member]) -> dict[str, list[np.ndarray]]:
@@ -439,7 +508,7 @@ def _splits(members: list[Member]) -> dict[str, list[np.ndarray]]:
     return splits | {split: [m.evals[split] for m in members] for split in members[0].evals}
 
 
-def _finish(model, data, dataset, members, kind, curves, seconds, diverged) -> list[MemberResult]:
+def _finish(model, data, dataset, members, kind, curves, costs, diverged) -> list[MemberResult]:
     """Final eval-mode predictions on every split, and each member's own weights."""
     predictions: list[dict[str, Predictions]] = [{} for _ in members]
     for split, rows in _splits(members).items():
@@ -449,7 +518,7 @@ def _finish(model, data, dataset, members, kind, curves, seconds, diverged) -> l
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return [
         MemberResult(member, "ok" if diverged[m] is None else "diverged", diverged[m], curves[m],
-                     seconds, predictions[m], {k: v[m].clone() for k, v in state.items()})
+                     costs[m], predictions[m], {k: v[m].clone() for k, v in state.items()})
         for m, member in enumerate(members)
     ]
 

@@ -1,31 +1,9 @@
-"""Cell labels and the ok / stalled / diverged rule."""
-
-import math
-
-import pytest
+"""Cell labels and coordinates."""
 
 from dlbench.cells import Cell, labels
 from dlbench.models import ModelSpec
 from dlbench.optim import OptimSpec
-from dlbench.runners.optimize import DIVERGED_FACTOR, STALLED_FRACTION, classify
 from dlbench.trainer import TrainConfig
-
-
-def curve(*losses: float) -> list[tuple[int, str, str, float]]:
-    return [(epoch, "train", "loss", v) for epoch, v in enumerate(losses)]
-
-
-@pytest.mark.parametrize("losses, trainer_status, expected", [
-    ((2.3, 1.0, 0.2), "ok", "ok"),
-    ((2.3, 2.2, 2.25), "ok", "stalled"),  # moved less than 10%
-    ((2.3, 2.3 * STALLED_FRACTION * 0.99), "ok", "ok"),
-    ((2.3, 5.0, 2.3 * DIVERGED_FACTOR + 0.1), "ok", "diverged"),  # far above its start
-    ((2.3, 1.0, math.nan), "ok", "diverged"),
-    ((2.3, 1.0, math.inf), "ok", "diverged"),
-    ((2.3, 0.5, 0.4), "diverged", "diverged"),  # the trainer saw NaN/inf during the epoch
-])
-def test_status_rule(losses, trainer_status, expected):
-    assert classify(curve(*losses), trainer_status) == expected
 
 
 def cell(opt: str, lr: float, **model) -> Cell:

@@ -32,7 +32,7 @@ from dlbench.trainer import TrainConfig
 FAST = ["--epochs", "1", "--hidden", "8"]
 KEY = ["dataset", "model", "optimizer", "lr", "protocol", "repeat", "fold", "seed"]
 SCORE_COLUMNS = [*KEY, "split", "metric", "value", "status"]
-CURVE_COLUMNS = [*KEY, "epoch", "split", "metric", "value", "status"]
+CURVE_COLUMNS = [*KEY, "epoch", "split", "metric", "value", "grad_evals", "examples", "status"]
 SPLIT_COLUMNS = ["repeat", "fold", "sample", "role"]
 RESULT_FILES = {"scores.csv", "curves.csv", "splits.csv", "summary.csv", "manifest.json"}
 CLASSIFICATION_METRICS = {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
@@ -107,7 +107,7 @@ def check_partitions(splits: pd.DataFrame, dev: set[int]) -> None:
 # ---------------------------------------------------------------- 1. the main happy path
 
 MAIN_ARGS = ["--dataset", "iris", "--epochs", "2", "--hidden", "8", "--k", "3", "--repeats", "2",
-             "--seeds", "2", "--seed", "7"]
+             "--seeds", "2", "--seed", "7", "--lr", "0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_members_are_folds_times_repeats_times_seeds(main_run):
     assert main_run.trained.value.notna().all()
     scores = main_run.scores
     assert set(scores.dataset) == {"iris"} and set(scores.protocol) == {"kfold"}
-    assert set(main_run.trained.optimizer) == {"adam"} and set(main_run.trained.lr) == {1e-3}
+    assert set(main_run.trained.optimizer) == {"adam"} and set(main_run.trained.lr) == {0.05}
 
 
 def test_splits_partition_the_rows_and_repeats_reshuffle(main_run):
@@ -172,9 +172,20 @@ def test_chance_rows_cover_the_same_splits(main_run):
 def test_curves_have_one_row_per_member_epoch_split_metric(main_run):
     curves = main_run.curves
     assert set(curves.epoch) == {0, 1, 2}  # epoch 0: before any training
-    assert set(curves.split) == {"train", "val"} and set(curves.metric) == {"loss", "accuracy"}
+    assert set(curves.split) == {"train", "val"}
+    assert set(curves.metric) == {"loss", "accuracy", "running_loss", "running_accuracy"}
     counts = curves.groupby(["repeat", "fold", "seed", "epoch", "split", "metric"]).size()
-    assert (counts == 1).all() and len(counts) == 12 * 3 * 2 * 2
+    # every split's loss and accuracy each epoch; the running figures on train from epoch 1
+    assert (counts == 1).all() and len(counts) == 12 * (3 * 2 * 2 + 2 * 2)
+    running = curves[curves.metric.str.startswith("running")]
+    assert set(running.split) == {"train"} and set(running.epoch) == {1, 2}
+
+
+def test_curves_count_the_cost_of_every_epoch(main_run):
+    """Iris 3-fold: 100 training rows a member, batch 32: 4 gradient evaluations an epoch."""
+    curves = main_run.curves
+    for epoch, part in curves.groupby("epoch"):
+        assert set(part.grad_evals) == {4 * epoch} and set(part.examples) == {100 * epoch}
 
 
 def test_summary_matches_the_scores(main_run):
@@ -214,7 +225,7 @@ def test_manifest_records_what_reproduces_the_run(main_run):
 
 def test_stdout_is_the_table_and_stderr_only_warnings_and_the_path(main_run):
     out, err = main_run.result.stdout, main_run.result.stderr
-    assert "cv · iris · mlp · adam lr=0.001 · 3-fold × 2 repeats × 2 seeds" in out
+    assert "cv · iris · mlp · adam lr=0.05 · 3-fold × 2 repeats · 2 seeds" in out
     for metric in CLASSIFICATION_METRICS:
         assert metric in out
     assert "12 members" in out
@@ -260,7 +271,7 @@ CONFIG_CASES = [
          "--holdout-seeds", "4", "--no-stratify", "--test-fraction", "0.2", "--metrics",
          "accuracy, log_loss", "--seed", "11", "--device", "cpu"],
         cv_runner.CVConfig(
-            data=DataSpec("digits", "d.csv", "y", "g", "t", True),
+            data=DataSpec(None, "d.csv", "y", "g", "t", True),
             model=ModelSpec("cnn1d", (128,), (4, 8), "relu", True, 0.2, "he"),
             train=TrainConfig(OptimSpec("adamw", 3e-4, (("weight_decay", 0.01),)), 7, 16,
                               "standardize", "cosine", 5, "cpu"),
@@ -311,7 +322,7 @@ def test_holdout_repeats_the_split_over_shuffle_seeds(tmp_path):
         assert np.bincount(y[sorted(val)]).tolist() == [10, 10, 10]  # stratified
         vals.append(frozenset(val))
     assert len(set(vals)) == 3, "the shuffle seeds gave identical validation sets"
-    assert "holdout 0.2 × 3 shuffles" in run.result.stdout
+    assert "hold-out 0.2 × 3 shuffles · 1 seed" in run.result.stdout
 
 
 def test_test_fraction_sets_rows_aside_and_refits_on_them(tmp_path):
@@ -688,7 +699,7 @@ def test_divergence_is_recorded_not_a_crash(tmp_path):
     assert set(trained.status) == {"diverged"}
     assert trained.value.isna().all(), "a diverged member's scores must be NaN, not argmax(NaN)"
     assert set(run.chance.status) == {"ok"} and run.chance.value.notna().all()
-    assert run.manifest["diverged"] == run.manifest["members"] == 2
+    assert run.manifest["statuses"] == {"diverged": 2} and run.manifest["members"] == 2
     trained_curves = run.curves[run.curves.epoch > 0]
     assert set(run.curves.status) == {"diverged"} and trained_curves.value.isna().all()
     assert run.curves[run.curves.epoch == 0].value.notna().all()  # the start was measured

@@ -172,7 +172,7 @@ def test_describe_counts_the_data():
         "fixed_test": True,
         "description": DATASETS.get("mnist1d").description,
     }
-    assert describe(DATASETS.get("diabetes"))["classes"] == 0
+    assert describe(DATASETS.get("diabetes"))["classes"] is None  # no classes: shown as —
 
 
 def test_unknown_dataset_lists_valid_names():
@@ -438,6 +438,23 @@ def test_idx_bad_magic(tmp_path):
     write_mnist(tmp_path)
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((6, 3, 2)), magic_dtype=0x0D)
     raises_one_line(DataSpec(path=str(tmp_path)), "bad magic", "train-images-idx3-ubyte")
+
+
+def test_a_wrong_dimension_count_is_a_bad_magic_number_not_a_truncated_file(tmp_path):
+    """Byte 4 of the magic is the number of dimensions; MNIST files have 1 or 3."""
+    write_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[3] = 0x99
+    path.write_bytes(bytes(raw))
+    message = raises_one_line(DataSpec(path=str(tmp_path)), "bad magic", "0x00000899")
+    assert "truncated" not in message and "re-download" not in message
+
+
+def test_t10k_labels_sharing_no_class_with_training_are_refused(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(4) % 2 + 7)  # classes 7, 8
+    raises_one_line(DataSpec(path=str(tmp_path)), "share no class", "same dataset")
 
 
 def test_idx_count_mismatch(tmp_path):

@@ -237,3 +237,123 @@ def test_roc_auc_equals_sklearn_with_heavy_ties(n_classes):
     expected = (skm.roc_auc_score(y, proba[:, 1]) if n_classes == 2 else
                 skm.roc_auc_score(y, proba, multi_class="ovr", labels=range(n_classes)))
     assert score(pred, [METRICS.get("roc_auc")])["roc_auc"] == pytest.approx(expected, abs=1e-12)
+
+
+# Weighted forms: entry b is the metric of the resample that repeats row i W[b, i] times.
+
+
+def repeat_rows(pred: Predictions, counts: np.ndarray) -> Predictions:
+    """The resample itself, built row by row: what each weighted entry must score like."""
+    counts = counts.astype(np.int64)
+    proba = None if pred.proba is None else np.repeat(pred.proba, counts, axis=0)
+    return Predictions(np.repeat(pred.y_true, counts), np.repeat(pred.y_pred, counts), proba,
+                       pred.n_classes, pred.y_scale)
+
+
+def tied(pred: Predictions) -> Predictions:
+    # Probabilities to one decimal: many tied scores (roc_auc) and zeros (log_loss's clip).
+    return Predictions(pred.y_true, pred.y_pred, np.round(pred.proba, 1), pred.n_classes)
+
+
+def diverged(pred: Predictions, bad: float, row: int = 5) -> Predictions:
+    """One invalid row: resamples that draw it score NaN where score() does, the rest do not."""
+    if pred.n_classes == 0:
+        y_pred = pred.y_pred.copy()
+        y_pred[row] = bad
+        return Predictions(pred.y_true, y_pred, None, 0, pred.y_scale)
+    proba = pred.proba.copy()
+    proba[row] = bad
+    return Predictions(pred.y_true, pred.y_pred, proba, pred.n_classes)
+
+
+def quarters(pred: Predictions) -> Predictions:
+    # Targets on a grid of 1/4: a resample of one row repeated has a mean sklearn gets exactly, so
+    # its zero variance is zero (r2 then follows sklearn's convention, not rounding noise).
+    return Predictions(np.round(pred.y_true * 4) / 4, pred.y_pred, None, 0, pred.y_scale)
+
+
+def resample_counts(pred: Predictions, seed: int = 0) -> np.ndarray:
+    """(B, n) counts: the data, bootstrap draws, sparse draws and the edge cases."""
+    n = len(pred.y_true)
+    rng = np.random.default_rng(seed)
+    first_absent = np.ones(n)
+    first_absent[pred.y_true == pred.y_true[0]] = 0  # class 0 (or one target value) drops out
+    single = np.zeros((3, n))
+    single[0, 7] = 1  # one row: roc_auc and r2 undefined
+    single[1, 7] = 3  # one row, three times: r2 of zero variance
+    return np.vstack([
+        np.ones(n),  # the data itself
+        rng.multinomial(n, np.full(n, 1 / n), size=6),  # ordinary bootstrap draws
+        rng.poisson(8 / n, (6, n)) * rng.integers(1, 4, (6, n)),  # a few rows: classes drop out
+        first_absent,
+        single,  # and the empty resample
+    ])
+
+
+WEIGHTED_CASES = {
+    "binary": tied(random_classification(2)),
+    "multiclass": tied(random_classification(4)),
+    "ten_classes": tied(random_classification(10, n=60)),
+    "nan_probabilities": diverged(tied(random_classification(3)), np.nan),
+    "probability_above_one": diverged(tied(random_classification(3)), 1.5),  # log_loss refuses it
+    "no_probabilities": Predictions(CASES["binary"].y_true, CASES["binary"].y_pred, None, 2),
+    "regression": quarters(random_regression()),
+    "diverged_regressor": diverged(quarters(random_regression()), np.inf),
+}
+WEIGHTED_PAIRS = [(case, m.name) for case, p in WEIGHTED_CASES.items()
+                  for m in METRICS if task_of(p) in m.tasks]
+
+
+@pytest.mark.parametrize("case,metric", WEIGHTED_PAIRS)
+def test_weighted_form_equals_score_of_the_repeated_rows(case, metric):
+    pred, info = WEIGHTED_CASES[case], METRICS.get(metric)
+    W = resample_counts(pred).astype(np.int64)  # as rng.multinomial draws them
+    expected = [score(repeat_rows(pred, counts), [info])[metric] for counts in W]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # like score(): neither an exception nor a warning escapes
+        got = info.weighted(pred, W)
+    assert got.shape == (len(W),) and got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)  # NaN only where NaN
+
+
+@pytest.mark.parametrize("case,metric", [(c, m.name) for c, p in CASES.items()
+                                         for m in METRICS if task_of(p) in m.tasks])
+def test_weighted_form_of_unit_counts_is_score(case, metric):
+    pred, info = CASES[case], METRICS.get(metric)
+    got = info.weighted(pred, np.ones((2, len(pred.y_true))))
+    assert got == pytest.approx([score(pred, [info])[metric]] * 2, rel=1e-12, abs=1e-12)
+
+
+def test_weighted_r2_of_one_repeated_row_is_sklearn_s_zero_variance_value():
+    # Decided exactly: (k·y)/k is not always y, and a rounded mean would make 1 - num/tiny.
+    y = np.random.default_rng(0).normal(3.0, 2.0, 50)
+    miss = Predictions(y, y + 1.0, None, 0)
+    hit = Predictions(y, y.copy(), None, 0)
+    W = 3.0 * np.eye(50)[:, :, None] * np.arange(1, 8)  # row i alone, drawn 3, 6, ..., 21 times
+    W = W.transpose(0, 2, 1).reshape(-1, 50)
+    assert (METRICS.get("r2").weighted(miss, W) == 0.0).all()
+    assert (METRICS.get("r2").weighted(hit, W) == 1.0).all()
+
+
+def test_resamples_are_not_sample_weights_on_all_rows():
+    # The cases above reach what sets a resample apart: an absent class leaves f1's labels
+    # (sample_weight on all rows keeps it, scoring 0) and can make roc_auc undefined.
+    pred = WEIGHTED_CASES["ten_classes"]
+    W = resample_counts(pred)
+    f1 = METRICS.get("f1_macro").weighted(pred, W)
+    drawn = W.sum(1) > 0
+    weighted_f1 = [skm.f1_score(pred.y_true, pred.y_pred, average="macro", sample_weight=w,
+                                zero_division=0) for w in W[drawn]]
+    assert not np.allclose(f1[drawn], weighted_f1)
+    roc_auc = METRICS.get("roc_auc").weighted(pred, W)
+    assert np.isnan(roc_auc).any() and np.isfinite(roc_auc).any()
+    assert np.isnan(METRICS.get("log_loss").weighted(pred, W[-1:]))  # nothing drawn
+
+
+@pytest.mark.parametrize("metric", METRICS.names())
+@pytest.mark.parametrize("W", [np.ones(200), np.ones((3, 199)), -np.ones((3, 200))],
+                         ids=["one_dimensional", "wrong_n", "negative"])
+def test_weighted_forms_reject_counts_that_are_not_a_resample(metric, W):
+    pred = CASES["regression" if "regression" in METRICS.get(metric).tasks else "multiclass"]
+    with pytest.raises(ValueError, match="W "):
+        METRICS.get(metric).weighted(pred, W)

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from dlbench.stats import corrected_t_interval, paired_p_value, t_interval
+from dlbench.stats import (
+    corrected_t_interval,
+    paired_p_value,
+    row_resamples,
+    seeds_and_rows_estimate,
+    seeds_estimate,
+    t_interval,
+)
 
 DATA = np.random.default_rng(0).normal(0.8, 0.05, 7)
 
@@ -100,3 +107,83 @@ def test_any_iterable_is_accepted():
 def test_programming_errors_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+# --- one split: seeds and the sampling of the evaluation rows ---------------------------------
+
+def accuracy_study(rng, seeds: int, rows: int, replicates: int = 400):
+    """A population where a seed's accuracy is 0.9 + N(0, 0.01) and each evaluation row is one
+    draw: per-seed scores on `rows` rows and their scores on shared bootstrap resamples."""
+    difficulty = rng.uniform(size=rows)  # row i is right when difficulty < the seed's skill
+    skill = 0.9 + rng.normal(0, 0.01, seeds)
+    correct = (difficulty[None, :] < skill[:, None]).astype(float)  # (S, rows)
+    weights = rng.multinomial(rows, np.full(rows, 1 / rows), size=replicates)  # (B, rows)
+    return correct.mean(1), correct @ weights.T / rows
+
+
+def test_more_seeds_do_not_shrink_the_interval_below_the_rows_sampling():
+    """The issue's breast-cancer case: 114 test rows, 10 seeds. The old interval (seeds only)
+    had width ~0.009; the rows alone give about ±0.03 at accuracy 0.95."""
+    rng = np.random.default_rng(0)
+    per_seed, reps = accuracy_study(rng, seeds=10, rows=114)
+    both = seeds_and_rows_estimate(per_seed, reps).interval()
+    seeds_only = seeds_estimate(per_seed).interval()
+    rows_half = 1.96 * math.sqrt(0.9 * 0.1 / 114)
+    assert (both.high - both.low) / 2 > 0.8 * rows_half
+    assert (both.high - both.low) > 3 * (seeds_only.high - seeds_only.low)
+    assert "seeds" in both.method and "evaluation rows" in both.method
+
+
+def test_the_variance_is_the_seeds_part_plus_the_rows_part():
+    per_seed = np.array([0.80, 0.82, 0.84])
+    reps = per_seed[:, None] + np.array([-0.02, 0.0, 0.02, 0.0])[None, :]
+    estimate = seeds_and_rows_estimate(per_seed, reps)
+    seed_var = per_seed.var(ddof=1) / 3
+    row_var = np.array([-0.02, 0.0, 0.02, 0.0]).var(ddof=1)
+    assert estimate.se == pytest.approx(math.sqrt(seed_var + row_var))
+    assert estimate.df == pytest.approx((seed_var + row_var) ** 2 * 2 / seed_var**2)
+    one = seeds_and_rows_estimate(per_seed[:1], reps[:1])
+    assert one.se == pytest.approx(math.sqrt(row_var)) and "1 seed" in one.method
+
+
+def test_seeds_and_rows_interval_covers_the_population_mean():
+    rng = np.random.default_rng(7)
+    covered = []
+    for _ in range(300):
+        per_seed, reps = accuracy_study(rng, seeds=5, rows=200, replicates=300)
+        i = seeds_and_rows_estimate(per_seed, reps).interval()
+        covered.append(i.low <= 0.9 <= i.high)
+    assert 0.92 <= np.mean(covered) <= 0.995  # the two-way sum is a little conservative
+
+
+def test_a_diverged_seed_and_undefined_resamples_are_left_out():
+    per_seed = np.array([0.8, math.nan, 0.82])
+    reps = np.array([[0.79, 0.81, math.nan], [math.nan] * 3, [0.81, 0.83, 0.8]])
+    estimate = seeds_and_rows_estimate(per_seed, reps)
+    assert estimate.n == 2 and estimate.mean == pytest.approx(0.81) and math.isfinite(estimate.se)
+
+
+def test_one_sided_p_is_half_the_two_sided_on_the_right_side():
+    estimate = seeds_estimate(DATA - 0.79)
+    two = estimate.p_value()
+    assert estimate.p_value("greater") == pytest.approx(two / 2)
+    assert estimate.p_value("less") == pytest.approx(1 - two / 2)
+    one_sided = sps.ttest_1samp(DATA - 0.79, 0.0, alternative="greater").pvalue
+    assert paired_p_value(DATA - 0.79, alternative="greater") == pytest.approx(one_sided)
+
+
+def test_tost_shows_equivalence_exactly_when_the_90_percent_interval_is_inside_the_margin():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        diffs = rng.normal(rng.uniform(-0.02, 0.02), 0.01, 6)
+        estimate, margin = seeds_estimate(diffs), 0.015
+        inside = estimate.interval(0.90)
+        shown = estimate.equivalence_p(margin) < 0.05
+        assert shown == (-margin < inside.low and inside.high < margin)
+
+
+def test_row_resamples_are_counts_that_repeat_with_the_seed():
+    weights = row_resamples(50, seed=3, replicates=20)
+    assert weights.shape == (20, 50) and (weights.sum(1) == 50).all()
+    assert np.array_equal(weights, row_resamples(50, seed=3, replicates=20))
+    assert not np.array_equal(weights, row_resamples(50, seed=4, replicates=20))

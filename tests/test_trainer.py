@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlbench import trainer
 from dlbench.datasets import Dataset
 from dlbench.models import (
     Lambda,
@@ -52,7 +53,7 @@ def to_plain(stacked: nn.Module, m: int) -> nn.Sequential:
     for layer in stacked.layers:
         if isinstance(layer, StackedLinear):
             plain = nn.Linear(layer.fan_in, layer.fan_out, bias=layer.bias is not None)
-            plain.weight.data = layer.weight[m].T.clone()
+            plain.weight.data = layer.weight[m].T.clone(memory_format=torch.contiguous_format)
             if layer.bias is not None:
                 plain.bias.data = layer.bias[m, 0].clone()
         elif isinstance(layer, StackedConv):
@@ -123,7 +124,7 @@ def assert_results_match_alone(ds, spec, cfg, members, results):
     for result, member in zip(results, members, strict=True):
         net, losses = train_alone(ds, spec, cfg, member)
         curve = [v for epoch, split, metric, v in result.curves
-                 if (split, metric) == ("train", "loss") and epoch > 0]
+                 if (split, metric) == ("train", "running_loss")]
         np.testing.assert_allclose(curve, losses, rtol=1e-4, atol=1e-6)
         stacked = build_model(spec, shape_of(ds), [0])
         stacked.load_state_dict({k: v.unsqueeze(0) for k, v in result.weights.items()})
@@ -249,3 +250,97 @@ def test_dropout_masks_are_a_members_own_whatever_its_stack():
             np.testing.assert_allclose(other.weights[name], value, rtol=1e-5, atol=1e-6)
     no_dropout = train(ds, ModelSpec("mlp", hidden=(16, 8)), cfg, [members[1]])[0]
     assert not np.allclose(no_dropout.weights["layers.0.weight"], alone.weights["layers.0.weight"])
+
+
+# --- cost: counted per member, the same whatever shares its stack ----------------------------
+
+
+def test_a_cells_counted_cost_is_the_same_alone_and_in_a_grid():
+    ds, members = make_dataset(), make_members()
+    spec, adam = ModelSpec("mlp", hidden=(8,)), TrainConfig(OptimSpec("adam", 0.01), epochs=3,
+                                                            batch_size=16)
+    alone = train(ds, spec, adam, members)
+    grid = train_grid(ds, spec, [TrainConfig(OptimSpec("sgd", 0.1), epochs=3, batch_size=16),
+                                 adam, TrainConfig(OptimSpec("rmsprop", 1e-3), epochs=3,
+                                                   batch_size=16)], members)[1]
+    for a, g, member in zip(alone, grid, members, strict=True):
+        counts = [(c.grad_evals, c.examples) for c in a.cost]
+        assert counts == [(c.grad_evals, c.examples) for c in g.cost]
+        steps = math.ceil(len(member.train) / 16)  # one gradient evaluation per minibatch
+        assert counts == [(e * steps, e * len(member.train)) for e in range(4)]
+
+
+def test_lbfgs_counts_every_line_search_evaluation():
+    """The trainer's count equals the closure calls of torch's own L-BFGS on the plain model."""
+    ds, [member] = make_dataset(), make_members(n_train=(40,))
+    spec, cfg = ModelSpec("mlp", hidden=(6,)), TrainConfig(OptimSpec("lbfgs", 1.0), epochs=4)
+    [result] = train(ds, spec, cfg, [member])
+    net = to_plain(build_model(spec, shape_of(ds), [member.seed]), 0)
+    opt = build_optimizer(cfg.optimizer, net.parameters())
+    scale, shift = fit_affine(cfg.preprocess, ds.X[member.train])
+    X = torch.as_tensor(ds.X[member.train] * scale + shift)
+    y = torch.as_tensor(ds.y[member.train])
+    calls = []
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = F.cross_entropy(net(X), y)
+        loss.backward()
+        return loss
+
+    counts = [0]
+    for _ in range(cfg.epochs):
+        opt.step(closure)
+        counts.append(len(calls))
+    assert [c.grad_evals for c in result.cost] == counts
+    assert counts[-1] > cfg.epochs  # the line search evaluates more than once per iteration
+    assert [c.examples for c in result.cost] == [n * 40 for n in counts]
+
+
+def test_newton_counts_a_backward_pass_per_hessian_row():
+    ds, [member] = make_dataset(), make_members(n_train=(40,))
+    spec = ModelSpec("linear")
+    [result] = train(ds, spec, TrainConfig(OptimSpec("newton", 1.0), epochs=2), [member])
+    n_params = 8 * 3 + 3
+    assert [c.grad_evals for c in result.cost] == [0, 1 + n_params, 2 * (1 + n_params)]
+
+
+def test_own_seconds_split_shared_work_evenly_and_each_step_over_its_members():
+    class Step:
+        group_seconds = [3.0, 1.0]
+
+    groups = [(None, slice(0, 3)), (None, slice(3, 4))]
+    seconds = trainer._own_seconds(12.0, Step(), groups, 4)
+    assert seconds == pytest.approx([2.0 + 1.0, 2.0 + 1.0, 2.0 + 1.0, 2.0 + 1.0])
+    assert sum(seconds) == pytest.approx(12.0)  # every second is someone's
+    Step.group_seconds = [0.0, 4.0]
+    assert trainer._own_seconds(12.0, Step(), groups, 4) == pytest.approx([2, 2, 2, 6])
+
+
+def test_a_stacks_seconds_add_up_to_its_wall_time_and_grow():
+    ds, members = make_dataset(), make_members()
+    configs = [TrainConfig(OptimSpec(name, 0.01), epochs=2, batch_size=16)
+               for name in ("sgd", "adam")]
+    grid = train_grid(ds, ModelSpec("mlp", hidden=(8,)), configs, members)
+    for results in grid:
+        for r in results:
+            seconds = [c.seconds for c in r.cost]
+            assert all(b > a > 0 for a, b in zip(seconds, seconds[1:], strict=False))
+
+
+def test_train_curves_are_eval_mode_like_validation():
+    """With dropout the running minibatch loss differs from the eval-mode training loss; the
+    curve's train loss is the eval-mode one, the same figure the final predictions give."""
+    ds, members = make_dataset(), make_members()
+    spec = ModelSpec("mlp", hidden=(32,), dropout=0.7)
+    results = train(ds, spec, TrainConfig(OptimSpec("adam", 0.01), epochs=3, batch_size=16),
+                    members)
+    for r in results:
+        final = {metric: v for e, split, metric, v in r.curves if e == 3 and split == "train"}
+        assert set(final) == {"loss", "accuracy", "running_loss", "running_accuracy"}
+        pred = r.predictions["train"]
+        expected = F.cross_entropy(torch.as_tensor(np.log(pred.proba)),
+                                   torch.as_tensor(pred.y_true)).item()
+        assert final["loss"] == pytest.approx(expected, rel=1e-4)
+        assert final["running_loss"] != pytest.approx(final["loss"], rel=0.02)

@@ -7,17 +7,18 @@ train+validation rows when there is a test split — and leaves *how* to the sta
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dlbench import stats
+from dlbench import sizes, stats, verdicts
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS, MetricInfo, chance_predictions, resolve_metrics, score
 from dlbench.models import ModelSpec
+from dlbench.rows import curve_rows, score_rows
 from dlbench.seeding import derive_seed
 from dlbench.splits import Split, SplitConfig, dev_and_test, make_splits, shared_duplicates
 from dlbench.trainer import (
@@ -30,6 +31,7 @@ from dlbench.trainer import (
 )
 
 CHANCE = "chance"  # the model name of the baseline rows
+ALPHA = 0.05  # "beats chance": the one-sided test's level
 NA = -1  # repeat/fold/seed where not applicable (chance has no seed; the refit has no fold)
 
 
@@ -42,6 +44,11 @@ class CVConfig:
     seeds: int = 1  # initialisations trained per split (members per split)
     test_fraction: float | None = None  # carve an untouched test split when the dataset has none
     metrics: tuple[str, ...] = ()  # empty: the task's defaults
+    allow_large: bool = False  # run even when the size estimate refuses it
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest keeps of it."""
+        return asdict(self)
 
 
 @dataclass(eq=False)
@@ -61,6 +68,21 @@ class Plan:
     def total_epochs(self) -> int:
         return len(self.members) * self.config.train.epochs
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know before the numbers: said on stderr before training."""
+        found = []
+        if self.dataset.time is not None and not self.config.split.time_order:
+            found.append(f"{self.dataset.name} is time-ordered and these splits shuffle it, so "
+                         "later rows train models scored on earlier ones; pass --time-order")
+        d = self.duplicates
+        if d["train_val"] or d["dev_test"]:
+            test = f", and {d['dev_test']} test rows a train+val row" if d["dev_test"] else ""
+            found.append(f"validation rows duplicate a training row of their split "
+                         f"{d['train_val']} times over {len(d['per_split'])} splits{test}; "
+                         "this inflates the estimate; pass --dedupe to drop duplicates")
+        return found
+
 
 @dataclass(eq=False)
 class CVResult:
@@ -70,6 +92,12 @@ class CVResult:
     splits: pd.DataFrame
     summary: pd.DataFrame
     info: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"scores": self.scores, "curves": self.curves, "splits": self.splits,
+                "summary": self.summary}
 
 
 def prepare(config: CVConfig) -> Plan:
@@ -82,6 +110,7 @@ def prepare(config: CVConfig) -> Plan:
     groups = None if dataset.groups is None else dataset.groups[dev]
     splits = [Split(s.repeat, s.fold, dev[s.train], dev[s.val])
               for s in make_splits(dataset.y[dev], config.split, task=dataset.task, groups=groups)]
+    _check_size(config, dataset, splits, dev, test)
     members = _members(config, splits, dev, test)
     return Plan(config, dataset, metrics, dev, test, splits, members,
                 _duplicates(dataset.X, splits, dev, test))
@@ -99,6 +128,15 @@ def _check(config: CVConfig, dataset: Dataset) -> None:
                            f"(got {config.test_fraction})")
     if config.split.time_order and dataset.groups is not None:
         raise DlbenchError("--time-order cannot keep groups apart; drop --group or --time-order")
+
+
+def _check_size(config: CVConfig, dataset: Dataset, splits: list[Split], dev, test) -> None:
+    n_members = config.seeds * (len(splits) + (test is not None))
+    n_train = len(dev) if test is not None else max(len(s.train) for s in splits)
+    evaluated = len(dev) + (0 if test is None else len(test))
+    sizes.check(dataset, [sizes.Job(config.model, (config.train,), n_members, n_train,
+                                    evaluated)],
+                resolve_device(config.train.device), config.allow_large)
 
 
 def _members(config: CVConfig, splits: list[Split], dev, test) -> list[Member]:
@@ -123,21 +161,34 @@ def run(plan: Plan, progress=None) -> CVResult:
     start = time.perf_counter()
     cfg = plan.config
     results = train(plan.dataset, cfg.model, cfg.train, plan.members, progress)
-    scores = pd.DataFrame(_score_rows(plan, results) + _chance_rows(plan))
-    curves = pd.DataFrame(_curve_rows(plan, results))
-    summary = summarize(scores, plan)
+    statuses = [_status(plan, r) for r in results]
+    scores = pd.DataFrame([row for r, status in zip(results, statuses, strict=True)
+                           for row in score_rows(r, _key(plan, cfg.model.name, r.member.key),
+                                                 plan.metrics, status)] + _chance_rows(plan))
+    curves = pd.DataFrame([row for r, status in zip(results, statuses, strict=True)
+                           for row in curve_rows(r, _key(plan, cfg.model.name, r.member.key),
+                                                 status)])
+    summary = summarize(scores, plan, results)
     info = {
         "dataset": {"name": plan.dataset.name, "fingerprint": plan.dataset.fingerprint(),
                     "samples": plan.dataset.n_samples, "features": plan.dataset.n_features,
                     "classes": plan.dataset.n_classes, "task": plan.dataset.task},
+        "seed": cfg.split.seed,
         "device": str(resolve_device(cfg.train.device)),
         "members": len(plan.members),
-        "diverged": sum(r.status == "diverged" for r in results),
+        "statuses": {s: statuses.count(s) for s in verdicts.STATUSES if s in statuses},
         "duplicates": plan.duplicates,
-        "interval": summary["interval"].iloc[0] if len(summary) else None,
         "seconds": round(time.perf_counter() - start, 3),
     }
     return CVResult(plan, scores, curves, _split_rows(plan), summary, info)
+
+
+def _status(plan: Plan, result: MemberResult) -> str:
+    y = plan.dataset.y
+    rows = next(iter(result.member.evals.values()))  # validation, or test for a refit
+    chance = verdicts.chance_accuracy(y[result.member.train], y[rows], plan.dataset.task,
+                                      plan.dataset.n_classes)
+    return verdicts.status(result, chance)
 
 
 def _key(plan: Plan, model: str, key: dict[str, int]) -> dict[str, Any]:
@@ -149,40 +200,29 @@ def _key(plan: Plan, model: str, key: dict[str, int]) -> dict[str, Any]:
             "repeat": key["repeat"], "fold": key["fold"], "seed": key.get("seed", NA)}
 
 
-def _score_rows(plan: Plan, results: list[MemberResult]) -> list[dict[str, Any]]:
-    rows = []
-    for r in results:
-        base = _key(plan, plan.config.model.name, r.member.key)
-        for split, pred in r.predictions.items():
-            for metric, value in score(pred, plan.metrics).items():
-                # A diverged member predicts argmax(NaN) = class 0, which can score near chance;
-                # that is no measurement, so all its scores are NaN (left out of the estimates).
-                rows.append({**base, "split": split, "metric": metric,
-                             "value": np.nan if r.status == "diverged" else value,
-                             "status": r.status})
-    return rows
-
-
 def _chance_rows(plan: Plan) -> list[dict[str, Any]]:
     """The majority-class / mean predictor, fitted and scored on exactly the same splits."""
-    ds, rows = plan.dataset, []
-    parts = [({"repeat": s.repeat, "fold": s.fold}, s.train, {"val": s.val}) for s in plan.splits]
-    if plan.test is not None:
-        parts.append(({"repeat": NA, "fold": NA}, plan.dev, {"test": plan.test}))
-    for key, train_rows, evals in parts:
+    rows = []
+    for key, train_rows, evals in _chance_parts(plan):
         for split, eval_rows in {"train": train_rows, **evals}.items():
-            pred = chance_predictions(ds.y[train_rows], ds.y[eval_rows], task=ds.task,
-                                      n_classes=ds.n_classes)
+            pred = _chance(plan, train_rows, eval_rows)
             for metric, value in score(pred, plan.metrics).items():
                 rows.append({**_key(plan, CHANCE, key), "split": split, "metric": metric,
                              "value": value, "status": "ok"})
     return rows
 
 
-def _curve_rows(plan: Plan, results: list[MemberResult]) -> list[dict[str, Any]]:
-    return [{**_key(plan, plan.config.model.name, r.member.key), "epoch": epoch, "split": split,
-             "metric": metric, "value": r.trusted(epoch, value), "status": r.status}
-            for r in results for epoch, split, metric, value in r.curves]
+def _chance_parts(plan: Plan):
+    parts = [({"repeat": s.repeat, "fold": s.fold}, s.train, {"val": s.val}) for s in plan.splits]
+    if plan.test is not None:
+        parts.append(({"repeat": NA, "fold": NA}, plan.dev, {"test": plan.test}))
+    return parts
+
+
+def _chance(plan: Plan, train_rows: np.ndarray, eval_rows: np.ndarray):
+    ds = plan.dataset
+    return chance_predictions(ds.y[train_rows], ds.y[eval_rows], task=ds.task,
+                              n_classes=ds.n_classes)
 
 
 def _split_rows(plan: Plan) -> pd.DataFrame:
@@ -200,55 +240,97 @@ def _split_rows(plan: Plan) -> pd.DataFrame:
 
 # --- the summary: estimates, intervals, and the comparison with chance -----------------------
 
+RESUBSTITUTION = "none: resubstitution (scored on the rows it trained on)"
 
-def summarize(scores: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """One row per split × metric for the trained model, with its chance baseline beside it."""
+
+def summarize(scores: pd.DataFrame, plan: Plan, results: list[MemberResult]) -> pd.DataFrame:
+    """One row per split × metric for the trained model, with its chance baseline beside it.
+
+    What varies, and so what an interval covers, depends on the design:
+    - train: resubstitution figures, no interval or test;
+    - several shuffled splits (k-fold, iterated k-fold, repeated hold-out): the splits are the
+      units (seeds averaged within each), corrected resampled t (Nadeau & Bengio);
+    - forward-chaining folds (--time-order k-fold): not exchangeable (each trains on more of
+      the past), so a plain t over folds, labelled a heuristic, and the last fold beside it;
+    - one split (a single hold-out, or the test split): seeds and the evaluation rows.
+    """
     model = plan.config.model.name
-    n_train = float(np.mean([len(s.train) for s in plan.splits]))
-    n_val = float(np.mean([len(s.val) for s in plan.splits]))
     rows = []
     for (split, metric), group in scores.groupby(["split", "metric"], sort=False):
         if split != "test":  # the refit on train+val (repeat -1) is no unit of the k-fold estimate
             group = group[group["repeat"] != NA]
-        # average seeds within each split first: the splits are the units of the estimate
         units = group.groupby(["model", "repeat", "fold"])["value"].mean()
-        ours, chance = units.get(model), units.get(CHANCE)
-        if split == "test":
-            interval = stats.t_interval(group[group.model == model]["value"], unit="seeds")
-            p = np.nan  # one test split: no resampling to test against
-        else:
-            interval = _cv_interval(ours, group[group.model == model]["value"], n_train, n_val)
-            diffs = ours.to_numpy() - chance.reindex(ours.index).to_numpy()
-            p = _p_value(diffs, n_train, n_val)
         info = METRICS.get(metric)
-        better = info.greater_is_better
-        low, high = info.bounds  # a t interval can cross what the metric can take: clip it
-        diff = interval.mean - float(chance.mean())
-        spread = ours if split != "test" else group[group.model == model]["value"]
-        rows.append({"split": split, "metric": metric, "n": interval.n, "mean": interval.mean,
-                     "std": interval.std, "min": spread.min(), "max": spread.max(),
-                     "ci_low": max(interval.low, low), "ci_high": min(interval.high, high),
-                     "interval": interval.method, "chance": float(chance.mean()), "diff": diff,
-                     "p_value": p, "beats_chance": _beats(diff, p, better)})
+        ours, chance = units.get(model), units.get(CHANCE)
+        estimate, diff, unit = _estimates(plan, results, split, info, ours, chance)
+        rows.append(_summary_row(split, info, estimate, diff, unit, ours, chance,
+                                 group[group.model == model]))
     order = {"train": 0, "val": 1, "test": 2}
     frame = pd.DataFrame(rows)
     return frame.sort_values("split", key=lambda s: s.map(order), kind="stable",
                              ignore_index=True)
 
 
-def _cv_interval(units: pd.Series, seed_values: pd.Series, n_train: float, n_val: float):
-    if len(units) > 1:
-        return stats.corrected_t_interval(units, n_train=n_train, n_test=n_val)
-    return stats.t_interval(seed_values, unit="seeds")  # a single split: only seeds vary
+def _estimates(plan: Plan, results, split: str, metric: MetricInfo, ours: pd.Series,
+               chance: pd.Series):
+    """(the model's estimate, model − chance, the unit) for one split and metric."""
+    diffs = ours.to_numpy() - chance.reindex(ours.index).to_numpy()
+    if split == "train":
+        return stats.seeds_estimate(ours, "splits"), None, "splits"
+    if split == "val" and len(ours) > 1:
+        if plan.config.split.time_order:  # forward chaining: no Nadeau-Bengio
+            unit = "forward-chaining folds"
+            return (_heuristic(stats.seeds_estimate(ours, unit)),
+                    _heuristic(stats.seeds_estimate(diffs, unit)), "folds")
+        n_train = float(np.mean([len(s.train) for s in plan.splits]))
+        n_val = float(np.mean([len(s.val) for s in plan.splits]))
+        return (stats.corrected_estimate(ours, n_train=n_train, n_test=n_val),
+                stats.corrected_estimate(diffs, n_train=n_train, n_test=n_val), "splits")
+    # one split: its seeds, and the sampling of its evaluation rows
+    members = [r for r in results if split in r.member.evals
+               and (split == "test" or r.member.key["repeat"] != NA)]
+    rows = members[0].member.evals[split]
+    weights = stats.row_resamples(len(rows), plan.config.split.seed)
+    chance_pred = _chance(plan, members[0].member.train, rows)
+    base, base_reps = score(chance_pred, [metric])[metric.name], metric.weighted(chance_pred,
+                                                                                 weights)
+    per_seed = np.array([_value(r, split, metric) for r in members])
+    reps = np.stack([metric.weighted(r.predictions[split], weights) for r in members])
+    return (stats.seeds_and_rows_estimate(per_seed, reps),
+            stats.seeds_and_rows_estimate(per_seed - base, reps - base_reps), "seeds")
 
 
-def _p_value(diffs: np.ndarray, n_train: float, n_val: float) -> float:
-    if len(diffs) > 1:
-        return stats.paired_p_value(diffs, n_train=n_train, n_test=n_val)
-    return np.nan
+def _value(result: MemberResult, split: str, metric: MetricInfo) -> float:
+    if result.status == "diverged":
+        return np.nan
+    return score(result.predictions[split], [metric])[metric.name]
 
 
-def _beats(diff: float, p: float, greater_is_better: bool) -> bool | None:
-    if not np.isfinite(p):
-        return None
-    return bool(p < 0.05 and (diff > 0) == greater_is_better and diff != 0)
+def _heuristic(estimate: stats.Estimate) -> stats.Estimate:
+    return replace(estimate, method=f"heuristic: plain {estimate.method} (not exchangeable)")
+
+
+def _summary_row(split, metric: MetricInfo, estimate, diff, unit, ours, chance,
+                 values) -> dict[str, Any]:
+    """values: the model's rows of this split and metric (one per member)."""
+    spread = ours if unit != "seeds" else values["value"]  # one split: its seeds' range
+    interval = estimate.interval() if diff is not None else None
+    low, high = metric.bounds  # a t interval can cross what the metric can take: clip it
+    side = "greater" if metric.greater_is_better else "less"
+    p = diff.p_value(side) if diff is not None else np.nan
+    return {
+        "split": split, "metric": metric.name, "n": estimate.n, "unit": unit,
+        "mean": estimate.mean, "std": estimate.std, "min": spread.min(), "max": spread.max(),
+        "last": float(ours.iloc[-1]) if unit == "folds" else np.nan,
+        "ci_low": max(interval.low, low) if interval else np.nan,
+        "ci_high": min(interval.high, high) if interval else np.nan,
+        "ci_clipped": bool(interval and (interval.low < low or interval.high > high)),
+        "interval": estimate.method if interval else RESUBSTITUTION,
+        "chance": float(chance.mean()), "diff": estimate.mean - float(chance.mean()),
+        "p_value": p, "p_test": _test_name(diff, side) if diff is not None else "",
+        "beats_chance": bool(p < ALPHA) if np.isfinite(p) else None}
+
+
+def _test_name(diff: stats.Estimate, side: str) -> str:
+    better = "higher" if side == "greater" else "lower"
+    return f"one-sided, H1: model {better} than chance; {diff.method}"

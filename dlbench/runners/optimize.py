@@ -1,52 +1,46 @@
-"""`dlbench optimize`: optimizers on 2-D test functions and on networks.
+"""`dlbench optimize` on networks: a grid of cells, each cell's seeds one stack.
 
-With --function, each optimizer descends a 2-D test function from the same start. Otherwise the
-runner builds a grid of cells — model × init × activation × batch norm × preprocessing ×
-optimizer × learning rate — and trains each cell's seeds as one stack through the shared trainer.
-Every cell uses the same train/validation/test split, and seed s starts every cell from the same
-initial weights and batch order, so cells are compared paired over seeds.
+The runner builds a grid of cells — model × init × activation × batch norm × preprocessing ×
+optimizer × learning rate — and trains each cell's seeds through the shared trainer. Every cell
+uses the same train/validation/test split, and seed s starts every cell from the same initial
+weights and batch order, so cells are compared paired over seeds (and over the same bootstrap
+resamples of the evaluation rows). 2-D functions are `runners/functions.py`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from dlbench import stats
-from dlbench.activations import activation_rows, capture
+from dlbench import sizes, verdicts
+from dlbench.activations import init_study
 from dlbench.cells import Cell, execute, labels
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
-from dlbench.functions import FUNCTIONS
-from dlbench.metrics import MetricInfo, resolve_metrics, score
-from dlbench.models import ModelSpec, Shape, batch_statistics, build_model
+from dlbench.metrics import MetricInfo, resolve_metrics
+from dlbench.models import ModelSpec
 from dlbench.optim import OptimSpec
-from dlbench.preprocess import fit_affine
-from dlbench.schedules import check_schedule
+from dlbench.rows import curve_rows, score_rows
+from dlbench.runners import tuning
 from dlbench.seeding import derive_seed
 from dlbench.splits import SplitConfig, dev_and_test, make_splits
+from dlbench.stats import row_resamples
 from dlbench.trainer import (
     Member,
     MemberResult,
     TrainConfig,
-    check_config,
-    minimize,
+    check_model_fits,
+    check_pair,
+    check_train,
     resolve_device,
     train_grid,
 )
 
-SEVERITY = {"ok": 0, "stalled": 1, "diverged": 2}  # a tie between statuses shows the worse
-DIVERGED_FACTOR = 2.0  # final training loss above this × its start (or NaN/inf): diverged
-STALLED_FRACTION = 0.9  # final training loss above this × its start: stalled, barely moved
-TUNE_RANGE = (1e-4, 1.0)  # --tune lr searches log-spaced rates here unless --lr-grid gives one
-TUNE_KEY = 1_000_037  # derives the tuning trials' seed, apart from every final seed
-ACTIVATION_BATCH = 1000  # training rows pushed through the net for the activation study
 TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
 
 
@@ -64,64 +58,27 @@ class OptimizeConfig:
     lr_grid: tuple[float, ...] = ()  # every optimizer at each of these learning rates
     tune_budget: int = 0  # > 0: --tune lr with this many trials per optimizer
     seeds: int = 3  # members per cell, paired across cells
-    seed: int = 0  # seeds the split, the initial weights and the batch order
+    seed: int = 0  # seeds the split, the initial weights, the batch order and the resamples
     val_fraction: float = 0.2  # validation share of the train+validation rows
     test_fraction: float = 0.2  # test share, for datasets without a fixed test split
     stratify: bool = True  # classification: keep class ratios in every part
     target: float | None = None  # validation accuracy whose time-to-reach is reported
     activations: bool = False  # also record per-layer activations at initialisation
     metrics: tuple[str, ...] = ()  # empty: the task's defaults; the first one ranks cells
+    margin: str | None = None  # equivalence margin, '0.01' or '2%'; None: the metric's default
+    allow_large: bool = False  # run even when the size estimate refuses it
 
+    def record(self) -> dict[str, Any]:
+        """What the manifest keeps of it: every cell sets its own optimizer (`optimizers`)."""
+        record = asdict(self)
+        del record["train"]["optimizer"]
+        return record
 
-# --- mode 1: 2-D test functions --------------------------------------------------------------
-
-
-def run_functions(config: OptimizeConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (trajectories: one row per cell × step, summary: one row per cell)."""
-    info = FUNCTIONS.get(config.function)
-    check_schedule(config.train.schedule, config.train.warmup)
-    if config.steps < 1:
-        raise DlbenchError(f"--steps must be positive, got {config.steps}")
-    if not config.tol > 0:
-        raise DlbenchError(f"--tol must be positive, got {config.tol}")
-    start = list(config.start or info.start)
-    cells = [Cell(ModelSpec(), replace(config.train, optimizer=s)) for s in _optimizer_grid(config)]
-    paths, summary = [], []
-    for cell, label in zip(cells, labels(cells), strict=True):
-        path, status = minimize(info.fn, start, cell.train, config.steps)
-        status = _path_status(path, info.f_min, status)
-        opt = cell.train.optimizer
-        frame = pd.DataFrame(path, columns=["x", "y", "f"]).assign(
-            cell=label, optimizer=opt.label, lr=opt.lr, step=range(len(path)), status=status)
-        paths.append(frame)
-        arrived = np.flatnonzero(path[:, 2] - info.f_min <= config.tol)
-        summary.append({"cell": label, "optimizer": opt.label, "lr": opt.lr,
-                        "x": path[-1, 0], "y": path[-1, 1], "f": path[-1, 2],
-                        "steps_to_tol": int(arrived[0]) if len(arrived) else math.nan,
-                        "status": status})
-    columns = ["cell", "optimizer", "lr", "step", "x", "y", "f", "status"]
-    return pd.concat(paths, ignore_index=True)[columns], pd.DataFrame(summary)
-
-
-def _path_status(path: np.ndarray, f_min: float, status: str) -> str:
-    """The network rule on a path: diverged once f - f_min ends above DIVERGED_FACTOR × its
-    start. minimize() stops only at NaN/inf, which takes float64 hundreds of steps to reach
-    (sgd[lr=5] on the bowl multiplies y by -9 a step and stays finite for 100 steps). Functions
-    unbounded below (saddle) are judged on NaN/inf alone: escaping downhill is their answer."""
-    if status == "diverged" or not np.isfinite(path[-1]).all():
-        return "diverged"
-    if math.isfinite(f_min) and path[-1, 2] - f_min > DIVERGED_FACTOR * (path[0, 2] - f_min):
-        return "diverged"
-    return status
-
-
-def _optimizer_grid(config: OptimizeConfig) -> list[OptimSpec]:
-    if not config.lr_grid:
-        return list(config.optimizers)
-    return [replace(s, lr=lr) for s in config.optimizers for lr in config.lr_grid]
-
-
-# --- mode 2: networks ------------------------------------------------------------------------
+    def optimizer_grid(self) -> list[OptimSpec]:
+        """The --opt entries, each at every --lr-grid rate when there is one."""
+        if not self.lr_grid:
+            return list(self.optimizers)
+        return [replace(s, lr=lr) for s in self.optimizers for lr in self.lr_grid]
 
 
 @dataclass(eq=False)
@@ -130,31 +87,54 @@ class Plan:
     dataset: Dataset
     metrics: list[MetricInfo]
     members: list[Member]  # one per seed, shared by every cell
-    cells: list[Cell]  # the cells to train (tuning adds its final cells later)
+    cells: list[Cell]  # the grid; with --tune, the cells whose rates are tuned
+    margin: verdicts.Margin
+    chance: float | None  # the majority class's validation accuracy (None: regression)
+    warnings: list[str] = field(default_factory=list)  # said before training
 
     @property
     def total_epochs(self) -> int:
-        grid = len(self.config.optimizers) * len(self.config.models) * len(self.config.preprocess)
-        if not self.config.tune_budget:
-            return self.config.train.epochs * len(self.cells) * len(self.members)
-        return self.config.train.epochs * grid * (self.config.tune_budget + len(self.members))
+        per_cell = self.config.tune_budget + len(self.members) if self.config.tune_budget \
+            else len(self.members)
+        return self.config.train.epochs * len(self.cells) * per_cell
 
 
 def prepare(config: OptimizeConfig) -> Plan:
     dataset = load_dataset(config.data)
-    cells = _grid(config)
-    for cell in cells:
-        check_config(cell.train, cell.model, dataset)
     _check(config, dataset)
+    n_params = {m: check_model_fits(m, dataset) for m in config.models}  # builds each once
+    # the --opt entries once each: every --lr-grid rate was checked when it was parsed
+    for cell in dict.fromkeys(grid(replace(config, lr_grid=()))):
+        check_train(cell.train)
+        check_pair(cell.train, cell.model, n_params[cell.model])
     metrics = resolve_metrics(list(config.metrics), dataset.task)
-    return Plan(config, dataset, metrics, _members(config, dataset),
-                [] if config.tune_budget else cells)
+    margin = verdicts.parse_margin(config.margin or metrics[0].margin)
+    members = _members(config, dataset)
+    cells = grid(config)
+    _check_size(config, dataset, cells, members)
+    y = dataset.y
+    chance = verdicts.chance_accuracy(y[members[0].train], y[members[0].evals["val"]],
+                                      dataset.task, dataset.n_classes)
+    return Plan(config, dataset, metrics, members, cells, margin, chance)
 
 
-def _grid(config: OptimizeConfig) -> list[Cell]:
+def _check_size(config: OptimizeConfig, dataset: Dataset, cells: list[Cell],
+                members: list[Member]) -> None:
+    first = members[0]
+    n_train, evaluated = len(first.train), len(first.train) + sum(map(len, first.evals.values()))
+    jobs = []
+    for model in config.models:
+        configs = tuple(c.train for c in cells if c.model == model)
+        jobs.append(sizes.Job(model, configs, len(members), n_train, evaluated))
+        if config.tune_budget:  # trials: every config at `budget` rates, one member each
+            jobs.append(sizes.Job(model, configs * config.tune_budget, 1, n_train, evaluated))
+    sizes.check(dataset, jobs, resolve_device(config.train.device), config.allow_large)
+
+
+def grid(config: OptimizeConfig) -> list[Cell]:
     return [Cell(model, replace(config.train, optimizer=spec, preprocess=prep))
             for model in config.models for prep in config.preprocess
-            for spec in _optimizer_grid(config)]
+            for spec in config.optimizer_grid()]
 
 
 def _check(config: OptimizeConfig, dataset: Dataset) -> None:
@@ -166,10 +146,10 @@ def _check(config: OptimizeConfig, dataset: Dataset) -> None:
             raise DlbenchError(f"{option} must be strictly between 0 and 1 (got {value})")
     if config.target is not None:
         if dataset.task != "classification":
-            raise DlbenchError("--target is a validation accuracy: it needs a classification "
-                               "dataset")
+            raise DlbenchError("--target-accuracy is a validation accuracy: it needs a "
+                               "classification dataset")
         if not 0 < config.target <= 1:
-            raise DlbenchError(f"--target is a validation accuracy in (0, 1], got "
+            raise DlbenchError(f"--target-accuracy is a validation accuracy in (0, 1], got "
                                f"{config.target}")
     if config.tune_budget < 0:
         raise DlbenchError(f"--budget must be positive, got {config.tune_budget}")
@@ -195,8 +175,23 @@ def _members(config: OptimizeConfig, dataset: Dataset) -> list[Member]:
                    {"val": val_rows, "test": test}) for s in range(config.seeds)]
 
 
+# --- running the grid ------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class CellRun:
+    """One cell's trained members, with their statuses."""
+
+    phase: str  # "trial" (a --tune trial) or "final"
+    label: str  # the short name that tells it apart from the other cells
+    cell: Cell
+    results: list[MemberResult]
+    statuses: list[str]
+
+
 @dataclass(eq=False)
 class OptimizeResult:
+    plan: Plan
     scores: pd.DataFrame
     curves: pd.DataFrame
     summary: pd.DataFrame
@@ -204,215 +199,221 @@ class OptimizeResult:
     activations: pd.DataFrame | None
     histograms: list[tuple[str, list[np.ndarray]]]
     info: dict[str, Any]
+    warnings: list[str]  # said after training, before the table
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        tables = {"scores": self.scores, "curves": self.curves, "summary": self.summary}
+        return tables if self.activations is None else tables | {"activations": self.activations}
 
 
 def run(plan: Plan, progress=None) -> OptimizeResult:
     start = time.perf_counter()
-    cells, trials = plan.cells, []
-    if plan.config.tune_budget:
-        trials = _tune(plan, progress)
-        cells = _tuned_cells(plan, trials)
-    finals = _run_cells(plan, cells, plan.members, progress)
-    runs = [*trials, *[("final", cell, results) for cell, results in zip(cells, finals,
-                                                                          strict=True)]]
-    trial_cells = [cell for _, cell, _ in trials]
-    names = dict(zip(trial_cells, labels(trial_cells), strict=True))
-    names |= dict(zip(cells, labels(cells), strict=True))
-    scores = pd.DataFrame([r for phase, cell, results in runs
-                           for r in _score_rows(plan, phase, names[cell], cell, results)])
-    curves = pd.DataFrame([r for phase, cell, results in runs
-                           for r in _curve_rows(phase, names[cell], cell, results)])
-    summary = summarize(plan, [(names[c], c, r) for c, r in zip(cells, finals, strict=True)])
-    activations, histograms = _activation_study(plan, cells) if plan.config.activations \
-        else (None, [])
-    info = {"dataset": {"name": plan.dataset.name, "fingerprint": plan.dataset.fingerprint(),
-                        "samples": plan.dataset.n_samples, "task": plan.dataset.task},
-            "cells": len(cells), "seeds": len(plan.members), "trials": len(trials),
-            "primary_metric": plan.metrics[0].name,
-            "rows": {"train": len(plan.members[0].train), "val": len(plan.members[0].evals["val"]),
-                     "test": len(plan.members[0].evals["test"])},
-            "evaluated_on_training_rows": plan.dataset.n_samples < TOO_SMALL_TO_SPLIT,
-            "device": str(resolve_device(plan.config.train.device)),
-            "seconds": round(time.perf_counter() - start, 3)}
-    sweep = pd.DataFrame([{"phase": phase, "optimizer": cell.train.optimizer.label,
-                           "lr": cell.train.optimizer.lr, "seed": r.member.key["seed"],
-                           "final_loss": _last_loss(r), "status": classify(r.curves, r.status)}
-                          for phase, cell, results in runs for r in results])
-    return OptimizeResult(scores, curves, summary, sweep, activations, histograms, info)
+    trials, choices = _tune(plan, progress) if plan.config.tune_budget else ([], [])
+    cells = [c.cell for c in choices] if choices else plan.cells
+    finals = _runs(plan, "final", cells, plan.members, progress)
+    runs = [*trials, *finals]
+    summary = summarize(plan, finals)
+    activations, histograms = init_study(plan.dataset, plan.members[0], cells) \
+        if plan.config.activations else (None, [])
+    return OptimizeResult(
+        plan, pd.DataFrame([row for r in runs for row in _scores(plan, r)]),
+        pd.DataFrame([row for r in runs for row in _curves(plan, r)]),
+        summary, _sweep(runs, choices), activations, histograms,
+        _info(plan, finals, trials, choices, time.perf_counter() - start),
+        _edge_warnings(finals, choices))
 
 
-def _run_cells(plan: Plan, cells: list[Cell], members: list[Member],
-               progress) -> list[list[MemberResult]]:
+def _edge_warnings(finals: list[CellRun], choices: list[tuning.Choice]) -> list[str]:
+    """A chosen rate at the end of the searched range may not be the best: the best could lie
+    beyond it."""
+    return [f"{run.label}: --tune chose the {c.at_edge} rate it tried; the best may lie beyond "
+            f"the searched range (widen it with --lr-grid LOW:HIGH:N)"
+            for run, c in zip(finals, choices, strict=False) if c.at_edge]
+
+
+def _runs(plan: Plan, phase: str, cells: list[Cell], members: list[Member],
+          progress) -> list[CellRun]:
     """Each cell's members, in cell order; cells sharing a model train as one stack."""
-    return execute(cells, lambda batch: train_grid(plan.dataset, batch[0].model,
-                                                   [c.train for c in batch], members, progress))
+    results = execute(cells, lambda batch: train_grid(plan.dataset, batch[0].model,
+                                                      [c.train for c in batch], members,
+                                                      progress))
+    return [CellRun(phase, label, cell, rs, [verdicts.status(r, plan.chance) for r in rs])
+            for cell, label, rs in zip(cells, labels(cells), results, strict=True)]
 
 
-# --- the fair tuning protocol ----------------------------------------------------------------
-
-
-def _tune(plan: Plan, progress) -> list[tuple[str, Cell, list[MemberResult]]]:
-    """Each optimizer gets the same number of learning-rate trials, judged on validation only.
-
-    Trials train the first seed and never see the test rows: its members carry no test split.
-    """
-    first = plan.members[0]  # its rows, but a seed of its own: no final run repeats a trial
-    blind = [Member(first.key, derive_seed(plan.config.seed, TUNE_KEY), first.train,
-                    {"val": first.evals["val"]})]
+def _tune(plan: Plan, progress) -> tuple[list[CellRun], list[tuning.Choice]]:
+    """Trials on the first seed's rows, validation only; then each optimizer's best rate."""
     low, high = (min(plan.config.lr_grid), max(plan.config.lr_grid)) if plan.config.lr_grid \
-        else TUNE_RANGE
-    rates = np.geomspace(low, high, plan.config.tune_budget)
-    cells = [replace(c, train=replace(c.train, optimizer=replace(c.train.optimizer, lr=float(r))))
-             for c in _grid(replace(plan.config, lr_grid=())) for r in rates]
-    return [("trial", c, r) for c, r in zip(cells, _run_cells(plan, cells, blind, progress),
-                                            strict=True)]
-
-
-def _tuned_cells(plan: Plan, trials) -> list[Cell]:
-    """Per (model, preprocessing, optimizer): the trial with the best validation score."""
-    primary = plan.metrics[0]
-    best: dict[tuple, tuple[float, Cell]] = {}
-    for _, cell, [result] in trials:
-        value = score(result.predictions["val"], [primary])[primary.name]
-        diverged = classify(result.curves, result.status) == "diverged"
-        value = -math.inf if diverged or math.isnan(value) else (
-            value if primary.greater_is_better else -value)
-        key = (cell.model, cell.train.preprocess, cell.train.optimizer.label)
-        if key not in best or value > best[key][0]:
-            best[key] = (value, cell)
-    return [cell for _, cell in best.values()]
+        else tuning.RANGE
+    cells = tuning.trial_cells(plan.cells, low, high, plan.config.tune_budget)
+    blind = [tuning.trial_member(plan.members[0], plan.config.seed)]
+    trials = _runs(plan, "trial", cells, blind, progress)
+    choices = tuning.choose([(r.cell, r.results[0], r.statuses[0]) for r in trials],
+                            plan.metrics[0])
+    return trials, choices
 
 
 # --- rows ------------------------------------------------------------------------------------
 
 
-def classify(curve: list[tuple[int, str, str, float]], trainer_status: str) -> str:
-    """ok, stalled (training loss barely moved) or diverged (NaN/inf, or far above its start)."""
-    loss = {epoch: v for epoch, split, metric, v in curve if (split, metric) == ("train", "loss")}
-    start, final = loss[0], loss[max(loss)]
-    if trainer_status == "diverged" or not math.isfinite(final) or final > DIVERGED_FACTOR * start:
-        return "diverged"
-    return "stalled" if final > STALLED_FRACTION * start else "ok"
+def _key(plan: Plan, run: CellRun, result: MemberResult) -> dict[str, Any]:
+    return {"dataset": plan.dataset.name, "phase": run.phase, "cell": run.label,
+            **run.cell.coords(), "seed": result.member.key["seed"],
+            "member_seed": result.member.seed}
 
 
-def _score_rows(plan, phase, label, cell, results):
-    rows = []
-    for r in results:
-        status = classify(r.curves, r.status)
-        base = {"dataset": plan.dataset.name, "phase": phase, "cell": label, **cell.coords(),
-                "seed": r.member.key["seed"]}
-        for split, pred in r.predictions.items():
-            values = score(pred, plan.metrics)
-            for metric, value in values.items():
-                rows.append({**base, "split": split, "metric": metric,
-                             "value": np.nan if r.status == "diverged" else value,
-                             "status": status})
-    return rows
+def _scores(plan: Plan, run: CellRun) -> list[dict[str, Any]]:
+    return [row for r, status in zip(run.results, run.statuses, strict=True)
+            for row in score_rows(r, _key(plan, run, r), plan.metrics, status)]
 
 
-def _curve_rows(phase, label, cell, results):
-    coords = cell.coords()
-    return [{"phase": phase, "cell": label, **coords, "seed": r.member.key["seed"],
-             "epoch": epoch, "split": split, "metric": metric,
-             "value": r.trusted(epoch, value), "status": classify(r.curves, r.status)}
-            for r in results for epoch, split, metric, value in r.curves]
+def _curves(plan: Plan, run: CellRun) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "dataset"}
+            for r, status in zip(run.results, run.statuses, strict=True)
+            for row in curve_rows(r, _key(plan, run, r), status)]
 
 
-# --- the summary: estimates, time to target, ranking -----------------------------------------
+def _sweep(runs: list[CellRun], choices: list[tuning.Choice]) -> pd.DataFrame:
+    """One row per cell × seed: its final eval-mode training loss and status (lr_sweep.png)."""
+    chosen = {c.cell for c in choices}
+    return pd.DataFrame([{"phase": run.phase, "optimizer": run.cell.train.optimizer.label,
+                          "lr": run.cell.train.optimizer.lr, "seed": r.member.key["seed"],
+                          "final_loss": verdicts.training_loss(r)[-1], "status": status,
+                          "chosen": run.phase == "trial" and run.cell in chosen}
+                         for run in runs for r, status in zip(run.results, run.statuses,
+                                                              strict=True)])
 
 
-def summarize(plan: Plan, cells: list[tuple[str, Cell, list[MemberResult]]]) -> pd.DataFrame:
+def _info(plan: Plan, finals: list[CellRun], trials: list[CellRun],
+          choices: list[tuning.Choice], seconds: float) -> dict[str, Any]:
+    first = plan.members[0]
+    return {"dataset": {"name": plan.dataset.name, "fingerprint": plan.dataset.fingerprint(),
+                        "samples": plan.dataset.n_samples, "task": plan.dataset.task},
+            "seed": plan.config.seed, "cells": len(finals), "seeds": len(plan.members),
+            "trials": len(trials),
+            "primary_metric": plan.metrics[0].name, "margin": str(plan.margin),
+            "rows": {"train": len(first.train), "val": len(first.evals["val"]),
+                     "test": len(first.evals["test"])},
+            "evaluated_on_training_rows": plan.dataset.n_samples < TOO_SMALL_TO_SPLIT,
+            "tuned_at_edge": {run.label: c.at_edge for run, c in zip(finals, choices,
+                                                                      strict=False)
+                              if c.at_edge},
+            "device": str(resolve_device(plan.config.train.device)),
+            "seconds": round(seconds, 3)}
+
+
+# --- the summary: estimates, ranking against the best, cost, time to target ------------------
+
+
+def summarize(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
+    """One row per final cell, ranked by its validation mean (diverged cells last)."""
     primary = plan.metrics[0]
-    per_seed = {label: np.array([_final(r, "val", primary) for r in results])
-                for label, _, results in cells}
-    rows = [_cell_summary(plan, label, cell, results, primary) for label, cell, results in cells]
-    frame = pd.DataFrame(rows)
-    ok = frame["status"] != "diverged"  # a diverged cell ranks after every other
-    ascending = not primary.greater_is_better
-    order = frame["val_mean"].where(ok).rank(ascending=ascending, method="min")
-    order = order.fillna(frame["val_mean"].where(~ok).rank(ascending=ascending, method="min")
-                         + ok.sum())
-    frame.insert(0, "rank", order.fillna(len(frame)).astype(int))
-    best = frame.sort_values("rank").iloc[0]["cell"]
-    frame["p_vs_best"] = [np.nan if label == best else
-                          stats.paired_p_value(per_seed[label] - per_seed[best])
-                          for label in frame["cell"]]
-    frame["tied_with_best"] = [  # a diverged cell is never "as good as the best"
-        label == best or (None if not np.isfinite(p) else p >= 0.05 and status != "diverged")
-        for label, p, status in zip(frame["cell"], frame["p_vs_best"], frame["status"],
-                                    strict=True)]
+    scored = {}
+    for split in ("val", "test"):  # every cell on the same resamples: paired comparisons
+        weights = row_resamples(len(plan.members[0].evals[split]), plan.config.seed)
+        scored[split] = [_scored(primary, run, split, weights) for run in runs]
+    frame = pd.DataFrame([_cell_summary(plan, run, val, test) for run, val, test in
+                          zip(runs, scored["val"], scored["test"], strict=True)])
+    frame.insert(0, "rank", _ranks(frame, primary.greater_is_better))
+    best = int(np.argmin(frame["rank"].to_numpy()))
+    margin = plan.margin.of(frame["val_mean"].iloc[best])
+    comparisons = [_versus(scored["val"][i], scored["val"][best], margin,
+                           primary.greater_is_better, i == best) for i in range(len(runs))]
+    frame = pd.concat([frame, pd.DataFrame(comparisons)], axis=1)
     return frame.sort_values(["rank", "cell"], ignore_index=True)
 
 
-def _final(result: MemberResult, split: str, metric: MetricInfo) -> float:
-    if result.status == "diverged":
-        return np.nan
-    return score(result.predictions[split], [metric])[metric.name]
+def _scored(metric: MetricInfo, run: CellRun, split: str,
+            weights: np.ndarray) -> verdicts.Scored:
+    """A metric of each seed on one split: on all rows and on the row resamples."""
+    rows = weights.shape[1]
+    preds = [r.predictions[split] for r in run.results]
+    finite = [status != "diverged" for status in run.statuses]
+    per_seed = np.array([metric.weighted(p, np.ones((1, rows)))[0] if ok else np.nan
+                         for p, ok in zip(preds, finite, strict=True)])
+    replicates = np.stack([metric.weighted(p, weights) if ok else np.full(len(weights), np.nan)
+                           for p, ok in zip(preds, finite, strict=True)])
+    return verdicts.Scored(per_seed, replicates)
 
 
-def _cell_summary(plan, label, cell, results, primary) -> dict[str, Any]:
-    val = stats.t_interval([_final(r, "val", primary) for r in results], unit="seeds")
-    test = stats.t_interval([_final(r, "test", primary) for r in results], unit="seeds")
-    statuses = [classify(r.curves, r.status) for r in results]
-    epochs, seconds = _time_to_target(results, plan.config.target)
-    return {"cell": label, **cell.coords(), "metric": primary.name,
-            "val_mean": val.mean, "val_std": val.std, "val_ci_low": _clip(val.low, primary),
-            "val_ci_high": _clip(val.high, primary, upper=True), "test_mean": test.mean,
-            "test_ci_low": _clip(test.low, primary),
-            "test_ci_high": _clip(test.high, primary, upper=True),
-            "final_train_loss": float(np.nanmean([_last_loss(r) for r in results])),
-            "epochs_to_target": epochs, "seconds_to_target": seconds,
-            "seconds": float(sum(r.seconds[-1] for r in results)),
-            "status": max(sorted(set(statuses)), key=lambda s: (statuses.count(s), SEVERITY[s])),
-            "statuses": ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))}
+def _cell_summary(plan: Plan, run: CellRun, val: verdicts.Scored,
+                  test: verdicts.Scored) -> dict[str, Any]:
+    primary = plan.metrics[0]
+    intervals = {split: _clipped(s.estimate().interval(), primary)
+                 for split, s in (("val", val), ("test", test))}
+    common, statuses = verdicts.summary(run.statuses)
+    finite = [r for r, s in zip(run.results, run.statuses, strict=True) if s != "diverged"]
+    row = {"cell": run.label, **run.cell.coords(), "metric": primary.name}
+    for split, (interval, half, clipped) in intervals.items():
+        row |= {f"{split}_mean": interval.mean, f"{split}_std": interval.std,
+                f"{split}_ci_low": interval.low, f"{split}_ci_high": interval.high,
+                f"{split}_ci_half": half, f"{split}_ci_clipped": clipped}
+    return row | {
+        "interval": intervals["val"][0].method,
+        "final_train_loss": _mean([verdicts.training_loss(r)[-1] for r in finite]),
+        **_cost(run.results), **_to_target(run.results, plan.config.target),
+        "status": common, "statuses": statuses}
 
 
-def _clip(value: float, metric: MetricInfo, upper: bool = False) -> float:
+def _versus(cell: verdicts.Scored, best: verdicts.Scored, margin: float,
+            greater_is_better: bool, is_best: bool) -> dict[str, Any]:
+    if is_best:
+        return {"diff_best": 0.0, "diff_ci_low": np.nan, "diff_ci_high": np.nan,
+                "diff_ci_half": np.nan, "p_vs_best": np.nan, "equivalence_p": np.nan,
+                "margin": margin, "vs_best": "best"}
+    diff, verdict = verdicts.versus_best(cell, best, margin, greater_is_better)
+    interval = diff.interval()
+    return {"diff_best": diff.mean, "diff_ci_low": interval.low, "diff_ci_high": interval.high,
+            "diff_ci_half": (interval.high - interval.low) / 2, "p_vs_best": diff.p_value(),
+            "equivalence_p": diff.equivalence_p(margin), "margin": margin, "vs_best": verdict}
+
+
+def _ranks(frame: pd.DataFrame, greater_is_better: bool) -> pd.Series:
+    """1 = best validation mean; every diverged cell ranks after every other."""
+    ok = frame["status"] != "diverged"
+    ascending = not greater_is_better
+    order = frame["val_mean"].where(ok).rank(ascending=ascending, method="min")
+    order = order.fillna(frame["val_mean"].where(~ok).rank(ascending=ascending, method="min")
+                         + ok.sum())
+    return order.fillna(len(frame)).astype(int)
+
+
+def _clipped(interval, metric: MetricInfo):
+    """(the interval cut to the values the metric can take, its half-width before, whether it
+    was cut)."""
     low, high = metric.bounds
-    return min(value, high) if upper else max(value, low)
+    clipped = interval.low < low or interval.high > high
+    return (replace(interval, low=max(interval.low, low), high=min(interval.high, high)),
+            (interval.high - interval.low) / 2, clipped)
 
 
-def _last_loss(result: MemberResult) -> float:
-    losses = [v for e, split, m, v in result.curves if (split, m) == ("train", "loss") and e > 0]
-    return losses[-1] if losses else math.nan
+def _cost(results: list[MemberResult]) -> dict[str, float]:
+    """Per trained model (median over seeds; seconds: mean), at the end of training."""
+    last = [r.cost[-1] for r in results]
+    return {"grad_evals": float(np.median([c.grad_evals for c in last])),
+            "passes": float(np.median([c.examples / len(r.member.train)
+                                       for c, r in zip(last, results, strict=True)])),
+            "seconds_per_model": float(np.mean([c.seconds for c in last]))}
 
 
-def _time_to_target(results: list[MemberResult], target: float | None) -> tuple[float, float]:
-    """Median over seeds of the epochs and seconds to first reach `target` validation accuracy;
-    a seed that never reaches it counts as infinite."""
+def _to_target(results: list[MemberResult], target: float | None) -> dict[str, float]:
+    """Median over seeds of the cost to first reach `target` validation accuracy (checked at
+    the end of each epoch); a seed that never reaches it counts as infinite."""
+    keys = ("epochs", "grad_evals", "passes", "seconds")
     if target is None:
-        return math.nan, math.nan
-    epochs, seconds = [], []
+        return {f"{k}_to_target": math.nan for k in keys}
+    reached = []
     for r in results:
         hit = [e for e, split, m, v in r.curves
                if (split, m) == ("val", "accuracy") and e > 0 and v >= target]
-        epochs.append(hit[0] if hit else math.inf)
-        seconds.append(r.seconds[hit[0] - 1] if hit else math.inf)
-    return float(np.median(epochs)), float(np.median(seconds))
+        cost = r.cost[hit[0]] if hit else None
+        reached.append((hit[0], cost.grad_evals, cost.examples / len(r.member.train),
+                        cost.seconds) if cost else (math.inf,) * 4)
+    medians = np.median(np.array(reached, dtype=np.float64), axis=0)
+    return {f"{k}_to_target": float(v) for k, v in zip(keys, medians, strict=True)}
 
 
-# --- the initialisation study ----------------------------------------------------------------
-
-
-def _activation_study(plan: Plan, cells: list[Cell]):
-    """Per model variant: every hidden layer's activations at initialisation, for one batch."""
-    seen, rows, histograms = set(), [], []
-    first = plan.members[0]
-    batch = first.train[:ACTIVATION_BATCH]
-    shape = Shape.of(plan.dataset)
-    for cell in cells:
-        key = (cell.model, cell.train.preprocess)
-        if key in seen:
-            continue
-        seen.add(key)
-        scale, shift = fit_affine(cell.train.preprocess, plan.dataset.X[first.train])
-        x = torch.as_tensor(plan.dataset.X[batch] * scale + shift)[None]  # (1, B, d)
-        model = build_model(cell.model, shape, [first.seed])
-        with batch_statistics(model):  # at init eval-mode batch norm would be the identity
-            layers = capture(model, x)
-        setting = f"{cell.model.init} · {cell.model.activation}" + \
-            (" · bn" if cell.model.batchnorm else "")
-        coords = {k: v for k, v in cell.coords().items() if k not in ("optimizer", "lr")}
-        rows += [{"setting": setting, **coords, **row} for row in activation_rows(layers)]
-        histograms.append((setting, [layer.values.ravel() for layer in layers]))
-    return pd.DataFrame(rows), histograms
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan

@@ -1,0 +1,239 @@
+"""Options → frozen configs: parsed and checked in one place, whoever gives the options.
+
+The command line hands over its parsed options (`options`: name → value, names as the Python
+parameters of `dlbench <command>`, i.e. the flags with dashes as underscores) and the names the
+user set explicitly (`given`). A suite entry can hand over the same two. Everything that needs
+no data is checked here — an option that does not apply to what was asked is refused when given,
+never silently ignored; checks that need the data run in the runner's prepare().
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from dlbench.errors import DlbenchError
+
+FUNCTION_OPT = "sgd[lr=0.95],momentum[lr=0.1],adagrad[lr=1.5],adam[lr=0.3]"
+NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],adam[lr=0.001]"
+MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "init")
+FUNCTION_ONLY = ("steps", "start", "tol")
+NETWORK_ONLY = ("dataset", "data", "target", "model", "hidden", "channels", "activation",
+                "batchnorm", "dropout", "init", "preprocess", "epochs", "batch_size", "seeds",
+                "tune", "budget", "target_accuracy", "val_fraction", "test_fraction", "stratify",
+                "metrics", "device", "margin")
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+
+def cv_config(options: Mapping[str, Any], given: Collection[str]):
+    """The frozen config of `dlbench cv`."""
+    from dlbench.runners.cv import CVConfig
+    from dlbench.splits import SplitConfig
+
+    o = _checked_numbers(options)
+    _refuse(given, "k", "repeats", unless=o["protocol"] == "kfold",
+            why="applies to --protocol kfold")
+    _refuse(given, "val_fraction", "holdout_seeds", unless=o["protocol"] == "holdout",
+            why="applies to --protocol holdout")
+    _refuse(given, "stratify", unless=not o["time_order"],
+            why="does not apply to --time-order, whose cut is fixed by time")
+    [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
+                      _names("--init", o["init"]), _names("--activation", o["activation"]),
+                      (o["batchnorm"],))
+    return CVConfig(
+        data=_data(o, given), model=model, train=_train(o, _one_optimizer(o, given)),
+        split=SplitConfig(o["protocol"], o["k"], o["repeats"], o["val_fraction"],
+                          o["holdout_seeds"], o["stratify"], o["time_order"], o["seed"]),
+        seeds=o["seeds"], test_fraction=o["test_fraction"],
+        metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
+
+
+def optimize_config(options: Mapping[str, Any], given: Collection[str]):
+    """The frozen config of `dlbench optimize` (2-D functions or networks)."""
+    from dlbench.optim import parse_optimizers
+    from dlbench.runners.optimize import OptimizeConfig
+
+    o = _checked_numbers(options)
+    function = o["function"] is not None
+    _refuse(given, *(NETWORK_ONLY if function else FUNCTION_ONLY),
+            why="applies to networks, not --function" if function else "applies to --function only")
+    _refuse(given, "budget", unless=o["tune"] is not None, why="applies to --tune")
+    entries = o["opt"] or (FUNCTION_OPT if function else NETWORK_OPT)
+    if o["lr_grid"] is not None and (o["lr"] is not None or "lr=" in (o["opt"] or "")):
+        raise DlbenchError("--lr-grid sets every entry's learning rate; drop --lr and the "
+                           "entries' own lr=")
+    optimizers = tuple(dict.fromkeys(parse_optimizers(entries, o["lr"], o["weight_decay"])))
+    _check_fills(entries, o)
+    depths = [_ints("--hidden", h) for h in o["hidden"]] if o["hidden"] else \
+        [(100,) * 5 if o["init"] else (128,)]
+    models = _models(o, given, _names("--model", o["model"]), depths,
+                     _names("--init", o["init"] or "default"),
+                     _names("--activation", o["activation"]),
+                     _switches("--batchnorm", o["batchnorm"]))
+    return OptimizeConfig(
+        optimizers=optimizers, function=o["function"], steps=o["steps"],
+        start=_point(o["start"]), tol=o["tol"], data=_data(o, given), models=models,
+        preprocess=_names("--preprocess", o["preprocess"]), train=_train(o, None),
+        lr_grid=_lr_grid(o["lr_grid"]), tune_budget=_tune_budget(o["tune"], o["budget"]),
+        seeds=o["seeds"], seed=o["seed"], val_fraction=o["val_fraction"],
+        test_fraction=o["test_fraction"], stratify=o["stratify"],
+        target=o["target_accuracy"], activations=o["init"] is not None,
+        metrics=_names("--metrics", o["metrics"]), margin=o["margin"],
+        allow_large=o["allow_large"])
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+
+def _data(o: Mapping[str, Any], given: Collection[str]):
+    from dlbench.datasets import DataSpec
+
+    if o["data"] is not None and "dataset" in given:
+        raise DlbenchError("--data and --dataset both name the data; give one of them")
+    return DataSpec(None if o["data"] is not None else o["dataset"],
+                    None if o["data"] is None else str(o["data"]), o.get("target"),
+                    o.get("group"), o.get("time"), o.get("dedupe", False))
+
+
+def _train(o: Mapping[str, Any], optimizer):
+    """The training options; `optimizer` None: every cell sets its own."""
+    from dlbench.trainer import TrainConfig
+
+    base = TrainConfig()
+    return TrainConfig(optimizer or base.optimizer, o["epochs"], o["batch_size"],
+                       o["preprocess"] if optimizer is not None else base.preprocess,
+                       o["schedule"], o["warmup"], o["device"])
+
+
+def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, activations,
+            batchnorms) -> tuple:
+    """Every model of the grid; an option none of the models uses is refused when given."""
+    from dlbench.models import MODELS, ModelSpec, normalize
+
+    infos = [MODELS.get(name) for name in names]
+    for option in MODEL_OPTIONS:
+        if option in given and not any(option in info.uses for info in infos):
+            raise DlbenchError(f"{flag(option)} does not apply to model "
+                               f"{', '.join(names)} (it takes: "
+                               f"{', '.join(sorted({flag(u) for i in infos for u in i.uses}))}"
+                               f"); drop it")
+    channels = _ints("--channels", o["channels"])
+    return tuple(dict.fromkeys(  # a model ignoring an option is not multiplied by it
+        normalize(ModelSpec(name, widths, channels, act, bn, o["dropout"], init))
+        for name in names for widths in depths for init in inits for act in activations
+        for bn in batchnorms))
+
+
+def _one_optimizer(o: Mapping[str, Any], given: Collection[str]):
+    from dlbench.optim import parse_optimizers
+
+    specs = parse_optimizers(o["opt"], o["lr"], o["weight_decay"])
+    if len(specs) > 1:
+        raise DlbenchError("cv evaluates one configuration: give one --opt entry "
+                           "(dlbench optimize compares several)")
+    _check_fills(o["opt"], o)
+    return specs[0]
+
+
+def _check_fills(entries: str, o: Mapping[str, Any]) -> None:
+    """--lr / --weight-decay fill the entries that set none: refused when none is left."""
+    from dlbench.optim import parse_optimizers
+
+    bare = parse_optimizers(entries)
+    for option, key in (("--lr", "lr"), ("--weight-decay", "weight_decay")):
+        if o[key] is None:
+            continue
+        filled = parse_optimizers(entries, **{key: o[key]})
+        if filled == bare:
+            raise DlbenchError(f"{option} fills --opt entries that set no {key}=, and every "
+                               f"entry sets its own; drop {option}")
+
+
+def _refuse(given: Collection[str], *names: str, unless: bool = False, why: str) -> None:
+    if unless:
+        return
+    for name in names:
+        if name in given:
+            raise DlbenchError(f"{flag(name)} {why}; drop it")
+
+
+def _checked_numbers(options: Mapping[str, Any]) -> dict[str, Any]:
+    """NaN and ±inf are no value for any numeric option."""
+    for name, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DlbenchError(f"{flag(name)} must be a finite number, got {value}")
+    return dict(options)
+
+
+def _ints(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise DlbenchError(f"{option} takes comma-separated integers, e.g. 128,64; "
+                           f"got '{text}'") from None
+    if any(v < 1 for v in values):
+        raise DlbenchError(f"{option} widths must be positive, got '{text}'")
+    return values
+
+
+def _names(option: str, text: str | None) -> tuple[str, ...]:
+    """'a, b' -> ('a', 'b'); an empty item (a doubled or trailing comma) is an error."""
+    if text is None:
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise DlbenchError(f"{option} '{text}' has an empty item; list names separated by "
+                           "single commas")
+    return names
+
+
+def _switches(option: str, text: str) -> tuple[bool, ...]:
+    values = {"on": True, "off": False}
+    try:
+        return tuple(values[v] for v in _names(option, text))
+    except KeyError:
+        raise DlbenchError(f"{option} takes on, off or on,off; got '{text}'") from None
+
+
+def _point(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DlbenchError(f"--start takes a point X,Y such as -7,2; got '{text}'") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise DlbenchError(f"--start takes finite coordinates, got '{text}'")
+    return x, y
+
+
+def _lr_grid(text: str | None) -> tuple[float, ...]:
+    if text is None:
+        return ()
+    import numpy as np
+
+    try:
+        low, high, n = text.split(":")
+        low, high, count = float(low), float(high), int(n)
+    except ValueError:
+        raise DlbenchError(f"--lr-grid takes LOW:HIGH:N such as 1e-4:1:9; got '{text}'") from None
+    if not (0 < low < high < math.inf) or count < 2:
+        raise DlbenchError(f"--lr-grid needs 0 < LOW < HIGH (finite) and N >= 2; got '{text}'")
+    return tuple(float(v) for v in np.geomspace(low, high, count))
+
+
+def _tune_budget(tune: str | None, budget: int) -> int:
+    if tune is None:
+        return 0
+    if tune != "lr":
+        raise DlbenchError(f"unknown --tune '{tune}'; choose one of: lr")
+    if budget < 2:
+        raise DlbenchError(f"--budget must be at least 2 trials, got {budget}")
+    return budget

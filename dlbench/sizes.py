@@ -1,0 +1,162 @@
+"""How big a run is, estimated before anything trains: memory and work.
+
+A run that cannot fit in memory, or would take hours on the machine at hand, is refused with
+the estimate in the message and a flag to go ahead anyway (--allow-large): finding out after
+minutes of training (an allocator traceback, or the kernel's OOM killer) loses the user's time.
+The estimates are deliberately rough — within a small factor — and err on the large side.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from dlbench.datasets import Dataset
+from dlbench.errors import DlbenchError
+from dlbench.models import ModelSpec, Shape, StackedConv, StackedLinear, build_model
+from dlbench.trainer import (
+    EVAL_FLOATS,
+    GATHER_FLOATS,
+    TrainConfig,
+    rows_per_step,
+    steps_per_epoch,
+)
+
+FLOAT = 4  # bytes: training is float32
+ROW_BYTES = 1500  # a tidy result row as a Python dict before it becomes a DataFrame
+CURVE_ROWS_PER_EPOCH = 8  # split × metric rows a member adds to curves.csv per epoch
+STATE_COPIES = 4  # weights, gradients and up to two optimizer states (Adam's moments)
+MEMORY_SHARE = 0.8  # of the memory available now, the most a run may plan to use
+MAX_HOURS = 2.0  # refused beyond this many estimated hours
+# Throughput assumed for the time estimate: what small stacks reach on a 2-core laptop CPU
+# (measured: ~1e10 useful FLOP/s) and a per-step cost of Python and optimizer overhead.
+CPU_FLOPS, CUDA_FLOPS = 1e10, 1e12
+STEP_SECONDS = 50e-6  # per optimizer group and step
+MEMBER_EPOCH_SECONDS = 30e-6  # per member and epoch: its batch order, curves and rows
+MEMBER_SECONDS = 0.02  # per member: scoring its final predictions (scikit-learn metrics)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Models of one spec trained together: every config × `members` members."""
+
+    spec: ModelSpec
+    configs: tuple[TrainConfig, ...]
+    members: int  # members per config
+    n_train: int  # training rows per member (the largest)
+    n_eval: int  # rows evaluated per member after each epoch, training rows included
+
+
+@dataclass(frozen=True)
+class Size:
+    models: int
+    peak_bytes: float  # the largest stack while it trains, plus every result kept
+    flops: float
+    group_steps: int  # optimizer steps summed over every config group
+    hours: float
+
+    def describe(self) -> str:
+        return (f"{self.models:,} models, about {_bytes(self.peak_bytes)} of memory and "
+                f"{self.flops:.1e} floating-point operations (~{_duration(self.hours)} here)")
+
+
+def estimate(dataset: Dataset, jobs: list[Job], device: torch.device) -> Size:
+    shape = Shape.of(dataset)
+    peak = results = flops = 0.0
+    group_steps = models = member_epochs = 0
+    for job in jobs:
+        params, macs, activations = _per_model(job.spec, shape)
+        stacked = sum(c.optimizer.info.elementwise for c in job.configs)
+        width = stacked * job.members or 1  # members training at once (closure ones: alone)
+        batch = max(rows_per_step(c, job.n_train) for c in job.configs)
+        chunk = max(64, EVAL_FLOATS // (width * max(dataset.n_features, 1)))  # as the trainer
+        eval_rows = width * min(job.n_eval, chunk)
+        peak = max(peak, width * params * FLOAT * STATE_COPIES
+                   + width * batch * activations * FLOAT * 3  # forward values and gradients
+                   + eval_rows * activations * FLOAT + GATHER_FLOATS * FLOAT)
+        for c in job.configs:
+            size = rows_per_step(c, job.n_train)
+            steps = steps_per_epoch(job.n_train, size) * c.epochs
+            evals = steps * (1 if c.optimizer.info.elementwise else 3)  # a line search: ~3
+            flops += job.members * (6 * macs * evals * size + 2 * macs * c.epochs * job.n_eval)
+            group_steps += steps * (1 if c.optimizer.info.elementwise else job.members)
+            member_epochs += job.members * c.epochs
+            results += job.members * (params * FLOAT + job.n_eval * shape.n_outputs * 16
+                                      + (c.epochs + 1) * CURVE_ROWS_PER_EPOCH * ROW_BYTES)
+            models += job.members
+    rate = CUDA_FLOPS if device.type == "cuda" else CPU_FLOPS
+    hours = (flops / rate + group_steps * STEP_SECONDS
+             + member_epochs * MEMBER_EPOCH_SECONDS + models * MEMBER_SECONDS) / 3600
+    data = dataset.n_samples * dataset.n_features * FLOAT
+    return Size(models, data + peak + results, flops, group_steps, hours)
+
+
+def check(dataset: Dataset, jobs: list[Job], device: torch.device, allow_large: bool) -> Size:
+    """Refuse a run that cannot fit or would take hours, unless --allow-large."""
+    size = estimate(dataset, jobs, device)
+    if allow_large:
+        return size
+    available = available_memory(device)
+    if size.peak_bytes > MEMORY_SHARE * available:
+        raise DlbenchError(f"this run needs {size.describe()}, more than the "
+                           f"{_bytes(available)} available; use fewer seeds, cells or smaller "
+                           "models, or pass --allow-large to try anyway")
+    if size.hours > MAX_HOURS:
+        raise DlbenchError(f"this run is {size.describe()}: far beyond a quick measurement; "
+                           "use fewer seeds, cells, epochs or smaller models, or pass "
+                           "--allow-large to run it anyway")
+    return size
+
+
+def available_memory(device: torch.device) -> float:
+    """Bytes this process can use now: the GPU's free memory, or the host's available RAM."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return float(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _per_model(spec: ModelSpec, shape: Shape) -> tuple[int, int, int]:
+    """(parameters, multiply-adds per row, activation values per row) of one model, measured
+    on a one-row forward pass of a one-member stack, in shapes only (the meta device)."""
+    with torch.device("meta"):
+        model = build_model(spec, shape, [0])
+    macs, values = [0], [0]
+
+    def hook(module, inputs, out):
+        values[0] += out[0, 0].numel()
+        if isinstance(module, StackedLinear):
+            macs[0] += module.fan_in * module.fan_out
+        elif isinstance(module, StackedConv):
+            macs[0] += out[0, 0].numel() * module.fan_in
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    with torch.no_grad(), torch.device("meta"):
+        model.eval()
+        model(torch.zeros(1, 1, shape.n_inputs))
+    for h in handles:
+        h.remove()
+    return sum(p.numel() for p in model.parameters()), macs[0], values[0]
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+def _duration(hours: float) -> str:
+    if hours < 1 / 60:
+        return f"{hours * 3600:.0f} s"
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:.3g} h" if hours < 48 else f"{hours / 24:.3g} days"
+

@@ -1,0 +1,92 @@
+"""Status words mean one thing each; "≈ best" is shown by an equivalence test, not assumed."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dlbench import verdicts
+from dlbench.errors import DlbenchError
+from dlbench.verdicts import GIVE_BACK, RISE, STALLED_FRACTION, Scored, judge
+
+
+@pytest.mark.parametrize("losses, near_chance, nonfinite, expected", [
+    ((2.3, 1.0, 0.2), True, False, "ok"),
+    ((2.3, 2.2, 2.25), True, False, "stalled"),  # barely moved, accuracy near chance
+    ((2.3, 2.2, 2.25), False, False, "ok"),  # barely moved, but it learned something
+    ((2.3, 2.3 * STALLED_FRACTION * 0.99), True, False, "ok"),
+    ((2.3, 18.7, 13.6, 8.8), False, False, "unstable"),  # finite, far above its start
+    ((2.3, 0.2, 1.5), False, False, "unstable"),  # gave back more than half its progress
+    ((2.3, 0.2, 0.2 + GIVE_BACK * 2.1 * 0.9), False, False, "ok"),  # gave back less
+    ((2.3, 2.3, 2.3 + RISE * 2.3 * 0.5), True, False, "stalled"),  # a rise within noise
+    ((2.3, 1e34), False, False, "unstable"),  # huge but finite is no divergence
+    ((2.3, 1.0, math.nan), False, False, "diverged"),
+    ((2.3, 1.0, math.inf), False, False, "diverged"),
+    ((2.3, 0.5, 0.4), False, True, "diverged"),  # the trainer saw NaN/inf during an epoch
+])
+def test_each_status_means_one_thing(losses, near_chance, nonfinite, expected):
+    assert judge(losses, near_chance=near_chance, nonfinite=nonfinite) == expected
+
+
+def test_worst_and_summary_of_seeds():
+    assert verdicts.worst(["ok", "unstable", "stalled"]) == "unstable"
+    assert verdicts.summary(["ok", "ok", "unstable"]) == ("ok", "2 ok, 1 unstable")
+    assert verdicts.summary(["ok", "diverged"]) == ("diverged", "1 ok, 1 diverged")  # ties: worse
+
+
+def test_chance_accuracy_is_the_training_majority_on_the_evaluation_rows():
+    y_train, y_eval = np.array([0, 0, 1]), np.array([1, 1, 1, 0])
+    assert verdicts.chance_accuracy(y_train, y_eval, "classification", 2) == 0.25
+    assert verdicts.chance_accuracy(y_train, y_eval, "regression", 0) is None
+
+
+@pytest.mark.parametrize("text, best, expected", [("0.01", 0.9, 0.01), ("2%", 50.0, 1.0),
+                                                  ("2%", -50.0, 1.0)])
+def test_margins_absolute_or_relative_to_the_best(text, best, expected):
+    assert verdicts.parse_margin(text).of(best) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "abc", "nan", "inf", "%"])
+def test_a_bad_margin_is_refused(text):
+    with pytest.raises(DlbenchError, match="--margin"):
+        verdicts.parse_margin(text)
+
+
+def scored(per_seed, spread, seed=0, rows=400):
+    """Seeds' scores with a row-resampling spread: replicates = score + shared row noise."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, spread, 1000)  # the same resamples move every seed alike
+    per_seed = np.asarray(per_seed, float)
+    return Scored(per_seed, per_seed[:, None] + noise[None, :])
+
+
+def test_a_lack_of_evidence_is_no_tie():
+    """2 seeds trailing by 0.39 and 0.65 are not 'equivalent' (the old ≈ said so)."""
+    best = scored([0.9, 0.95], 0.01)
+    far = scored([0.51, 0.30], 0.01)
+    diff, verdict = verdicts.versus_best(far, best, 0.01, greater_is_better=True)
+    assert verdict == "inconclusive" and diff.mean == pytest.approx(-0.52)
+
+
+def test_equivalence_needs_the_interval_inside_the_margin():
+    rng = np.random.default_rng(1)
+    base = rng.normal(0.9, 0.01, 10)
+    best, same = scored(base, 0.002), scored(base - 0.001, 0.002)  # paired: same seeds
+    assert verdicts.versus_best(same, best, 0.01, True)[1] == "equivalent"
+    assert verdicts.versus_best(same, best, 0.0005, True)[1] != "equivalent"
+
+
+def test_a_clear_gap_is_worse_and_one_seed_is_too_few():
+    rng = np.random.default_rng(2)
+    base = rng.normal(0.9, 0.01, 8)
+    best, worse = scored(base, 0.002), scored(base - 0.05, 0.002)
+    assert verdicts.versus_best(worse, best, 0.01, True)[1] == "worse"
+    assert verdicts.versus_best(scored([0.85], 0.01), scored([0.9], 0.01), 0.01,
+                                True)[1] == "too few seeds"
+
+
+def test_a_diverged_seed_is_left_out_of_the_pairs():
+    best = scored([0.9, 0.91, 0.92, math.nan], 0.001)
+    other = scored([0.89, 0.9, 0.91, 0.5], 0.001)
+    diff, _ = verdicts.versus_best(other, best, 0.05, True)
+    assert diff.n == 3 and diff.mean == pytest.approx(-0.01)
