@@ -34,12 +34,15 @@ class Cell:
 
 
 def labels(cells: list[Cell]) -> list[str]:
-    """Short names that tell the cells apart: the axes that vary, and always the optimizer."""
+    """Short names that tell the cells apart: the axes that vary (the optimizer with its lr when
+    either varies), or the optimizer alone when nothing does."""
     coords = [c.coords() for c in cells]
-    varied = [a for a in AXES  # blank: the model ignores that axis, which is no variation
-              if len({str(c[a]) for c in coords if c[a] != ""}) > 1 or a == "optimizer"]
-    return [" · ".join(_part(axis, c[axis], c) for axis in varied
-                       if axis != "lr" and c[axis] != "") for c in coords]
+    varied = {a for a in AXES  # blank: the model ignores that axis, which is no variation
+              if len({str(c[a]) for c in coords if c[a] != ""}) > 1}
+    if "lr" in varied or not varied:
+        varied.add("optimizer")
+    return [" · ".join(_part(axis, c[axis], c) for axis in AXES
+                       if axis in varied and axis != "lr" and c[axis] != "") for c in coords]
 
 
 def _part(axis: str, value: Any, coords: dict[str, Any]) -> str:

@@ -311,7 +311,8 @@ def optimizers() -> None:
                                    for k, v in o.signature_defaults().items()),
              "stacked": "yes" if o.elementwise else "alone, full batch",
              "description": o.description} for o in OPTIMIZERS]
-    listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"])
+    listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"],
+            wrap=("defaults", "stacked", "description"))
 
 
 @app.command()
@@ -321,8 +322,10 @@ def datasets() -> None:
     from dlbench.report import listing
 
     rows = [describe(info) for info in DATASETS]
-    listing("datasets", rows, ["name", "samples", "features", "classes", "task", "fixed_test",
-                               "description"])
+    for row in rows:
+        row["task"] = f"{row['classes']} classes" if row["classes"] else row["task"]
+        row["test"] = "fixed" if row["fixed_test"] else "—"
+    listing("datasets", rows, ["name", "samples", "features", "task", "test", "description"])
 
 
 @app.command()
@@ -333,7 +336,8 @@ def models() -> None:
 
     rows = [{"name": m.name, "tasks": ", ".join(m.tasks), "options": m.options,
              "description": m.description} for m in MODELS]
-    listing("models", rows, ["name", "tasks", "options", "description"])
+    listing("models", rows, ["name", "tasks", "options", "description"],
+            wrap=("tasks", "options", "description"))
 
 
 def main() -> None:

@@ -35,9 +35,9 @@ def show(command: str, result: Any, fmt: str, console: Console | None = None) ->
         return
     console = console or stdout()
     table, notes = (cv_table(result) if command == "cv" else optimize_table(result))
-    console.print(table)
-    for note in notes:
-        console.print(note, style="dim", soft_wrap=True, highlight=False)
+    _print_table(console, table)
+    for note in notes:  # wrapped at words to the terminal's width
+        console.print(note, style="dim", highlight=False)
 
 
 # --- formatting ------------------------------------------------------------------------------
@@ -81,11 +81,18 @@ def _status(status: str) -> str:
             "diverged": "[red]diverged[/]"}.get(status, escape(status))
 
 
+def _print_table(console: Console, table: Table) -> None:
+    """The title on a line of its own (a table title would wrap at the table's width), bold."""
+    title, table.title = table.title, None
+    console.print(title, style="bold", highlight=False)
+    console.print(table)
+
+
 def _table(title: str, columns: list[tuple[str, str]]) -> Table:
     """A compact table: the 'cell'/'metric' column takes what is left and wraps at spaces;
     every other column keeps its values whole."""
     table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True, show_edge=False)
+                  padding=0, show_edge=False)  # one space between columns: 80 columns fit
     for name, justify in columns:
         if name in ("cell", "setting"):
             table.add_column(name, justify=justify, min_width=12, ratio=1, overflow="fold")
@@ -179,9 +186,13 @@ def optimize_table(result: Any) -> tuple[Table, list[str]]:
                ("Δ #1 ±95%", "right"), ("test", "right"), ("s/model", "right")]
     if target is not None:
         columns.append((f"to {target:g}", "right"))
-    table = _table(f"optimize · {run['dataset']['name']} · {plural(run['cells'], 'cell')} × "
-                   f"{plural(run['seeds'], 'seed')} · {plural(config.train.epochs, 'epoch')} · "
-                   f"{run['primary_metric']}", [*columns, ("status", "left")])
+    optimizers = {(r.optimizer, r.lr) for r in summary.itertuples()}
+    shared = "".join(f" · {name} lr={lr:.3g}" for name, lr in optimizers) \
+        if len(optimizers) == 1 and len(summary) > 1 else ""  # not in the cells' labels then
+    table = _table(f"optimize · {run['dataset']['name']}{shared} · "
+                   f"{plural(run['cells'], 'cell')} × {plural(run['seeds'], 'seed')} · "
+                   f"{plural(config.train.epochs, 'epoch')} · {run['primary_metric']}",
+                   [*columns, ("status", "left")])
     for r in summary.itertuples():
         row = [f"{r.rank}{MARKS.get(r.vs_best, '')}", escape(r.cell), number(r.val_mean),
                _half(r.val_ci_half),
@@ -264,7 +275,7 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
         table.add_row(escape(r.cell), number(r.x), number(r.y), number(r.f), reached,
                       _status(r.status))
     console = stdout()
-    console.print(table)
+    _print_table(console, table)
     console.print(f"{info.name}: {info.description}", style="dim", highlight=False)
 
 
@@ -281,7 +292,7 @@ def listing(title: str, rows: list[dict[str, Any]], columns: list[str],
             table.add_column(c.replace("_", " "), no_wrap=True)
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
-    stdout().print(table)
+    _print_table(stdout(), table)
 
 
 def _cell(value: Any) -> str:

@@ -567,6 +567,26 @@ BAD_INPUT = [
     ("perceptron-on-regression", ["--dataset", "diabetes", "--model", "perceptron"],
      "perceptron"),
     ("unknown-option", [*IRIS, "--bogus"], "--bogus"),
+    # options that do not apply are refused, never silently ignored
+    ("k-with-holdout", [*IRIS, "--protocol", "holdout", "--k", "7"],
+     "--k applies to --protocol kfold"),
+    ("repeats-with-holdout", [*IRIS, "--protocol", "holdout", "--repeats", "2"],
+     "--repeats applies to --protocol kfold"),
+    ("holdout-seeds-with-kfold", [*IRIS, "--holdout-seeds", "5"],
+     "--holdout-seeds applies to --protocol holdout"),
+    ("data-and-dataset", ["--data", "{files}/ok.csv", "--target", "y", "--dataset", "wine"],
+     "--data and --dataset"),
+    ("hidden-on-linear", [*IRIS, "--model", "linear"], "--hidden does not apply to model linear"),
+    ("stratify-with-time-order", ["--dataset", "series", "--time-order", "--stratify"],
+     "--stratify does not apply to --time-order"),
+    ("lr-an-entry-sets", [*IRIS, "--opt", "adam[lr=0.1]", "--lr", "0.01"], "--lr fills"),
+    ("repeated-grammar-key", [*IRIS, "--opt", "adam[lr=1e-3,lr=2e-3]"], "given twice"),
+    ("empty-metric-item", [*IRIS, "--metrics", "accuracy,,f1_macro"], "empty item"),
+    ("nan-dropout", [*IRIS, "--dropout", "nan"], "--dropout must be a finite number"),
+    ("inf-weight-decay", [*IRIS, "--weight-decay", "inf"], "finite"),
+    ("inf-lr", [*IRIS, "--lr", "inf"], "finite"),
+    ("too-large", ["--dataset", "digits", "--seeds", "100000"], "--allow-large"),
+    ("model-too-large", [*IRIS, "--hidden", "99999999"], "--allow-large"),
 ]
 
 
@@ -615,6 +635,28 @@ def test_out_that_is_a_file_is_left_alone(tmp_path):
     assert len(result.stderr.splitlines()) == 1 and out.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("out", ["/proc/dlbench-test/run", "/tmp/" + "x" * 300 + "/run"],
+                         ids=["proc", "name-too-long"])
+def test_an_out_that_cannot_be_created_fails_before_training(out, monkeypatch):
+    trained = []
+    monkeypatch.setattr(cv_runner, "train", lambda *a, **k: trained.append(1))
+    result = invoke("cv", *FAST, *IRIS, "--out", out)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: cannot") and "Traceback" not in result.output
+    assert trained == [], "training started before --out was checked"
+
+
+def test_a_run_that_fails_midway_leaves_no_directory(tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cv_runner, "train", crash)
+    out = tmp_path / "new" / "run"
+    result = invoke("cv", *FAST, *IRIS, "--out", out)
+    assert result.exit_code != 0
+    assert not (tmp_path / "new").exists(), "the directories a failed run made must go again"
+
+
 def test_default_out_dir_is_made_only_by_a_finished_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     failed = invoke("cv", *FAST, "--dataset", "nope")
@@ -635,7 +677,10 @@ def test_datasets_lists_every_registered_dataset():
     assert result.exit_code == 0 and result.stderr == ""
     for info in DATASETS:
         assert re.search(rf"\b{re.escape(info.name)}\b", result.stdout), info.name
-    assert "mnist1d" in result.stdout and "yes" in result.stdout  # its fixed test split
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("mnist1d ")]
+    assert "10 classes" in line and "fixed" in line  # its fixed test split
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("diabetes ")]
+    assert "regression" in line and "0 classes" not in line
 
 
 def test_models_lists_every_registered_model():
@@ -643,7 +688,7 @@ def test_models_lists_every_registered_model():
     assert result.exit_code == 0 and result.stderr == ""
     for info in MODELS:
         assert re.search(rf"\b{re.escape(info.name)}\b", result.stdout), info.name
-        assert info.options in result.stdout
+        assert info.options in " ".join(result.stdout.split())
 
 
 def test_models_listing_shows_descriptions_verbatim():
@@ -704,6 +749,84 @@ def test_divergence_is_recorded_not_a_crash(tmp_path):
     assert set(run.curves.status) == {"diverged"} and trained_curves.value.isna().all()
     assert run.curves[run.curves.epoch == 0].value.notna().all()  # the start was measured
     assert re.search(r"2 of 2 members\s+diverged", run.result.stdout)
+
+
+# ---------------------------------------------------------------- 10. what intervals cover
+
+
+@pytest.fixture(scope="module")
+def one_split(tmp_path_factory) -> Run:
+    """The issue's case: one hold-out split, 10 seeds, 114 test rows."""
+    return run_cv(tmp_path_factory.mktemp("one") / "out", "--dataset", "breast-cancer",
+                  "--protocol", "holdout", "--seeds", "10", "--test-fraction", "0.2",
+                  "--epochs", "3", "--hidden", "8", "--lr", "0.01")
+
+
+def test_one_split_intervals_cover_the_evaluation_rows_not_only_the_seeds(one_split):
+    summary = one_split.summary.set_index(["split", "metric"])
+    rows = {"val": 114, "test": 114}  # 0.25 of 455 development rows; 0.2 of 569
+    for split, n in rows.items():
+        row = summary.loc[(split, "accuracy")]
+        half = (row.ci_high - row.ci_low) / 2
+        sampling = 1.96 * math.sqrt(row["mean"] * (1 - row["mean"]) / n)  # the rows alone
+        assert half > 0.7 * sampling, (split, half, sampling)
+        assert row.unit == "seeds" and row.n == 10
+        assert "seeds" in row.interval and "evaluation rows" in row.interval
+        seeds = one_split.trained[(one_split.trained.split == split)
+                                  & (one_split.trained.metric == "accuracy")].value
+        assert (row["min"], row["max"]) == (seeds.min(), seeds.max())  # the seeds' range
+    assert "over the 10 seeds on the one split" in one_split.result.stdout
+
+
+def test_train_rows_are_resubstitution_without_interval_or_test(one_split):
+    train = one_split.summary[one_split.summary.split == "train"]
+    assert train.ci_low.isna().all() and train.p_value.isna().all()
+    assert train.beats_chance.isna().all() and set(train.interval.str[:4]) == {"none"}
+
+
+def test_beats_chance_is_a_named_one_sided_test(main_run):
+    summary = main_run.summary.set_index(["split", "metric"])
+    val = main_run.trained[main_run.trained.split == "val"]
+    chance = main_run.chance[main_run.chance.split == "val"]
+    for metric, better in (("accuracy", "higher"), ("log_loss", "lower")):
+        row = summary.loc[("val", metric)]
+        assert row.p_test.startswith(f"one-sided, H1: model {better} than chance")
+        ours = val[val.metric == metric].groupby(["repeat", "fold"]).value.mean()
+        base = chance[chance.metric == metric].set_index(["repeat", "fold"]).value
+        diffs = (ours - base.reindex(ours.index)).to_numpy()
+        from dlbench.stats import paired_p_value
+        expected = paired_p_value(diffs, n_train=100, n_test=50,
+                                  alternative="greater" if better == "higher" else "less")
+        assert row.p_value == pytest.approx(expected)
+
+
+def test_forward_chaining_folds_get_no_nadeau_bengio_and_show_the_last_fold(tmp_path):
+    run = run_cv(tmp_path / "out", "--dataset", "series", "--time-order", "--k", "4",
+                 "--epochs", "3", "--hidden", "8")
+    val = run.summary[run.summary.split == "val"].set_index("metric")
+    assert set(val.unit) == {"folds"}
+    assert val.interval.str.startswith("heuristic").all() and not val.interval.str.contains(
+        "Nadeau").any()
+    mse = run.trained[(run.trained.split == "val") & (run.trained.metric == "mse")]
+    assert val.loc["mse", "last"] == pytest.approx(mse[mse.fold == 3].value.mean())
+    out = run.result.stdout
+    assert "4 forward-chaining folds" in out and "last fold" in out
+    assert "per fold (trained on 200, 400, 600, 800 rows)" in out
+    assert "not exchangeable" in out
+
+
+def test_titles_say_what_ran(tmp_path, grouped_csv):
+    run = run_cv(tmp_path / "g", "--data", grouped_csv, "--target", "y", "--group", "patient",
+                 "--k", "2", *FAST)
+    title = " ".join(run.result.stdout.split("metric")[0].split())  # the title may wrap
+    assert title.endswith("2-fold, grouped by patient · 1 seed") and "repeat" not in title
+
+
+def test_manifest_names_no_builtin_dataset_for_user_data(tmp_path, grouped_csv):
+    run = run_cv(tmp_path / "g", "--data", grouped_csv, "--target", "y", "--k", "2", *FAST)
+    assert run.manifest["config"]["data"]["name"] is None
+    assert run.manifest["config"]["data"]["path"] == str(grouped_csv)
+    assert run.manifest["dataset"]["name"] == grouped_csv.name
 
 
 def test_the_refit_is_no_unit_of_the_train_estimate(tmp_path):

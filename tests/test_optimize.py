@@ -321,8 +321,9 @@ def test_hidden_batchnorm_and_preprocess_multiply_the_cells(layouts):
     assert layouts.manifest["cells"] == 8
     assert [m["hidden"] for m in layouts.manifest["config"]["models"]] == [[8]] * 2 + [[8, 8]] * 2
     label = summary.set_index(["hidden", "batchnorm", "preprocess"]).cell
-    assert label["8,8", True, "none"] == "hidden 8,8 · bn · none · adam lr=0.01"
-    assert label["8", False, "standardize"] == "hidden 8 · no bn · standardize · adam lr=0.01"
+    assert label["8,8", True, "none"] == "hidden 8,8 · bn · none"
+    assert label["8", False, "standardize"] == "hidden 8 · no bn · standardize"
+    assert "optimize · badly-scaled · adam lr=0.01 · 8 cells" in layouts.result.stdout
     for cell in summary.cell:
         layouts.row(cell)
     assert set(layouts.scores.hidden) == {"8", "8,8"}
@@ -715,3 +716,68 @@ def test_lr_grid_refuses_a_learning_rate_it_would_override(tmp_path, extra):
     message = assert_usage_error(invoke("optimize", "--dataset", "iris", "--lr-grid",
                                         "1e-3:1:3", *extra, "--out", out), out)
     assert "--lr-grid sets every entry's learning rate" in message
+
+
+def test_an_unbounded_function_with_many_steps_warns_nothing(tmp_path):
+    """saddle has no f*: its paths escape downhill for thousands of steps, with no warning."""
+    run = run_optimize(tmp_path / "out", "--function", "saddle", "--steps", "3000")
+    assert run.result.stderr.strip() == f"results: {tmp_path / 'out'}"
+    assert run.summary.steps_to_tol.isna().all()
+
+
+# ---------------------------------------------------------------- 11. statuses that mean it
+
+
+@pytest.fixture(scope="module")
+def fast_rates(tmp_path_factory) -> Run:
+    """The issue's case: Adam at 0.3 and 3 reach ~0.9 accuracy with a loss far above its start."""
+    return run_optimize(tmp_path_factory.mktemp("rates") / "out", "--dataset", "digits",
+                        "--opt", "sgd,adam", "--lr-grid", "0.3:3:3", "--seeds", "4",
+                        "--epochs", "3")
+
+
+def test_a_model_that_learned_is_never_stalled_and_finite_is_never_diverged(fast_rates):
+    summary = fast_rates.summary
+    for lr in (0.3, 3.0):
+        [row] = [r for r in summary.itertuples() if r.optimizer == "adam"
+                 and math.isclose(r.lr, lr)]
+        assert row.val_mean > 0.85, lr
+        assert row.status != "stalled" and "stalled" not in row.statuses, (lr, row.statuses)
+        assert "diverged" not in row.statuses, (lr, row.statuses)  # its losses stayed finite
+    curves = fast_rates.curves
+    adam = curves[(curves.optimizer == "adam") & (curves.split == "train")
+                  & (curves.metric == "loss")]
+    assert np.isfinite(adam.value).all()
+
+
+def test_an_unstable_trial_can_be_chosen_a_diverged_one_never():
+    from dlbench.cells import Cell
+    from dlbench.metrics import METRICS, Predictions
+    from dlbench.models import ModelSpec
+    from dlbench.optim import OptimSpec
+    from dlbench.runners import tuning
+    from dlbench.trainer import Member, MemberResult, TrainConfig
+
+    y = np.array([0, 1, 0, 1])
+
+    def trial(lr, right):
+        cell = Cell(ModelSpec(), TrainConfig(OptimSpec("adam", lr)))
+        pred = Predictions(y, np.where(np.arange(4) < right, y, 1 - y), None, 2)
+        member = Member({"seed": -1}, 1, np.arange(4), {"val": np.arange(4)})
+        return cell, MemberResult(member, "ok", None, [], [], {"val": pred}, {})
+
+    trials = [(*trial(0.01, 2), "ok"), (*trial(0.3, 3), "unstable"), (*trial(3.0, 4), "diverged")]
+    [choice] = tuning.choose(trials, METRICS.get("accuracy"))
+    assert choice.cell.train.optimizer.lr == 0.3 and choice.at_edge is None
+    [edge] = tuning.choose(trials[:2], METRICS.get("accuracy"))
+    assert edge.at_edge == "highest"
+
+
+def test_a_rate_chosen_at_the_edge_of_the_range_is_warned_about(tuned):
+    edges = tuned.manifest["tuned_at_edge"]
+    for cell, edge in edges.items():
+        assert f"warning: {cell}: --tune chose the {edge} rate" in tuned.result.stderr
+    chosen = tuned.summary.set_index("optimizer").lr
+    for opt, lr in chosen.items():
+        at_edge = math.isclose(lr, 1e-4) or math.isclose(lr, 1.0)
+        assert (f"{opt} lr={lr:g}" in edges) == at_edge

@@ -47,7 +47,9 @@ def run(config, optimizers) -> tuple[pd.DataFrame, pd.DataFrame]:
         frame = pd.DataFrame(path, columns=["x", "y", "f"]).assign(
             cell=label, optimizer=opt.label, lr=opt.lr, step=range(len(path)), status=status)
         paths.append(frame)
-        arrived = np.flatnonzero(path[:, 2] - info.f_min <= config.tol)
+        # unbounded below (saddle): there is no f* to arrive at
+        arrived = np.flatnonzero(path[:, 2] - info.f_min <= config.tol) \
+            if math.isfinite(info.f_min) else []
         summary.append({"cell": label, "optimizer": opt.label, "lr": opt.lr,
                         "x": path[-1, 0], "y": path[-1, 1], "f": path[-1, 2],
                         "steps_to_tol": int(arrived[0]) if len(arrived) else math.nan,

@@ -1,0 +1,115 @@
+"""What users read fits 80 columns without losing a value, and says what its numbers mean."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dlbench import report
+from dlbench.cli import app
+from dlbench.verdicts import STATUSES
+
+NARROW = CliRunner(env={"COLUMNS": "80"})
+
+
+def run80(*args, tmp_path=None) -> str:
+    extra = ["--out", str(tmp_path / "out")] if tmp_path is not None else []
+    result = NARROW.invoke(app, [*map(str, args), *extra])
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def table_lines(stdout: str) -> list[str]:
+    """The table: the lines before the first note (notes are free text that may wrap)."""
+    lines = stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    end = next((i for i, line in enumerate(lines[rule:], rule)
+                if re.match(r"[a-z±≈*]", line) and i > rule + 1
+                and line.strip() not in ("val", "test")), len(lines))  # cv: split sections
+    return lines[:end]
+
+
+def assert_fits(stdout: str) -> None:
+    for line in stdout.splitlines():  # the table, and the notes wrapped at words
+        assert len(line.rstrip()) <= 80, line
+
+
+@pytest.fixture(scope="module")
+def long_labels(tmp_path_factory) -> tuple[str, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("wide") / "out"
+    result = NARROW.invoke(app, ["optimize", "--dataset", "digits", "--init", "std1,xavier",
+                                 "--activation", "sigmoid,tanh", "--batchnorm", "on,off",
+                                 "--opt", "sgd[lr=0.1],adam[lr=1],sgd[lr=50]", "--epochs", "2",
+                                 "--seeds", "2", "--hidden", "16,16",
+                                 "--target-accuracy", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return result.stdout, pd.read_csv(out / "summary.csv")
+
+
+def ranked_rows(stdout: str, summary: pd.DataFrame):
+    """(summary row, its first table line), in the table's order (the summary's)."""
+    lines = [line for line in table_lines(stdout) if re.match(r"\s*\d+[≈?!]?\s", line)]
+    assert len(lines) == len(summary)
+    return zip(summary.itertuples(), lines, strict=True)
+
+
+def test_the_optimize_table_fits_and_keeps_every_value(long_labels):
+    stdout, summary = long_labels
+    assert_fits(stdout)
+    text = " ".join(stdout.split())
+    for r, row in ranked_rows(stdout, summary):
+        assert r.status in STATUSES
+        assert re.match(rf"\s*{r.rank}[≈?!]?\s", row)
+        assert re.search(rf"\b{r.status}\*?\s*$", row), row  # the word whole, never "stalle"
+        for value in (report.number(r.val_mean), report.number(r.test_mean)):
+            assert value in row
+    assert "to 0.5" in stdout  # the header whole, never "to 0."
+    assert len(set(summary.status)) >= 2, "the grid should show more than one status"
+    assert "seeds differ" in text or not summary.statuses.str.contains(",").any()
+
+
+def test_the_table_and_the_csv_give_seconds_in_one_unit(long_labels):
+    stdout, summary = long_labels
+    assert "s/model" in stdout and "seconds_per_model" in summary.columns
+    for r, row in ranked_rows(stdout, summary):
+        assert report._seconds(r.seconds_per_model) in row
+
+
+@pytest.mark.parametrize("args", [
+    ["cv", "--dataset", "iris", "--epochs", "2", "--hidden", "8", "--k", "3"],
+    ["cv", "--dataset", "series", "--epochs", "2", "--hidden", "8", "--k", "3", "--time-order"],
+    ["cv", "--dataset", "breast-cancer", "--epochs", "2", "--hidden", "8", "--protocol",
+     "holdout", "--seeds", "3", "--test-fraction", "0.2"],
+    ["optimize", "--function", "rosenbrock", "--opt", "sgd[lr=5],lbfgs,adam[lr=0.05]"],
+], ids=["cv-kfold", "cv-time-order", "cv-one-split", "functions"])
+def test_other_tables_fit(tmp_path, args):
+    stdout = run80(*args, tmp_path=tmp_path)
+    assert_fits(stdout)
+    assert "—–—" not in stdout and "1 repeats" not in stdout and "1 seeds" not in stdout
+
+
+@pytest.mark.parametrize("command", ["datasets", "models", "optimizers"])
+def test_listings_fit_and_split_no_word(command):
+    stdout = run80(command)
+    for line in stdout.splitlines():
+        assert len(line.rstrip()) <= 80, line
+    assert "classifi" not in stdout.replace("classification", "")  # never "classifi/cation"
+    assert "…" not in stdout
+
+
+@pytest.mark.parametrize("mean, half, text", [(-0.01234, 0.0081, "−0.0123±0.0081"),
+                                              (0.5, 0.23, "+0.50±0.23"),
+                                              (-0.845, 0.048, "−0.845±0.048"),
+                                              (0.1, math.nan, "0.1")])
+def test_plus_minus_shows_the_mean_to_the_intervals_precision(mean, half, text):
+    assert report.plus_minus(mean, half) == text
+
+
+def test_plurals_and_missing_values():
+    assert report.plural(1, "seed") == "1 seed" and report.plural(3, "seed") == "3 seeds"
+    assert report.interval(math.nan, math.nan) == "—"
+    assert report._passes(2.5) == "2.5"  # a median of 2.5 passes is not "2"
