@@ -26,6 +26,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_cv.py
 	$(BIN)/python benchmarks/bench_optimize.py
+	$(BIN)/python benchmarks/bench_cost.py
 
 lint: install
 	$(BIN)/ruff check dlbench tests benchmarks

@@ -147,7 +147,7 @@ def check_cli_config(config: runner.OptimizeConfig, epochs: int) -> None:
     from dlbench import cli
 
     seen: list[runner.OptimizeConfig] = []
-    with mock.patch.object(cli, "_run_optimize", lambda _r, cfg, _o, _f: seen.append(cfg)):
+    with mock.patch.object(cli, "_run", lambda _r, cfg, _o, _f, _c: seen.append(cfg)):
         outcome = CliRunner().invoke(cli.app, command(epochs))
     if len(seen) != 1:
         raise RuntimeError(f"`dlbench {' '.join(command(epochs))}` built no config "
