@@ -38,6 +38,9 @@ from dlbench.seeding import derive_seed
 DEVICES = ("auto", "cpu", "cuda")
 EVAL_FLOATS = 2**24  # inputs evaluated at once, over all members (64 MB of float32)
 GATHER_FLOATS = 2**24  # training batches gathered ahead at most (64 MB of float32)
+TRAIN_CURVE_ROWS = 1024  # training rows evaluated after each epoch, at most (a fixed sample)
+TRAIN_SAMPLE_KEY = 1_000_099  # derives that sample from the member's seed
+ONCE = ("test",)  # splits scored once, at the end, never after each epoch
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,11 @@ class MemberResult:
     member: Member
     status: str  # "ok", or "diverged" once a training loss became NaN/inf
     diverged_epoch: int | None
-    # (epoch, split, metric, value), every split in eval mode after each epoch (epoch 0: before
-    # training), so train and validation compare like with like; plus, from epoch 1, "train"
-    # "running_loss"/"running_accuracy": the mean over the epoch's minibatches in train mode,
-    # as the optimizer saw them (dropout on, batch statistics).
+    # (epoch, split, metric, value), in eval mode after each epoch (epoch 0: before training),
+    # so train and validation compare like with like: "train" on a fixed sample of at most
+    # TRAIN_CURVE_ROWS of its training rows, every evaluation split but "test" (scored once,
+    # in `predictions`); plus, from epoch 1, "train" "running_loss"/"running_accuracy": the
+    # mean over the epoch's minibatches in train mode, as the optimizer saw them.
     curves: list[tuple[int, str, str, float]]
     cost: list[Cost]  # cumulative at the end of each epoch; cost[0] = setup and epoch 0
     predictions: dict[str, Predictions]  # "train" and every eval split, after the last epoch
@@ -294,14 +298,14 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     model.eval()  # epoch 0: every split before any training, the start that losses leave
     with batch_statistics(model):  # as training will see it: batch norm on batch statistics
         stats = {split: _evaluate(model, data, rows, kind)[0]
-                 for split, rows in _splits(members).items()}
+                 for split, rows in _curve_rows(members).items()}
     for epoch in range(config.epochs + 1):
         if epoch > 0:
             model.train()
             running = _train_epoch(model, step, data, members, epoch, steps, size, kind)
             model.eval()
             stats = {split: _evaluate(model, data, rows, kind)[0]
-                     for split, rows in _splits(members).items()}
+                     for split, rows in _curve_rows(members).items()}
             stats["running"] = running
         stats = {split: s.cpu().numpy() for split, s in stats.items()}
         seconds = _own_seconds(time.perf_counter() - start, step, groups, len(members))
@@ -506,6 +510,23 @@ def _splits(members: list[Member]) -> dict[str, list[np.ndarray]]:
     """Every split of the stack -> each member's rows: "train", then the evaluation splits."""
     splits = {"train": [m.train for m in members]}
     return splits | {split: [m.evals[split] for m in members] for split in members[0].evals}
+
+
+def _curve_rows(members: list[Member]) -> dict[str, list[np.ndarray]]:
+    """The rows evaluated after every epoch: the evaluation splits but the test split (scored
+    once, at the end: a test curve invites choosing an epoch on test rows), and a fixed sample
+    of at most TRAIN_CURVE_ROWS training rows per member (the same every epoch, so the curve
+    compares like with like at a bounded cost; the final scores use every training row)."""
+    rows = {split: r for split, r in _splits(members).items() if split not in ONCE}
+    rows["train"] = [_train_sample(m) for m in members]
+    return rows
+
+
+def _train_sample(member: Member) -> np.ndarray:
+    if len(member.train) <= TRAIN_CURVE_ROWS:
+        return member.train
+    rng = np.random.default_rng(derive_seed(member.seed, TRAIN_SAMPLE_KEY))
+    return np.sort(rng.choice(member.train, TRAIN_CURVE_ROWS, replace=False))
 
 
 def _finish(model, data, dataset, members, kind, curves, costs, diverged) -> list[MemberResult]:

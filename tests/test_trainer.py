@@ -344,3 +344,23 @@ def test_train_curves_are_eval_mode_like_validation():
                                    torch.as_tensor(pred.y_true)).item()
         assert final["loss"] == pytest.approx(expected, rel=1e-4)
         assert final["running_loss"] != pytest.approx(final["loss"], rel=0.02)
+
+
+def test_curves_sample_at_most_1024_training_rows_and_never_score_test():
+    ds = make_dataset(n=1600)
+    rows = np.random.default_rng(3).permutation(1600)
+    member = Member({"i": 0}, 5, np.sort(rows[:1300]), {"val": np.sort(rows[1300:1450]),
+                                                         "test": np.sort(rows[1450:])})
+    [result] = train(ds, ModelSpec("mlp", hidden=(8,)), TrainConfig(epochs=2, batch_size=64),
+                     [member])
+    assert {split for _, split, _, _ in result.curves} == {"train", "val"}  # test: once
+    assert set(result.predictions) == {"train", "val", "test"}
+    sample = trainer._train_sample(member)
+    assert len(sample) == trainer.TRAIN_CURVE_ROWS and set(sample) <= set(member.train)
+    assert np.array_equal(sample, trainer._train_sample(member))  # the same rows every epoch
+    final = [v for e, split, metric, v in result.curves
+             if (e, split, metric) == (2, "train", "loss")][0]
+    pred = result.predictions["train"]  # every training row, in member.train's order
+    picked = np.isin(member.train, sample)
+    expected = -np.mean(np.log(pred.proba[picked, pred.y_true[picked]]))
+    assert final == pytest.approx(expected, rel=1e-4)
