@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test bench figures lint clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ bench: install
 	$(BIN)/python benchmarks/bench_cv.py
 	$(BIN)/python benchmarks/bench_optimize.py
 	$(BIN)/python benchmarks/bench_cost.py
+
+figures: install
+	$(BIN)/python benchmarks/readme_figures.py
 
 lint: install
 	$(BIN)/ruff check dlbench tests benchmarks

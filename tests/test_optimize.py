@@ -781,3 +781,19 @@ def test_a_rate_chosen_at_the_edge_of_the_range_is_warned_about(tuned):
     for opt, lr in chosen.items():
         at_edge = math.isclose(lr, 1e-4) or math.isclose(lr, 1.0)
         assert (f"{opt} lr={lr:g}" in edges) == at_edge
+
+
+def test_a_sweep_over_two_models_draws_a_line_each(tmp_path, monkeypatch):
+    from dlbench import plots
+
+    seen = []
+    def record(path, sweep, title):
+        seen.append(sweep)
+        Path(path).write_bytes(b"")
+
+    monkeypatch.setattr(plots, "lr_sweep_plot", record)
+    run_optimize(tmp_path / "out", "--dataset", "iris", "--model", "linear,mlp", "--hidden", "8",
+                 "--opt", "sgd", "--lr-grid", "0.01:1:3", "--epochs", "2", "--seeds", "1")
+    [sweep] = seen
+    assert set(sweep.optimizer) == {"linear · sgd", "mlp · sgd"}
+    assert sweep.groupby("optimizer").lr.nunique().tolist() == [3, 3]

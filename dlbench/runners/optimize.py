@@ -275,9 +275,12 @@ def _curves(plan: Plan, run: CellRun) -> list[dict[str, Any]]:
 
 
 def _sweep(runs: list[CellRun], choices: list[tuning.Choice]) -> pd.DataFrame:
-    """One row per cell × seed: its final eval-mode training loss and status (lr_sweep.png)."""
+    """One row per cell × seed: its final eval-mode training loss and status (lr_sweep.png).
+
+    `optimizer` names a line of the plot: the cell's label without its rate, so a sweep over
+    several models or preprocessings draws one line each."""
     chosen = {c.cell for c in choices}
-    return pd.DataFrame([{"phase": run.phase, "optimizer": run.cell.train.optimizer.label,
+    return pd.DataFrame([{"phase": run.phase, "optimizer": run.label.rsplit(" lr=", 1)[0],
                           "lr": run.cell.train.optimizer.lr, "seed": r.member.key["seed"],
                           "final_loss": verdicts.training_loss(r)[-1], "status": status,
                           "chosen": run.phase == "trial" and run.cell in chosen}

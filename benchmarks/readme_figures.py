@@ -1,0 +1,123 @@
+"""Rerun every measured figure the README quotes and print it in the README's own form.
+
+    python benchmarks/readme_figures.py            (or: make figures)
+
+Each figure is one `dlbench` command line, run exactly as a user would type it (in this process,
+into a temporary results directory); what is printed here is read back from the files it wrote.
+When a figure here no longer matches the README, the README is wrong: update it from this
+output. Speed figures come from `make bench` instead (they need a quiet machine and repeats).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from dlbench.cli import app
+
+RUNNER = CliRunner(env={"COLUMNS": "80"})
+
+CV_EXAMPLE = "cv --k 4 --repeats 3"
+ONE_SPLIT = ("cv --dataset breast-cancer --protocol holdout --seeds 10 --test-fraction 0.2 "
+             "--epochs 5")
+INIT_STUDY = ("optimize --dataset digits --init std1,std0.01,xavier,he "
+              "--activation sigmoid,tanh,relu --opt adam[lr=0.001] --epochs 5 --seeds 2")
+BOWL = "optimize --function anisotropic"
+ROSENBROCK = ("optimize --function rosenbrock --steps 60 "
+              "--opt lbfgs,newton,adam[lr=0.05],momentum[lr=0.001]")
+XOR = ("optimize --dataset xor --model perceptron,mlp --hidden 8 --opt adam[lr=0.05] "
+       "--epochs 300 --batch-size 4")
+LR_GRID = "optimize --dataset digits --opt sgd,adam --lr-grid 1e-5:10:7 --epochs 5"
+FAST_RATES = "optimize --dataset digits --opt sgd,adam --lr-grid 0.3:3:3 --seeds 4 --epochs 3"
+INIT_ROWS = [("std1", "sigmoid"), ("std1", "tanh"), ("std0.01", "sigmoid"), ("std0.01", "relu"),
+             ("xavier", "tanh"), ("he", "relu")]
+
+
+def dlbench(command: str, root: Path) -> tuple[str, Path]:
+    """Run `dlbench COMMAND` into a fresh directory -> (its stdout, the directory)."""
+    out = root / str(len(list(root.iterdir())))
+    result = RUNNER.invoke(app, [*shlex.split(command), "--out", str(out)])
+    if result.exit_code != 0:
+        raise SystemExit(f"`dlbench {command}` failed: {result.stderr}")
+    return result.stdout, out
+
+
+def section(title: str, command: str) -> None:
+    print(f"\n## {title}\n$ dlbench {command}")
+
+
+def cv_example(root: Path) -> None:
+    section("cv example (README top)", CV_EXAMPLE)
+    print(dlbench(CV_EXAMPLE, root)[0])
+
+
+def one_split(root: Path) -> None:
+    section("one split: what an interval covers", ONE_SPLIT)
+    stdout, out = dlbench(ONE_SPLIT, root)
+    summary = pd.read_csv(out / "summary.csv")
+    for r in summary[summary.metric == "accuracy"].itertuples():
+        if r.split == "train":
+            continue
+        print(f"{r.split}: accuracy {r.mean:.4f}, 95% CI {r.ci_low:.4f}–{r.ci_high:.4f} "
+              f"(width {r.ci_high - r.ci_low:.3f}); seeds ranged {r.min:.4f}–{r.max:.4f}")
+    print(stdout)
+
+
+def init_study(root: Path) -> None:
+    section("initialisation study table", INIT_STUDY)
+    _, out = dlbench(INIT_STUDY, root)
+    acts = pd.read_csv(out / "activations.csv")
+    summary = pd.read_csv(out / "summary.csv")
+    print("| init · activation | layer-5 std | layer-5 saturated | val accuracy after 5 epochs |")
+    print("|---|---|---|---|")
+    for init, activation in INIT_ROWS:
+        layer = acts[(acts.init == init) & (acts.activation == activation) & (acts.layer == 5)]
+        cell = summary[(summary.init == init) & (summary.activation == activation)].iloc[0]
+        status = "" if cell.status == "ok" else f" ({cell.status})"
+        print(f"| {init} · {activation} | {layer['std'].item():.3f} | "
+              f"{layer['saturated'].item():.3g} | {cell.val_mean:.3f}{status} |")
+
+
+def functions(root: Path) -> None:
+    for command, title in ((BOWL, "the bowl: steps to f − f* ≤ 1e-3"),
+                           (ROSENBROCK, "Rosenbrock, 60 steps: final f")):
+        section(title, command)
+        _, out = dlbench(command, root)
+        for r in pd.read_csv(out / "summary.csv").itertuples():
+            print(f"{r.cell}: f = {r.f:.3g}, steps to tol {r.steps_to_tol}, {r.status}")
+
+
+def networks(root: Path) -> None:
+    section("XOR: accuracy per model (mean over seeds)", XOR)
+    _, out = dlbench(XOR, root)
+    scores = pd.read_csv(out / "scores.csv")
+    val = scores[(scores.split == "val") & (scores.metric == "accuracy")]
+    for model, rows in val.groupby("model", sort=False):
+        print(f"{model}: mean {rows.value.mean():.2f}, per seed {rows.value.round(2).tolist()}")
+
+    for command, title in ((LR_GRID, "learning-rate sweep: status per rate"),
+                           (FAST_RATES, "fast rates: the issue's Adam cases")):
+        section(title, command)
+        _, out = dlbench(command, root)
+        summary = pd.read_csv(out / "summary.csv")
+        for optimizer, rows in summary.groupby("optimizer", sort=False):
+            cells = ", ".join(f"{r.lr:g}: {r.val_mean:.3f} {r.statuses}"
+                              for r in rows.sort_values("lr").itertuples())
+            print(f"{optimizer}: {cells}")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        print(f"readme figures: dlbench commands, CPU, {os.cpu_count()} CPUs")
+        for figure in (cv_example, one_split, init_study, functions, networks):
+            figure(root)
+
+
+if __name__ == "__main__":
+    main()
