@@ -90,7 +90,7 @@ def optimize_config(epochs: int) -> runner.OptimizeConfig:
         preprocess=("standardize",),
         train=TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, schedule="constant", warmup=0,
                           device="auto"),
-        lr_grid=(), tune_budget=0, seeds=SEEDS, seed=0, val_fraction=0.2, test_fraction=0.2,
+        lr_grid=(), tune_budget=0, seeds=SEEDS, seed=0, val_fraction=None, test_fraction=None,
         target=None, activations=False, metrics=(),
     )
 

@@ -205,9 +205,10 @@ def optimize(
         margin: Annotated[str | None, typer.Option(
             help="Equivalence margin for '≈ #1', in the first metric's units (0.01) or as a "
                  "share of #1's value (2%); default 0.01 (mse, mae: 1%).")] = None,
-        val_fraction: Annotated[float, typer.Option(help="Validation fraction.")] = 0.2,
-        test_fraction: Annotated[float, typer.Option(
-            help="Test fraction (datasets without a fixed test split).")] = 0.2,
+        val_fraction: Annotated[float | None, typer.Option(
+            help="Validation share of the rows that are not test rows (default 0.2).")] = None,
+        test_fraction: Annotated[float | None, typer.Option(
+            help="Test share, for datasets without a fixed test split (default 0.2).")] = None,
         stratify: Annotated[bool, typer.Option(
             help="Keep class ratios in the train/validation/test parts.")] = True,
         metrics: MetricsOpt = None, device: DeviceOpt = "auto",

@@ -19,10 +19,9 @@ FUNCTION_OPT = "sgd[lr=0.95],momentum[lr=0.1],adagrad[lr=1.5],adam[lr=0.3]"
 NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],adam[lr=0.001]"
 MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "init")
 FUNCTION_ONLY = ("steps", "start", "tol")
-NETWORK_ONLY = ("dataset", "data", "target", "model", "hidden", "channels", "activation",
-                "batchnorm", "dropout", "init", "preprocess", "epochs", "batch_size", "seeds",
-                "tune", "budget", "target_accuracy", "val_fraction", "test_fraction", "stratify",
-                "metrics", "device", "margin")
+# `optimize --function` takes these; any other option given with it is refused
+FUNCTION_OPTIONS = ("opt", "lr", "weight_decay", "schedule", "warmup", "function", *FUNCTION_ONLY,
+                    "out", "fmt")
 
 
 def flag(name: str) -> str:
@@ -62,13 +61,15 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
 
     o = _checked_numbers(options)
     function = o["function"] is not None
-    _refuse(given, *(NETWORK_ONLY if function else FUNCTION_ONLY),
+    network = [name for name in options if name not in FUNCTION_OPTIONS]
+    _refuse(given, *(network if function else FUNCTION_ONLY),
             why="applies to networks, not --function" if function else "applies to --function only")
     _refuse(given, "budget", unless=o["tune"] is not None, why="applies to --tune")
     entries = o["opt"] or (FUNCTION_OPT if function else NETWORK_OPT)
-    if o["lr_grid"] is not None and (o["lr"] is not None or "lr=" in (o["opt"] or "")):
-        raise DlbenchError("--lr-grid sets every entry's learning rate; drop --lr and the "
-                           "entries' own lr=")
+    for option in ("lr_grid", "tune"):
+        if o[option] is not None and (o["lr"] is not None or "lr=" in (o["opt"] or "")):
+            raise DlbenchError(f"{flag(option)} sets every entry's learning rate; drop --lr and "
+                               "the entries' own lr=")
     optimizers = tuple(dict.fromkeys(parse_optimizers(entries, o["lr"], o["weight_decay"])))
     _check_fills(entries, o)
     depths = [_ints("--hidden", h) for h in o["hidden"]] if o["hidden"] else \
@@ -234,6 +235,6 @@ def _tune_budget(tune: str | None, budget: int) -> int:
         return 0
     if tune != "lr":
         raise DlbenchError(f"unknown --tune '{tune}'; choose one of: lr")
-    if budget < 2:
-        raise DlbenchError(f"--budget must be at least 2 trials, got {budget}")
+    if budget < 3:  # with 2 rates every choice lies at an end of the range searched
+        raise DlbenchError(f"--budget must be at least 3 trials, got {budget}")
     return budget

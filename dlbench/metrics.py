@@ -54,6 +54,12 @@ class MetricInfo:
     # the best value (for metrics in the data's own units, such as mse)
     margin: str = "0.01"
 
+    def clip(self, low: float, high: float) -> tuple[float, float, bool]:
+        """An interval cut to the values the metric can take (a t interval can cross them),
+        and whether it was cut."""
+        lo, hi = self.bounds
+        return max(low, lo), min(high, hi), bool(low < lo or high > hi)
+
 
 def _labels(pred: Predictions) -> np.ndarray:
     # All C classes, not just those present: scores stay comparable across folds and seeds.

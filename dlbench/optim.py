@@ -54,7 +54,10 @@ class Newton(torch.optim.Optimizer):
         self.hessian_passes = len(rows)  # backward passes the last step's Hessian took
         group = self.param_groups[0]
         hessian = torch.stack(rows) + group["damping"] * torch.eye(len(g), dtype=g.dtype)
-        direction = torch.linalg.lstsq(hessian, g.detach().unsqueeze(1)).solution.squeeze(1)
+        # gelsd (SVD): the same answer on every run; the default gelsy is not deterministic
+        # on a singular Hessian
+        direction = torch.linalg.lstsq(hessian, g.detach().unsqueeze(1),
+                                       driver="gelsd").solution.squeeze(1)
         offset = 0
         for p in params:
             p.sub_(group["lr"] * direction[offset:offset + p.numel()].view_as(p))

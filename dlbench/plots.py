@@ -365,7 +365,8 @@ def lr_sweep_plot(path: str | Path, sweep: pd.DataFrame, title: str) -> None:
     handles += [Line2D([], [], ls="", color="gray", label=label, **mark)
                 for status, (mark, label) in _STATUS_MARKS.items() if status in shown]
     if points["chosen"].any():
-        handles.append(Line2D([], [], ls="", label="chosen by --tune", **_CHOSEN))
+        handles.append(Line2D([], [], ls="", label="chosen by --tune (best validation score)",
+                              **_CHOSEN))
     _legend_below(fig, handles)
     _save(fig, path)
 

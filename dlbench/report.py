@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-MARKS = {"equivalent": "≈", "inconclusive": "?", "too few seeds": "?", "better": "!"}
+MARKS = {"equivalent": "≈", "inconclusive": "?", "better": "!"}
 
 
 def stdout() -> Console:
@@ -72,6 +72,8 @@ def plus_minus(mean: float, half: float) -> str:
         return "—"
     if not (math.isfinite(half) and half > 0):
         return number(mean)
+    if half >= 1000:  # huge (a loss blown up): mantissa and exponent keep it short
+        return f"{mean:+.1e}±{half:.1e}".replace("-", "−")
     decimals = max(0, 1 - math.floor(math.log10(half)))
     return f"{mean:+.{decimals}f}±{half:.{decimals}f}".replace("-", "−")
 
@@ -145,20 +147,29 @@ def _cv_notes(result: Any) -> list[str]:
     notes = []
     for split, rows in summary[summary.split != "train"].groupby("split", sort=False):
         first = rows.iloc[0]
-        notes.append(f"{split} {first.metric} {_ranged(result, first)}")
+        if first.n > 1:
+            notes.append(f"{split} {first.metric} {_ranged(result, first)}")
         notes.append(f"{split}: 95% CI by {first.interval}")
         if rows["ci_clipped"].any():
             notes.append(f"{split}: * interval clipped at the metric's possible values")
         notes.append(f"p, beats ({split}): {first.p_test}; beats: p < 0.05")
     counts = info.get("statuses", {})
     members = info["members"]
-    for status, meaning in (("diverged", "loss NaN/inf: their scores are NaN and left out"),
-                            ("unstable", "training loss rose well above its best"),
-                            ("stalled", "loss barely fell, accuracy near chance")):
-        if counts.get(status):
+    for status, meaning in status_meanings(info["dataset"]["task"]).items():
+        if counts.get(status) and status != "ok":
             notes.append(f"[red]{counts[status]} of {members} members {status} ({meaning})[/]")
     notes.append(f"{plural(members, 'member')}, {info['seconds']:.2f} s on {info['device']}")
     return notes
+
+
+def status_meanings(task: str) -> dict[str, str]:
+    """What each status word means, in a note's words (verdicts.py decides them)."""
+    near_chance = " and validation accuracy stayed near chance" if task == "classification" \
+        else ""
+    return {"diverged": "a training loss became NaN/inf: its scores are NaN and left out",
+            "unstable": "the training loss rose well above its best",
+            "stalled": f"the training loss barely fell{near_chance}",
+            "ok": "none of those"}
 
 
 def _ranged(result: Any, row: Any) -> str:
@@ -195,7 +206,7 @@ def optimize_table(result: Any) -> tuple[Table, list[str]]:
                    [*columns, ("status", "left")])
     for r in summary.itertuples():
         row = [f"{r.rank}{MARKS.get(r.vs_best, '')}", escape(r.cell), number(r.val_mean),
-               _half(r.val_ci_half),
+               _half(r.val_ci_half) + ("*" if r.val_ci_clipped else ""),
                "best" if r.vs_best == "best" else plus_minus(r.diff_best, r.diff_ci_half),
                number(r.test_mean), _seconds(r.seconds_per_model)]
         if target is not None:
@@ -208,21 +219,34 @@ def optimize_table(result: Any) -> tuple[Table, list[str]]:
 def _optimize_notes(result: Any) -> list[str]:
     summary, run, config = result.summary, result.info, result.plan.config
     rows, metric = run["rows"], run["primary_metric"]
+    methods = summary["interval"].value_counts()
     notes = [f"val, test: {metric}, mean over seeds, on one split for every cell: "
              f"{rows['train']} train, {rows['val']} validation, {rows['test']} test rows",
-             f"±95%: {summary['interval'].iloc[0]}; Δ #1: paired difference to #1 (same seeds, "
-             "same resamples)",
-             f"≈: equivalent to #1 within ±{number(summary['margin'].iloc[0])} (TOST, α 0.05; "
-             "--margin); ?: neither equivalent nor shown worse; no mark: worse than #1"]
+             f"±95%: {methods.index[0]}"
+             + "".join(f" ({n} cells: {m}, their diverged seeds left out)"
+                       for m, n in methods.iloc[1:].items())
+             + "; Δ #1: paired difference to #1 (same seeds, same resamples)"]
+    if summary["val_ci_clipped"].any():
+        notes.append("*: the interval reaches past what the metric can take (summary.csv has it "
+                     "clipped)")
     seeds = run["seeds"]
-    if seeds < 5 and summary["vs_best"].isin(["inconclusive", "too few seeds"]).any():
-        notes.append(f"with {plural(seeds, 'seed')} the seed variance is barely estimated: "
-                     "too few to tell most differences; use --seeds 5 or more")
+    if seeds == 1:
+        notes.append("1 seed: the seed variance cannot be estimated, so no cell is compared "
+                     "with #1 (Δ shown without a verdict); use --seeds 3 or more")
+    else:
+        notes.append(f"≈: equivalent to #1 within ±{number(summary['margin'].iloc[0])} (TOST, "
+                     "α 0.05; --margin); ?: neither equivalent nor shown worse; no mark: worse "
+                     "than #1" + ("; !: better than #1 on the seeds finite in both"
+                                  if (summary["vs_best"] == "better").any() else ""))
+        if seeds < 5 and (summary["vs_best"] == "inconclusive").any():
+            notes.append(f"with {seeds} seeds the seed variance is barely estimated: too few to "
+                         "tell most differences; use --seeds 5 or more")
     notes.append("s/model: seconds per trained model, its own share (the stack's shared work "
                  "split evenly, plus its own optimizer steps); summary.csv also counts "
                  "gradient evaluations and passes over the data")
-    notes.append("status: diverged = loss NaN/inf; unstable = training loss rose well above its "
-                 "best; stalled = loss barely fell and accuracy near chance")
+    meanings = status_meanings(run["dataset"]["task"])
+    notes.append("status: " + "; ".join(f"{s} = {meanings[s]}"
+                                        for s in ("diverged", "unstable", "stalled")))
     for r in summary[summary["statuses"].str.contains(",")].itertuples():
         notes.append(f"*{r.cell}: seeds differ: {r.statuses}")
     if run.get("evaluated_on_training_rows"):
@@ -237,7 +261,7 @@ def _optimize_notes(result: Any) -> list[str]:
                      "on validation (a seed of their own, no test rows); the lr shown is the one "
                      "chosen. The rates were chosen on these validation rows, so val is "
                      "optimistic: compare the test column")
-    notes.append(f"{run['seconds']:.1f} s in all")
+    notes.append(f"{run['seconds']:.2f} s in all")
     return notes
 
 
@@ -268,15 +292,22 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
     table = _table(f"optimize · {info.name} · {config.steps} steps from "
                    f"({start[0]:g}, {start[1]:g})",
                    [("cell", "left"), ("x", "right"), ("y", "right"), ("f", "right"),
-                    (f"steps to f−f*≤{config.tol:g}", "right"), ("status", "left")])
+                    ("evals", "right"), (f"to f−f*≤{config.tol:g}", "right"),
+                    ("status", "left")])
     for r in summary.itertuples():
         reached = ("—" if not math.isfinite(info.f_min)  # unbounded below: no f* to reach
-                   else "never" if not math.isfinite(r.steps_to_tol) else str(int(r.steps_to_tol)))
-        table.add_row(escape(r.cell), number(r.x), number(r.y), number(r.f), reached,
-                      _status(r.status))
+                   else "never" if not math.isfinite(r.steps_to_tol)
+                   else f"{int(r.steps_to_tol)} / {int(r.grad_evals_to_tol)}")
+        table.add_row(escape(r.cell), number(r.x), number(r.y), number(r.f),
+                      str(r.grad_evals), reached, _status(r.status))
     console = stdout()
     _print_table(console, table)
-    console.print(f"{info.name}: {info.description}", style="dim", highlight=False)
+    for note in (f"{info.name}: {info.description}",
+                 f"evals: gradient evaluations over the {config.steps} steps (an L-BFGS step "
+                 "evaluates as often as its line search needs; a Newton step adds a backward "
+                 "pass per Hessian row); to f−f*≤tol: steps / gradient evaluations until the "
+                 "path first got there"):
+        console.print(note, style="dim", highlight=False)
 
 
 def listing(title: str, rows: list[dict[str, Any]], columns: list[str],

@@ -14,9 +14,6 @@ import numpy as np
 from dlbench.metrics import MetricInfo, score
 from dlbench.trainer import MemberResult
 
-# Cost columns of curves.csv, cumulative at the end of the epoch (epoch 0: nothing trained yet).
-COST_COLUMNS = ("grad_evals", "examples")
-
 
 def score_rows(result: MemberResult, key: dict[str, Any], metrics: Sequence[MetricInfo],
                status: str) -> list[dict[str, Any]]:

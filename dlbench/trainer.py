@@ -464,16 +464,17 @@ def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[floa
              config: TrainConfig, steps: int) -> tuple[np.ndarray, str]:
     """Descend a function of a point (a model that is just a point) with the same stepping.
 
-    -> ((steps+1, d+1) rows of point and value, step 0 the start; status "ok"/"diverged").
-    A path stops at the first non-finite value.
+    -> ((steps+1, d+2) rows of the point, its value and the gradient evaluations so far (line
+    searches and Hessian rows included, as in training), step 0 the start; status
+    "ok"/"diverged"). A path stops at the first non-finite value.
     """
     point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     step = _Stepper([point], [(config, slice(None))], steps)
-    path = [[*start, float(objective(point.detach()))]]
+    path = [[*start, float(objective(point.detach())), 0]]
     for _ in range(steps):
         step(lambda: objective(point))
         value = float(objective(point.detach()))
-        path.append([*point.detach().tolist(), value])
+        path.append([*point.detach().tolist(), value, step.evals])
         if not all(map(math.isfinite, path[-1])):
             return np.array(path), "diverged"
     return np.array(path), "ok"

@@ -14,13 +14,13 @@ running train-mode mean of the minibatches is no match for an eval-mode start).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from dlbench.errors import DlbenchError
-from dlbench.metrics import chance_predictions
+from dlbench.metrics import MetricInfo, Predictions, chance_predictions
 from dlbench.stats import Estimate, seeds_and_rows_estimate
 from dlbench.trainer import MemberResult
 
@@ -73,10 +73,6 @@ def chance_accuracy(y_train: np.ndarray, y_eval: np.ndarray, task: str,
     return float(np.mean(pred.y_pred == pred.y_true))
 
 
-def worst(statuses: Iterable[str]) -> str:
-    return max(statuses, key=STATUSES.index, default="ok")
-
-
 def summary(statuses: Sequence[str]) -> tuple[str, str]:
     """(the status most seeds share, ties to the worse; '2 ok, 1 unstable' when they differ)."""
     counts = {s: statuses.count(s) for s in STATUSES if s in statuses}
@@ -86,8 +82,6 @@ def summary(statuses: Sequence[str]) -> tuple[str, str]:
 
 # --- ranking configurations against the best, paired over seeds and evaluation rows ----------
 
-VERDICTS = ("best", "equivalent", "inconclusive", "worse", "better", "too few seeds",
-            "diverged")
 ALPHA = 0.05  # every test here: one level, said in the notes
 
 
@@ -113,7 +107,9 @@ def parse_margin(text: str, option: str = "--margin") -> Margin:
     except ValueError:
         raise DlbenchError(f"{option} takes a number in the metric's units (0.01) or a "
                            f"percentage of the best value (2%); got '{text}'") from None
-    if not (math.isfinite(value) and value > 0):
+    if not math.isfinite(value):
+        raise DlbenchError(f"{option} must be a finite number, got '{text}'")
+    if value <= 0:
         raise DlbenchError(f"{option} must be positive, got '{text}'")
     return Margin(value / 100 if relative else value, relative)
 
@@ -125,6 +121,19 @@ class Scored:
 
     per_seed: np.ndarray  # (S,), NaN for a diverged seed
     replicates: np.ndarray  # (S, B)
+
+    @classmethod
+    def of(cls, preds: Sequence[Predictions], metric: MetricInfo, resamples: np.ndarray,
+           finite: Sequence[bool]) -> Scored:
+        """Each seed's predictions on the same rows, scored on them all and on the resamples
+        (counts (B, n), stats.row_resamples); a seed that is not `finite` (diverged) is NaN."""
+        rows = resamples.shape[1]
+        per_seed = np.array([metric.weighted(p, np.ones((1, rows)))[0] if ok else np.nan
+                             for p, ok in zip(preds, finite, strict=True)])
+        replicates = np.stack([metric.weighted(p, resamples) if ok
+                               else np.full(len(resamples), np.nan)
+                               for p, ok in zip(preds, finite, strict=True)])
+        return cls(per_seed, replicates)
 
     def estimate(self) -> Estimate:
         return seeds_and_rows_estimate(self.per_seed, self.replicates)

@@ -815,6 +815,13 @@ def test_forward_chaining_folds_get_no_nadeau_bengio_and_show_the_last_fold(tmp_
     assert "not exchangeable" in out
 
 
+def test_a_time_ordered_hold_out_interval_is_labelled_heuristic(tmp_path):
+    run = run_cv(tmp_path / "out", "--dataset", "series", "--time-order", "--protocol",
+                 "holdout", "--seeds", "3", "--test-fraction", "0.2", *FAST)
+    shown = run.summary[run.summary.split != "train"]
+    assert shown.interval.str.startswith("heuristic").all()  # autocorrelated rows
+
+
 def test_titles_say_what_ran(tmp_path, grouped_csv):
     run = run_cv(tmp_path / "g", "--data", grouped_csv, "--target", "y", "--group", "patient",
                  "--k", "2", *FAST)

@@ -33,7 +33,7 @@ SCORE_COLUMNS = ["dataset", "phase", *CELL_COLUMNS, "seed", "member_seed", "spli
                  "value", "status"]
 CURVE_COLUMNS = ["phase", *CELL_COLUMNS, "seed", "member_seed", "epoch", "split", "metric",
                  "value", "grad_evals", "examples", "status"]
-TRAJECTORY_COLUMNS = ["cell", "optimizer", "lr", "step", "x", "y", "f", "status"]
+TRAJECTORY_COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
 NETWORK_FILES = {"scores.csv", "curves.csv", "summary.csv", "curves.png", "manifest.json"}
 FUNCTION_FILES = {"trajectories.csv", "summary.csv", "trajectories.png", "manifest.json"}
 DEFAULT_FUNCTION_OPTS = ["sgd", "momentum", "adagrad", "adam"]  # cli.FUNCTION_OPT's entries
@@ -151,6 +151,9 @@ def test_every_function_writes_paths_from_the_start(tmp_path, name):
         assert [s.x, s.y, s.f] == pytest.approx([last.x, last.y, last.f], nan_ok=True)
         expected = steps_to(path.f.to_numpy(), info.f_min, 1e-3)
         assert s.steps_to_tol == pytest.approx(expected, nan_ok=True), s.cell
+        evals = math.nan if math.isnan(expected) else path.grad_evals.iloc[int(expected)]
+        assert s.grad_evals_to_tol == pytest.approx(evals, nan_ok=True), s.cell
+        assert s.grad_evals == last.grad_evals and (path.grad_evals.diff().dropna() >= 1).all()
         assert s.cell in run.result.stdout
     assert run.manifest["config"]["function"] == name
     assert run.manifest["config"]["steps"] == steps
@@ -178,11 +181,19 @@ def test_tol_changes_the_steps_to_figure(bowl, tmp_path):
     tight, easy = (r.summary.set_index("optimizer").steps_to_tol for r in (bowl, loose))
     assert (easy < tight).all(), f"{easy.to_dict()} vs {tight.to_dict()}"
     for run, tol, steps in ((bowl, 1e-3, tight), (loose, 0.1, easy)):
-        assert f"steps to f−f*≤{tol:g}" in run.result.stdout
+        assert f"to f−f*≤{tol:g}" in run.result.stdout
         for opt, path in run.trajectories.groupby("optimizer"):
             assert steps[opt] == steps_to(path.f.to_numpy(), 0.0, tol)
     sgd = loose.row(loose.summary.cell[loose.summary.optimizer == "sgd"].item())
-    assert re.search(rf"\s{int(easy['sgd'])}\s+ok\s*$", sgd)
+    assert re.search(rf"\s{int(easy['sgd'])} / {int(easy['sgd'])}\s+ok\s*$", sgd)  # 1 a step
+
+
+def test_lbfgs_and_newton_pay_more_than_one_gradient_evaluation_a_step(tmp_path):
+    run = run_optimize(tmp_path / "out", "--function", "rosenbrock", "--steps", "20",
+                       "--opt", "lbfgs,newton,sgd[lr=1e-3]")
+    evals = run.summary.set_index("optimizer").grad_evals
+    assert evals["sgd"] == 20 and evals["newton"] == 20 * 3  # 1 + one pass per Hessian row
+    assert evals["lbfgs"] > 20  # its line search evaluates more than once a step
 
 
 def test_start_sets_step_zero(tmp_path):
@@ -453,14 +464,15 @@ def test_trials_never_receive_test_rows(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "train_grid", recording)
     run_optimize(tmp_path / "out", "--dataset", "iris", "--epochs", "2", "--seeds", "2",
-                 "--hidden", "8", "--opt", "sgd,adam", "--tune", "lr", "--budget", "2")
+                 "--hidden", "8", "--opt", "sgd,adam", "--tune", "lr", "--budget", "3")
     trials = [(configs, members) for tuning, configs, members in calls if tuning]
     finals = [(configs, members) for tuning, configs, members in calls if not tuning]
     assert [c[0] for c in calls] == [True] * len(trials) + [False] * len(finals), \
         "every trial runs before the finals"
     tried = sorted((c.optimizer.name, round(c.optimizer.lr, 12))
                    for configs, _ in trials for c in configs)
-    assert tried == [("adam", 1e-4), ("adam", 1.0), ("sgd", 1e-4), ("sgd", 1.0)]
+    assert tried == [("adam", 1e-4), ("adam", 1e-2), ("adam", 1.0), ("sgd", 1e-4), ("sgd", 1e-2),
+                     ("sgd", 1.0)]
     assert sorted(c.optimizer.name for configs, _ in finals for c in configs) == ["adam", "sgd"]
     final_members = finals[0][1]
     assert [m.key for m in final_members] == [{"seed": 0}, {"seed": 1}]
@@ -585,7 +597,11 @@ BAD_INPUT = [
     (["--lr-grid", "1:0.1:5"], "0 < LOW < HIGH"),
     (["--lr-grid", "a:b:c"], "LOW:HIGH:N"),
     (["--tune", "foo"], "unknown --tune 'foo'"),
-    (["--tune", "lr", "--budget", "1"], "--budget"),
+    (["--tune", "lr", "--budget", "2"], "--budget must be at least 3"),
+    (["--tune", "lr", "--opt", "adam[lr=0.01]"], "--tune sets every entry's learning rate"),
+    (["--tune", "lr", "--lr", "0.01"], "--tune sets every entry's learning rate"),
+    (["--dataset", "mnist1d", "--test-fraction", "0.3"], "fixed test split"),
+    (["--dataset", "xor", "--val-fraction", "0.3"], "--val-fraction does not apply"),
     (["--dataset", "digits", "--opt", "newton", "--hidden", "128"], "at most 1000 parameters"),
     (["--target-accuracy", "1.5"], "(0, 1]"),
     (["--dataset", "diabetes", "--target-accuracy", "0.8"], "classification"),
@@ -781,6 +797,30 @@ def test_a_rate_chosen_at_the_edge_of_the_range_is_warned_about(tuned):
     for opt, lr in chosen.items():
         at_edge = math.isclose(lr, 1e-4) or math.isclose(lr, 1.0)
         assert (f"{opt} lr={lr:g}" in edges) == at_edge
+
+
+def test_tune_with_an_lr_grid_takes_only_its_range(tmp_path):
+    run = run_optimize(tmp_path / "out", "--dataset", "iris", "--hidden", "8", "--epochs", "2",
+                       "--seeds", "2", "--opt", "sgd", "--tune", "lr", "--budget", "3",
+                       "--lr-grid", "0.01:1:4")
+    assert run.manifest["trials"] == 3 and run.manifest["cells"] == 1
+    trials = run.scores[(run.scores.phase == "trial") & (run.scores.split == "val")
+                        & (run.scores.metric == "accuracy")]
+    assert sorted(trials.lr) == pytest.approx([0.01, 0.1, 1.0])  # each rate once
+
+
+def test_a_seed_that_diverged_never_reaches_the_target(tmp_path):
+    run = run_optimize(tmp_path / "out", "--dataset", "iris", "--hidden", "8", "--epochs", "3",
+                       "--seeds", "2", "--opt", "sgd[lr=1e20]", "--target-accuracy", "0.1")
+    [row] = run.summary.itertuples()
+    assert row.status == "diverged" and math.isinf(row.epochs_to_target)
+
+
+def test_newton_gives_the_same_numbers_on_a_rerun(tmp_path):
+    args = ["--dataset", "diabetes", "--opt", "newton[lr=10]", "--hidden", "4", "--epochs", "3",
+            "--seeds", "2"]
+    first, second = (run_optimize(tmp_path / name, *args) for name in ("a", "b"))
+    assert (first.out / "scores.csv").read_bytes() == (second.out / "scores.csv").read_bytes()
 
 
 def test_a_sweep_over_two_models_draws_a_line_each(tmp_path, monkeypatch):

@@ -321,7 +321,7 @@ def test_lr_sweep_plot_draws_the_tuning_trials_and_rings_the_chosen_rates(tmp_pa
         == {(1.0, 9.0), (1e-2, 8.0)}  # unstable: at its finite loss
     labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
     assert {"ok", "stalled (barely moved)", "unstable (loss rose; at its final value)",
-            "diverged (at top edge)", "chosen by --tune"} <= set(labels)
+            "diverged (at top edge)", "chosen by --tune (best validation score)"} <= set(labels)
 
 
 def test_lr_sweep_plot_legend_and_title_stay_clear_of_the_axes(tmp_path, figures):

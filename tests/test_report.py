@@ -85,10 +85,14 @@ def test_the_table_and_the_csv_give_seconds_in_one_unit(long_labels):
     ["cv", "--dataset", "breast-cancer", "--epochs", "2", "--hidden", "8", "--protocol",
      "holdout", "--seeds", "3", "--test-fraction", "0.2"],
     ["optimize", "--function", "rosenbrock", "--opt", "sgd[lr=5],lbfgs,adam[lr=0.05]"],
-], ids=["cv-kfold", "cv-time-order", "cv-one-split", "functions"])
+    ["optimize", "--dataset", "diabetes", "--opt", "lbfgs[lr=100],newton[lr=10]", "--hidden",
+     "4", "--epochs", "3"],
+], ids=["cv-kfold", "cv-time-order", "cv-one-split", "functions", "huge-regression-values"])
 def test_other_tables_fit(tmp_path, args):
     stdout = run80(*args, tmp_path=tmp_path)
     assert_fits(stdout)
+    for line in table_lines(stdout)[3:]:  # a status word is never cut ("sta", "uns")
+        assert not re.search(r"\s(sta|uns|div|stal|unst|diver)\s*$", line), line
     assert "—–—" not in stdout and "1 repeats" not in stdout and "1 seeds" not in stdout
 
 
@@ -104,7 +108,8 @@ def test_listings_fit_and_split_no_word(command):
 @pytest.mark.parametrize("mean, half, text", [(-0.01234, 0.0081, "−0.0123±0.0081"),
                                               (0.5, 0.23, "+0.50±0.23"),
                                               (-0.845, 0.048, "−0.845±0.048"),
-                                              (0.1, math.nan, "0.1")])
+                                              (0.1, math.nan, "0.1"),
+                                              (1.114e10, 2.5e10, "+1.1e+10±2.5e+10")])
 def test_plus_minus_shows_the_mean_to_the_intervals_precision(mean, half, text):
     assert report.plus_minus(mean, half) == text
 
@@ -113,3 +118,32 @@ def test_plurals_and_missing_values():
     assert report.plural(1, "seed") == "1 seed" and report.plural(3, "seed") == "3 seeds"
     assert report.interval(math.nan, math.nan) == "—"
     assert report._passes(2.5) == "2.5"  # a median of 2.5 passes is not "2"
+
+
+def test_status_notes_speak_of_accuracy_only_for_classification(tmp_path):
+    regression = run80("optimize", "--dataset", "diabetes", "--hidden", "4", "--epochs", "1",
+                       "--opt", "sgd[lr=1e-6]", "--seeds", "2", tmp_path=tmp_path / "r")
+    assert "accuracy" not in regression.split("status:")[1].split("\n\n")[0]
+    classes = run80("optimize", "--dataset", "iris", "--hidden", "4", "--epochs", "1",
+                    "--opt", "sgd[lr=1e-6]", "--seeds", "2", tmp_path=tmp_path / "c")
+    assert "accuracy stayed near chance" in " ".join(classes.split())
+
+
+def test_one_seed_compares_no_cell_with_the_best(tmp_path):
+    stdout = run80("optimize", "--dataset", "iris", "--hidden", "4", "--epochs", "2",
+                   "--opt", "sgd[lr=0.1],adam[lr=0.01]", "--seeds", "1", tmp_path=tmp_path)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert set(summary.vs_best) == {"best", "too few seeds"}
+    assert summary.p_vs_best.isna().all()  # no test without the seeds' variance
+    text = " ".join(stdout.split())
+    assert "1 seed: the seed variance cannot be estimated" in text
+    assert "variance is barely estimated" not in text
+    assert not re.search(r"^\s*\d+[≈?!]", stdout, re.M)  # no verdict marks
+
+
+def test_tied_cells_list_the_best_first(tmp_path):
+    run80("optimize", "--dataset", "xor", "--hidden", "8", "--epochs", "300", "--batch-size",
+          "4", "--opt", "adam[lr=0.05],adam[lr=0.1]", "--seeds", "2", tmp_path=tmp_path)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["rank"].tolist() == [1, 1]  # both fit xor perfectly
+    assert summary.vs_best.iloc[0] == "best"

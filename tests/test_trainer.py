@@ -318,7 +318,7 @@ def test_own_seconds_split_shared_work_evenly_and_each_step_over_its_members():
     assert trainer._own_seconds(12.0, Step(), groups, 4) == pytest.approx([2, 2, 2, 6])
 
 
-def test_a_stacks_seconds_add_up_to_its_wall_time_and_grow():
+def test_every_members_seconds_grow_every_epoch_in_a_grid():
     ds, members = make_dataset(), make_members()
     configs = [TrainConfig(OptimSpec(name, 0.01), epochs=2, batch_size=16)
                for name in ("sgd", "adam")]

@@ -290,20 +290,16 @@ def _estimates(plan: Plan, results, split: str, metric: MetricInfo, ours: pd.Ser
     members = [r for r in results if split in r.member.evals
                and (split == "test" or r.member.key["repeat"] != NA)]
     rows = members[0].member.evals[split]
-    weights = stats.row_resamples(len(rows), plan.config.split.seed)
-    chance_pred = _chance(plan, members[0].member.train, rows)
-    base, base_reps = score(chance_pred, [metric])[metric.name], metric.weighted(chance_pred,
-                                                                                 weights)
-    per_seed = np.array([_value(r, split, metric) for r in members])
-    reps = np.stack([metric.weighted(r.predictions[split], weights) for r in members])
-    return (stats.seeds_and_rows_estimate(per_seed, reps),
-            stats.seeds_and_rows_estimate(per_seed - base, reps - base_reps), "seeds")
-
-
-def _value(result: MemberResult, split: str, metric: MetricInfo) -> float:
-    if result.status == "diverged":
-        return np.nan
-    return score(result.predictions[split], [metric])[metric.name]
+    resamples = stats.row_resamples(len(rows), plan.config.split.seed)
+    model = verdicts.Scored.of([r.predictions[split] for r in members], metric, resamples,
+                               [r.status != "diverged" for r in members])
+    base = _chance(plan, members[0].member.train, rows)  # the same for every seed
+    chance_scored = verdicts.Scored.of([base] * len(members), metric, resamples,
+                                       [True] * len(members))
+    estimate, diff = model.estimate(), model.minus(chance_scored)
+    if plan.config.split.time_order:  # the rows are a time series, not exchangeable draws
+        estimate, diff = _heuristic(estimate), _heuristic(diff)
+    return estimate, diff, "seeds"
 
 
 def _heuristic(estimate: stats.Estimate) -> stats.Estimate:
@@ -314,19 +310,22 @@ def _summary_row(split, metric: MetricInfo, estimate, diff, unit, ours, chance,
                  values) -> dict[str, Any]:
     """values: the model's rows of this split and metric (one per member)."""
     spread = ours if unit != "seeds" else values["value"]  # one split: its seeds' range
-    interval = estimate.interval() if diff is not None else None
-    low, high = metric.bounds  # a t interval can cross what the metric can take: clip it
+    low = high = np.nan
+    clipped = False
+    if diff is not None:
+        interval = estimate.interval()
+        low, high, clipped = metric.clip(interval.low, interval.high)
     side = "greater" if metric.greater_is_better else "less"
     p = diff.p_value(side) if diff is not None else np.nan
     return {
         "split": split, "metric": metric.name, "n": estimate.n, "unit": unit,
         "mean": estimate.mean, "std": estimate.std, "min": spread.min(), "max": spread.max(),
         "last": float(ours.iloc[-1]) if unit == "folds" else np.nan,
-        "ci_low": max(interval.low, low) if interval else np.nan,
-        "ci_high": min(interval.high, high) if interval else np.nan,
-        "ci_clipped": bool(interval and (interval.low < low or interval.high > high)),
-        "interval": estimate.method if interval else RESUBSTITUTION,
-        "chance": float(chance.mean()), "diff": estimate.mean - float(chance.mean()),
+        "ci_low": low, "ci_high": high, "ci_clipped": clipped,
+        "interval": estimate.method if diff is not None else RESUBSTITUTION,
+        "chance": float(chance.mean()),
+        # the paired model − chance difference the test weighs (units where both are finite)
+        "diff": diff.mean if diff is not None else estimate.mean - float(chance.mean()),
         "p_value": p, "p_test": _test_name(diff, side) if diff is not None else "",
         "beats_chance": bool(p < ALPHA) if np.isfinite(p) else None}
 

@@ -20,7 +20,7 @@ from dlbench.models import ModelSpec
 from dlbench.schedules import check_schedule
 from dlbench.trainer import minimize
 
-COLUMNS = ["cell", "optimizer", "lr", "step", "x", "y", "f", "status"]
+COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
 
 
 def check(config) -> None:
@@ -44,16 +44,18 @@ def run(config, optimizers) -> tuple[pd.DataFrame, pd.DataFrame]:
         path, trainer_status = minimize(info.fn, start, cell.train, config.steps)
         status = path_status(path, info.f_min, trainer_status)
         opt = cell.train.optimizer
-        frame = pd.DataFrame(path, columns=["x", "y", "f"]).assign(
+        frame = pd.DataFrame(path, columns=["x", "y", "f", "grad_evals"]).assign(
             cell=label, optimizer=opt.label, lr=opt.lr, step=range(len(path)), status=status)
-        paths.append(frame)
+        paths.append(frame.astype({"grad_evals": int}))
         # unbounded below (saddle): there is no f* to arrive at
         arrived = np.flatnonzero(path[:, 2] - info.f_min <= config.tol) \
             if math.isfinite(info.f_min) else []
         summary.append({"cell": label, "optimizer": opt.label, "lr": opt.lr,
                         "x": path[-1, 0], "y": path[-1, 1], "f": path[-1, 2],
+                        "grad_evals": int(path[-1, 3]),
                         "steps_to_tol": int(arrived[0]) if len(arrived) else math.nan,
-                        "status": status})
+                        "grad_evals_to_tol": int(path[arrived[0], 3]) if len(arrived)
+                        else math.nan, "status": status})
     return pd.concat(paths, ignore_index=True)[COLUMNS], pd.DataFrame(summary)
 
 

@@ -42,6 +42,7 @@ from dlbench.trainer import (
 )
 
 TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
+FRACTION = 0.2  # the validation and test shares when not given
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ class OptimizeConfig:
     tune_budget: int = 0  # > 0: --tune lr with this many trials per optimizer
     seeds: int = 3  # members per cell, paired across cells
     seed: int = 0  # seeds the split, the initial weights, the batch order and the resamples
-    val_fraction: float = 0.2  # validation share of the train+validation rows
-    test_fraction: float = 0.2  # test share, for datasets without a fixed test split
+    val_fraction: float | None = None  # validation share of train+validation; None: 0.2
+    test_fraction: float | None = None  # test share (no fixed test split); None: 0.2
     stratify: bool = True  # classification: keep class ratios in every part
     target: float | None = None  # validation accuracy whose time-to-reach is reported
     activations: bool = False  # also record per-layer activations at initialisation
@@ -110,7 +111,8 @@ def prepare(config: OptimizeConfig) -> Plan:
     metrics = resolve_metrics(list(config.metrics), dataset.task)
     margin = verdicts.parse_margin(config.margin or metrics[0].margin)
     members = _members(config, dataset)
-    cells = grid(config)
+    # with --tune, --lr-grid gives only the range searched: one cell per entry to tune
+    cells = grid(replace(config, lr_grid=()) if config.tune_budget else config)
     _check_size(config, dataset, cells, members)
     y = dataset.y
     chance = verdicts.chance_accuracy(y[members[0].train], y[members[0].evals["val"]],
@@ -142,8 +144,14 @@ def _check(config: OptimizeConfig, dataset: Dataset) -> None:
         raise DlbenchError(f"--seeds must be positive, got {config.seeds}")
     for option, value in (("--val-fraction", config.val_fraction),
                           ("--test-fraction", config.test_fraction)):
-        if not 0 < value < 1:
+        if value is not None and not 0 < value < 1:
             raise DlbenchError(f"{option} must be strictly between 0 and 1 (got {value})")
+        if value is not None and dataset.n_samples < TOO_SMALL_TO_SPLIT:
+            raise DlbenchError(f"{dataset.name} has only {dataset.n_samples} rows: every split "
+                               f"is all of them, so {option} does not apply; drop it")
+    if config.test_fraction is not None and dataset.test_index is not None:
+        raise DlbenchError(f"dataset {dataset.name} has a fixed test split already; "
+                           "drop --test-fraction")
     if config.target is not None:
         if dataset.task != "classification":
             raise DlbenchError("--target-accuracy is a validation accuracy: it needs a "
@@ -164,9 +172,9 @@ def _members(config: OptimizeConfig, dataset: Dataset) -> list[Member]:
     if dataset.n_samples < TOO_SMALL_TO_SPLIT:  # measures fit, not generalisation: said so
         return [Member({"seed": s}, derive_seed(config.seed, s), rows,
                        {"val": rows, "test": rows}) for s in range(config.seeds)]
-    dev, test = dev_and_test(dataset, config.test_fraction, seed=config.seed,
+    dev, test = dev_and_test(dataset, config.test_fraction or FRACTION, seed=config.seed,
                              stratify=config.stratify, time_order=ordered)
-    split_config = SplitConfig("holdout", val_fraction=config.val_fraction,
+    split_config = SplitConfig("holdout", val_fraction=config.val_fraction or FRACTION,
                                stratify=config.stratify, time_order=ordered, seed=config.seed)
     groups = None if dataset.groups is None or ordered else dataset.groups[dev]
     [split] = make_splits(dataset.y[dev], split_config, task=dataset.task, groups=groups)
@@ -324,27 +332,22 @@ def summarize(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
     comparisons = [_versus(scored["val"][i], scored["val"][best], margin,
                            primary.greater_is_better, i == best) for i in range(len(runs))]
     frame = pd.concat([frame, pd.DataFrame(comparisons)], axis=1)
-    return frame.sort_values(["rank", "cell"], ignore_index=True)
+    first = (frame["vs_best"] != "best").astype(int)  # among tied ranks, #1 itself first
+    return frame.assign(_first=first).sort_values(["rank", "_first", "cell"], ignore_index=True) \
+        .drop(columns="_first")
 
 
 def _scored(metric: MetricInfo, run: CellRun, split: str,
-            weights: np.ndarray) -> verdicts.Scored:
-    """A metric of each seed on one split: on all rows and on the row resamples."""
-    rows = weights.shape[1]
-    preds = [r.predictions[split] for r in run.results]
-    finite = [status != "diverged" for status in run.statuses]
-    per_seed = np.array([metric.weighted(p, np.ones((1, rows)))[0] if ok else np.nan
-                         for p, ok in zip(preds, finite, strict=True)])
-    replicates = np.stack([metric.weighted(p, weights) if ok else np.full(len(weights), np.nan)
-                           for p, ok in zip(preds, finite, strict=True)])
-    return verdicts.Scored(per_seed, replicates)
+            resamples: np.ndarray) -> verdicts.Scored:
+    return verdicts.Scored.of([r.predictions[split] for r in run.results], metric, resamples,
+                              [status != "diverged" for status in run.statuses])
 
 
 def _cell_summary(plan: Plan, run: CellRun, val: verdicts.Scored,
                   test: verdicts.Scored) -> dict[str, Any]:
     primary = plan.metrics[0]
-    intervals = {split: _clipped(s.estimate().interval(), primary)
-                 for split, s in (("val", val), ("test", test))}
+    intervals = {split: _clipped(s.estimate(), primary) for split, s in (("val", val),
+                                                                         ("test", test))}
     common, statuses = verdicts.summary(run.statuses)
     finite = [r for r, s in zip(run.results, run.statuses, strict=True) if s != "diverged"]
     row = {"cell": run.label, **run.cell.coords(), "metric": primary.name}
@@ -367,9 +370,12 @@ def _versus(cell: verdicts.Scored, best: verdicts.Scored, margin: float,
                 "margin": margin, "vs_best": "best"}
     diff, verdict = verdicts.versus_best(cell, best, margin, greater_is_better)
     interval = diff.interval()
+    tested = verdict not in ("too few seeds", "diverged")  # no test without the seeds' variance
     return {"diff_best": diff.mean, "diff_ci_low": interval.low, "diff_ci_high": interval.high,
-            "diff_ci_half": (interval.high - interval.low) / 2, "p_vs_best": diff.p_value(),
-            "equivalence_p": diff.equivalence_p(margin), "margin": margin, "vs_best": verdict}
+            "diff_ci_half": (interval.high - interval.low) / 2,
+            "p_vs_best": diff.p_value() if tested else np.nan,
+            "equivalence_p": diff.equivalence_p(margin) if tested else np.nan,
+            "margin": margin, "vs_best": verdict}
 
 
 def _ranks(frame: pd.DataFrame, greater_is_better: bool) -> pd.Series:
@@ -382,13 +388,12 @@ def _ranks(frame: pd.DataFrame, greater_is_better: bool) -> pd.Series:
     return order.fillna(len(frame)).astype(int)
 
 
-def _clipped(interval, metric: MetricInfo):
-    """(the interval cut to the values the metric can take, its half-width before, whether it
-    was cut)."""
-    low, high = metric.bounds
-    clipped = interval.low < low or interval.high > high
-    return (replace(interval, low=max(interval.low, low), high=min(interval.high, high)),
-            (interval.high - interval.low) / 2, clipped)
+def _clipped(estimate, metric: MetricInfo):
+    """(its 95% interval cut to the values the metric can take, the half-width before, whether
+    it was cut)."""
+    interval = estimate.interval()
+    low, high, clipped = metric.clip(interval.low, interval.high)
+    return replace(interval, low=low, high=high), (interval.high - interval.low) / 2, clipped
 
 
 def _cost(results: list[MemberResult]) -> dict[str, float]:
@@ -402,14 +407,15 @@ def _cost(results: list[MemberResult]) -> dict[str, float]:
 
 def _to_target(results: list[MemberResult], target: float | None) -> dict[str, float]:
     """Median over seeds of the cost to first reach `target` validation accuracy (checked at
-    the end of each epoch); a seed that never reaches it counts as infinite."""
+    the end of each epoch); a seed that never reaches it counts as infinite, and so does one
+    that diverged first (argmax of NaN outputs still 'predicts' a class)."""
     keys = ("epochs", "grad_evals", "passes", "seconds")
     if target is None:
         return {f"{k}_to_target": math.nan for k in keys}
     reached = []
     for r in results:
         hit = [e for e, split, m, v in r.curves
-               if (split, m) == ("val", "accuracy") and e > 0 and v >= target]
+               if (split, m) == ("val", "accuracy") and e > 0 and r.trusted(e, v) >= target]
         cost = r.cost[hit[0]] if hit else None
         reached.append((hit[0], cost.grad_evals, cost.examples / len(r.member.train),
                         cost.seconds) if cost else (math.inf,) * 4)
