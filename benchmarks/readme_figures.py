@@ -89,7 +89,8 @@ def functions(root: Path) -> None:
         section(title, command)
         _, out = dlbench(command, root)
         for r in pd.read_csv(out / "summary.csv").itertuples():
-            print(f"{r.cell}: f = {r.f:.3g}, steps to tol {r.steps_to_tol}, {r.status}")
+            print(f"{r.cell}: f = {r.f:.3g}, steps / gradient evaluations to tol "
+                  f"{r.steps_to_tol} / {r.grad_evals_to_tol}, {r.status}")
 
 
 def networks(root: Path) -> None:
