@@ -47,7 +47,7 @@ def cv_config(options: Mapping[str, Any], given: Collection[str]):
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (o["batchnorm"],))
     return CVConfig(
-        data=_data(o, given), model=model, train=_train(o, _one_optimizer(o, given)),
+        data=_data(o, given), model=model, train=_train(o, _one_optimizer(o)),
         split=SplitConfig(o["protocol"], o["k"], o["repeats"], o["val_fraction"],
                           o["holdout_seeds"], o["stratify"], o["time_order"], o["seed"]),
         seeds=o["seeds"], test_fraction=o["test_fraction"],
@@ -132,7 +132,7 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
         for bn in batchnorms))
 
 
-def _one_optimizer(o: Mapping[str, Any], given: Collection[str]):
+def _one_optimizer(o: Mapping[str, Any]):
     from dlbench.optim import parse_optimizers
 
     specs = parse_optimizers(o["opt"], o["lr"], o["weight_decay"])

@@ -68,7 +68,8 @@ class Cost:
 
     grad_evals: int  # gradient evaluations: forward+backward passes over a batch (line-search
     #                  evaluations included; Newton adds one backward pass per Hessian row)
-    examples: int  # training rows processed by those evaluations (passes = examples / n_train)
+    examples: int  # training rows processed by those evaluations
+    passes: int  # passes over the training rows: examples / training rows
     seconds: float  # its own share of wall time: the stack's shared work split evenly over its
     #                 members, plus its own optimizer's step time split over that optimizer's
 
@@ -295,25 +296,26 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     curves: list[list[tuple[int, str, str, float]]] = [[] for _ in members]
     costs: list[list[Cost]] = [[] for _ in members]
     diverged: list[int | None] = [None] * len(members)
-    model.eval()  # epoch 0: every split before any training, the start that losses leave
-    with batch_statistics(model):  # as training will see it: batch norm on batch statistics
-        stats = {split: _evaluate(model, data, rows, kind)[0]
-                 for split, rows in _curve_rows(members).items()}
+    evaluated = _curve_rows(members)  # the same rows after every epoch
+
+    def evaluate() -> dict[str, torch.Tensor]:
+        model.eval()
+        return {split: _evaluate(model, data, rows, kind)[0] for split, rows in evaluated.items()}
+
+    with batch_statistics(model):  # epoch 0, before any training: batch norm on batch
+        stats = evaluate()  # statistics, as training will see it
     for epoch in range(config.epochs + 1):
         if epoch > 0:
             model.train()
             running = _train_epoch(model, step, data, members, epoch, steps, size, kind)
-            model.eval()
-            stats = {split: _evaluate(model, data, rows, kind)[0]
-                     for split, rows in _curve_rows(members).items()}
-            stats["running"] = running
+            stats = evaluate() | {"running": running}
         stats = {split: s.cpu().numpy() for split, s in stats.items()}
         seconds = _own_seconds(time.perf_counter() - start, step, groups, len(members))
         for m, (member, curve) in enumerate(zip(members, curves, strict=True)):
             _record_epoch(curve, epoch, stats, m, data.regression)
-            n = len(member.train)
-            examples = step.evals * n if config.optimizer.info.full_batch else epoch * n
-            costs[m].append(Cost(step.evals, examples, seconds[m]))
+            n = len(member.train)  # a full-batch evaluation passes over every row
+            passes = step.evals if config.optimizer.info.full_batch else epoch
+            costs[m].append(Cost(step.evals, passes * n, passes, seconds[m]))
             losses = [stats[split][m][0] for split in ("train", "running") if split in stats]
             if epoch > 0 and diverged[m] is None and not all(map(math.isfinite, losses)):
                 diverged[m] = epoch
@@ -408,6 +410,7 @@ class _Stepper:
         self.closure = groups[0][0].optimizer.info.full_batch
         self.evals = 0  # gradient evaluations so far, per member
         self.group_seconds = [0.0] * len(groups)  # each group's own step time (several groups)
+        self._timed = len(groups) > 1  # alone, a group's time is all the stack's anyway
         self._sync = sync  # CUDA runs asynchronously: synchronise before reading the clock
         for config, rows in groups:
             own = params if len(groups) == 1 else [torch.nn.Parameter(p.data[rows])
@@ -427,15 +430,14 @@ class _Stepper:
                 p.grad = None
             objective().backward()
             self.evals += 1
-            timed = len(self.groups) > 1  # alone, a group's time is all the stack's anyway
             for i, group in enumerate(self.groups):
-                begin = self._clock() if timed else 0.0
+                begin = self._clock() if self._timed else 0.0
                 for view, full in group.views:
                     view.grad = full.grad[group.rows]
                 group.opt.step()
                 if group.scheduler is not None:
                     group.scheduler.step()
-                if timed:
+                if self._timed:
                     self.group_seconds[i] += self._clock() - begin
 
     def _closure_step(self, objective: Callable[[], torch.Tensor]) -> None:

@@ -16,7 +16,14 @@ import pandas as pd
 from dlbench import sizes, stats, verdicts
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
-from dlbench.metrics import METRICS, MetricInfo, chance_predictions, resolve_metrics, score
+from dlbench.metrics import (
+    METRICS,
+    MetricInfo,
+    Predictions,
+    chance_predictions,
+    resolve_metrics,
+    score,
+)
 from dlbench.models import ModelSpec
 from dlbench.rows import curve_rows, score_rows
 from dlbench.seeding import derive_seed
@@ -161,14 +168,16 @@ def run(plan: Plan, progress=None) -> CVResult:
     start = time.perf_counter()
     cfg = plan.config
     results = train(plan.dataset, cfg.model, cfg.train, plan.members, progress)
-    statuses = [_status(plan, r) for r in results]
+    chance = _chance(plan)
+    statuses = [_status(plan, r, chance) for r in results]
     scores = pd.DataFrame([row for r, status in zip(results, statuses, strict=True)
                            for row in score_rows(r, _key(plan, cfg.model.name, r.member.key),
-                                                 plan.metrics, status)] + _chance_rows(plan))
+                                                 plan.metrics, status)]
+                          + _chance_rows(plan, chance))
     curves = pd.DataFrame([row for r, status in zip(results, statuses, strict=True)
                            for row in curve_rows(r, _key(plan, cfg.model.name, r.member.key),
                                                  status)])
-    summary = summarize(scores, plan, results)
+    summary = summarize(scores, plan, results, chance)
     info = {
         "dataset": {"name": plan.dataset.name, "fingerprint": plan.dataset.fingerprint(),
                     "samples": plan.dataset.n_samples, "features": plan.dataset.n_features,
@@ -183,12 +192,14 @@ def run(plan: Plan, progress=None) -> CVResult:
     return CVResult(plan, scores, curves, _split_rows(plan), summary, info)
 
 
-def _status(plan: Plan, result: MemberResult) -> str:
-    y = plan.dataset.y
-    rows = next(iter(result.member.evals.values()))  # validation, or test for a refit
-    chance = verdicts.chance_accuracy(y[result.member.train], y[rows], plan.dataset.task,
-                                      plan.dataset.n_classes)
-    return verdicts.status(result, chance)
+def _status(plan: Plan, result: MemberResult, chance: dict) -> str:
+    """The member's status; near chance means near its split's majority class."""
+    if plan.dataset.task != "classification":
+        return verdicts.status(result, None)
+    key = result.member.key
+    split = next(iter(result.member.evals))  # validation, or test for a refit
+    pred = chance[key["repeat"], key["fold"]][split]
+    return verdicts.status(result, float(np.mean(pred.y_pred == pred.y_true)))
 
 
 def _key(plan: Plan, model: str, key: dict[str, int]) -> dict[str, Any]:
@@ -200,29 +211,25 @@ def _key(plan: Plan, model: str, key: dict[str, int]) -> dict[str, Any]:
             "repeat": key["repeat"], "fold": key["fold"], "seed": key.get("seed", NA)}
 
 
-def _chance_rows(plan: Plan) -> list[dict[str, Any]]:
-    """The majority-class / mean predictor, fitted and scored on exactly the same splits."""
-    rows = []
-    for key, train_rows, evals in _chance_parts(plan):
-        for split, eval_rows in {"train": train_rows, **evals}.items():
-            pred = _chance(plan, train_rows, eval_rows)
-            for metric, value in score(pred, plan.metrics).items():
-                rows.append({**_key(plan, CHANCE, key), "split": split, "metric": metric,
-                             "value": value, "status": "ok"})
-    return rows
-
-
-def _chance_parts(plan: Plan):
-    parts = [({"repeat": s.repeat, "fold": s.fold}, s.train, {"val": s.val}) for s in plan.splits]
-    if plan.test is not None:
-        parts.append(({"repeat": NA, "fold": NA}, plan.dev, {"test": plan.test}))
-    return parts
-
-
-def _chance(plan: Plan, train_rows: np.ndarray, eval_rows: np.ndarray):
+def _chance(plan: Plan) -> dict[tuple[int, int], dict[str, Predictions]]:
+    """The majority-class / mean predictor, fitted on each split's training rows (and on all
+    train+validation rows for the refit) -> (repeat, fold) -> split -> its predictions."""
     ds = plan.dataset
-    return chance_predictions(ds.y[train_rows], ds.y[eval_rows], task=ds.task,
-                              n_classes=ds.n_classes)
+    parts = [(s.repeat, s.fold, s.train, {"val": s.val}) for s in plan.splits]
+    if plan.test is not None:
+        parts.append((NA, NA, plan.dev, {"test": plan.test}))
+    return {(repeat, fold): {split: chance_predictions(ds.y[train], ds.y[rows], task=ds.task,
+                                                        n_classes=ds.n_classes)
+                             for split, rows in {"train": train, **evals}.items()}
+            for repeat, fold, train, evals in parts}
+
+
+def _chance_rows(plan: Plan, chance: dict) -> list[dict[str, Any]]:
+    """The chance predictor scored on exactly the same splits as the model."""
+    return [{**_key(plan, CHANCE, {"repeat": repeat, "fold": fold}), "split": split,
+             "metric": metric, "value": value, "status": "ok"}
+            for (repeat, fold), splits in chance.items() for split, pred in splits.items()
+            for metric, value in score(pred, plan.metrics).items()]
 
 
 def _split_rows(plan: Plan) -> pd.DataFrame:
@@ -243,7 +250,8 @@ def _split_rows(plan: Plan) -> pd.DataFrame:
 RESUBSTITUTION = "none: resubstitution (scored on the rows it trained on)"
 
 
-def summarize(scores: pd.DataFrame, plan: Plan, results: list[MemberResult]) -> pd.DataFrame:
+def summarize(scores: pd.DataFrame, plan: Plan, results: list[MemberResult],
+              chance: dict) -> pd.DataFrame:
     """One row per split × metric for the trained model, with its chance baseline beside it.
 
     What varies, and so what an interval covers, depends on the design:
@@ -255,15 +263,18 @@ def summarize(scores: pd.DataFrame, plan: Plan, results: list[MemberResult]) -> 
     - one split (a single hold-out, or the test split): seeds and the evaluation rows.
     """
     model = plan.config.model.name
+    one_split = {split: _one_split(plan, results, chance, split) for split in ("val", "test")
+                 if split == "test" and plan.test is not None
+                 or split == "val" and len(plan.splits) == 1}
     rows = []
     for (split, metric), group in scores.groupby(["split", "metric"], sort=False):
         if split != "test":  # the refit on train+val (repeat -1) is no unit of the k-fold estimate
             group = group[group["repeat"] != NA]
         units = group.groupby(["model", "repeat", "fold"])["value"].mean()
         info = METRICS.get(metric)
-        ours, chance = units.get(model), units.get(CHANCE)
-        estimate, diff, unit = _estimates(plan, results, split, info, ours, chance)
-        rows.append(_summary_row(split, info, estimate, diff, unit, ours, chance,
+        ours, base = units.get(model), units.get(CHANCE)
+        estimate, diff, unit = _estimates(plan, split, info, ours, base, one_split.get(split))
+        rows.append(_summary_row(split, info, estimate, diff, unit, ours, base,
                                  group[group.model == model]))
     order = {"train": 0, "val": 1, "test": 2}
     frame = pd.DataFrame(rows)
@@ -271,13 +282,40 @@ def summarize(scores: pd.DataFrame, plan: Plan, results: list[MemberResult]) -> 
                              ignore_index=True)
 
 
-def _estimates(plan: Plan, results, split: str, metric: MetricInfo, ours: pd.Series,
-               chance: pd.Series):
+@dataclass(frozen=True, eq=False)
+class _OneSplit:
+    """One split's seeds: their predictions, the chance predictor's, the row resamples."""
+
+    preds: list[Predictions]
+    finite: list[bool]  # not diverged
+    chance: Predictions
+    resamples: np.ndarray  # (B, rows) bootstrap counts, shared by model and chance: paired
+
+    def scored(self, metric: MetricInfo) -> tuple[verdicts.Scored, verdicts.Scored]:
+        """(the model's seeds, chance as many times) on every row and on the resamples."""
+        return (verdicts.Scored.of(self.preds, metric, self.resamples, self.finite),
+                verdicts.Scored.of([self.chance] * len(self.preds), metric, self.resamples,
+                                   [True] * len(self.preds)))
+
+
+def _one_split(plan: Plan, results: list[MemberResult], chance: dict, split: str) -> _OneSplit:
+    members = [r for r in results if split in r.member.evals
+               and (split == "test" or r.member.key["repeat"] != NA)]
+    key = members[0].member.key
+    rows = len(members[0].member.evals[split])
+    return _OneSplit([r.predictions[split] for r in members],
+                     [r.status != "diverged" for r in members],
+                     chance[key["repeat"], key["fold"]][split],
+                     stats.row_resamples(rows, plan.config.split.seed))
+
+
+def _estimates(plan: Plan, split: str, metric: MetricInfo, ours: pd.Series, chance: pd.Series,
+               one_split: _OneSplit | None):
     """(the model's estimate, model − chance, the unit) for one split and metric."""
-    diffs = ours.to_numpy() - chance.reindex(ours.index).to_numpy()
     if split == "train":
         return stats.seeds_estimate(ours, "splits"), None, "splits"
-    if split == "val" and len(ours) > 1:
+    if one_split is None:  # several splits: they are the units
+        diffs = ours.to_numpy() - chance.reindex(ours.index).to_numpy()
         if plan.config.split.time_order:  # forward chaining: no Nadeau-Bengio
             unit = "forward-chaining folds"
             return (_heuristic(stats.seeds_estimate(ours, unit)),
@@ -287,16 +325,8 @@ def _estimates(plan: Plan, results, split: str, metric: MetricInfo, ours: pd.Ser
         return (stats.corrected_estimate(ours, n_train=n_train, n_test=n_val),
                 stats.corrected_estimate(diffs, n_train=n_train, n_test=n_val), "splits")
     # one split: its seeds, and the sampling of its evaluation rows
-    members = [r for r in results if split in r.member.evals
-               and (split == "test" or r.member.key["repeat"] != NA)]
-    rows = members[0].member.evals[split]
-    resamples = stats.row_resamples(len(rows), plan.config.split.seed)
-    model = verdicts.Scored.of([r.predictions[split] for r in members], metric, resamples,
-                               [r.status != "diverged" for r in members])
-    base = _chance(plan, members[0].member.train, rows)  # the same for every seed
-    chance_scored = verdicts.Scored.of([base] * len(members), metric, resamples,
-                                       [True] * len(members))
-    estimate, diff = model.estimate(), model.minus(chance_scored)
+    model, base = one_split.scored(metric)
+    estimate, diff = model.estimate(), model.minus(base)
     if plan.config.split.time_order:  # the rows are a time series, not exchangeable draws
         estimate, diff = _heuristic(estimate), _heuristic(diff)
     return estimate, diff, "seeds"

@@ -103,16 +103,16 @@ class Plan:
 def prepare(config: OptimizeConfig) -> Plan:
     dataset = load_dataset(config.data)
     _check(config, dataset)
-    n_params = {m: check_model_fits(m, dataset) for m in config.models}  # builds each once
-    # the --opt entries once each: every --lr-grid rate was checked when it was parsed
-    for cell in dict.fromkeys(grid(replace(config, lr_grid=()))):
+    n_params = {m: check_model_fits(m, dataset) for m in config.models}  # shapes only
+    entries = grid(replace(config, lr_grid=()))  # each --opt entry once, at its own rate
+    for cell in entries:  # every --lr-grid rate was checked when it was parsed
         check_train(cell.train)
         check_pair(cell.train, cell.model, n_params[cell.model])
     metrics = resolve_metrics(list(config.metrics), dataset.task)
     margin = verdicts.parse_margin(config.margin or metrics[0].margin)
     members = _members(config, dataset)
     # with --tune, --lr-grid gives only the range searched: one cell per entry to tune
-    cells = grid(replace(config, lr_grid=()) if config.tune_budget else config)
+    cells = entries if config.tune_budget else grid(config)
     _check_size(config, dataset, cells, members)
     y = dataset.y
     chance = verdicts.chance_accuracy(y[members[0].train], y[members[0].evals["val"]],
@@ -159,8 +159,6 @@ def _check(config: OptimizeConfig, dataset: Dataset) -> None:
         if not 0 < config.target <= 1:
             raise DlbenchError(f"--target-accuracy is a validation accuracy in (0, 1], got "
                                f"{config.target}")
-    if config.tune_budget < 0:
-        raise DlbenchError(f"--budget must be positive, got {config.tune_budget}")
     if config.seed < 0:
         raise DlbenchError(f"--seed must be a non-negative integer (got {config.seed})")
 
@@ -224,20 +222,16 @@ def run(plan: Plan, progress=None) -> OptimizeResult:
     summary = summarize(plan, finals)
     activations, histograms = init_study(plan.dataset, plan.members[0], cells) \
         if plan.config.activations else (None, [])
+    # a rate chosen at an end of the searched range may not be the best: it could lie beyond
+    edges = {run.label: c.at_edge for run, c in zip(finals, choices, strict=False) if c.at_edge}
+    warnings = [f"{label}: --tune chose the {edge} rate it tried; the best may lie beyond the "
+                "searched range (widen it with --lr-grid LOW:HIGH:N)"
+                for label, edge in edges.items()]
     return OptimizeResult(
         plan, pd.DataFrame([row for r in runs for row in _scores(plan, r)]),
-        pd.DataFrame([row for r in runs for row in _curves(plan, r)]),
+        pd.DataFrame([row for r in runs for row in _curves(r)]),
         summary, _sweep(runs, choices), activations, histograms,
-        _info(plan, finals, trials, choices, time.perf_counter() - start),
-        _edge_warnings(finals, choices))
-
-
-def _edge_warnings(finals: list[CellRun], choices: list[tuning.Choice]) -> list[str]:
-    """A chosen rate at the end of the searched range may not be the best: the best could lie
-    beyond it."""
-    return [f"{run.label}: --tune chose the {c.at_edge} rate it tried; the best may lie beyond "
-            f"the searched range (widen it with --lr-grid LOW:HIGH:N)"
-            for run, c in zip(finals, choices, strict=False) if c.at_edge]
+        _info(plan, finals, trials, edges, time.perf_counter() - start), warnings)
 
 
 def _runs(plan: Plan, phase: str, cells: list[Cell], members: list[Member],
@@ -265,21 +259,20 @@ def _tune(plan: Plan, progress) -> tuple[list[CellRun], list[tuning.Choice]]:
 # --- rows ------------------------------------------------------------------------------------
 
 
-def _key(plan: Plan, run: CellRun, result: MemberResult) -> dict[str, Any]:
-    return {"dataset": plan.dataset.name, "phase": run.phase, "cell": run.label,
-            **run.cell.coords(), "seed": result.member.key["seed"],
-            "member_seed": result.member.seed}
+def _key(run: CellRun, result: MemberResult) -> dict[str, Any]:
+    return {"phase": run.phase, "cell": run.label, **run.cell.coords(),
+            "seed": result.member.key["seed"], "member_seed": result.member.seed}
 
 
 def _scores(plan: Plan, run: CellRun) -> list[dict[str, Any]]:
     return [row for r, status in zip(run.results, run.statuses, strict=True)
-            for row in score_rows(r, _key(plan, run, r), plan.metrics, status)]
+            for row in score_rows(r, {"dataset": plan.dataset.name, **_key(run, r)},
+                                  plan.metrics, status)]
 
 
-def _curves(plan: Plan, run: CellRun) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "dataset"}
-            for r, status in zip(run.results, run.statuses, strict=True)
-            for row in curve_rows(r, _key(plan, run, r), status)]
+def _curves(run: CellRun) -> list[dict[str, Any]]:
+    return [row for r, status in zip(run.results, run.statuses, strict=True)
+            for row in curve_rows(r, _key(run, r), status)]
 
 
 def _sweep(runs: list[CellRun], choices: list[tuning.Choice]) -> pd.DataFrame:
@@ -296,8 +289,8 @@ def _sweep(runs: list[CellRun], choices: list[tuning.Choice]) -> pd.DataFrame:
                                                               strict=True)])
 
 
-def _info(plan: Plan, finals: list[CellRun], trials: list[CellRun],
-          choices: list[tuning.Choice], seconds: float) -> dict[str, Any]:
+def _info(plan: Plan, finals: list[CellRun], trials: list[CellRun], edges: dict[str, str],
+          seconds: float) -> dict[str, Any]:
     first = plan.members[0]
     return {"dataset": {"name": plan.dataset.name, "fingerprint": plan.dataset.fingerprint(),
                         "samples": plan.dataset.n_samples, "task": plan.dataset.task},
@@ -307,9 +300,7 @@ def _info(plan: Plan, finals: list[CellRun], trials: list[CellRun],
             "rows": {"train": len(first.train), "val": len(first.evals["val"]),
                      "test": len(first.evals["test"])},
             "evaluated_on_training_rows": plan.dataset.n_samples < TOO_SMALL_TO_SPLIT,
-            "tuned_at_edge": {run.label: c.at_edge for run, c in zip(finals, choices,
-                                                                      strict=False)
-                              if c.at_edge},
+            "tuned_at_edge": edges,
             "device": str(resolve_device(plan.config.train.device)),
             "seconds": round(seconds, 3)}
 
@@ -400,8 +391,7 @@ def _cost(results: list[MemberResult]) -> dict[str, float]:
     """Per trained model (median over seeds; seconds: mean), at the end of training."""
     last = [r.cost[-1] for r in results]
     return {"grad_evals": float(np.median([c.grad_evals for c in last])),
-            "passes": float(np.median([c.examples / len(r.member.train)
-                                       for c, r in zip(last, results, strict=True)])),
+            "passes": float(np.median([c.passes for c in last])),
             "seconds_per_model": float(np.mean([c.seconds for c in last]))}
 
 
@@ -417,8 +407,8 @@ def _to_target(results: list[MemberResult], target: float | None) -> dict[str, f
         hit = [e for e, split, m, v in r.curves
                if (split, m) == ("val", "accuracy") and e > 0 and r.trusted(e, v) >= target]
         cost = r.cost[hit[0]] if hit else None
-        reached.append((hit[0], cost.grad_evals, cost.examples / len(r.member.train),
-                        cost.seconds) if cost else (math.inf,) * 4)
+        reached.append((hit[0], cost.grad_evals, cost.passes, cost.seconds) if cost
+                       else (math.inf,) * 4)
     medians = np.median(np.array(reached, dtype=np.float64), axis=0)
     return {f"{k}_to_target": float(v) for k, v in zip(keys, medians, strict=True)}
 
