@@ -197,7 +197,7 @@ def _clipped_segments(points: np.ndarray, window, keep: np.ndarray
 
 
 CURVES_SIZE = (12.0, 4.8)  # inches: the two panels with their titles, before the legend
-TRAIN_TITLE = "training loss (eval mode, after each epoch)"
+TRAIN_TITLE = "training loss (eval mode, ≤1024 training rows, after each epoch)"
 
 
 def curves_plot(path: str | Path, curves: pd.DataFrame, title: str) -> None:
@@ -358,7 +358,7 @@ def lr_sweep_plot(path: str | Path, sweep: pd.DataFrame, title: str) -> None:
     if heights:
         _leave_top_strip(ax, min(heights.values()))
     ax.set(xlabel="learning rate (log scale)",
-           ylabel=f"final training loss ({_averaged(points['seeds'])})")
+           ylabel=f"final training loss, eval mode ({_averaged(points['seeds'])})")
     ax.grid(alpha=0.3, which="both")
     fig.suptitle(title)
     shown = set(points["status"])

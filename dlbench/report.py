@@ -212,7 +212,7 @@ def optimize_table(result: Any) -> tuple[Table, list[str]]:
         if target is not None:
             row.append(_passes(r.passes_to_target))
         mixed = "," in str(r.statuses)
-        table.add_row(*row, _status(r.status) + ("*" if mixed else ""))
+        table.add_row(*row, _status(r.status) + ("~" if mixed else ""))  # "*" marks clipping
     return table, _optimize_notes(result)
 
 
@@ -248,7 +248,7 @@ def _optimize_notes(result: Any) -> list[str]:
     notes.append("status: " + "; ".join(f"{s} = {meanings[s]}"
                                         for s in ("diverged", "unstable", "stalled")))
     for r in summary[summary["statuses"].str.contains(",")].itertuples():
-        notes.append(f"*{r.cell}: seeds differ: {r.statuses}")
+        notes.append(f"~ {r.cell}: its seeds differ: {r.statuses}")
     if run.get("evaluated_on_training_rows"):
         notes.append(f"{run['dataset']['name']} has only {run['dataset']['samples']} rows: every "
                      "split is all of them, so val and test measure fit, not generalisation")

@@ -305,14 +305,14 @@ def test_lr_sweep_plot_marks_diverged_at_the_top_without_stretching_the_axis(tmp
     labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
     assert {"sgd", "adam", "ok", "stalled (barely moved)", "diverged (at top edge)"} <= set(labels)
     assert "chosen by --tune" not in labels  # a plain grid chose nothing
-    assert ax.get_ylabel() == "final training loss (mean over seeds)"
+    assert ax.get_ylabel() == "final training loss, eval mode (mean over seeds)"
 
 
 def test_lr_sweep_plot_draws_the_tuning_trials_and_rings_the_chosen_rates(tmp_path, figures):
     plots.lr_sweep_plot(tmp_path / "tune.png", tune_frame(), "digits · mlp: tuning")
     assert_png(tmp_path / "tune.png")
     ax = figures[0].axes[0]
-    assert ax.get_ylabel() == "final training loss (one run)"  # trials: one run a rate
+    assert ax.get_ylabel() == "final training loss, eval mode (one run)"  # trials: one run a rate
     rings = marked(ax, marker="o", markerfacecolor="none")
     ringed = {(x, y) for line in rings for x, y in zip(*line.get_data(), strict=True)}
     assert ringed == {(1e-1, 0.1), (1e-3, 0.05)}  # at the trial's loss, one per optimizer
