@@ -92,6 +92,26 @@ def _roc_auc(pred: Predictions) -> float:
     return float(auc.mean())
 
 
+def _ap_classes(pred: Predictions) -> list[int]:
+    # One-vs-rest classes: binary scores class 1 alone, as roc_auc does.
+    return [1] if pred.n_classes == 2 else list(range(pred.n_classes))
+
+
+def _average_precision(pred: Predictions) -> float:
+    """One-vs-rest macro average precision (binary: of class 1) by sklearn's
+    average_precision_score, over the classes present in y_true: a class with no rows has no
+    recall to step through (sklearn's multiclass form refuses it, its binary form says 0).
+    NaN where no scored class is present."""
+    proba = _proba(pred)
+    if not np.isfinite(proba).all():
+        return math.nan
+    present = [k for k in _ap_classes(pred) if (pred.y_true == k).any()]
+    if not present:
+        return math.nan
+    return float(np.mean([skm.average_precision_score(pred.y_true == k, proba[:, k])
+                          for k in present]))
+
+
 def _loss(pred: Predictions) -> float:
     """The training objective: cross-entropy in nats, or MSE in units of the target's std."""
     if pred.n_classes > 0:
@@ -197,6 +217,23 @@ def _weighted_f1_macro(pred: Predictions, W: np.ndarray) -> np.ndarray:
         return f1.sum(1) / (both > 0).sum(1)
 
 
+def _weighted_precision_macro(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    # Labels as f1_macro: the classes in y_true or y_pred; a class never predicted scores 0.
+    right, true, predicted = _class_counts(pred, W)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, right / predicted, 0.0)
+        return precision.sum(1) / (true + predicted > 0).sum(1)
+
+
+def _weighted_recall_macro(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    # Labels as f1_macro: a class predicted but absent from y_true scores 0 (unlike
+    # balanced_accuracy, which drops it).
+    right, true, predicted = _class_counts(pred, W)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(true > 0, right / true, 0.0)
+        return recall.sum(1) / (true + predicted > 0).sum(1)
+
+
 def _weighted_log_loss(pred: Predictions, W: np.ndarray) -> np.ndarray:
     """As sklearn 1.9's log_loss: NaN if a drawn row is outside [0, 1] or non-finite (it raises),
     otherwise the true class's probability clipped to [eps, 1 - eps] (no renormalising)."""
@@ -238,6 +275,45 @@ def _weighted_auc(scores: np.ndarray, positive: np.ndarray, W_rows: np.ndarray) 
         return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
 
 
+def _weighted_average_precision(pred: Predictions, W: np.ndarray) -> np.ndarray:
+    """_average_precision per resample: the mean over the classes drawn in it of
+    AP = sum over thresholds, highest first, of (R_k - R_{k-1}) P_k, ties one threshold."""
+    W = _counts(pred, W)
+    if pred.proba is None:
+        return np.full(len(W), np.nan)
+    finite = np.isfinite(pred.proba).all(1)
+    proba = np.where(finite[:, None], pred.proba, 0.0)  # bad rows: masked below, NaN if drawn
+    W_rows = np.ascontiguousarray(W.T)  # (n, B)
+    ap = np.stack([_weighted_ap(proba[:, k], pred.y_true == k, W_rows)
+                   for k in _ap_classes(pred)])  # (classes, B), NaN where a class is absent
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no class drawn
+        mean = np.nanmean(ap, axis=0)
+    return np.where(W @ ~finite > 0, np.nan, mean)
+
+
+def _weighted_ap(scores: np.ndarray, positive: np.ndarray, W_rows: np.ndarray) -> np.ndarray:
+    """(B,) average precision of one class; NaN where a resample draws none of it.
+
+    Only thresholds at a positive's score add recall, so the sum runs over those (ties one
+    threshold, as sklearn): TP_k from the positives alone, TP_k + FP_k = the weight of all rows
+    scoring at least the threshold, from one cumulative sum as in _weighted_auc."""
+    if not positive.any():
+        return np.full(W_rows.shape[1], np.nan)
+    order = np.argsort(scores)
+    below = np.zeros((len(order) + 1, W_rows.shape[1]))  # [j]: weight of the j lowest rows
+    np.cumsum(W_rows[order], axis=0, out=below[1:])
+    rows = np.flatnonzero(positive)
+    rows = rows[np.argsort(-scores[rows], kind="stable")]  # positives, highest score first
+    thresholds, starts = np.unique(-scores[rows], return_index=True)  # (K,) descending scores
+    tp = np.cumsum(np.add.reduceat(W_rows[rows], starts, axis=0), axis=0)  # (K, B)
+    at_least = below[-1] - below[np.searchsorted(scores[order], -thresholds, side="left")]
+    new_tp = np.diff(tp, axis=0, prepend=0.0)  # R_k - R_{k-1}, times the class's weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(new_tp > 0, tp / at_least, 0.0)
+        return np.where(tp[-1] > 0, (new_tp * precision).sum(0) / tp[-1], np.nan)
+
+
 METRICS: Registry[MetricInfo] = Registry("metric")
 METRICS.add(
     MetricInfo(
@@ -274,6 +350,28 @@ METRICS.add(
 )
 METRICS.add(
     MetricInfo(
+        name="precision_macro",
+        tasks=CLASSIFICATION,
+        greater_is_better=True,
+        fn=lambda p: skm.precision_score(p.y_true, p.y_pred, average="macro", zero_division=0),
+        weighted=_weighted_precision_macro,
+        description="unweighted mean of per-class precision (a class never predicted: 0)",
+        bounds=(0.0, 1.0),
+    )
+)
+METRICS.add(
+    MetricInfo(
+        name="recall_macro",
+        tasks=CLASSIFICATION,
+        greater_is_better=True,
+        fn=lambda p: skm.recall_score(p.y_true, p.y_pred, average="macro", zero_division=0),
+        weighted=_weighted_recall_macro,
+        description="unweighted mean of per-class recall over the classes true or predicted",
+        bounds=(0.0, 1.0),
+    )
+)
+METRICS.add(
+    MetricInfo(
         name="log_loss",
         tasks=CLASSIFICATION,
         greater_is_better=False,
@@ -291,6 +389,17 @@ METRICS.add(
         fn=_roc_auc,
         weighted=_weighted_roc_auc,
         description="area under the ROC curve (multiclass: one-vs-rest, macro average)",
+        bounds=(0.0, 1.0),
+    )
+)
+METRICS.add(
+    MetricInfo(
+        name="average_precision",
+        tasks=CLASSIFICATION,
+        greater_is_better=True,
+        fn=_average_precision,
+        weighted=_weighted_average_precision,
+        description="area under the precision-recall curve (multiclass: one-vs-rest, macro)",
         bounds=(0.0, 1.0),
     )
 )

@@ -25,6 +25,10 @@ import torch
 import torch.nn.functional as F
 from scipy.special import softmax
 
+from dlbench import regimens
+from dlbench.augment import augment_batch
+from dlbench.augment import check as check_augment
+from dlbench.augment import generators as augment_generators
 from dlbench.datasets import Dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import Predictions
@@ -32,6 +36,7 @@ from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, batch_statist
 from dlbench.models import check_spec as check_model
 from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec
 from dlbench.preprocess import PREPROCESSORS, fit_affine
+from dlbench.regimens import Regimen
 from dlbench.schedules import build_scheduler, check_schedule
 from dlbench.seeding import derive_seed
 
@@ -52,6 +57,8 @@ class TrainConfig:
     schedule: str = "constant"  # lr schedule, stepped once per optimizer step (schedules.py)
     warmup: int = 0  # optimizer steps of linear warm-up before the schedule
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    loss: str = "default"  # "default" (the model's own), "cross-entropy" or "mse" (see LOSSES)
+    regimen: Regimen = field(default_factory=Regimen)  # penalties, early stopping, ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +67,9 @@ class Member:
     seed: int  # initial weights and batch order
     train: np.ndarray  # training rows of the dataset
     evals: dict[str, np.ndarray] = field(default_factory=dict)  # split name -> rows
+    # initial weights by stacked-parameter name (stack axis removed), replacing the drawn ones;
+    # names it lacks keep their draw (a new head on pretrained layers)
+    init: dict[str, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,16 @@ class MemberResult:
     curves: list[tuple[int, str, str, float]]
     cost: list[Cost]  # cumulative at the end of each epoch; cost[0] = setup and epoch 0
     predictions: dict[str, Predictions]  # "train" and every eval split, after the last epoch
+    #                                      (early stopping: of the restored best epoch;
+    #                                      snapshots: the snapshots' averaged probabilities)
     weights: dict[str, torch.Tensor]  # its final parameters and buffers (CPU), stack axis removed
+    best_epoch: int | None = None  # the epoch of lowest validation loss (tracked when asked)
+    stopped_epoch: int | None = None  # early stopping: the last epoch it trained
+    at_best: dict[str, Predictions] | None = None  # predictions with the best epoch's weights
+
+    def curve(self, split: str, metric: str) -> list[float]:
+        """One curve's values, epoch 0 first (NaN from the epoch it diverged)."""
+        return [self.trusted(e, v) for e, s, m, v in self.curves if (s, m) == (split, metric)]
 
     def trusted(self, epoch: int, value: float) -> float:
         """A curve value, or NaN from the epoch its loss became NaN/inf on: after that its
@@ -111,6 +130,7 @@ def check_config(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> None
     """Everything about training that can be wrong, checked before anything trains."""
     check_train(config)
     check_pair(config, spec, check_model_fits(spec, dataset))
+    check_task(config, spec, dataset)
 
 
 def check_train(config: TrainConfig) -> None:
@@ -122,6 +142,16 @@ def check_train(config: TrainConfig) -> None:
     for option, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
         if value < 1:
             raise DlbenchError(f"{option} must be positive, got {value}")
+    if config.loss not in ("default", *TRAINING_LOSSES):
+        raise DlbenchError(f"unknown loss '{config.loss}'; choose one of: "
+                           f"{', '.join(TRAINING_LOSSES)}")
+    regimens.check(config.regimen, config.epochs)
+    if config.regimen.snapshots and (config.schedule != "constant" or config.warmup):
+        raise DlbenchError("snapshot ensembles set their own cyclic learning rate; drop "
+                           "--schedule and --warmup")
+    if config.regimen.lr_scales and not config.optimizer.info.elementwise:
+        raise DlbenchError(f"{config.optimizer.name} takes one learning rate for every weight; "
+                           "per-layer rates and frozen layers need an elementwise optimizer")
 
 
 def check_model_fits(spec: ModelSpec, dataset: Dataset) -> int:
@@ -130,6 +160,12 @@ def check_model_fits(spec: ModelSpec, dataset: Dataset) -> int:
     with torch.device("meta"):  # shapes only: a huge model is refused before it is allocated
         model = build_model(spec, Shape.of(dataset), [0])
     return sum(p.numel() for p in model.parameters())
+
+
+def check_task(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> None:
+    """The loss and the augmentation against the data."""
+    _loss_kind(config, spec, dataset)
+    check_augment(config.regimen.augment, Shape.of(dataset).input_shape)
 
 
 def check_pair(config: TrainConfig, spec: ModelSpec, n_params: int) -> None:
@@ -167,23 +203,26 @@ def plan_stacks(members: list[Member], configs: list[TrainConfig]) -> list[list[
                 alone.append([(c, i)])
                 continue
             key = (steps_per_epoch(len(m.train), config.batch_size), tuple(m.evals),
-                   config.epochs, config.batch_size, config.device)
+                   config.epochs, config.batch_size, config.device, config.loss)
             stacks.setdefault(key, []).append((c, i))
     return [*stacks.values(), *alone]
 
 
 def train(dataset: Dataset, spec: ModelSpec, config: TrainConfig, members: list[Member],
-          progress: Callable[[int], None] | None = None) -> list[MemberResult]:
+          progress: Callable[[int], None] | None = None, best: bool = False
+          ) -> list[MemberResult]:
     """Train every member; results come back in the order of `members`.
 
     `progress(n)` is called after each epoch with the number of members that finished it.
+    `best`: track each member's epoch of lowest validation loss and predict with its weights
+    too (`MemberResult.at_best`).
     """
-    return train_grid(dataset, spec, [config], members, progress)[0]
+    return train_grid(dataset, spec, [config], members, progress, best)[0]
 
 
 def train_grid(dataset: Dataset, spec: ModelSpec, configs: list[TrainConfig],
-               members: list[Member], progress: Callable[[int], None] | None = None
-               ) -> list[list[MemberResult]]:
+               members: list[Member], progress: Callable[[int], None] | None = None,
+               best: bool = False) -> list[list[MemberResult]]:
     """Every config × every member of one model spec: results[c][m].
 
     Configs that can share a stack (see plan_stacks) train in one batched computation: an
@@ -195,7 +234,7 @@ def train_grid(dataset: Dataset, spec: ModelSpec, configs: list[TrainConfig],
     results: list[list[MemberResult | None]] = [[None] * len(members) for _ in configs]
     for stack in plan_stacks(members, configs):
         pairs = [(configs[c], members[i]) for c, i in stack]
-        for (c, i), result in zip(stack, _train_stack(dataset, spec, pairs, progress),
+        for (c, i), result in zip(stack, _train_stack(dataset, spec, pairs, progress, best),
                                   strict=True):
             results[c][i] = result
     return results  # type: ignore[return-value]
@@ -258,18 +297,32 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse": lambda out, y: (out.squeeze(-1) - y).square(),
     # Rosenblatt's criterion: how far the best score beats the right one (amax: fast on tiny)
     "perceptron": lambda out, y: out.amax(-1) - out.gather(-1, y.unsqueeze(-1)).squeeze(-1),
+    # Widrow-Hoff (Adaline): squared error of the raw outputs against ±1 one-vs-rest targets
+    "adaline": lambda out, y: (out - (2 * F.one_hot(y, out.shape[-1]) - 1)).square().sum(-1),
+    # squared error of the softmax probabilities against one-hot targets: its gradient vanishes
+    # where a wrong answer is confident, which is why cross-entropy learns faster
+    "softmax_mse": lambda out, y: (out.softmax(-1) - F.one_hot(y, out.shape[-1])).square().sum(-1),
 }
+TRAINING_LOSSES = ("cross-entropy", "mse")  # the --loss names (the models' own: "default")
 
 
 def _per_sample_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return LOSSES[kind](out, y)
 
 
-def _loss_kind(spec: ModelSpec, dataset: Dataset) -> str:
+def _loss_kind(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> str:
+    """The LOSSES entry a config trains with on a dataset (raises DlbenchError when none fits)."""
     if dataset.task == "regression":
+        if config.loss == "cross-entropy":
+            raise DlbenchError("--loss cross-entropy needs classes; a regression target "
+                               "trains on mse")
         return "mse"
-    loss = MODELS.get(spec.name).loss
-    return "cross_entropy" if loss == "default" else loss
+    if config.loss == "default":
+        loss = MODELS.get(spec.name).loss
+        return "cross_entropy" if loss == "default" else loss
+    if MODELS.get(spec.name).loss != "default":
+        raise DlbenchError(f"model {spec.name} is defined by its own loss; drop --loss")
+    return {"cross-entropy": "cross_entropy", "mse": "softmax_mse"}[config.loss]
 
 
 def _member_stats(loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
@@ -279,24 +332,31 @@ def _member_stats(loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, w: tor
     return torch.stack([(loss * w).sum(1), (correct * w).sum(1), w.sum(1)], dim=1)
 
 
-def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
-                 progress) -> list[MemberResult]:
+def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]], progress,
+                 best: bool) -> list[MemberResult]:
     """One stack: `pairs` share epochs, batch size, device and steps per epoch (plan_stacks)."""
     start = time.perf_counter()
     config, members = pairs[0][0], [m for _, m in pairs]
     device = resolve_device(config.device)
     data = _StackData(dataset, members, [c.preprocess for c, _ in pairs], device)
-    model = build_model(spec, Shape.of(dataset), [m.seed for m in members]).to(device)
+    shape = Shape.of(dataset)
+    model = build_model(spec, shape, [m.seed for m in members]).to(device)
+    for m, member in enumerate(members):
+        if member.init is not None:
+            load_member(model, m, member.init)
     size = rows_per_step(config, len(members[0].train))
     steps = steps_per_epoch(len(members[0].train), size)
     groups = _config_groups(pairs)
-    step = _Stepper(list(model.parameters()), groups, steps * config.epochs,
-                    sync=device.type == "cuda")
-    kind = _loss_kind(spec, dataset)
+    regimen = _StackRegimen(model, groups, members, shape, device)
+    step = _Stepper(list(model.named_parameters()), groups, steps, config.epochs,
+                    regimen.norm_dims, sync=device.type == "cuda")
+    kind = _loss_kind(config, spec, dataset)
     curves: list[list[tuple[int, str, str, float]]] = [[] for _ in members]
     costs: list[list[Cost]] = [[] for _ in members]
     diverged: list[int | None] = [None] * len(members)
     evaluated = _curve_rows(members)  # the same rows after every epoch
+    tracker = _BestEpoch(model, pairs) if best or regimen.stops else None
+    snapshots = _Snapshots(pairs, _splits(members)) if regimen.snapshots else None
 
     def evaluate() -> dict[str, torch.Tensor]:
         model.eval()
@@ -307,11 +367,14 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
     for epoch in range(config.epochs + 1):
         if epoch > 0:
             model.train()
-            running = _train_epoch(model, step, data, members, epoch, steps, size, kind)
+            running = _train_epoch(model, step, data, members, epoch, steps, size, kind,
+                                   regimen)
             stats = evaluate() | {"running": running}
         stats = {split: s.cpu().numpy() for split, s in stats.items()}
         seconds = _own_seconds(time.perf_counter() - start, step, groups, len(members))
         for m, (member, curve) in enumerate(zip(members, curves, strict=True)):
+            if tracker is not None and tracker.stopped[m] is not None:
+                continue  # its curve and its cost end where it stopped
             _record_epoch(curve, epoch, stats, m, data.regression)
             n = len(member.train)  # a full-batch evaluation passes over every row
             passes = step.evals if config.optimizer.info.full_batch else epoch
@@ -319,9 +382,33 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]],
             losses = [stats[split][m][0] for split in ("train", "running") if split in stats]
             if epoch > 0 and diverged[m] is None and not all(map(math.isfinite, losses)):
                 diverged[m] = epoch
+        if tracker is not None:
+            tracker.after_epoch(epoch, stats["val"], config.epochs)
+        if snapshots is not None:
+            snapshots.after_epoch(epoch, lambda rows: _evaluate(model, data, rows, kind)[1])
         if progress is not None and epoch > 0:
             progress(len(members))
-    return _finish(model, data, dataset, members, kind, curves, costs, diverged)
+        if tracker is not None and tracker.all_stopped:
+            if progress is not None:  # the epochs nobody needs: done, as far as progress goes
+                progress(len(members) * (config.epochs - epoch))
+            break
+    return _finish(model, data, dataset, members, kind, curves, costs, diverged, tracker,
+                   snapshots)
+
+
+def load_member(model: StackedModel, m: int, weights: dict[str, torch.Tensor]) -> None:
+    """Member m's initial weights from a state dict without the stack axis (DlbenchError when
+    a name or a shape does not fit the model: the first one that differs is named)."""
+    state = model.state_dict()
+    for name, value in weights.items():
+        if name not in state:
+            raise DlbenchError(f"the initial weights have '{name}', which this model lacks "
+                               f"(its layers: {', '.join(list(state)[:6])}, ...)")
+        if tuple(state[name].shape[1:]) != tuple(value.shape):
+            raise DlbenchError(f"the initial weights' '{name}' is {tuple(value.shape)}, but "
+                               f"this model's is {tuple(state[name].shape[1:])}")
+        with torch.no_grad():
+            state[name][m].copy_(value)
 
 
 def _own_seconds(elapsed: float, step: _Stepper, groups: list[tuple[TrainConfig, slice]],
@@ -337,7 +424,8 @@ def _own_seconds(elapsed: float, step: _Stepper, groups: list[tuple[TrainConfig,
     return seconds
 
 
-def _train_epoch(model, step, data, members, epoch, steps, batch_size, kind) -> torch.Tensor:
+def _train_epoch(model, step, data, members, epoch, steps, batch_size, kind,
+                 regimen: _StackRegimen) -> torch.Tensor:
     """One epoch for every member -> (M, 3) training stats (the running minibatch figures)."""
     orders = [m.train[epoch_order(m.seed, epoch, len(m.train))] for m in members]
     index, weight = _padded(orders, steps * batch_size, data.X.device)  # (M, S*B)
@@ -354,21 +442,23 @@ def _train_epoch(model, step, data, members, epoch, steps, batch_size, kind) -> 
             b = slice(t * batch_size, (t + 1) * batch_size)
             c = slice(cols.start + b.start, cols.start + b.stop)
             seen: dict[str, torch.Tensor] = {}
-            step(partial(_batch_objective, model, kind, x_block[:, b], y_block[:, b],
-                         weight[:, c], share[:, c], seen))
+            step(partial(_batch_objective, model, kind, regimen.augmented(x_block[:, b]),
+                         y_block[:, b], weight[:, c], share[:, c], seen, regimen.penalty))
             losses[:, c] = seen["loss"]
             if not data.regression:
                 outs_right[:, c] = seen["out"].argmax(-1) == y_block[:, b]
     return torch.stack([(losses * weight).sum(1), (outs_right * weight).sum(1), weight.sum(1)], 1)
 
 
-def _batch_objective(model, kind, x, y, w, share, seen) -> torch.Tensor:
-    """The stacked loss of one batch: sum over members of each member's mean loss."""
+def _batch_objective(model, kind, x, y, w, share, seen, penalty) -> torch.Tensor:
+    """The stacked loss of one batch: sum over members of each member's mean loss (plus its
+    weight penalty, when its regimen has one). `seen` keeps the data loss alone."""
     out = model(x, w)
     loss = _per_sample_loss(kind, out, y)  # (M, B)
     seen.setdefault("out", out.detach())  # the batch as the step first saw it
     seen.setdefault("loss", loss.detach())
-    return (loss * share).sum()
+    total = (loss * share).sum()
+    return total if penalty is None else total + penalty()
 
 
 def _config_groups(pairs: list[tuple[TrainConfig, Member]]) -> list[tuple[TrainConfig, slice]]:
@@ -390,6 +480,21 @@ class _Group:
     scheduler: torch.optim.lr_scheduler.LambdaLR | None  # None: constant, nothing to step
     rows: slice  # its members along the stack axis
     views: list[tuple[torch.nn.Parameter, torch.Tensor]]  # (its slice, the stacked parameter)
+    regimen: Regimen
+    # its trained weights: (tensor, a unit's incoming axes, index of its optimizer param group)
+    weights: list[tuple[torch.Tensor, tuple[int, ...], int]]
+
+    @torch.no_grad()
+    def decay(self) -> None:
+        """Decoupled weight decay at the current rate, before the step (as AdamW does)."""
+        if self.regimen.decay:
+            for w, _, g in self.weights:
+                w.mul_(1 - self.opt.param_groups[g]["lr"] * self.regimen.decay)
+
+    def renorm(self) -> None:
+        if self.regimen.max_norm:
+            for w, dims, _ in self.weights:
+                regimens.renorm(w, dims, self.regimen.max_norm)
 
 
 class _Stepper:
@@ -398,29 +503,44 @@ class _Stepper:
     With several groups each optimizer owns Parameters that are views into the stacked weights'
     storage: its in-place updates land in the model, and its gradients are its slice of the
     stacked gradient. Closure optimizers (L-BFGS, Newton) re-evaluate the objective as often as
-    they need; they are always alone in their stack, so they own the whole tensors.
+    they need; they are always alone in their stack, so they own the whole tensors. A parameter
+    whose learning-rate multiplier is 0 is left out of its group's optimizer (frozen); frozen in
+    every group, it needs no gradient at all.
 
     It counts gradient evaluations (the same for every member of the stack) and, when several
     groups share the stack, times each group's own optimizer and schedule steps.
     """
 
-    def __init__(self, params: list[torch.Tensor], groups: list[tuple[TrainConfig, slice]],
-                 total_steps: int, sync: bool = False):
-        self.params, self.groups = params, []
+    def __init__(self, named: list[tuple[str, torch.Tensor]],
+                 groups: list[tuple[TrainConfig, slice]], steps_per_epoch: int, epochs: int,
+                 norm_dims: dict[str, tuple[int, ...]], sync: bool = False):
+        self.params, self.groups = [p for _, p in named], []
         self.closure = groups[0][0].optimizer.info.full_batch
         self.evals = 0  # gradient evaluations so far, per member
         self.group_seconds = [0.0] * len(groups)  # each group's own step time (several groups)
         self._timed = len(groups) > 1  # alone, a group's time is all the stack's anyway
         self._sync = sync  # CUDA runs asynchronously: synchronise before reading the clock
+        for name, p in named:
+            if all(config.regimen.lr_scale(name) == 0 for config, _ in groups):
+                p.requires_grad_(False)
         for config, rows in groups:
-            own = params if len(groups) == 1 else [torch.nn.Parameter(p.data[rows])
-                                                  for p in params]
-            opt = build_optimizer(config.optimizer, own)
-            constant = config.schedule == "constant" and not config.warmup
-            scheduler = None if constant else build_scheduler(opt, config.schedule, total_steps,
-                                                              config.warmup)
-            views = [] if len(groups) == 1 else list(zip(own, params, strict=True))
-            self.groups.append(_Group(opt, scheduler, rows, views))
+            own = self.params if len(groups) == 1 else [torch.nn.Parameter(p.data[rows])
+                                                        for p in self.params]
+            scales = {name: config.regimen.lr_scale(name) for name, _ in named}
+            trained = [(name, mine, full) for (name, full), mine in zip(named, own, strict=True)
+                       if scales[name] > 0]
+            by_scale: dict[float, list[torch.Tensor]] = {}
+            for name, mine, _ in trained:
+                by_scale.setdefault(scales[name], []).append(mine)
+            param_group = {id(p): g for g, ps in enumerate(by_scale.values()) for p in ps}
+            opt = build_optimizer(config.optimizer, by_scale[1.0] if list(by_scale) == [1.0]
+                                  else [{"params": ps, "lr": config.optimizer.lr * scale}
+                                        for scale, ps in by_scale.items()])
+            views = [] if len(groups) == 1 else [(mine, full) for _, mine, full in trained]
+            weights = [(mine, norm_dims[name], param_group[id(mine)]) for name, mine, _ in trained
+                       if name in norm_dims]
+            self.groups.append(_Group(opt, _scheduler(opt, config, steps_per_epoch, epochs),
+                                      rows, views, config.regimen, weights))
 
     def __call__(self, objective: Callable[[], torch.Tensor]) -> None:
         if self.closure:
@@ -433,12 +553,18 @@ class _Stepper:
             for i, group in enumerate(self.groups):
                 begin = self._clock() if self._timed else 0.0
                 for view, full in group.views:
-                    view.grad = full.grad[group.rows]
-                group.opt.step()
-                if group.scheduler is not None:
-                    group.scheduler.step()
+                    view.grad = None if full.grad is None else full.grad[group.rows]
+                self._step(group)
                 if self._timed:
                     self.group_seconds[i] += self._clock() - begin
+
+    @staticmethod
+    def _step(group: _Group, closure: Callable[[], torch.Tensor] | None = None) -> None:
+        group.decay()
+        group.opt.step(closure)
+        group.renorm()
+        if group.scheduler is not None:
+            group.scheduler.step()
 
     def _closure_step(self, objective: Callable[[], torch.Tensor]) -> None:
         group = self.groups[0]
@@ -451,15 +577,26 @@ class _Stepper:
                 value.backward()
             return value
 
-        group.opt.step(closure)
+        self._step(group, closure)
         self.evals += getattr(group.opt, "hessian_passes", 0)  # Newton: a pass per Hessian row
-        if group.scheduler is not None:
-            group.scheduler.step()
 
     def _clock(self) -> float:
         if self._sync:
             torch.cuda.synchronize()
         return time.perf_counter()
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int,
+               epochs: int) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """The config's schedule (snapshot ensembles: their cycles); None when constant."""
+    cycles = config.regimen.snapshots
+    if cycles:
+        return torch.optim.lr_scheduler.LambdaLR(opt, partial(
+            regimens.cyclic_factor, steps_per_epoch=steps_per_epoch, epochs=epochs,
+            cycles=cycles))
+    if config.schedule == "constant" and not config.warmup:
+        return None
+    return build_scheduler(opt, config.schedule, steps_per_epoch * epochs, config.warmup)
 
 
 def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[float],
@@ -471,7 +608,7 @@ def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[floa
     "ok"/"diverged"). A path stops at the first non-finite value.
     """
     point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-    step = _Stepper([point], [(config, slice(None))], steps)
+    step = _Stepper([("point", point)], [(config, slice(None))], 1, steps, {})
     path = [[*start, float(objective(point.detach())), 0]]
     for _ in range(steps):
         step(lambda: objective(point))
@@ -532,19 +669,146 @@ def _train_sample(member: Member) -> np.ndarray:
     return np.sort(rng.choice(member.train, TRAIN_CURVE_ROWS, replace=False))
 
 
-def _finish(model, data, dataset, members, kind, curves, costs, diverged) -> list[MemberResult]:
-    """Final eval-mode predictions on every split, and each member's own weights."""
+class _StackRegimen:
+    """The stack's members' regimens as per-member values (penalty strengths, augmentation)."""
+
+    def __init__(self, model: StackedModel, groups: list[tuple[TrainConfig, slice]],
+                 members: list[Member], shape: Shape, device: torch.device):
+        configs = [config for config, rows in groups for _ in range(rows.start, rows.stop)]
+        self.norm_dims = regimens.weight_norm_dims(model)
+        params = dict(model.named_parameters())
+        self.penalty = None
+        if any(c.regimen.penalised for c in configs):
+            l1, l2 = (torch.tensor([getattr(c.regimen, k) for c in configs], device=device)
+                      for k in ("l1", "l2"))
+            self.penalty = partial(regimens.penalty, [params[n] for n in self.norm_dims], l1, l2)
+        self.stops = any(c.regimen.patience for c in configs)
+        self.snapshots = any(c.regimen.snapshots for c in configs)
+        self._input_shape = shape.input_shape
+        self._augment = [(rows, config.regimen.augment,
+                          augment_generators([m.seed for m in members[rows]], device))
+                         for config, rows in groups if config.regimen.augment.active]
+
+    def augmented(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch (M, B, d), each augmenting member's rows from its own generator."""
+        if not self._augment:
+            return x
+        x = x.clone()
+        for rows, spec, generators in self._augment:
+            x[rows] = augment_batch(x[rows], self._input_shape, spec, generators)
+        return x
+
+
+class _BestEpoch:
+    """Epoch-end hook: each member's epoch of lowest validation loss, with a copy of its weights
+    then; members with early-stopping patience stop after that many epochs without a new low."""
+
+    def __init__(self, model: StackedModel, pairs: list[tuple[TrainConfig, Member]]):
+        if any("val" not in m.evals for _, m in pairs):
+            raise DlbenchError("early stopping and best-epoch scores watch a validation split, "
+                               "and these members have none")
+        self.model = model
+        self.patience = [c.regimen.patience for c, _ in pairs]
+        self.loss = [math.inf] * len(pairs)
+        self.epoch: list[int | None] = [None] * len(pairs)
+        self.stopped: list[int | None] = [None] * len(pairs)
+        self.weights: list[dict[str, torch.Tensor] | None] = [None] * len(pairs)
+
+    def after_epoch(self, epoch: int, val: np.ndarray, epochs: int) -> None:
+        """val: (M, 3) summed loss, correct, rows on the validation split."""
+        state = self.model.state_dict()
+        for m, (loss, _, count) in enumerate(val):
+            if self.stopped[m] is not None:
+                continue
+            if loss / count < self.loss[m]:  # NaN never is
+                self.loss[m], self.epoch[m] = loss / count, epoch
+                self.weights[m] = {k: v[m].clone() for k, v in state.items()}
+            waited = epoch - (self.epoch[m] or 0)
+            if self.patience[m] and (waited >= self.patience[m] or epoch == epochs):
+                self.stopped[m] = epoch
+
+    @property
+    def all_stopped(self) -> bool:
+        return all(s is not None for s in self.stopped)
+
+    @torch.no_grad()
+    def restore(self, members: list[int]) -> None:
+        """Those members' weights back to their best epoch's."""
+        state = self.model.state_dict()
+        for m in members:
+            if self.weights[m] is not None:
+                for k, v in self.weights[m].items():
+                    state[k][m].copy_(v)
+
+
+class _Snapshots:
+    """Epoch-end hook of snapshot ensembles: at each cycle's end, member m's outputs on every
+    split, kept to average their probabilities (regression: their predictions)."""
+
+    def __init__(self, pairs: list[tuple[TrainConfig, Member]], splits: dict[str, list]):
+        self.ends = [set(regimens.cycle_ends(c.epochs, c.regimen.snapshots))
+                     if c.regimen.snapshots else set() for c, _ in pairs]
+        self.splits = splits
+        self.outputs: list[dict[str, list[np.ndarray]]] = [{} for _ in pairs]
+
+    def after_epoch(self, epoch: int, outputs: Callable[[list[np.ndarray]], torch.Tensor]
+                    ) -> None:
+        takers = [m for m, ends in enumerate(self.ends) if epoch in ends]
+        if not takers:
+            return
+        for split, rows in self.splits.items():
+            out = outputs(rows).double().cpu().numpy()
+            for m in takers:
+                self.outputs[m].setdefault(split, []).append(out[m, : len(rows[m])])
+
+
+def _finish(model, data, dataset, members, kind, curves, costs, diverged, tracker,
+            snapshots) -> list[MemberResult]:
+    """Final eval-mode predictions on every split, and each member's own weights: members with
+    early stopping first get their best epoch's weights back; with a tracker every member is
+    also scored with its best epoch's weights."""
+    if tracker is not None:
+        tracker.restore([m for m, p in enumerate(tracker.patience) if p])
+    model.eval()
+    predictions = _predict(model, data, dataset, members, kind)
+    if snapshots is not None:
+        for m, outputs in enumerate(snapshots.outputs):
+            for split, outs in outputs.items():
+                predictions[m][split] = _averaged(outs, dataset.y[_splits(members)[split][m]],
+                                                  data, m, dataset)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    at_best: list[dict[str, Predictions] | None] = [None] * len(members)
+    if tracker is not None:
+        tracker.restore(range(len(members)))
+        at_best = _predict(model, data, dataset, members, kind)
+    return [
+        MemberResult(member, "ok" if diverged[m] is None else "diverged", diverged[m], curves[m],
+                     costs[m], predictions[m], {k: v[m].clone() for k, v in state.items()},
+                     best_epoch=None if tracker is None else tracker.epoch[m],
+                     stopped_epoch=None if tracker is None else tracker.stopped[m],
+                     at_best=at_best[m])
+        for m, member in enumerate(members)
+    ]
+
+
+def _predict(model, data, dataset, members, kind) -> list[dict[str, Predictions]]:
+    """Every member's predictions on each of its splits, with the model as it is now."""
     predictions: list[dict[str, Predictions]] = [{} for _ in members]
     for split, rows in _splits(members).items():
         out = _evaluate(model, data, rows, kind)[1].double().cpu().numpy()  # (M, N_max, outputs)
         for m, r in enumerate(rows):
             predictions[m][split] = _predictions(out[m, : len(r)], dataset.y[r], data, m, dataset)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return [
-        MemberResult(member, "ok" if diverged[m] is None else "diverged", diverged[m], curves[m],
-                     costs[m], predictions[m], {k: v[m].clone() for k, v in state.items()})
-        for m, member in enumerate(members)
-    ]
+    return predictions
+
+
+def _averaged(outputs: list[np.ndarray], y_true: np.ndarray, data: _StackData, m: int,
+              dataset: Dataset) -> Predictions:
+    """An ensemble's prediction: the mean of its members' probabilities (regression: values)."""
+    if data.regression:
+        return _predictions(np.mean(outputs, axis=0), y_true, data, m, dataset)
+    with np.errstate(invalid="ignore", over="ignore"):
+        proba = np.mean([softmax(out, axis=1) for out in outputs], axis=0)
+    return Predictions(y_true, proba.argmax(1), proba, dataset.n_classes)
 
 
 def _predictions(out: np.ndarray, y_true: np.ndarray, data: _StackData, m: int,

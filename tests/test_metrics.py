@@ -50,14 +50,19 @@ def sklearn_reference(p: Predictions) -> dict[str, float]:
     log_loss = skm.log_loss(p.y_true, p.proba, labels=labels)
     if p.n_classes == 2:
         roc_auc = skm.roc_auc_score(p.y_true, p.proba[:, 1])
+        average_precision = skm.average_precision_score(p.y_true, p.proba[:, 1])
     else:
         roc_auc = skm.roc_auc_score(p.y_true, p.proba, multi_class="ovr", labels=labels)
+        average_precision = skm.average_precision_score(p.y_true, p.proba, average="macro")
     return {
         "accuracy": skm.accuracy_score(p.y_true, p.y_pred),
         "balanced_accuracy": skm.balanced_accuracy_score(p.y_true, p.y_pred),
         "f1_macro": skm.f1_score(p.y_true, p.y_pred, average="macro"),
+        "precision_macro": skm.precision_score(p.y_true, p.y_pred, average="macro"),
+        "recall_macro": skm.recall_score(p.y_true, p.y_pred, average="macro"),
         "log_loss": log_loss,
         "roc_auc": roc_auc,
+        "average_precision": average_precision,
         "loss": log_loss,
     }
 
@@ -240,6 +245,55 @@ def test_roc_auc_equals_sklearn_with_heavy_ties(n_classes):
     assert score(pred, [METRICS.get("roc_auc")])["roc_auc"] == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_average_precision_equals_sklearn_with_heavy_ties(n_classes):
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, 300)
+    y[:n_classes] = np.arange(n_classes)  # every class present: sklearn's multiclass form works
+    proba = np.round(rng.dirichlet(np.ones(n_classes), 300), 1)  # many tied scores
+    pred = Predictions(y, proba.argmax(1), proba, n_classes)
+    expected = (skm.average_precision_score(y, proba[:, 1]) if n_classes == 2 else
+                skm.average_precision_score(y, proba, average="macro"))
+    got = score(pred, [METRICS.get("average_precision")])["average_precision"]
+    assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_average_precision_averages_the_classes_present():
+    # sklearn's multiclass form refuses a class absent from y_true; ours leaves it out.
+    pred = CASES["multiclass"]
+    keep = pred.y_true != 2
+    absent = Predictions(pred.y_true[keep], pred.y_pred[keep], pred.proba[keep], 4)
+    per_class = [skm.average_precision_score(absent.y_true == k, absent.proba[:, k])
+                 for k in (0, 1, 3)]
+    scores = score_quietly(absent)
+    assert scores["average_precision"] == pytest.approx(np.mean(per_class), rel=1e-12)
+    assert math.isnan(scores["roc_auc"])  # which, by contrast, needs every class
+
+
+def test_average_precision_of_one_class_present():
+    pred = CASES["binary"]
+    for label, expected in [(1, 1.0), (0, math.nan)]:  # binary scores class 1: all or none
+        rows = pred.y_true == label
+        alone = Predictions(pred.y_true[rows], pred.y_pred[rows], pred.proba[rows], 2)
+        assert score_quietly(alone)["average_precision"] == pytest.approx(expected, nan_ok=True)
+    multi = CASES["multiclass"]
+    rows = multi.y_true == 3
+    alone = Predictions(multi.y_true[rows], multi.y_pred[rows], multi.proba[rows], 4)
+    assert score_quietly(alone)["average_precision"] == 1.0  # every row is a positive
+
+
+def test_macro_precision_and_recall_use_the_classes_true_or_predicted():
+    # Class 3 never occurs nor is predicted: left out. Class 2 is predicted, never true: its
+    # precision and recall are 0 (recall by zero_division; balanced_accuracy drops it instead).
+    y_true = np.array([0, 0, 1, 1, 1])
+    y_pred = np.array([0, 1, 1, 1, 2])
+    pred = Predictions(y_true, y_pred, None, 4)
+    scores = score_quietly(pred)
+    assert scores["precision_macro"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert scores["recall_macro"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    assert scores["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
 # Weighted forms: entry b is the metric of the resample that repeats row i W[b, i] times.
 
 
@@ -350,6 +404,21 @@ def test_resamples_are_not_sample_weights_on_all_rows():
     roc_auc = METRICS.get("roc_auc").weighted(pred, W)
     assert np.isnan(roc_auc).any() and np.isfinite(roc_auc).any()
     assert np.isnan(METRICS.get("log_loss").weighted(pred, W[-1:]))  # nothing drawn
+
+
+@pytest.mark.parametrize("case", ["binary", "multiclass", "ten_classes"])
+def test_weighted_average_precision_equals_sklearn_sample_weight(case):
+    # A second oracle: per class drawn, sklearn's AP with the counts as sample weights.
+    pred = WEIGHTED_CASES[case]
+    W = resample_counts(pred, seed=1)
+    got = METRICS.get("average_precision").weighted(pred, W)
+    classes = [1] if pred.n_classes == 2 else range(pred.n_classes)
+    for w, value in zip(W, got, strict=True):
+        drawn = [k for k in classes if w[pred.y_true == k].sum() > 0]
+        per_class = [skm.average_precision_score(pred.y_true == k, pred.proba[:, k],
+                                                 sample_weight=w) for k in drawn]
+        assert value == pytest.approx(np.mean(per_class) if drawn else math.nan, rel=1e-12,
+                                      nan_ok=True)
 
 
 @pytest.mark.parametrize("metric", METRICS.names())
