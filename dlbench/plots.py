@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -483,3 +484,255 @@ def _row_range(label: str, layers: list[np.ndarray],
         return 0.0, 1.0
     lo, hi = float(values.min()), float(values.max())
     return lo, hi if hi > lo else lo + 1.0  # relu: [0, max]
+
+
+# --- overfitting: training against validation ------------------------------------------------
+
+# Two fixed looks, the same in every panel and in both figures: validation solid, training dashed.
+SPLIT_LOOKS = {"train": {"color": COLORS[0], "ls": "--"}, "val": {"color": COLORS[1], "ls": "-"}}
+SPLIT_NAMES = {"train": "training", "val": "validation"}
+PANEL_SIZE = (3.4, 2.7)  # inches per panel of overfit_plot, its title and tick labels included
+MAX_PANEL_COLUMNS = 4
+MIN_MAX_SEEDS = 5  # up to this many seeds the band is min–max over seeds, beyond it mean ± std
+LOG_DECADES = 1.5  # a loss axis goes log when its finite values span more than this many decades
+CHAR_WIDTH = 0.085  # inches a character takes at 10 pt, for wrapping titles to their room
+_ONSET = {"color": "0.25", "ls": ":", "lw": 1.4}
+
+
+def overfit_plot(path: str | Path, curves: pd.DataFrame, marks: pd.DataFrame, title: str,
+                 metric: str = "loss") -> None:
+    """One panel per cell: its training and validation `metric` by epoch, with the onset of
+    overfitting.
+
+    curves: columns cell, seed, epoch, split, metric, value (other splits and metrics are
+    ignored; NaN after a divergence is left out). A seed's curve may end early (early stopping):
+    the mean and band at an epoch are over the seeds still running there. marks: columns cell
+    and onset (an epoch, NaN when validation loss never rose); its best_epoch is not drawn.
+    The panels share both axes, so gaps between training and validation, and where a curve
+    was cut, compare across cells; a loss goes log when it spans more than LOG_DECADES.
+    """
+    curves = curves.assign(value=_finite(curves["value"]))
+    curves = curves[curves["split"].isin(SPLIT_LOOKS) & (curves["metric"] == metric)]
+    cells = list(dict.fromkeys(curves["cell"])) or [""]
+    ncols = min(MAX_PANEL_COLUMNS, len(cells))
+    nrows = math.ceil(len(cells) / ncols)
+    width = PANEL_SIZE[0] * ncols + 0.6
+    fig, axes = plt.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False,
+                             figsize=(width, PANEL_SIZE[1] * nrows + 0.6), layout="constrained")
+    seeds = curves.groupby("cell")["seed"].nunique()
+    spread = "min–max" if max(seeds, default=0) <= MIN_MAX_SEEDS else "mean ± std"
+    marks = marks.set_index("cell") if "cell" in marks else pd.DataFrame()
+    for i, ax in enumerate(axes.flat):
+        if i >= len(cells):
+            ax.set_visible(False)
+            continue
+        rows = curves[curves["cell"] == cells[i]]
+        _draw_split_curves(ax, rows, spread)
+        ax.set_title(_wrap(cells[i], PANEL_SIZE[0] - 0.3), fontsize=10)
+        _label_outer_panel(ax, i, len(cells), ncols, f"{metric} ({_averaged(seeds)})")
+    if metric.endswith("loss"):  # a score in [0, 1] stays linear
+        _log_scale_if_wide(axes[0, 0], curves["value"])
+    for ax, cell in zip(axes.flat, cells, strict=False):  # after the limits settle
+        _mark_onset(ax, _mark(marks, cell, "onset"))
+    _legend_below(fig, _overfit_handles(spread, seeds, marks))  # may widen the figure
+    fig.suptitle(_wrap(title, fig.get_size_inches()[0], font=12))
+    _save(fig, path)
+
+
+def _draw_split_curves(ax: plt.Axes, rows: pd.DataFrame, spread: str) -> None:
+    """Each split's mean over seeds as a line and the seeds' spread as a band."""
+    if rows["value"].notna().sum() == 0:
+        _no_data(ax, "no values recorded" if rows.empty else "no finite values (diverged)")
+    for split, look in SPLIT_LOOKS.items():
+        stats = _seed_stats(rows[rows["split"] == split], spread)
+        if stats.empty:
+            continue
+        ax.plot(stats.index, stats["mean"], lw=1.6, **look)
+        ax.fill_between(stats.index, stats["low"], stats["high"], color=look["color"],
+                        alpha=0.2, lw=0)
+    ax.grid(alpha=0.3)
+
+
+def _seed_stats(rows: pd.DataFrame, spread: str) -> pd.DataFrame:
+    """By epoch: mean over the seeds with a finite value there, and the band's low and high."""
+    stats = rows.dropna(subset=["value"]).groupby("epoch")["value"].agg(
+        ["mean", "min", "max", "std"]).sort_index()
+    if spread == "min–max":
+        return stats.assign(low=stats["min"], high=stats["max"])
+    std = stats["std"].fillna(0.0)  # one seed left at this epoch: no spread to show
+    return stats.assign(low=stats["mean"] - std, high=stats["mean"] + std)
+
+
+def _wrap(text: str, inches: float, font: float = 10) -> str:
+    """Text broken into lines that fit `inches` at `font` points: at the " · " between a
+    label's parts where it can (a line ends with its "·"), else between words."""
+    width = max(8, int(inches / (CHAR_WIDTH * font / 10))) - 2  # room for a trailing " ·"
+    lines: list[str] = []
+    for part in text.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+            continue
+        if lines and len(part) > width:  # needs breaking anyway: go on from the line
+            lines[-1:] = textwrap.wrap(lines[-1] + "\u00a0· " + part, width)
+            continue
+        if lines:
+            lines[-1] += " ·"
+        lines += textwrap.wrap(part, width) or [part]
+    return "\n".join(lines).replace("\u00a0", " ")  # the no-break space kept "·" on its line
+
+
+def _label_outer_panel(ax: plt.Axes, i: int, n: int, ncols: int, ylabel: str) -> None:
+    """Axis labels on the outer panels only; a panel with no panel below it (the last row is
+    short) keeps its epoch tick labels, which sharex would have hidden."""
+    if i % ncols == 0:
+        ax.set_ylabel(ylabel)
+    if i + ncols >= n:
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel("epoch")
+
+
+def _log_scale_if_wide(ax: plt.Axes, values: pd.Series) -> None:
+    """Log y (symlog with a zero) when the positive finite values span > LOG_DECADES decades."""
+    positive = values[values > 0]
+    if len(positive) and positive.max() / positive.min() > 10**LOG_DECADES:
+        _log_scale(ax, values)
+
+
+def _mark(marks: pd.DataFrame, cell: str, column: str) -> float:
+    if column not in marks or cell not in marks.index:
+        return math.nan
+    return float(pd.to_numeric(pd.Series(marks.loc[[cell], column]), errors="coerce").iloc[0])
+
+
+def _mark_onset(ax: plt.Axes, onset: float) -> None:
+    """A dotted line at the onset, labelled at its top or bottom end, whichever the curves
+    leave free; with no onset, "no onset" in the freest corner."""
+    points = _curve_points(ax)
+    note = {"fontsize": 8, "color": _ONSET["color"], "transform": ax.transAxes,
+            "bbox": {"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1}}
+    if not math.isfinite(onset):
+        x, y = min(((x, y) for y in (0.95, 0.05) for x in (0.97, 0.03)), key=lambda c: _crowding(
+            points, (c[0] - 0.3, c[0]) if c[0] > 0.5 else (c[0], c[0] + 0.3), c[1]))
+        ax.text(x, y, "no onset", ha="right" if x > 0.5 else "left",
+                va="top" if y > 0.5 else "bottom", **note)
+        return
+    ax.axvline(onset, **_ONSET)
+    x = (ax.transData + ax.transAxes.inverted()).transform([[onset, 1.0]])[0, 0]
+    late = x > 0.75  # the label goes on the side with room
+    span = (x - 0.15, x) if late else (x, x + 0.15)
+    y = min((0.97, 0.03), key=lambda y: _crowding(points, span, y))
+    ax.text(x, y, "onset " if late else " onset", ha="right" if late else "left",
+            va="top" if y > 0.5 else "bottom", **note)
+
+
+def _curve_points(ax: plt.Axes) -> np.ndarray:
+    """(n, 2) points along every data line of ax, in axes fractions, 20 to a segment."""
+    to_axes = ax.transData + ax.transAxes.inverted()
+    pieces = [np.empty((0, 2))]
+    for line in ax.get_lines():
+        if line.get_transform() != ax.transData:
+            continue
+        xy = to_axes.transform(np.column_stack(line.get_data()).astype(np.float64))
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        t = np.linspace(0, len(xy) - 1, 20 * len(xy))
+        pieces.append(np.column_stack([np.interp(t, np.arange(len(xy)), xy[:, k])
+                                       for k in (0, 1)]) if len(xy) > 1 else xy)
+    return np.concatenate(pieces)
+
+
+def _crowding(points: np.ndarray, span: tuple[float, float], y: float) -> int:
+    """How many points lie over `span` of the axes' width and within 0.12 of its height from y
+    (0.95: the top, 0.05: the bottom), all in axes fractions."""
+    low, high = (y - 0.12, y) if y > 0.5 else (y, y + 0.12)
+    px, py = points[:, 0], points[:, 1]
+    return int(((px >= span[0]) & (px <= span[1]) & (py >= low) & (py <= high)).sum())
+
+
+def _overfit_handles(spread: str, seeds: pd.Series, marks: pd.DataFrame) -> list:
+    handles = [Line2D([], [], lw=1.6, label=SPLIT_NAMES[split], **look)
+               for split, look in SPLIT_LOOKS.items()]
+    if _averaged(seeds) != "one run":
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="gray", alpha=0.3,
+                                     label=f"band: {spread} over seeds (those still running "
+                                     "at the epoch)"))
+    onsets = pd.to_numeric(marks["onset"], errors="coerce") if "onset" in marks else pd.Series()
+    if onsets.notna().any():
+        handles.append(Line2D([], [], label="onset of overfitting", **_ONSET))
+    return handles
+
+
+def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metric: str) -> None:
+    """Validation (solid) and training (dashed) score against training-set size, one colour
+    per cell, with 95% intervals as error bars.
+
+    points: columns cell (the configuration without its fraction), train_rows, split ('train'
+    | 'val'), mean, ci_low, ci_high (NaN: no point, or no bar). Cells at one size are drawn a
+    little apart (DODGE), so that their error bars do not hide one another.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    points = points[points["split"].isin(SPLIT_LOOKS)].assign(
+        **{c: _finite(points[c]) for c in ("train_rows", "mean", "ci_low", "ci_high")})
+    cells = list(dict.fromkeys(points["cell"]))
+    dodge = _size_axis(ax, points["train_rows"].dropna(), len(cells))
+    for i, cell in enumerate(cells):
+        for split, look in SPLIT_LOOKS.items():
+            rows = points[(points["cell"] == cell) & (points["split"] == split)]
+            rows = rows.sort_values("train_rows").assign(x=lambda r, i=i: dodge(r["train_rows"], i))
+            _draw_interval_line(ax, rows, _style(i)["color"], look["ls"], SPLIT_MARKERS[split])
+    if points["mean"].notna().sum() == 0:
+        _no_data(ax, "no scores recorded" if points.empty else "no finite scores")
+    if metric.endswith("loss"):  # on the means: an interval reaching 0 runs off the bottom
+        _log_scale_if_wide(ax, points["mean"])
+    ax.set(ylabel=metric)
+    ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=_style(i)["color"], lw=1.8, label=str(cell))
+               for i, cell in enumerate(cells)]
+    handles += [Line2D([], [], color="gray", ls=look["ls"], marker=SPLIT_MARKERS[split], ms=4,
+                       label=SPLIT_NAMES[split]) for split, look in SPLIT_LOOKS.items()]
+    handles.append(Line2D([], [], color="gray", ls="", marker="|", ms=10, mew=1.2,
+                          label="95% interval"))
+    _legend_below(fig, handles)
+    fig.suptitle(_wrap(title, fig.get_size_inches()[0], font=12))
+    _save(fig, path)
+
+
+SPLIT_MARKERS = {"train": "s", "val": "o"}
+DODGE = 0.008  # axes-width fraction between neighbouring cells' points at one training size
+
+
+def _draw_interval_line(ax: plt.Axes, rows: pd.DataFrame, color, ls: str, marker: str) -> None:
+    """A line through the means at x; an error bar from ci_low to ci_high where both are known."""
+    if rows["mean"].notna().sum() == 0:
+        return
+    ax.plot(rows["x"], rows["mean"], color=color, ls=ls, marker=marker, ms=4, lw=1.6)
+    known = rows.dropna(subset=["mean", "ci_low", "ci_high"])
+    if len(known):
+        below = (known["mean"] - known["ci_low"]).clip(lower=0)
+        above = (known["ci_high"] - known["mean"]).clip(lower=0)
+        ax.errorbar(known["x"], known["mean"], yerr=[below, above], color=color, ls="",
+                    capsize=3, lw=1.0)
+
+
+def _size_axis(ax: plt.Axes, sizes: pd.Series, cells: int):
+    """Training rows on x: log when the sizes span 10× or more, ticks at the sizes run.
+
+    Returns dodge(x, i): where cell i's points at sizes x are drawn, DODGE of the axes' width
+    from its neighbours' (multiplied on a log axis, added on a linear one) and centred.
+    """
+    ax.set_xlabel("training rows")
+    if len(sizes) == 0 or sizes.min() <= 0:
+        return lambda x, i: x
+    log = sizes.max() / sizes.min() >= 10
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlabel("training rows (log scale)")
+    runs = np.unique(sizes.to_numpy())
+    if len(runs) <= 8:
+        ax.set_xticks(runs, [f"{v:,.0f}" if v == round(v) else f"{v:g}" for v in runs])
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+    step = DODGE * min(1.0, 6 / max(cells, 1))  # many cells: closer, within ±2.5% of the width
+    if log:
+        decades = max(math.log10(sizes.max() / sizes.min()), 1.0)
+        return lambda x, i: x * 10 ** (decades * step * (i - (cells - 1) / 2))
+    span = float(sizes.max() - sizes.min()) or float(sizes.max())
+    return lambda x, i: x + span * step * (i - (cells - 1) / 2)

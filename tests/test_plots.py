@@ -479,6 +479,21 @@ AWKWARD_INPUTS = {
     "sweep, empty": lambda p: plots.lr_sweep_plot(p, EMPTY_SWEEP, "empty"),
     "sweep, tuning": lambda p: plots.lr_sweep_plot(p, tune_frame(), "tuning"),
     "trajectories, diverging": lambda p: plots.trajectories_plot(p, *_diverging_trajectories()),
+    "overfit, empty": lambda p: plots.overfit_plot(
+        p, EMPTY_CURVES.assign(status=None), pd.DataFrame(columns=["cell", "best_epoch", "onset"]),
+        "empty"),
+    "overfit, all NaN": lambda p: plots.overfit_plot(
+        p, overfit_frame(["a", "b"]).assign(value=math.nan), overfit_marks(["a", "b"],
+                                                                           [math.nan, 3.0]), "x"),
+    "overfit, one seed, 13 cells": lambda p: plots.overfit_plot(
+        p, overfit_frame([str(i) for i in range(13)], seeds=1), pd.DataFrame(), "13 cells"),
+    "learning curve, empty": lambda p: plots.learning_curve_plot(
+        p, pd.DataFrame(columns=["cell", "train_rows", "split", "mean", "ci_low", "ci_high"]),
+        "empty", "accuracy"),
+    "learning curve, all NaN": lambda p: plots.learning_curve_plot(
+        p, learning_points(["a"]).assign(mean=math.nan, ci_low=math.nan), "x", "loss"),
+    "learning curve, one size": lambda p: plots.learning_curve_plot(
+        p, learning_points(["a", "b"], sizes=(100,)), "x", "loss"),
 }
 
 
@@ -488,3 +503,244 @@ def test_plots_emit_no_warnings(tmp_path, draw):
         warnings.simplefilter("error")  # constrained layout giving up, NumPy, pandas: all fail
         draw(tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# --- overfitting: training against validation ------------------------------------------------
+
+
+def overfit_frame(cells: list[str], seeds: int = 3, epochs: int = 20,
+                  stops: dict | None = None) -> pd.DataFrame:
+    """Training loss falling to ~0.01 and validation loss rising after epoch 8, plus accuracy
+    and a running loss the plot must not draw. stops: {(cell, seed): last epoch}."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for c, cell in enumerate(cells):
+        for seed in range(seeds):
+            for epoch in range(1 + (stops or {}).get((cell, seed), epochs)):
+                train = 2.0 * math.exp(-epoch / 3) + 0.01 + 0.01 * rng.random()
+                val = 0.4 + 1.6 * math.exp(-epoch / 3) + 0.02 * c * max(0, epoch - 8)
+                for split, loss in (("train", train), ("val", val)):
+                    rows += [(cell, seed, epoch, split, "loss", loss, "ok"),
+                             (cell, seed, epoch, split, "accuracy", 1 - loss / 3, "ok")]
+                rows.append((cell, seed, epoch, "train", "running_loss", 1e6, "ok"))
+    return pd.DataFrame(rows, columns=["cell", "seed", "epoch", "split", "metric", "value",
+                                       "status"])
+
+
+def overfit_marks(cells: list[str], onsets: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"cell": cells, "best_epoch": 8.0, "onset": onsets})
+
+
+def panels(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def vertical_lines(ax) -> list:
+    """The lines drawn with axvline: constant x, spanning the axes' height."""
+    return [line for line in ax.get_lines() if line.get_transform() != ax.transData]
+
+
+OVERFIT_CELLS = [f"mlp {w} · {reg}" for w in (64, 512) for reg in ("none", "dropout 0.5",
+                                                                     "weight decay 1e-3")]
+
+
+@pytest.mark.parametrize("n", [1, 6])
+def test_overfit_plot_one_panel_per_cell_with_fixed_colours_and_a_shared_y_axis(
+        tmp_path, figures, n):
+    cells = OVERFIT_CELLS[:n]
+    plt_before = plots.plt.get_fignums()
+    plots.overfit_plot(tmp_path / "overfit", overfit_frame(cells),
+                       overfit_marks(cells, [9.0] * n), "digits · capacity")
+    assert_png(tmp_path / "overfit")  # no .png suffix: still a PNG
+    assert plots.plt.get_fignums() == plt_before  # the figure was closed
+    fig = figures[0]
+    axes = panels(fig)
+    assert [ax.get_title().replace("\n", " ") for ax in axes] == cells  # in order of appearance
+    assert len(fig.axes) == (n if n <= 4 else 4 * math.ceil(n / 4))  # up to 4 columns
+    for ax in axes:
+        curves = [look(line) for line in ax.get_lines() if line not in vertical_lines(ax)]
+        assert curves == [(to_hex(plots.COLORS[0]), "--", "None"),
+                          (to_hex(plots.COLORS[1]), "-", "None")]  # training, validation
+        assert len(ax.collections) == 2  # a band each
+        assert ax.get_ylim() == axes[0].get_ylim()  # shared: gaps compare across panels
+        assert ax.get_ylim()[1] < 10  # the running loss of 1e6 is not drawn
+    assert axes[0].get_yscale() == "log"  # training loss falls over two decades
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:2] == ["training", "validation"]
+    assert "band: min–max over seeds (those still running at the epoch)" in labels
+    assert "onset of overfitting" in labels
+
+
+def test_overfit_plot_draws_the_onset_or_says_there_is_none(tmp_path, figures):
+    cells = OVERFIT_CELLS[:3]
+    marks = overfit_marks(cells, [9.0, math.nan, 12.5])
+    plots.overfit_plot(tmp_path / "o.png", overfit_frame(cells), marks, "onsets")
+    first, second, third = panels(figures[0])
+    assert [line.get_xdata()[0] for line in vertical_lines(first)] == [9.0]
+    assert texts(first) == [" onset"]
+    assert vertical_lines(second) == [] and texts(second) == ["no onset"]
+    assert [line.get_xdata()[0] for line in vertical_lines(third)] == [12.5]
+
+
+def test_overfit_plot_without_any_onset_has_no_onset_legend_entry(tmp_path, figures):
+    cells = OVERFIT_CELLS[:2]
+    plots.overfit_plot(tmp_path / "o.png", overfit_frame(cells),
+                       overfit_marks(cells, [math.nan, math.nan]), "never overfits")
+    labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
+    assert not any("onset" in label for label in labels)
+    assert all(texts(ax) == ["no onset"] for ax in panels(figures[0]))
+
+
+def test_overfit_plot_means_over_the_seeds_still_running(tmp_path, figures):
+    """Early stopping cuts curves at different epochs: a cell's line runs to its last seed's
+    stop, and past a seed's stop the mean is over the others."""
+    cells = ["long", "early stopped"]
+    stops = {("early stopped", 0): 6, ("early stopped", 1): 9, ("early stopped", 2): 12}
+    frame = overfit_frame(cells, epochs=20, stops=stops)
+    plots.overfit_plot(tmp_path / "o.png", frame, overfit_marks(cells, [9.0, 9.0]), "lengths")
+    long, short = panels(figures[0])
+    assert max(long.get_lines()[0].get_xdata()) == 20
+    assert max(short.get_lines()[0].get_xdata()) == 12
+    val = frame[(frame["cell"] == "early stopped") & (frame["split"] == "val")
+                & (frame["metric"] == "loss")]
+    expected = val.groupby("epoch")["value"].mean()  # over 3, then 2, then 1 seed
+    np.testing.assert_allclose(short.get_lines()[1].get_ydata(), expected.to_numpy())
+    assert short.get_shared_x_axes().joined(short, long)  # the cut shows against the long run
+
+
+def test_overfit_plot_leaves_out_nan_and_says_when_a_panel_has_nothing(tmp_path, figures):
+    cells = OVERFIT_CELLS[:3]
+    frame = overfit_frame(cells)
+    diverged = (frame["cell"] == cells[0]) & (frame["seed"] == 1) & (frame["epoch"] >= 5)
+    frame.loc[diverged, "value"] = math.nan
+    frame.loc[frame["cell"] == cells[2], "value"] = math.nan
+    plots.overfit_plot(tmp_path / "o.png", frame, overfit_marks(cells, [9.0, 9.0, math.nan]),
+                       "nan")
+    assert_png(tmp_path / "o.png")
+    first, _, empty = panels(figures[0])
+    assert np.isfinite(first.get_lines()[0].get_ydata()).all()  # a gap in no mean
+    assert len(first.get_lines()[0].get_ydata()) == 21
+    assert "no finite values (diverged)" in texts(empty)
+
+
+def test_overfit_plot_of_accuracy_stays_linear_and_many_seeds_band_by_std(tmp_path, figures):
+    cells = OVERFIT_CELLS[:2]
+    plots.overfit_plot(tmp_path / "o.png", overfit_frame(cells, seeds=8),
+                       overfit_marks(cells, [9.0, 9.0]), "accuracy", metric="accuracy")
+    fig = figures[0]
+    assert panels(fig)[0].get_yscale() == "linear"
+    assert panels(fig)[0].get_ylabel() == "accuracy (mean over seeds)"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "band: mean ± std over seeds (those still running at the epoch)" in labels
+
+
+def test_overfit_plot_of_one_seed_draws_no_band_entry_and_a_narrow_loss_is_linear(
+        tmp_path, figures):
+    frame = overfit_frame(["a"], seeds=1)
+    frame = frame[frame["epoch"] <= 6]  # losses within a decade
+    plots.overfit_plot(tmp_path / "o.png", frame, overfit_marks(["a"], [9.0]), "one seed")
+    ax = panels(figures[0])[0]
+    assert ax.get_yscale() == "linear" and ax.get_ylabel() == "loss (one run)"
+    labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
+    assert not any(label.startswith("band") for label in labels)
+
+
+@pytest.mark.parametrize("n", [1, 6, 9])
+def test_overfit_plot_titles_and_legend_fit_the_figure_and_clear_the_panels(
+        tmp_path, figures, n):
+    cells = [LONG_LABEL.format(lr=0.001 * (i + 1)) + " · dropout 0.5" for i in range(n)]
+    plots.overfit_plot(tmp_path / "o.png", overfit_frame(cells), overfit_marks(cells, [9.0] * n),
+                       "digits · capacity and regularizers: training against validation loss, "
+                       "three seeds, twenty epochs")
+    fig = figures[0]
+    box = drawn_boxes(fig)
+    axes, whole = panels(fig), fig.bbox
+    legend, suptitle = box(fig.legends[0]), box(fig._suptitle)
+    titles = [box(ax.title) for ax in axes]
+    for b in [legend, suptitle, *titles]:
+        assert whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1
+    for i, ax in enumerate(axes):
+        assert not legend.overlaps(box(ax)) and not suptitle.overlaps(box(ax))
+        assert not any(box(ax).overlaps(box(other)) for other in axes[i + 1:])
+        assert ax.get_window_extent().height / fig.dpi > 1.5  # titles took no panel's room
+    assert legend.y1 < min(box(ax).y0 for ax in axes)
+
+
+def test_titles_wrap_at_the_separators():
+    wrapped = plots._wrap("mlp 2048,2048,2048 · no regularizer · adam lr=0.001 · batch 32", 3.1)
+    assert "\n" in wrapped and all(not line.startswith("·") for line in wrapped.split("\n"))
+    assert wrapped.replace("\n", " ") == "mlp 2048,2048,2048 · no regularizer · adam lr=0.001 · " \
+        "batch 32"
+
+
+# --- learning curves against training-set size ----------------------------------------------
+
+
+def learning_points(cells: list[str], sizes=(90, 180, 450, 900, 1437)) -> pd.DataFrame:
+    rows = []
+    for c, cell in enumerate(cells):
+        for n in sizes:
+            val = 0.97 - 2.5 / math.sqrt(n) - 0.02 * c
+            for split, mean in (("train", 0.99 - 0.01 * c), ("val", val)):
+                half = 0.5 / math.sqrt(n)
+                rows.append((cell, n, split, mean, mean - half, mean + half))
+    return pd.DataFrame(rows, columns=["cell", "train_rows", "split", "mean", "ci_low",
+                                       "ci_high"])
+
+
+def error_bars(ax) -> int:
+    """How many error bars the axes hold."""
+    return sum(len(c.lines[2][0].get_segments()) for c in ax.containers)
+
+
+def test_learning_curve_plot_one_colour_per_cell_validation_solid_training_dashed(
+        tmp_path, figures):
+    cells = ["mlp 64", "mlp 512", "mlp 512 · dropout 0.5"]
+    before = plots.plt.get_fignums()
+    plots.learning_curve_plot(tmp_path / "lc", learning_points(cells), "digits", "accuracy")
+    assert_png(tmp_path / "lc")
+    assert plots.plt.get_fignums() == before
+    ax = figures[0].axes[0]
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == "accuracy"
+    lines = [line for line in ax.get_lines() if line.get_linestyle() != "None"]
+    assert len(lines) == 2 * len(cells)
+    for i in range(len(cells)):
+        train, val = lines[2 * i], lines[2 * i + 1]
+        assert to_hex(train.get_color()) == to_hex(val.get_color()) == to_hex(plots.COLORS[i])
+        assert train.get_linestyle() == "--" and val.get_linestyle() == "-"
+        # drawn a little apart from the other cells, at their own training size
+        np.testing.assert_allclose(val.get_xdata(), [90, 180, 450, 900, 1437], rtol=0.05)
+    assert error_bars(ax) == 2 * len(cells) * 5
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["90", "180", "450", "900", "1,437"]
+    labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
+    assert labels == [*cells, "training", "validation", "95% interval"]
+
+
+def test_learning_curve_plot_nan_interval_draws_no_bar_and_a_narrow_range_is_linear(
+        tmp_path, figures):
+    points = learning_points(["a"], sizes=(400, 800, 1200))
+    points.loc[points["train_rows"] == 400, ["ci_low", "ci_high"]] = math.nan
+    points.loc[(points["train_rows"] == 800) & (points["split"] == "val"), "mean"] = math.nan
+    plots.learning_curve_plot(tmp_path / "lc.png", points, "t", "loss")
+    ax = figures[0].axes[0]
+    assert ax.get_xscale() == "linear"
+    assert error_bars(ax) == 3  # 1200 both splits, 800 training only
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_learning_curve_plot_title_and_legend_fit_and_clear_the_axes(tmp_path, figures, n):
+    cells = [LONG_LABEL.format(lr=0.001 * (i + 1)) for i in range(n)]
+    plots.learning_curve_plot(tmp_path / "lc.png", learning_points(cells),
+                              "digits · learning curves: validation and training accuracy "
+                              "against training rows, 95% intervals over five seeds", "accuracy")
+    fig = figures[0]
+    box = drawn_boxes(fig)
+    ax, whole = fig.axes[0], fig.bbox
+    legend, suptitle = box(fig.legends[0]), box(fig._suptitle)
+    for b in (legend, suptitle):
+        assert whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1
+        assert not b.overlaps(box(ax))
