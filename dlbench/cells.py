@@ -2,6 +2,11 @@
 
 A cell is pure — its coordinates and configs in, rows out — so an executor can run cells in this
 process (today), in a process pool or on a Dask cluster, and a rerun can skip finished cells.
+
+Its coordinates are open: each axis of a grid is one entry of AXES (how to read the cell's value
+on it, how a label shows it), so a new axis is a registry entry, not a new field here. Runners set
+the values that live outside the model and training configs (a regularizer's entry, the share
+of the training rows) as the cell's `tags`.
 """
 
 from __future__ import annotations
@@ -11,46 +16,84 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dlbench.models import MODELS, ModelSpec
+from dlbench.registry import Registry
 from dlbench.trainer import TrainConfig
 
 T = TypeVar("T")
-AXES = ("model", "hidden", "init", "activation", "batchnorm", "preprocess", "optimizer", "lr")
 
 
 @dataclass(frozen=True)
 class Cell:
     model: ModelSpec
     train: TrainConfig
+    tags: tuple[tuple[str, Any], ...] = ()  # (axis, value) set by the runner
+
+    def tag(self, axis: str, default: Any = "") -> Any:
+        return dict(self.tags).get(axis, default)
 
     def coords(self) -> dict[str, Any]:
-        """The grid coordinates, one column each in every result row."""
-        m, opt = self.model, self.train.optimizer
-        uses = MODELS.get(m.name).uses  # a field the model ignores is blank, not a default
-        return {"model": m.name, "hidden": ",".join(map(str, m.hidden)) if "hidden" in uses
-                else "", "init": m.init,
-                "activation": m.activation if "activation" in uses else "",
-                "batchnorm": m.batchnorm if "batchnorm" in uses else "",
-                "preprocess": self.train.preprocess, "optimizer": opt.label, "lr": opt.lr}
+        """The grid coordinates, one column each in every result row ("" where an axis does
+        not apply: the model ignores it, or the command has no such axis)."""
+        return {axis.name: axis.value(self) for axis in AXES}
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str  # its result column
+    value: Callable[[Cell], Any]  # the cell's value; "" where it does not apply
+    part: Callable[[Any], str] = str  # how a label shows a value
+
+
+def _used(field: str) -> Callable[[Cell], Any]:
+    """A model field, blank for models that ignore it (a blank is no variation)."""
+    def value(cell: Cell) -> Any:
+        if field not in MODELS.get(cell.model.name).uses:
+            return ""
+        v = getattr(cell.model, field)
+        return ",".join(map(str, v)) if isinstance(v, tuple) else v
+    return value
+
+
+def _fraction(value: Any) -> str:
+    return f"{value:.0%} of train"
+
+
+# Column order; a label lists the varied axes in this order.
+AXES: Registry[Axis] = Registry("axis")
+for _axis in (
+    Axis("model", lambda c: c.model.name),
+    Axis("hidden", _used("hidden"), lambda v: f"hidden {v}"),
+    Axis("init", lambda c: c.model.init),
+    Axis("activation", _used("activation")),
+    Axis("batchnorm", _used("batchnorm"), lambda v: "bn" if v else "no bn"),
+    Axis("preprocess", lambda c: c.train.preprocess),
+    Axis("regularizer", lambda c: c.tag("regularizer")),
+    Axis("train_fraction", lambda c: c.tag("train_fraction"), _fraction),
+    Axis("batch_size", lambda c: c.train.batch_size, lambda v: f"batch {v}"),
+    Axis("loss", lambda c: c.train.loss, lambda v: f"{v} loss"),
+    Axis("optimizer", lambda c: c.train.optimizer.label),
+    Axis("lr", lambda c: c.train.optimizer.lr),
+):
+    AXES.add(_axis)
 
 
 def labels(cells: list[Cell]) -> list[str]:
     """Short names that tell the cells apart: the axes that vary (the optimizer with its lr when
     either varies), or the optimizer alone when nothing does."""
     coords = [c.coords() for c in cells]
-    varied = {a for a in AXES  # blank: the model ignores that axis, which is no variation
-              if len({str(c[a]) for c in coords if c[a] != ""}) > 1}
+    varied = {a.name for a in AXES  # blank: the axis does not apply, which is no variation
+              if len({str(c[a.name]) for c in coords if c[a.name] != ""}) > 1}
     if "lr" in varied or not varied:
         varied.add("optimizer")
-    return [" · ".join(_part(axis, c[axis], c) for axis in AXES
-                       if axis in varied and axis != "lr" and c[axis] != "") for c in coords]
+    return [" · ".join(_part(axis, c) for axis in AXES
+                       if axis.name in varied and axis.name != "lr" and c[axis.name] != "")
+            for c in coords]
 
 
-def _part(axis: str, value: Any, coords: dict[str, Any]) -> str:
-    if axis == "optimizer":
-        return f"{value} lr={coords['lr']:.3g}"  # the lr column keeps every digit
-    if axis == "batchnorm":
-        return "bn" if value else "no bn"
-    return f"hidden {value}" if axis == "hidden" else str(value)
+def _part(axis: Axis, coords: dict[str, Any]) -> str:
+    if axis.name == "optimizer":
+        return f"{coords['optimizer']} lr={coords['lr']:.3g}"  # the lr column keeps every digit
+    return axis.part(coords[axis.name])
 
 
 def execute(cells: list[Cell], run: Callable[[list[Cell]], list[T]]) -> list[T]:

@@ -191,7 +191,14 @@ def optimize(
                  "per-layer activations at initialisation.")] = None,
         preprocess: Annotated[str, typer.Option(
             help="Preprocessing, comma-separated: standardize, minmax, none.")] = "standardize",
-        epochs: EpochsOpt = 20, batch_size: BatchOpt = 32, seeds: Annotated[int, typer.Option(
+        epochs: EpochsOpt = 20,
+        batch_size: Annotated[str, typer.Option(
+            help="Rows per step and member; comma-separated to compare (each size its own "
+                 "stack): 16,64,256.")] = "32",
+        loss: Annotated[str | None, typer.Option(
+            help="Training losses, comma-separated: cross-entropy, mse (classification: squared "
+                 "error of the softmax against one-hot). Default: the model's own.")] = None,
+        seeds: Annotated[int, typer.Option(
             help="Seeds per cell, paired across cells.")] = 3, seed: SeedOpt = 0,
         lr_grid: Annotated[str | None, typer.Option(
             help="LOW:HIGH:N — every optimizer at N log-spaced learning rates.")] = None,

@@ -81,7 +81,9 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
     return OptimizeConfig(
         optimizers=optimizers, function=o["function"], steps=o["steps"],
         start=_point(o["start"]), tol=o["tol"], data=_data(o, given), models=models,
-        preprocess=_names("--preprocess", o["preprocess"]), train=_train(o, None),
+        preprocess=_names("--preprocess", o["preprocess"]),
+        batch_sizes=_ints("--batch-size", o["batch_size"]),
+        losses=_names("--loss", o["loss"] or "default"), train=_train(o, None),
         lr_grid=_lr_grid(o["lr_grid"]), tune_budget=_tune_budget(o["tune"], o["budget"]),
         seeds=o["seeds"], seed=o["seed"], val_fraction=o["val_fraction"],
         test_fraction=o["test_fraction"], stratify=o["stratify"],
@@ -108,9 +110,11 @@ def _train(o: Mapping[str, Any], optimizer):
     from dlbench.trainer import TrainConfig
 
     base = TrainConfig()
-    return TrainConfig(optimizer or base.optimizer, o["epochs"], o["batch_size"],
-                       o["preprocess"] if optimizer is not None else base.preprocess,
-                       o["schedule"], o["warmup"], o["device"])
+    if optimizer is None:  # the grid sets these per cell
+        return TrainConfig(base.optimizer, o["epochs"], schedule=o["schedule"],
+                           warmup=o["warmup"], device=o["device"])
+    return TrainConfig(optimizer, o["epochs"], o["batch_size"], o["preprocess"], o["schedule"],
+                       o["warmup"], o["device"])
 
 
 def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, activations,
@@ -180,7 +184,7 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
         raise DlbenchError(f"{option} takes comma-separated integers, e.g. 128,64; "
                            f"got '{text}'") from None
     if any(v < 1 for v in values):
-        raise DlbenchError(f"{option} widths must be positive, got '{text}'")
+        raise DlbenchError(f"{option} values must be positive, got '{text}'")
     return values
 
 

@@ -3,7 +3,10 @@
 Every layer maps (M, B, ...) -> (M, B, ...): member first, then batch. Member m owns slice [m]
 of every parameter, so an elementwise optimizer (SGD, Adam, ...) updates each member exactly as
 it would update that model alone. Initial weights are drawn member by member from the member's
-own generator, so a member starts from the same weights whatever stack it is trained in.
+own generator, so a member starts from the same weights whatever stack it is trained in, and
+every random draw in training (dropout, DropConnect, stochastic depth, fractional pooling) comes
+from a generator of the member's own. Models nest: a `StackedSequential` or `StackedResidual` is a
+layer like any other, initialised, masked and seeded wherever it sits in the tree.
 """
 
 from __future__ import annotations
@@ -22,18 +25,26 @@ from dlbench.errors import DlbenchError
 from dlbench.registry import Registry
 from dlbench.seeding import derive_seed
 
-DROPOUT_KEY = 1_000_039  # derives each member's dropout-mask seed from its own seed
+# Each kind of random layer derives member m's generator seed from seeds[m], its key and the
+# layer's index among layers of its kind.
+DROPOUT_KEY = 1_000_039
+STOCHASTIC_DEPTH_KEY = 1_000_081
+DROPCONNECT_KEY = 1_000_099
+FRACTIONAL_POOL_KEY = 1_000_117
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = "mlp"  # registry name: linear | perceptron | mlp | cnn1d | cnn2d
-    hidden: tuple[int, ...] = (128,)  # mlp: width of each hidden layer
+    name: str = "mlp"  # registry name: linear | perceptron | adaline | mlp | resmlp | cnn1d | cnn2d
+    hidden: tuple[int, ...] = (128,)  # mlp: width of each hidden layer; resmlp: of each block
     channels: tuple[int, ...] = (16, 32)  # cnn1d/cnn2d: channels of each conv block
     activation: str = "relu"  # registry name, see ACTIVATIONS
     batchnorm: bool = False  # batch norm after each hidden linear/conv layer
     dropout: float = 0.0  # dropout probability after each hidden activation, in [0, 1)
     init: str = "default"  # weight initialisation, see INITS
+    stochastic_depth: float = 0.0  # resmlp: probability of dropping a block per sample, [0, 1)
+    dropconnect: float = 0.0  # probability of dropping each hidden-layer weight, in [0, 1)
+    pool: str = "max"  # cnn2d: pooling after each conv block, see POOLS
 
 
 # --- activations and initialisations -------------------------------------------------------
@@ -87,35 +98,100 @@ INITS.add(InitInfo(
 # --- stacked layers --------------------------------------------------------------------------
 
 
+class MemberRandom(nn.Module):
+    """A layer whose random draws member m takes from a generator of its own, seeded from the
+    member's seed (build_model sets `seeds`, one per member, from `seed_key`).
+
+    So a member draws the same whatever else shares its stack (a cell's numbers never depend on
+    the grid around it), and exactly as when it trains alone.
+    """
+
+    seed_key: int
+
+    def __init__(self):
+        super().__init__()
+        self.seeds: list[int] = []  # set by build_model: one per member
+        self._generators: list[torch.Generator] | None = None
+
+    def generators(self, device: torch.device) -> list[torch.Generator]:
+        if self._generators is None or self._generators[0].device != device:
+            self._generators = [torch.Generator(device=device).manual_seed(s)
+                                for s in self.seeds]
+        return self._generators
+
+    def uniform(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """(M, *shape): U[0, 1) values, each member's from its own generator."""
+        return torch.stack([torch.rand(shape, generator=g, device=device)
+                            for g in self.generators(device)])
+
+    def uniform_rows(self, shape: tuple[int, ...], mask: torch.Tensor | None, batch: int,
+                     device: torch.device, fill: float) -> torch.Tensor:
+        """(M, B, *shape): U[0, 1) values for each member's real rows, `fill` for its padding.
+
+        Drawing for real rows only advances a member's generator exactly as a batch of just
+        those rows would, so a short last batch (padded in a stack) keeps it exact. Padding
+        rows come last in a batch, as the trainer lays them out.
+        """
+        generators = self.generators(device)
+        counts = [batch] * len(generators) if mask is None else mask.sum(1).int().tolist()
+        out = torch.full((len(generators), batch, *shape), fill, device=device)
+        for m, (g, n) in enumerate(zip(generators, counts, strict=True)):
+            out[m, :n] = torch.rand((n, *shape), generator=g, device=device)
+        return out
+
+
+class DropConnect(MemberRandom):
+    """Drops a layer's weights, not its outputs (Wan et al. 2013): in training each weight is
+    zeroed with probability p and the rest scaled by 1/(1-p); the bias is kept. One mask per
+    member per forward pass (so per mini-batch); the identity at evaluation."""
+
+    seed_key = DROPCONNECT_KEY
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # (M, ...) -> (M, ...)
+        if not self.training:
+            return weight
+        keep = self.uniform(weight.shape[1:], weight.device) >= self.p
+        return weight * keep / (1 - self.p)
+
+
 class StackedLinear(nn.Module):
-    def __init__(self, members: int, n_in: int, n_out: int, bias: bool = True):
+    def __init__(self, members: int, n_in: int, n_out: int, bias: bool = True,
+                 dropconnect: float = 0.0):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, n_in, n_out))  # x @ W, per member
         self.bias = nn.Parameter(torch.empty(members, 1, n_out)) if bias else None
         self.fan_in, self.fan_out = n_in, n_out
+        self.drop = DropConnect(dropconnect) if dropconnect > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, in) -> (M, B, out)
+        w = self.weight if self.drop is None else self.drop(self.weight)
         if self.bias is None:
-            return torch.bmm(x, self.weight)
-        return torch.baddbmm(self.bias, x, self.weight)
+            return torch.bmm(x, w)
+        return torch.baddbmm(self.bias, x, w)
 
 
 class StackedConv(nn.Module):
     """Conv1d/Conv2d per member as one grouped convolution (members become channel groups)."""
 
     def __init__(self, members: int, c_in: int, c_out: int, kernel: int, ndim: int,
-                 bias: bool = True):
+                 bias: bool = True, dropconnect: float = 0.0):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, c_out, c_in, *[kernel] * ndim))
         self.bias = nn.Parameter(torch.empty(members, c_out)) if bias else None
         self.fan_in, self.fan_out = c_in * kernel**ndim, c_out * kernel**ndim
         self.conv = F.conv1d if ndim == 1 else F.conv2d
         self.padding = kernel // 2
+        self.drop = DropConnect(dropconnect) if dropconnect > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, C, *S) -> (M, B, C_out, *S)
         m, b, c = x.shape[:3]
         grouped = x.transpose(0, 1).reshape(b, m * c, *x.shape[3:])  # (B, M*C, *S)
-        w = self.weight.reshape(-1, *self.weight.shape[2:])  # (M*C_out, C, *K)
+        weight = self.weight if self.drop is None else self.drop(self.weight)
+        w = weight.reshape(-1, *weight.shape[2:])  # (M*C_out, C, *K)
         b_flat = None if self.bias is None else self.bias.reshape(-1)
         y = self.conv(grouped, w, b_flat, padding=self.padding, groups=m)
         return y.reshape(b, m, -1, *y.shape[2:]).transpose(0, 1)
@@ -157,28 +233,63 @@ class StackedBatchNorm(nn.Module):
         return x_hat * self.weight.reshape(view) + self.bias.reshape(view)
 
 
-class StackedDropout(nn.Module):
-    """Dropout whose masks member m draws from a generator of its own, seeded by its seed.
+class StackedDropout(MemberRandom):
+    """Dropout whose masks member m draws from a generator of its own (see MemberRandom)."""
 
-    So a member drops the same units whatever else shares its stack (a cell's numbers never
-    depend on the grid around it), and exactly as when it trains alone.
-    """
+    seed_key = DROPOUT_KEY
 
     def __init__(self, p: float):
         super().__init__()
         self.p = p
-        self.seeds: list[int] = []  # set by build_model: one per member
-        self._generators: list[torch.Generator] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, ...)
         if not self.training or self.p == 0:
             return x
-        if self._generators is None or self._generators[0].device != x.device:
-            self._generators = [torch.Generator(device=x.device).manual_seed(s)
-                                for s in self.seeds]
-        keep = torch.stack([torch.rand(x.shape[1:], generator=g, device=x.device)
-                            for g in self._generators]) >= self.p
+        keep = self.uniform(x.shape[1:], x.device) >= self.p
         return x * keep / (1 - self.p)
+
+
+class StochasticDepth(MemberRandom):
+    """Drops a residual branch per sample in training (Huang et al. 2016), scaling kept ones by
+    1/(1-p), as torchvision's StochasticDepth(mode="row"); at evaluation every branch, unscaled."""
+
+    seed_key = STOCHASTIC_DEPTH_KEY
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = self.uniform_rows((), mask, x.shape[1], x.device, fill=1.0) >= self.p  # (M, B)
+        return x * (keep / (1 - self.p)).reshape(*keep.shape, *[1] * (x.dim() - 2))
+
+
+class FractionalMaxPool(MemberRandom):
+    """Fractional max pooling (Graham 2014), 2-D: overlapping 2×2 regions that shrink each side
+    by √2 rather than 2, at pseudo-random places drawn per sample and channel in training.
+
+    At evaluation the regions are fixed: torch's per-sample offset u is 0.5 for every image (a
+    regular pattern in between the random ones), so evaluation is deterministic.
+    """
+
+    seed_key = FRACTIONAL_POOL_KEY
+
+    def __init__(self, spatial: list[int]):
+        super().__init__()
+        self.kernel = tuple(min(2, s) for s in spatial)  # a side of 1 stays 1
+        self.size = tuple(max(1, int(s / math.sqrt(2))) for s in spatial)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        m, b, c = x.shape[:3]  # x: (M, B, C, H, W)
+        if self.training:
+            u = self.uniform_rows((c, 2), mask, b, x.device, fill=0.5)
+        else:
+            u = torch.full((m, b, c, 2), 0.5, device=x.device)
+        y = F.fractional_max_pool2d(x.flatten(0, 1), self.kernel, output_size=self.size,
+                                    _random_samples=u.flatten(0, 1))
+        return y.reshape(m, b, *y.shape[1:])
 
 
 @contextmanager
@@ -212,7 +323,15 @@ class Activation(Lambda):
         self.name = name
 
 
-def _pool(ndim: int) -> Lambda:
+@dataclass(frozen=True)
+class PoolInfo:
+    name: str
+    description: str
+    # (spatial dims, spatial sizes) -> (the stacked pooling layer, spatial sizes after it)
+    build: Callable[[int, list[int]], tuple[nn.Module, list[int]]]
+
+
+def _max_pool(ndim: int, spatial: list[int]) -> tuple[nn.Module, list[int]]:
     """Max-pool by 2 on the spatial axes, per member (ceil mode keeps length-1 inputs alive)."""
     pool = F.max_pool1d if ndim == 1 else F.max_pool2d
 
@@ -220,28 +339,69 @@ def _pool(ndim: int) -> Lambda:
         y = pool(x.flatten(0, 1), 2, ceil_mode=True)
         return y.reshape(*x.shape[:2], *y.shape[1:])
 
-    return Lambda(fn)
+    return Lambda(fn), [(s + 1) // 2 for s in spatial]
 
 
-class StackedModel(nn.Module):
-    """A sequence of stacked layers; input (M, B, d) flat features, output (M, B, outputs)."""
+def _fractional_pool(ndim: int, spatial: list[int]) -> tuple[nn.Module, list[int]]:
+    pool = FractionalMaxPool(spatial)
+    return pool, list(pool.size)
 
-    def __init__(self, layers: list[nn.Module], input_shape: tuple[int, ...] | None):
+
+POOLS: Registry[PoolInfo] = Registry("pool")
+POOLS.add(PoolInfo("max", "max pooling by 2: each side halves", _max_pool))
+POOLS.add(PoolInfo(
+    "fractional", "fractional max pooling (Graham 2014): each side shrinks by √2, the regions "
+    "drawn at random in training and fixed at evaluation; 2-D only", _fractional_pool))
+
+
+class StackedSequential(nn.Module):
+    """Stacked layers in order; the padding mask goes to every layer that takes one."""
+
+    def __init__(self, layers: list[nn.Module]):
         super().__init__()
         self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask) if isinstance(layer, MASKED) else layer(x)
+        return x
+
+
+class StackedResidual(nn.Module):
+    """x + body(x); with drop > 0 the body's branch is dropped per sample (stochastic depth)."""
+
+    def __init__(self, body: list[nn.Module], drop: float = 0.0):
+        super().__init__()
+        self.body = StackedSequential(body)
+        self.drop = StochasticDepth(drop) if drop > 0 else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        branch = self.body(x, mask)
+        return x + (branch if self.drop is None else self.drop(branch, mask))
+
+
+# The layers whose forward takes the padding mask (M, B): batch norm's statistics and per-row
+# random draws must skip padded rows, and containers pass it on.
+MASKED = (StackedBatchNorm, StackedSequential, StackedResidual, FractionalMaxPool)
+
+
+class StackedModel(StackedSequential):
+    """The whole network; input (M, B, d) flat features, output (M, B, outputs)."""
+
+    def __init__(self, layers: list[nn.Module], input_shape: tuple[int, ...] | None):
+        super().__init__(layers)
         self.input_shape = input_shape  # reshape flat features for conv models
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.input_shape is not None:
             x = x.reshape(*x.shape[:2], *self.input_shape)
-        for layer in self.layers:
-            x = layer(x, mask) if isinstance(layer, StackedBatchNorm) else layer(x)
-        return x
+        return super().forward(x, mask)
 
     @torch.no_grad()
     def reset_parameters(self, generators: list[torch.Generator], init: InitInfo, gain: float):
-        """Member m's weights come from generators[m] alone, layer by layer in a fixed order."""
-        for layer in self.layers:
+        """Member m's weights come from generators[m] alone, layer by layer in a fixed order:
+        every linear and conv layer of the tree, nested ones included, in modules() order."""
+        for layer in self.modules():
             if not isinstance(layer, StackedLinear | StackedConv):
                 continue
             for m, g in enumerate(generators):
@@ -279,12 +439,16 @@ class ModelInfo:
     tasks: tuple[str, ...]
     uses: tuple[str, ...]  # the ModelSpec fields it reads; the others are ignored
     build: Callable[[ModelSpec, int, Shape], tuple[list[nn.Module], tuple[int, ...] | None]]
-    loss: str = "default"  # "default" (cross-entropy / MSE by task) or "perceptron"
+    loss: str = "default"  # "default" (cross-entropy / MSE by task), "perceptron" or "adaline"
 
     @property
     def options(self) -> str:
         """Its command-line options, for `dlbench models`."""
-        return " ".join(f"--{field}" for field in self.uses)
+        return " ".join(_flag(field) for field in self.uses)
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def normalize(spec: ModelSpec) -> ModelSpec:
@@ -319,10 +483,27 @@ def _build_mlp(spec, members, shape):
     layers: list[nn.Module] = []
     width = shape.n_inputs
     for h in spec.hidden:
-        layers += [StackedLinear(members, width, h, bias=not spec.batchnorm),
+        layers += [StackedLinear(members, width, h, bias=not spec.batchnorm,
+                                 dropconnect=spec.dropconnect),
                    *_hidden_block(spec, members, h)]
         width = h
     return [*layers, StackedLinear(members, width, shape.n_outputs)], None
+
+
+def _build_resmlp(spec, members, shape):
+    """Project to width w, then one residual block per --hidden entry, then a linear head.
+    Every block drops its branch with the same probability (Huang et al. grow it with depth)."""
+    if len(set(spec.hidden)) != 1:
+        raise DlbenchError(f"resmlp needs equal hidden widths, e.g. --hidden 64,64,64 (got "
+                           f"--hidden {','.join(map(str, spec.hidden))})")
+    w, p = spec.hidden[0], spec.dropconnect
+    layers: list[nn.Module] = [StackedLinear(members, shape.n_inputs, w, dropconnect=p),
+                               Activation(spec.activation)]
+    for _ in spec.hidden:
+        body = [StackedLinear(members, w, w, bias=not spec.batchnorm, dropconnect=p),
+                *_hidden_block(spec, members, w)]
+        layers.append(StackedResidual(body, spec.stochastic_depth))
+    return [*layers, StackedLinear(members, w, shape.n_outputs)], None
 
 
 def _build_cnn(ndim: int):
@@ -335,13 +516,15 @@ def _build_cnn(ndim: int):
                 "model cnn2d needs image data (samples shaped C×H×W); "
                 "use an image dataset such as digits or mnist IDX files, or --model cnn1d/mlp"
             )
+        pool = POOLS.get(spec.pool if ndim == 2 else "max")  # torch has no 1-D fractional pool
         layers: list[nn.Module] = []
         c, spatial = in_shape[0], list(in_shape[1:])
         for ch in spec.channels:
-            conv = StackedConv(members, c, ch, 3, ndim, bias=not spec.batchnorm)
-            layers += [conv, *_hidden_block(spec, members, ch)]
-            layers.append(_pool(ndim))
-            c, spatial = ch, [(s + 1) // 2 for s in spatial]
+            conv = StackedConv(members, c, ch, 3, ndim, bias=not spec.batchnorm,
+                               dropconnect=spec.dropconnect)
+            pooling, spatial = pool.build(ndim, spatial)
+            layers += [conv, *_hidden_block(spec, members, ch), pooling]
+            c = ch
         flat = c * math.prod(spatial)
         layers += [Lambda(lambda x: x.flatten(2)), StackedLinear(members, flat, shape.n_outputs)]
         return layers, in_shape
@@ -357,17 +540,32 @@ MODELS.add(ModelInfo(
     "perceptron", "one linear layer trained on the perceptron criterion max_j s_j - s_y",
     ("classification",), ("init",), _build_linear, loss="perceptron"))
 MODELS.add(ModelInfo(
+    "adaline", "one linear unit per class trained on squared error against ±1 targets "
+    "(Widrow-Hoff): the step between the perceptron and logistic regression",
+    ("classification",), ("init",), _build_linear, loss="adaline"))
+MODELS.add(ModelInfo(
     "mlp", "multi-layer perceptron: linear → [batch norm] → activation → [dropout] per layer",
-    ("classification", "regression"), ("hidden", "activation", "batchnorm", "dropout", "init"),
-    _build_mlp))
+    ("classification", "regression"),
+    ("hidden", "activation", "batchnorm", "dropout", "init", "dropconnect"), _build_mlp))
+MODELS.add(ModelInfo(
+    "resmlp", "residual MLP, as in the MNIST-1D paper's experiments: linear to width w, then "
+    "blocks x + (linear → [bn] → act → [dropout]), then a linear head",
+    ("classification", "regression"),
+    ("hidden", "activation", "batchnorm", "dropout", "init", "stochastic_depth", "dropconnect"),
+    _build_resmlp))
 MODELS.add(ModelInfo(
     "cnn1d", "1-D conv blocks (conv k=3 → [bn] → act → maxpool 2), then a linear head; sequences",
-    ("classification", "regression"), ("channels", "activation", "batchnorm", "dropout", "init"),
-    _build_cnn(1)))
+    ("classification", "regression"),
+    ("channels", "activation", "batchnorm", "dropout", "init", "dropconnect"), _build_cnn(1)))
 MODELS.add(ModelInfo(
-    "cnn2d", "2-D conv blocks (conv 3×3 → [bn] → act → maxpool 2), then a linear head; images",
-    ("classification", "regression"), ("channels", "activation", "batchnorm", "dropout", "init"),
+    "cnn2d", "2-D conv blocks (conv 3×3 → [bn] → act → pool), then a linear head; images",
+    ("classification", "regression"),
+    ("channels", "activation", "batchnorm", "dropout", "init", "dropconnect", "pool"),
     _build_cnn(2)))
+
+# The options only some models have, and what each does, to name the models that do.
+_ONLY_SOME = {"stochastic_depth": "drops residual blocks", "dropconnect": "drops hidden weights",
+              "pool": "pools 2-D conv blocks"}
 
 
 def check_spec(spec: ModelSpec, task: str) -> ModelInfo:
@@ -375,14 +573,26 @@ def check_spec(spec: ModelSpec, task: str) -> ModelInfo:
     info = MODELS.get(spec.name)
     ACTIVATIONS.get(spec.activation)
     INITS.get(spec.init)
+    POOLS.get(spec.pool)
     if task not in info.tasks:
         raise DlbenchError(f"model {spec.name} is for {' or '.join(info.tasks)}, not {task}; "
                            f"choose another --model")
     if any(w < 1 for w in (*spec.hidden, *spec.channels)):
         raise DlbenchError("layer widths must be positive integers, e.g. --hidden 128,128")
-    if not 0 <= spec.dropout < 1:
-        raise DlbenchError(f"--dropout must be in [0, 1), got {spec.dropout}")
+    for field in ("dropout", "stochastic_depth", "dropconnect"):
+        if not 0 <= getattr(spec, field) < 1:
+            raise DlbenchError(f"{_flag(field)} must be in [0, 1), got {getattr(spec, field)}")
+    for field, what in _ONLY_SOME.items():
+        value = getattr(spec, field)
+        if value != getattr(ModelSpec(), field) and field not in info.uses:
+            users = [m.name for m in MODELS if field in m.uses]
+            raise DlbenchError(f"{_flag(field)} {value} ({what}) does not apply to model "
+                               f"{spec.name}; use --model {_either(users)}")
     return info
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def build_model(spec: ModelSpec, shape: Shape, seeds: list[int]) -> StackedModel:
@@ -397,7 +607,9 @@ def build_model(spec: ModelSpec, shape: Shape, seeds: list[int]) -> StackedModel
         return model  # only, nothing allocated or drawn (size estimates, shape checks)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     model.reset_parameters(generators, INITS.get(spec.init), ACTIVATIONS.get(spec.activation).gain)
-    dropouts = [m for m in model.modules() if isinstance(m, StackedDropout)]
-    for i, layer in enumerate(dropouts):  # member m's masks: its own seed, this layer
-        layer.seeds = [derive_seed(s, DROPOUT_KEY, i) for s in seeds]
+    count: dict[int, int] = {}
+    for layer in model.modules():  # member m's draws: its own seed, the layer's kind and index
+        if isinstance(layer, MemberRandom):
+            i = count[layer.seed_key] = count.get(layer.seed_key, -1) + 1
+            layer.seeds = [derive_seed(s, layer.seed_key, i) for s in seeds]
     return model

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from dlbench import grammar
 from dlbench.errors import DlbenchError
+from dlbench.grammar import format_value
 from dlbench.registry import Registry
 
 # constructor arguments that choose an implementation, not a hyperparameter
@@ -140,17 +141,8 @@ class OptimSpec:
         return {**self.info.defaults, **dict(self.params), "lr": self.lr}
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return "/".join(format_value(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+# --- the grammar (grammar.py): name[key=value,...] entries, comma-separated ----------------
 
-
-# --- the grammar -----------------------------------------------------------------------------
-
-_ENTRY = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.-]+)\s*(?:\[(?P<body>[^\[\]]*)\])?\s*$")
 _HELP = "write e.g. 'sgd,momentum[lr=0.1],adam[lr=0.3,betas=0.9/0.999]'"
 
 
@@ -161,52 +153,18 @@ def parse_optimizers(text: str, lr: float | None = None,
         raise DlbenchError(f"--lr must be a positive number, got {lr:g}")
     if weight_decay is not None and not (weight_decay >= 0 and math.isfinite(weight_decay)):
         raise DlbenchError(f"--weight-decay must be a finite number >= 0, got {weight_decay:g}")
-    specs = [_parse_entry(entry, lr, weight_decay) for entry in _split_entries(text)]
+    specs = [_parse_entry(entry, lr, weight_decay)
+             for entry in grammar.split_entries(text, "--opt", _HELP)]
     if not specs:
         raise DlbenchError(f"--opt names no optimizer; {_HELP}")
     return specs
 
 
-def _split_entries(text: str) -> list[str]:
-    """Split on commas outside brackets."""
-    entries, depth, current = [], 0, ""
-    for char in text:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if depth not in (0, 1):
-            raise DlbenchError(f"--opt '{text}': unbalanced or nested brackets; {_HELP}")
-        if char == "," and depth == 0:
-            entries.append(current)
-            current = ""
-        else:
-            current += char
-    if depth != 0:
-        raise DlbenchError(f"--opt '{text}': a '[' is never closed; {_HELP}")
-    entries.append(current)
-    if any(not e.strip() for e in entries) and any(e.strip() for e in entries):
-        raise DlbenchError(f"--opt '{text}' has an empty entry (two commas in a row, or one at "
-                           f"an end); {_HELP}")
-    return [e for e in entries if e.strip()]
-
-
 def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> OptimSpec:
-    match = _ENTRY.match(entry)
-    if match is None:
-        raise DlbenchError(f"--opt: cannot read '{entry.strip()}'; {_HELP}")
-    info = OPTIMIZERS.get(match["name"])
+    name, body = grammar.read_entry(entry, "--opt", _HELP)
+    info = OPTIMIZERS.get(name)
     allowed = info.signature_defaults()
-    params: dict[str, Any] = {}
-    body = match["body"]
-    for item in body.split(",") if body is not None and body.strip() else []:
-        key, sep, raw = (s.strip() for s in item.partition("="))
-        if not sep or not raw or not key:
-            raise DlbenchError(f"--opt {info.name}: '{item.strip()}' is not key=value; {_HELP}")
-        if key not in allowed:
-            raise DlbenchError(f"--opt {info.name} takes no parameter '{key}'; "
-                               f"it takes: {', '.join(allowed)}")
-        if key in params:
-            raise DlbenchError(f"--opt {info.name}: '{key}' is given twice; give it once")
-        params[key] = _finite(info.name, key, raw,
-                              _parse_value(info.name, key, raw, allowed[key]))
+    params = grammar.read_params(body, "--opt", info.name, allowed, _HELP)
     if weight_decay is not None and "weight_decay" not in params:
         if "weight_decay" not in allowed:
             raise DlbenchError(f"--weight-decay: {info.name} has no weight decay; drop it")
@@ -215,50 +173,6 @@ def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> Op
     spec = OptimSpec(info.name, float(rate), tuple(sorted(params.items())))
     check_spec(spec)
     return spec
-
-
-def _parse_value(name: str, key: str, raw: str, default: Any) -> Any:
-    """Read a value with the type of the parameter's default (tuples written a/b)."""
-    try:
-        if isinstance(default, tuple):
-            values = tuple(float(v) for v in raw.split("/"))
-            if len(values) != len(default):
-                raise ValueError
-            return values
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false"):
-                raise ValueError
-            return raw.lower() == "true"
-        number = _number(raw)
-        if number is not None and (default is None or isinstance(default, int | float)):
-            return float(number) if isinstance(default, float) else number
-        if isinstance(default, int | float):
-            raise ValueError
-        return None if raw.lower() == "none" else raw
-    except ValueError:
-        raise DlbenchError(f"--opt {name}[{key}={raw}]: {key} takes {_kind(default)}") from None
-
-
-def _finite(name: str, key: str, raw: str, value: Any) -> Any:
-    numbers = value if isinstance(value, tuple) else (value,)
-    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-        raise DlbenchError(f"--opt {name}[{key}={raw}]: {key} must be a finite number")
-    return value
-
-
-def _kind(default: Any) -> str:
-    if isinstance(default, tuple):
-        return f"{len(default)} numbers like {format_value(default)}"
-    return "true or false" if isinstance(default, bool) else "a number"
-
-
-def _number(raw: str) -> int | float | None:
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return None
 
 
 def check_spec(spec: OptimSpec) -> None:

@@ -24,8 +24,24 @@ def test_labels_name_only_what_varies():
 def test_coords_are_one_column_per_axis():
     coords = cell("momentum", 0.05, activation="tanh").coords()
     assert coords == {"model": "mlp", "hidden": "128", "init": "default", "activation": "tanh",
-                      "batchnorm": False, "preprocess": "standardize", "optimizer": "momentum",
-                      "lr": 0.05}
+                      "batchnorm": False, "preprocess": "standardize", "regularizer": "",
+                      "train_fraction": "", "batch_size": 32, "loss": "default",
+                      "optimizer": "momentum", "lr": 0.05}
+
+
+def test_a_new_axis_is_a_registry_entry_and_runner_values_are_tags():
+    from dataclasses import replace
+
+    from dlbench.cells import AXES
+
+    base = cell("adam", 0.01)
+    tagged = [replace(base, tags=(("regularizer", "none"), ("train_fraction", f)))
+              for f in (0.25, 1.0)]
+    assert labels(tagged) == ["25% of train", "100% of train"]
+    assert tagged[0].coords()["regularizer"] == "none"
+    assert [a.name for a in AXES][-2:] == ["optimizer", "lr"]
+    sizes = [Cell(base.model, replace(base.train, batch_size=b)) for b in (16, 256)]
+    assert labels(sizes) == ["batch 16", "batch 256"]
 
 
 def test_an_axis_a_model_ignores_does_not_count_as_varying():

@@ -6,17 +6,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from plain_layers import PlainDropConnect, PlainFractionalPool, PlainResidual, PlainStochasticDepth
 from torch import nn
 
 from dlbench import trainer
 from dlbench.datasets import Dataset
 from dlbench.models import (
+    FractionalMaxPool,
     Lambda,
     ModelSpec,
     Shape,
     StackedBatchNorm,
     StackedConv,
     StackedLinear,
+    StackedResidual,
+    StackedSequential,
     build_model,
 )
 from dlbench.optim import OPTIMIZERS, OptimSpec, build_optimizer
@@ -47,36 +51,46 @@ def make_members(n_train=(40, 39, 41), n_val=30) -> list[Member]:
     return members
 
 
-def to_plain(stacked: nn.Module, m: int) -> nn.Sequential:
-    """Member m of a stacked model as an ordinary torch network with the same weights."""
-    layers = []
-    for layer in stacked.layers:
-        if isinstance(layer, StackedLinear):
-            plain = nn.Linear(layer.fan_in, layer.fan_out, bias=layer.bias is not None)
-            plain.weight.data = layer.weight[m].T.clone(memory_format=torch.contiguous_format)
-            if layer.bias is not None:
-                plain.bias.data = layer.bias[m, 0].clone()
-        elif isinstance(layer, StackedConv):
-            w = layer.weight[m]
-            conv = nn.Conv1d if w.dim() == 3 else nn.Conv2d
-            plain = conv(w.shape[1], w.shape[0], w.shape[2], padding=layer.padding,
-                         bias=layer.bias is not None)
-            plain.weight.data = w.clone()
-            if layer.bias is not None:
-                plain.bias.data = layer.bias[m].clone()
-        elif isinstance(layer, StackedBatchNorm):
-            plain = nn.BatchNorm1d(layer.weight.shape[1])
-            plain.weight.data, plain.bias.data = layer.weight[m].clone(), layer.bias[m].clone()
-            plain.running_mean.data = layer.running_mean[m].clone()
-            plain.running_var.data = layer.running_var[m].clone()
-        elif isinstance(layer, Lambda):  # activation, pooling or flatten: shapes shift by one axis
-            plain = Lambda(lambda x, fn=layer.fn: fn(x.unsqueeze(0)).squeeze(0))
-        else:
-            raise AssertionError(f"unexpected layer {layer}")
-        layers.append(plain)
-    if stacked.input_shape is not None:
-        layers.insert(0, nn.Unflatten(1, stacked.input_shape))
-    return nn.Sequential(*layers)
+def to_plain(stacked: nn.Module, m: int, batchnorm: type[nn.Module] = nn.BatchNorm1d) -> nn.Module:
+    """Member m of a stacked model (or layer) as an ordinary torch network with the same weights
+    and, for its random layers, generators seeded as member m's, so it draws the same numbers."""
+    if isinstance(stacked, StackedSequential):
+        shape = getattr(stacked, "input_shape", None)  # the whole model: conv nets unflatten
+        if shape is not None and len(shape) == 3:
+            batchnorm = nn.BatchNorm2d
+        layers = [to_plain(layer, m, batchnorm) for layer in stacked.layers]
+        return nn.Sequential(*([nn.Unflatten(1, shape)] if shape else []), *layers)
+    if isinstance(stacked, StackedResidual):
+        drop = stacked.drop
+        return PlainResidual(to_plain(stacked.body, m, batchnorm),
+                             None if drop is None else PlainStochasticDepth(drop.p, drop.seeds[m]))
+    if isinstance(stacked, StackedLinear):
+        plain = nn.Linear(stacked.fan_in, stacked.fan_out, bias=stacked.bias is not None)
+        plain.weight.data = stacked.weight[m].T.clone(memory_format=torch.contiguous_format)
+        if stacked.bias is not None:
+            plain.bias.data = stacked.bias[m, 0].clone()
+    elif isinstance(stacked, StackedConv):
+        w = stacked.weight[m]
+        conv = nn.Conv1d if w.dim() == 3 else nn.Conv2d
+        plain = conv(w.shape[1], w.shape[0], w.shape[2], padding=stacked.padding,
+                     bias=stacked.bias is not None)
+        plain.weight.data = w.clone()
+        if stacked.bias is not None:
+            plain.bias.data = stacked.bias[m].clone()
+    elif isinstance(stacked, StackedBatchNorm):
+        plain = batchnorm(stacked.weight.shape[1])
+        plain.weight.data, plain.bias.data = stacked.weight[m].clone(), stacked.bias[m].clone()
+        plain.running_mean.data = stacked.running_mean[m].clone()
+        plain.running_var.data = stacked.running_var[m].clone()
+    elif isinstance(stacked, FractionalMaxPool):
+        return PlainFractionalPool(stacked.kernel, stacked.size, stacked.seeds[m])
+    elif isinstance(stacked, Lambda):  # activation, pooling or flatten: shapes shift by one axis
+        return Lambda(lambda x, fn=stacked.fn: fn(x.unsqueeze(0)).squeeze(0))
+    else:
+        raise AssertionError(f"unexpected layer {stacked}")
+    if not isinstance(stacked, StackedBatchNorm) and stacked.drop is not None:  # DropConnect
+        return PlainDropConnect(plain, stacked.drop.p, stacked.drop.seeds[m])
+    return plain
 
 
 def shape_of(ds: Dataset) -> Shape:

@@ -36,6 +36,7 @@ from dlbench.trainer import (
     TrainConfig,
     check_model_fits,
     check_pair,
+    check_task,
     check_train,
     resolve_device,
     train_grid,
@@ -55,6 +56,8 @@ class OptimizeConfig:
     data: DataSpec = field(default_factory=DataSpec)
     models: tuple[ModelSpec, ...] = (ModelSpec(),)  # model variants of the grid
     preprocess: tuple[str, ...] = ("standardize",)  # preprocessing variants of the grid
+    batch_sizes: tuple[int, ...] = (32,)  # batch-size variants (different sizes: other stacks)
+    losses: tuple[str, ...] = ("default",)  # training-loss variants (trainer.TRAINING_LOSSES)
     train: TrainConfig = field(default_factory=TrainConfig)  # epochs, batch, schedule, device
     lr_grid: tuple[float, ...] = ()  # every optimizer at each of these learning rates
     tune_budget: int = 0  # > 0: --tune lr with this many trials per optimizer
@@ -70,9 +73,11 @@ class OptimizeConfig:
     allow_large: bool = False  # run even when the size estimate refuses it
 
     def record(self) -> dict[str, Any]:
-        """What the manifest keeps of it: every cell sets its own optimizer (`optimizers`)."""
+        """What the manifest keeps of it: every cell sets its own optimizer, batch size, loss
+        and preprocessing (`optimizers`, `batch_sizes`, `losses`, `preprocess`)."""
         record = asdict(self)
-        del record["train"]["optimizer"]
+        for key in ("optimizer", "batch_size", "loss", "preprocess"):
+            del record["train"][key]
         return record
 
     def optimizer_grid(self) -> list[OptimSpec]:
@@ -108,6 +113,7 @@ def prepare(config: OptimizeConfig) -> Plan:
     for cell in entries:  # every --lr-grid rate was checked when it was parsed
         check_train(cell.train)
         check_pair(cell.train, cell.model, n_params[cell.model])
+        check_task(cell.train, cell.model, dataset)
     metrics = resolve_metrics(list(config.metrics), dataset.task)
     margin = verdicts.parse_margin(config.margin or metrics[0].margin)
     members = _members(config, dataset)
@@ -134,8 +140,10 @@ def _check_size(config: OptimizeConfig, dataset: Dataset, cells: list[Cell],
 
 
 def grid(config: OptimizeConfig) -> list[Cell]:
-    return [Cell(model, replace(config.train, optimizer=spec, preprocess=prep))
+    return [Cell(model, replace(config.train, optimizer=spec, preprocess=prep, batch_size=size,
+                                loss=loss))
             for model in config.models for prep in config.preprocess
+            for size in config.batch_sizes for loss in config.losses
             for spec in config.optimizer_grid()]
 
 
