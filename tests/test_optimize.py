@@ -448,10 +448,12 @@ def test_the_final_rate_is_the_trial_with_the_best_validation_accuracy(tuned):
 def test_trials_never_receive_test_rows(tmp_path, monkeypatch):
     """The trainer seam records what each call is given: trials (called from inside the tuner)
     get the first seed with validation rows only; every final cell gets the same members."""
-    calls = []
-    real = runner.train_grid
+    from dlbench.runners import grid
 
-    def recording(dataset, spec, configs, members, progress=None):
+    calls = []
+    real = grid.train_grid
+
+    def recording(dataset, spec, configs, members, progress=None, best=False):
         in_tuning = False
         frame = sys._getframe(1)
         while frame is not None:  # called from inside the tuner?
@@ -460,9 +462,9 @@ def test_trials_never_receive_test_rows(tmp_path, monkeypatch):
         if in_tuning:
             assert all("test" not in m.evals for m in members), "a trial was given test rows"
         calls.append((in_tuning, configs, members))
-        return real(dataset, spec, configs, members, progress)
+        return real(dataset, spec, configs, members, progress, best)
 
-    monkeypatch.setattr(runner, "train_grid", recording)
+    monkeypatch.setattr(grid, "train_grid", recording)
     run_optimize(tmp_path / "out", "--dataset", "iris", "--epochs", "2", "--seeds", "2",
                  "--hidden", "8", "--opt", "sgd,adam", "--tune", "lr", "--budget", "3")
     trials = [(configs, members) for tuning, configs, members in calls if tuning]

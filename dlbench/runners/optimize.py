@@ -19,16 +19,24 @@ import pandas as pd
 
 from dlbench import sizes, verdicts
 from dlbench.activations import init_study
-from dlbench.cells import Cell, execute, labels
+from dlbench.cells import Cell
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import MetricInfo, resolve_metrics
 from dlbench.models import ModelSpec
 from dlbench.optim import OptimSpec
-from dlbench.rows import curve_rows, score_rows
 from dlbench.runners import tuning
-from dlbench.seeding import derive_seed
-from dlbench.splits import SplitConfig, dev_and_test, make_splits
+from dlbench.runners.grid import (
+    TOO_SMALL_TO_SPLIT,
+    CellRun,
+    clipped,
+    cost,
+    curve_table,
+    holdout,
+    run_cells,
+    score_table,
+    scored,
+)
 from dlbench.stats import row_resamples
 from dlbench.trainer import (
     Member,
@@ -39,11 +47,7 @@ from dlbench.trainer import (
     check_task,
     check_train,
     resolve_device,
-    train_grid,
 )
-
-TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
-FRACTION = 0.2  # the validation and test shares when not given
 
 
 @dataclass(frozen=True)
@@ -173,34 +177,12 @@ def _check(config: OptimizeConfig, dataset: Dataset) -> None:
 
 def _members(config: OptimizeConfig, dataset: Dataset) -> list[Member]:
     """One train/validation/test split for every cell; one member per seed."""
-    rows = np.arange(dataset.n_samples)
-    ordered = dataset.time is not None  # time-ordered data: never let the future train
-    if dataset.n_samples < TOO_SMALL_TO_SPLIT:  # measures fit, not generalisation: said so
-        return [Member({"seed": s}, derive_seed(config.seed, s), rows,
-                       {"val": rows, "test": rows}) for s in range(config.seeds)]
-    dev, test = dev_and_test(dataset, config.test_fraction or FRACTION, seed=config.seed,
-                             stratify=config.stratify, time_order=ordered)
-    split_config = SplitConfig("holdout", val_fraction=config.val_fraction or FRACTION,
-                               stratify=config.stratify, time_order=ordered, seed=config.seed)
-    groups = None if dataset.groups is None or ordered else dataset.groups[dev]
-    [split] = make_splits(dataset.y[dev], split_config, task=dataset.task, groups=groups)
-    train_rows, val_rows = dev[split.train], dev[split.val]
-    return [Member({"seed": s}, derive_seed(config.seed, s), train_rows,
-                   {"val": val_rows, "test": test}) for s in range(config.seeds)]
+    split = holdout(dataset, seed=config.seed, val_fraction=config.val_fraction,
+                    test_fraction=config.test_fraction, stratify=config.stratify)
+    return split.members(config.seeds, config.seed)
 
 
 # --- running the grid ------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class CellRun:
-    """One cell's trained members, with their statuses."""
-
-    phase: str  # "trial" (a --tune trial) or "final"
-    label: str  # the short name that tells it apart from the other cells
-    cell: Cell
-    results: list[MemberResult]
-    statuses: list[str]
 
 
 @dataclass(eq=False)
@@ -236,8 +218,7 @@ def run(plan: Plan, progress=None) -> OptimizeResult:
                 "searched range (widen it with --lr-grid LOW:HIGH:N)"
                 for label, edge in edges.items()]
     return OptimizeResult(
-        plan, pd.DataFrame([row for r in runs for row in _scores(plan, r)]),
-        pd.DataFrame([row for r in runs for row in _curves(r)]),
+        plan, score_table(plan.dataset, runs, plan.metrics), curve_table(runs),
         summary, _sweep(runs, choices), activations, histograms,
         _info(plan, finals, trials, edges, time.perf_counter() - start), warnings)
 
@@ -245,11 +226,7 @@ def run(plan: Plan, progress=None) -> OptimizeResult:
 def _runs(plan: Plan, phase: str, cells: list[Cell], members: list[Member],
           progress) -> list[CellRun]:
     """Each cell's members, in cell order; cells sharing a model train as one stack."""
-    results = execute(cells, lambda batch: train_grid(plan.dataset, batch[0].model,
-                                                      [c.train for c in batch], members,
-                                                      progress))
-    return [CellRun(phase, label, cell, rs, [verdicts.status(r, plan.chance) for r in rs])
-            for cell, label, rs in zip(cells, labels(cells), results, strict=True)]
+    return run_cells(plan.dataset, cells, lambda cell: members, plan.chance, phase, progress)
 
 
 def _tune(plan: Plan, progress) -> tuple[list[CellRun], list[tuning.Choice]]:
@@ -265,22 +242,6 @@ def _tune(plan: Plan, progress) -> tuple[list[CellRun], list[tuning.Choice]]:
 
 
 # --- rows ------------------------------------------------------------------------------------
-
-
-def _key(run: CellRun, result: MemberResult) -> dict[str, Any]:
-    return {"phase": run.phase, "cell": run.label, **run.cell.coords(),
-            "seed": result.member.key["seed"], "member_seed": result.member.seed}
-
-
-def _scores(plan: Plan, run: CellRun) -> list[dict[str, Any]]:
-    return [row for r, status in zip(run.results, run.statuses, strict=True)
-            for row in score_rows(r, {"dataset": plan.dataset.name, **_key(run, r)},
-                                  plan.metrics, status)]
-
-
-def _curves(run: CellRun) -> list[dict[str, Any]]:
-    return [row for r, status in zip(run.results, run.statuses, strict=True)
-            for row in curve_rows(r, _key(run, r), status)]
 
 
 def _sweep(runs: list[CellRun], choices: list[tuning.Choice]) -> pd.DataFrame:
@@ -338,26 +299,25 @@ def summarize(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
 
 def _scored(metric: MetricInfo, run: CellRun, split: str,
             resamples: np.ndarray) -> verdicts.Scored:
-    return verdicts.Scored.of([r.predictions[split] for r in run.results], metric, resamples,
-                              [status != "diverged" for status in run.statuses])
+    return scored(metric, [r.predictions[split] for r in run.results], run.statuses, resamples)
 
 
 def _cell_summary(plan: Plan, run: CellRun, val: verdicts.Scored,
                   test: verdicts.Scored) -> dict[str, Any]:
     primary = plan.metrics[0]
-    intervals = {split: _clipped(s.estimate(), primary) for split, s in (("val", val),
+    intervals = {split: clipped(s.estimate(), primary) for split, s in (("val", val),
                                                                          ("test", test))}
     common, statuses = verdicts.summary(run.statuses)
     finite = [r for r, s in zip(run.results, run.statuses, strict=True) if s != "diverged"]
     row = {"cell": run.label, **run.cell.coords(), "metric": primary.name}
-    for split, (interval, half, clipped) in intervals.items():
+    for split, (interval, half, cut) in intervals.items():
         row |= {f"{split}_mean": interval.mean, f"{split}_std": interval.std,
                 f"{split}_ci_low": interval.low, f"{split}_ci_high": interval.high,
-                f"{split}_ci_half": half, f"{split}_ci_clipped": clipped}
+                f"{split}_ci_half": half, f"{split}_ci_clipped": cut}
     return row | {
         "interval": intervals["val"][0].method,
         "final_train_loss": _mean([verdicts.training_loss(r)[-1] for r in finite]),
-        **_cost(run.results), **_to_target(run.results, plan.config.target),
+        **cost(run.results), **_to_target(run.results, plan.config.target),
         "status": common, "statuses": statuses}
 
 
@@ -387,22 +347,6 @@ def _ranks(frame: pd.DataFrame, greater_is_better: bool) -> pd.Series:
     return order.fillna(len(frame)).astype(int)
 
 
-def _clipped(estimate, metric: MetricInfo):
-    """(its 95% interval cut to the values the metric can take, the half-width before, whether
-    it was cut)."""
-    interval = estimate.interval()
-    low, high, clipped = metric.clip(interval.low, interval.high)
-    return replace(interval, low=low, high=high), (interval.high - interval.low) / 2, clipped
-
-
-def _cost(results: list[MemberResult]) -> dict[str, float]:
-    """Per trained model (median over seeds; seconds: mean), at the end of training."""
-    last = [r.cost[-1] for r in results]
-    return {"grad_evals": float(np.median([c.grad_evals for c in last])),
-            "passes": float(np.median([c.passes for c in last])),
-            "seconds_per_model": float(np.mean([c.seconds for c in last]))}
-
-
 def _to_target(results: list[MemberResult], target: float | None) -> dict[str, float]:
     """Median over seeds of the cost to first reach `target` validation accuracy (checked at
     the end of each epoch); a seed that never reaches it counts as infinite, and so does one
@@ -412,8 +356,7 @@ def _to_target(results: list[MemberResult], target: float | None) -> dict[str, f
         return {f"{k}_to_target": math.nan for k in keys}
     reached = []
     for r in results:
-        hit = [e for e, split, m, v in r.curves
-               if (split, m) == ("val", "accuracy") and e > 0 and r.trusted(e, v) >= target]
+        hit = [e for e, v in enumerate(r.curve("val", "accuracy")) if e > 0 and v >= target]
         cost = r.cost[hit[0]] if hit else None
         reached.append((hit[0], cost.grad_evals, cost.passes, cost.seconds) if cost
                        else (math.inf,) * 4)

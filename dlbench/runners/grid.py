@@ -1,0 +1,147 @@
+"""Shared steps of the grid runners (`optimize`, `overfit`): one train/validation/test split,
+cells trained seed-paired through the one trainer, their rows, and their scores on shared
+resamples of the evaluation rows.
+
+A runner composes these: it decides the cells and what to report, never how to train or how to
+build a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dlbench import verdicts
+from dlbench.cells import Cell, execute, labels
+from dlbench.datasets import Dataset
+from dlbench.metrics import MetricInfo, Predictions
+from dlbench.rows import curve_rows, score_rows
+from dlbench.seeding import derive_seed
+from dlbench.splits import SplitConfig, dev_and_test, make_splits
+from dlbench.stats import Interval
+from dlbench.trainer import Member, MemberResult, train_grid
+
+TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
+FRACTION = 0.2  # the validation and test shares when not given
+
+
+@dataclass(frozen=True, eq=False)
+class Holdout:
+    """One train/validation/test split, the same for every cell of a run."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    on_training_rows: bool = False  # too few rows to split: every part is all of them
+
+    def members(self, seeds: int, seed: int, train: np.ndarray | None = None) -> list[Member]:
+        """One member per seed; seed s starts every cell from the same weights and order."""
+        rows = self.train if train is None else train
+        return [Member({"seed": s}, derive_seed(seed, s), rows,
+                       {"val": self.val, "test": self.test}) for s in range(seeds)]
+
+
+def holdout(dataset: Dataset, *, seed: int, val_fraction: float | None,
+            test_fraction: float | None, stratify: bool) -> Holdout:
+    rows = np.arange(dataset.n_samples)
+    if dataset.n_samples < TOO_SMALL_TO_SPLIT:  # measures fit, not generalisation: said so
+        return Holdout(rows, rows, rows, on_training_rows=True)
+    ordered = dataset.time is not None  # time-ordered data: never let the future train
+    dev, test = dev_and_test(dataset, test_fraction or FRACTION, seed=seed, stratify=stratify,
+                             time_order=ordered)
+    split_config = SplitConfig("holdout", val_fraction=val_fraction or FRACTION,
+                               stratify=stratify, time_order=ordered, seed=seed)
+    groups = None if dataset.groups is None or ordered else dataset.groups[dev]
+    [split] = make_splits(dataset.y[dev], split_config, task=dataset.task, groups=groups)
+    return Holdout(dev[split.train], dev[split.val], test)
+
+
+# --- training cells --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class CellRun:
+    """One cell's trained members, with their statuses."""
+
+    phase: str  # "trial" (a --tune trial) or "final"
+    label: str  # the short name that tells it apart from the other cells
+    cell: Cell
+    results: list[MemberResult]
+    statuses: list[str]
+
+
+def run_cells(dataset: Dataset, cells: list[Cell], members: Callable[[Cell], list[Member]],
+              chance: float | None, phase: str = "final", progress=None,
+              best: bool = False) -> list[CellRun]:
+    """Each cell's members, in cell order. Cells sharing a model and members train as one
+    stack (`members(cell)` returns the same list object for cells that share them)."""
+
+    def run(batch: list[Cell]) -> list[list[MemberResult]]:
+        by_members: dict[int, list[int]] = {}
+        for i, cell in enumerate(batch):
+            by_members.setdefault(id(members(cell)), []).append(i)
+        results: list[list[MemberResult]] = [[] for _ in batch]
+        for indices in by_members.values():
+            group = [batch[i] for i in indices]
+            trained = train_grid(dataset, group[0].model, [c.train for c in group],
+                                 members(group[0]), progress, best)
+            for i, rs in zip(indices, trained, strict=True):
+                results[i] = rs
+        return results
+
+    trained = execute(cells, run)
+    return [CellRun(phase, label, cell, rs, [verdicts.status(r, chance) for r in rs])
+            for cell, label, rs in zip(cells, labels(cells), trained, strict=True)]
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def key(run: CellRun, result: MemberResult) -> dict[str, Any]:
+    """The columns that identify a member's rows: phase, cell and its coordinates, seed."""
+    return {"phase": run.phase, "cell": run.label, **run.cell.coords(), **result.member.key,
+            "member_seed": result.member.seed}
+
+
+def score_table(dataset: Dataset, runs: list[CellRun], metrics: list[MetricInfo],
+                extra: Callable[[MemberResult], dict[str, Any]] = lambda r: {}) -> pd.DataFrame:
+    return pd.DataFrame([row for run in runs
+                         for r, status in zip(run.results, run.statuses, strict=True)
+                         for row in score_rows(r, {"dataset": dataset.name, **key(run, r),
+                                                   **extra(r)}, metrics, status)])
+
+
+def curve_table(runs: list[CellRun]) -> pd.DataFrame:
+    return pd.DataFrame([row for run in runs
+                         for r, status in zip(run.results, run.statuses, strict=True)
+                         for row in curve_rows(r, key(run, r), status)])
+
+
+# --- scores on shared resamples --------------------------------------------------------------
+
+
+def scored(metric: MetricInfo, predictions: list[Predictions], statuses: list[str],
+           resamples: np.ndarray) -> verdicts.Scored:
+    """Seeds' predictions on one split, scored on all rows and on the shared resamples."""
+    return verdicts.Scored.of(predictions, metric, resamples,
+                              [status != "diverged" for status in statuses])
+
+
+def clipped(estimate, metric: MetricInfo) -> tuple[Interval, float, bool]:
+    """(its 95% interval cut to the values the metric can take, the half-width before, whether
+    it was cut)."""
+    interval = estimate.interval()
+    low, high, cut = metric.clip(interval.low, interval.high)
+    return replace(interval, low=low, high=high), (interval.high - interval.low) / 2, cut
+
+
+def cost(results: list[MemberResult]) -> dict[str, float]:
+    """Per trained model (median over seeds; seconds: mean), at the end of training."""
+    last = [r.cost[-1] for r in results]
+    return {"grad_evals": float(np.median([c.grad_evals for c in last])),
+            "passes": float(np.median([c.passes for c in last])),
+            "seconds_per_model": float(np.mean([c.seconds for c in last]))}
