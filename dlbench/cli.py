@@ -234,6 +234,51 @@ def optimize(
         _run(runner, config, out, fmt, "optimize")
 
 
+@app.command()
+def overfit(
+        ctx: typer.Context,
+        reg: Annotated[str, typer.Option(
+            "--reg", help="Regularizers, comma-separated, each with optional parameters: "
+                          "'none,l2[strength=1e-3],dropout[p=0.5]' (see `dlbench "
+                          "regularizers`); each is compared with none.")
+                       ] = "none,l2[strength=1e-3],dropout[p=0.5],early-stop[patience=5]",
+        dataset: DatasetOpt = "mnist1d", data: DataOpt = None, target: TargetOpt = None,
+        model: ModelOpt = "mlp",
+        hidden: HiddenOpt = "512,512",
+        width: Annotated[str | None, typer.Option(
+            help="Capacity sweep: hidden-layer widths, comma-separated (6,16,64,1024).")] = None,
+        depth: Annotated[str | None, typer.Option(
+            help="Capacity sweep: numbers of hidden layers, comma-separated (1,2,4).")] = None,
+        channels: ChannelsOpt = "16,32", activation: ActivationOpt = "relu",
+        init: InitOpt = "default",
+        train_rows: Annotated[str, typer.Option(
+            help="Training rows drawn (stratified) from the training part, or 'all'; few rows "
+                 "overfit soon.")] = "1000",
+        train_fraction: Annotated[str | None, typer.Option(
+            help="Learning curve: shares of those rows, comma-separated (0.1,0.25,0.5,1).")
+                                  ] = None,
+        opt: OptOpt = "adam", lr: LrOpt = None, weight_decay: WeightDecayOpt = None,
+        schedule: ScheduleOpt = "constant", warmup: WarmupOpt = 0, epochs: EpochsOpt = 60,
+        batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
+        seeds: Annotated[int, typer.Option(help="Seeds per configuration, paired.")] = 3,
+        seed: SeedOpt = 0,
+        val_fraction: Annotated[float | None, typer.Option(
+            help="Validation share of the rows that are not test rows (default 0.2).")] = None,
+        test_fraction: Annotated[float | None, typer.Option(
+            help="Test share, for datasets without a fixed test split (default 0.2).")] = None,
+        stratify: Annotated[bool, typer.Option(
+            help="Keep class ratios in the train/validation/test parts.")] = True,
+        metrics: MetricsOpt = None, device: DeviceOpt = "auto",
+        allow_large: AllowLargeOpt = False, out: OutOpt = None,
+        fmt: FormatOpt = "table") -> None:
+    """Capacity and regularizers on train-vs-validation curves: overfitting onset and gap."""
+    from dlbench.config import overfit_config
+    from dlbench.runners import overfit as runner
+
+    _check_format(fmt)
+    _run(runner, overfit_config(ctx.params, _given(ctx)), out, fmt, "overfit")
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in ("table", "json"):
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
@@ -267,6 +312,8 @@ def _figures(command: str, result) -> dict:
     """What to draw, by file name (the plots module draws it)."""
     from dlbench import plots
 
+    if command == "overfit":
+        return _overfit_figures(result)
     if command != "optimize":
         return {}
     final = result.curves[result.curves.phase == "final"]
@@ -278,6 +325,26 @@ def _figures(command: str, result) -> dict:
                                                                 _sweep_title(result))
     if result.histograms:
         figures["activations.png"] = lambda p: plots.activations_plot(p, result.histograms)
+    return figures
+
+
+def _overfit_figures(result) -> dict:
+    import pandas as pd
+
+    from dlbench import plots
+
+    info, config = result.info, result.plan.config
+    seeds = f"{config.seeds} seed{'s' if config.seeds > 1 else ''}"
+    summary = result.summary
+    marks = pd.DataFrame({"cell": summary["cell"], "best_epoch": summary["best_epoch"],
+                          "onset": summary["onset_epoch"]})
+    title = (f"{info['dataset']['name']}: training vs validation loss (eval mode, after each "
+             f"epoch; {seeds})")
+    figures = {"overfit.png": lambda p: plots.overfit_plot(p, result.curves, marks, title)}
+    if len(result.learning):
+        figures["learning_curve.png"] = lambda p: plots.learning_curve_plot(
+            p, result.learning, f"{info['dataset']['name']}: learning curve ({seeds}, 95% "
+            "intervals)", info["primary_metric"])
     return figures
 
 

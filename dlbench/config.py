@@ -92,6 +92,27 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
         allow_large=o["allow_large"])
 
 
+def overfit_config(options: Mapping[str, Any], given: Collection[str]):
+    """The frozen config of `dlbench overfit`."""
+    from dlbench.regularizers import parse_regularizers
+    from dlbench.runners.overfit import OverfitConfig
+
+    o = _checked_numbers(options) | {"dropout": 0.0}  # dropout is a --reg entry here
+    [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
+                      _names("--init", o["init"]), _names("--activation", o["activation"]),
+                      (False,))
+    return OverfitConfig(
+        regularizers=tuple(parse_regularizers(o["reg"])), data=_data(o, given), model=model,
+        widths=_ints("--width", o["width"]) if o["width"] else (),
+        depths=_ints("--depth", o["depth"]) if o["depth"] else (),
+        train_rows=_train_rows(o["train_rows"]), train_rows_given="train_rows" in given,
+        train_fractions=_fractions(o["train_fraction"]) if o["train_fraction"] else (1.0,),
+        train=_train(o, _one_optimizer(o, "overfit")), seeds=o["seeds"], seed=o["seed"],
+        val_fraction=o["val_fraction"], test_fraction=o["test_fraction"],
+        stratify=o["stratify"], metrics=_names("--metrics", o["metrics"]),
+        allow_large=o["allow_large"])
+
+
 # --- shared pieces ---------------------------------------------------------------------------
 
 
@@ -136,12 +157,12 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
         for bn in batchnorms))
 
 
-def _one_optimizer(o: Mapping[str, Any]):
+def _one_optimizer(o: Mapping[str, Any], command: str = "cv"):
     from dlbench.optim import parse_optimizers
 
     specs = parse_optimizers(o["opt"], o["lr"], o["weight_decay"])
     if len(specs) > 1:
-        raise DlbenchError("cv evaluates one configuration: give one --opt entry "
+        raise DlbenchError(f"{command} trains one optimizer: give one --opt entry "
                            "(dlbench optimize compares several)")
     _check_fills(o["opt"], o)
     return specs[0]
@@ -197,6 +218,27 @@ def _names(option: str, text: str | None) -> tuple[str, ...]:
         raise DlbenchError(f"{option} '{text}' has an empty item; list names separated by "
                            "single commas")
     return names
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in _names("--train-fraction", text))
+    except ValueError:
+        raise DlbenchError(f"--train-fraction takes comma-separated shares such as "
+                           f"0.1,0.25,0.5,1; got '{text}'") from None
+    if not all(0 < v <= 1 for v in values):
+        raise DlbenchError(f"--train-fraction values must be in (0, 1], got '{text}'")
+    return tuple(dict.fromkeys(values))
+
+
+def _train_rows(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise DlbenchError(f"--train-rows takes a number of rows or 'all', got '{text}'"
+                           ) from None
 
 
 def _switches(option: str, text: str) -> tuple[bool, ...]:

@@ -505,6 +505,17 @@ def _safe(fn: Callable[[Predictions], float], pred: Predictions) -> float:
     return value if math.isfinite(value) else math.nan
 
 
+def averaged(preds: Sequence[Predictions]) -> Predictions:
+    """An ensemble's prediction from its members' on the same rows: the mean of their class
+    probabilities (its class: their argmax), or of their values for regression."""
+    first = preds[0]
+    if first.proba is None:
+        return Predictions(first.y_true, np.mean([p.y_pred for p in preds], axis=0), None, 0,
+                           first.y_scale)
+    proba = np.mean([p.proba for p in preds], axis=0)
+    return Predictions(first.y_true, proba.argmax(1), proba, first.n_classes)
+
+
 def chance_predictions(
     y_train: np.ndarray, y_eval: np.ndarray, *, task: str, n_classes: int
 ) -> Predictions:

@@ -34,7 +34,8 @@ def show(command: str, result: Any, fmt: str, console: Console | None = None) ->
         _print_json(result.summary, result.info)
         return
     console = console or stdout()
-    table, notes = (cv_table(result) if command == "cv" else optimize_table(result))
+    tables = {"cv": cv_table, "optimize": optimize_table, "overfit": overfit_table}
+    table, notes = tables[command](result)
     _print_table(console, table)
     for note in notes:  # wrapped at words to the terminal's width
         console.print(note, style="dim", highlight=False)
@@ -261,6 +262,69 @@ def _optimize_notes(result: Any) -> list[str]:
                      "on validation (a seed of their own, no test rows); the lr shown is the one "
                      "chosen. The rates were chosen on these validation rows, so val is "
                      "optimistic: compare the test column")
+    notes.append(f"{run['seconds']:.2f} s in all")
+    return notes
+
+
+# --- overfit ---------------------------------------------------------------------------------
+
+VERSUS_NONE = {"better": "▲", "worse": "▼", "not significant": "", "baseline": "",
+               "too few seeds": "", "": ""}
+
+
+def overfit_table(result: Any) -> tuple[Table, list[str]]:
+    summary, run, config = result.summary, result.info, result.plan.config
+    opt = config.train.optimizer
+    table = _table(f"overfit · {run['dataset']['name']} · {opt.label} lr={opt.lr:g} · "
+                   f"{plural(config.train.epochs, 'epoch')} · {plural(run['seeds'], 'seed')} · "
+                   f"{run['primary_metric']}",
+                   [("cell", "left"), ("onset", "right"), ("gap", "right"),
+                    ("val best", "right"), ("val end", "right"), ("test ±95%", "right"),
+                    ("Δ none ±95%", "right")])
+    for r in summary.itertuples():
+        status = "" if r.status == "ok" else f" ({r.status})"
+        table.add_row(escape(r.cell) + status, _onset(r), number3(r.gap_final),
+                      f"{number3(r.val_best_mean)}@{r.best_epoch:.0f}"
+                      if math.isfinite(r.best_epoch) else "—",
+                      number3(r.val_final_mean),
+                      f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
+                      "—" if r.vs_none in ("baseline", "") else
+                      plus_minus(r.diff_none, r.diff_none_ci_half)
+                      + VERSUS_NONE.get(r.vs_none, ""))
+    return table, _overfit_notes(result)
+
+
+def number3(value: float) -> str:
+    """A score to 3 decimals (accuracies and gaps read alike in a column)."""
+    return "—" if not math.isfinite(value) else f"{value:.3f}"
+
+
+def _onset(row: Any) -> str:
+    if not row.onset_seeds:
+        return "none"
+    onset = f"{row.onset_epoch:.0f}"
+    return onset if row.onset_seeds == row.seeds else f"{onset} {row.onset_seeds}/{row.seeds}"
+
+
+def _overfit_notes(result: Any) -> list[str]:
+    summary, run = result.summary, result.info
+    rows, metric = run["rows"], run["primary_metric"]
+    gap = ("train − validation accuracy" if run["dataset"]["task"] == "classification"
+           else "validation − train loss")
+    notes = [f"{rows['train']} train, {rows['val']} validation, {rows['test']} test rows, one "
+             "split for every cell; curves in eval mode after each epoch",
+             f"onset: median epoch of lowest validation loss over the seeds whose loss then "
+             f"ended ≥{run['onset_rise']:.0%} above it (k/n: only k seeds did; none: no seed)",
+             f"gap: {gap} at the last epoch (mean over seeds); val best@epoch: {metric} with "
+             "the weights of the epoch of lowest validation loss (mean epoch); val end: with "
+             "the last weights",
+             f"test ±95%: {metric} of the model each regimen delivers (early stopping: its "
+             "restored best epoch), mean over seeds; interval over seeds and test rows",
+             "Δ none: paired difference to none at the same capacity and training share (same "
+             "seeds, same resamples), 95% interval; ▲ better, ▼ worse (p < 0.05), no mark: "
+             "not significant"]
+    for r in summary[summary["statuses"].str.contains(",")].itertuples():
+        notes.append(f"{r.cell}: its seeds differ: {r.statuses}")
     notes.append(f"{run['seconds']:.2f} s in all")
     return notes
 

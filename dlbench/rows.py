@@ -11,21 +11,27 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.metrics import MetricInfo, score
+from dlbench.metrics import MetricInfo, Predictions, score
 from dlbench.trainer import MemberResult
 
 
 def score_rows(result: MemberResult, key: dict[str, Any], metrics: Sequence[MetricInfo],
+               status: str, predictions: dict[str, Predictions] | None = None
+               ) -> list[dict[str, Any]]:
+    """One row per split × metric of the member's final predictions (or of `predictions`,
+    e.g. those with its best epoch's weights)."""
+    return [row for split, pred in (predictions or result.predictions).items()
+            for row in value_rows(key, split, score(pred, metrics), status)]
+
+
+def value_rows(key: dict[str, Any], split: str, values: dict[str, float],
                status: str) -> list[dict[str, Any]]:
-    """One row per split × metric of the member's final predictions."""
-    rows = []
-    for split, pred in result.predictions.items():
-        for metric, value in score(pred, metrics).items():
-            # A diverged member predicts argmax(NaN) = class 0, which can score near chance;
-            # that is no measurement, so all its scores are NaN (left out of the estimates).
-            rows.append({**key, "split": split, "metric": metric,
-                         "value": np.nan if status == "diverged" else value, "status": status})
-    return rows
+    """One row per metric → value measured on a split. A diverged member predicts argmax(NaN)
+    = class 0, which can score near chance; that is no measurement, so its values are NaN
+    (left out of the estimates)."""
+    return [{**key, "split": split, "metric": metric,
+             "value": np.nan if status == "diverged" else value, "status": status}
+            for metric, value in values.items()]
 
 
 def curve_rows(result: MemberResult, key: dict[str, Any], status: str) -> list[dict[str, Any]]:

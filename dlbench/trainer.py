@@ -31,7 +31,7 @@ from dlbench.augment import check as check_augment
 from dlbench.augment import generators as augment_generators
 from dlbench.datasets import Dataset
 from dlbench.errors import DlbenchError
-from dlbench.metrics import Predictions
+from dlbench.metrics import Predictions, averaged
 from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, batch_statistics, build_model
 from dlbench.models import check_spec as check_model
 from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec
@@ -774,8 +774,9 @@ def _finish(model, data, dataset, members, kind, curves, costs, diverged, tracke
     if snapshots is not None:
         for m, outputs in enumerate(snapshots.outputs):
             for split, outs in outputs.items():
-                predictions[m][split] = _averaged(outs, dataset.y[_splits(members)[split][m]],
-                                                  data, m, dataset)
+                y_true = dataset.y[_splits(members)[split][m]]
+                predictions[m][split] = averaged([_predictions(out, y_true, data, m, dataset)
+                                                  for out in outs])
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     at_best: list[dict[str, Predictions] | None] = [None] * len(members)
     if tracker is not None:
@@ -799,16 +800,6 @@ def _predict(model, data, dataset, members, kind) -> list[dict[str, Predictions]
         for m, r in enumerate(rows):
             predictions[m][split] = _predictions(out[m, : len(r)], dataset.y[r], data, m, dataset)
     return predictions
-
-
-def _averaged(outputs: list[np.ndarray], y_true: np.ndarray, data: _StackData, m: int,
-              dataset: Dataset) -> Predictions:
-    """An ensemble's prediction: the mean of its members' probabilities (regression: values)."""
-    if data.regression:
-        return _predictions(np.mean(outputs, axis=0), y_true, data, m, dataset)
-    with np.errstate(invalid="ignore", over="ignore"):
-        proba = np.mean([softmax(out, axis=1) for out in outputs], axis=0)
-    return Predictions(y_true, proba.argmax(1), proba, dataset.n_classes)
 
 
 def _predictions(out: np.ndarray, y_true: np.ndarray, data: _StackData, m: int,

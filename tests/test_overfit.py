@@ -1,0 +1,196 @@
+"""`dlbench overfit`: the onset and gap measures, every regularizer end to end, the files and
+the table, and bad input refused before training."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlbench.errors import DlbenchError
+from dlbench.models import ModelSpec
+from dlbench.regularizers import REGULARIZERS, parse_regularizers
+from dlbench.runners import overfit as runner
+from dlbench.runners.overfit import OverfitConfig, onset
+from tests.cli_helpers import assert_usage_error, invoke
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMALL = ("--dataset", "digits", "--train-rows", "200", "--hidden", "16", "--epochs", "4",
+         "--seeds", "2")
+
+
+def run_overfit(out, *args: str):
+    result = invoke("overfit", *args, "--out", out)
+    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stderr}\n{result.exception!r}"
+    return result
+
+
+def csv(out, stem: str) -> pd.DataFrame:
+    return pd.read_csv(out / f"{stem}.csv", dtype={"hidden": str},
+                       keep_default_na=False, na_values=[""])
+
+
+# --- the measures ----------------------------------------------------------------------------
+
+
+def test_onset_is_the_lowest_validation_loss_when_the_loss_then_stays_up():
+    assert onset([2.0, 1.5, 1.0, 1.2, 1.4, 1.6]) == 2  # bottoms out at 2, ends 60% higher
+    assert math.isnan(onset([2.0, 1.5, 1.2, 1.1, 1.05, 1.0]))  # falls throughout
+    assert math.isnan(onset([2.0, 1.0, 1.02, 1.03]))  # ends 3% above: within the 5% tolerance
+    assert math.isnan(onset([2.0, 1.0, 3.0, 1.01]))  # a spike that came back down
+    assert onset([2.0, 1.0, 1.2, float("nan")]) == 1  # NaN after divergence: the last finite
+    assert math.isnan(onset([float("nan")] * 3))
+
+
+def test_member_measures_read_the_curves(monkeypatch):
+    class Fake:
+        def curve(self, split, metric):
+            return {("val", "loss"): [2.0, 1.0, 1.5], ("train", "accuracy"): [0.1, 0.6, 0.9],
+                    ("val", "accuracy"): [0.1, 0.5, 0.55], ("train", "loss"): [2.0, 0.8, 0.3]
+                    }[(split, metric)]
+
+    m = runner.member_measures(Fake(), "classification")
+    assert m == pytest.approx({"onset_epoch": 1, "best_epoch": 1, "gap_final": 0.35,
+                               "gap_best": 0.1})
+    r = runner.member_measures(Fake(), "regression")
+    assert r["gap_final"] == pytest.approx(1.2) and r["gap_best"] == pytest.approx(0.2)
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("overfit") / "run"
+    result = run_overfit(out, *SMALL, "--reg",
+                         "none,l2[strength=0.01],dropout[p=0.3],early-stop[patience=1],"
+                         "ensemble[n=2]")
+    return out, result
+
+
+def test_a_run_writes_curves_scores_summary_and_the_figure(small):
+    out, result = small
+    assert {p.name for p in out.iterdir()} == {"scores.csv", "curves.csv", "summary.csv",
+                                               "overfit.png", "manifest.json"}
+    assert (out / "overfit.png").read_bytes()[:8] == PNG_MAGIC
+    curves, scores, summary = csv(out, "curves"), csv(out, "scores"), csv(out, "summary")
+    assert set(curves.regularizer) == {"none", "l2[strength=0.01]", "dropout[p=0.3]",
+                                       "early-stop[patience=1]", "ensemble[n=2]"}
+    assert {"train", "val"} <= set(curves.split) and "test" not in set(curves.split)
+    measures = scores[scores.checkpoint.isna()]
+    assert set(measures.metric) == {"onset_epoch", "best_epoch", "gap_final", "gap_best"}
+    assert set(scores.checkpoint.dropna()) == {"final", "best"}
+    assert len(summary) == 5 and list(summary.vs_none)[0] == "baseline"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["command"] == "overfit" and manifest["rows"]["train"] == 200
+    assert "Δ none" in result.stdout and "early-stop[patience=1]" in result.stdout
+
+
+def test_early_stopping_delivers_its_best_epoch(small):
+    out, _ = small
+    scores = csv(out, "scores")
+    stop = scores[(scores.regularizer == "early-stop[patience=1]") & (scores.split == "test")
+                  & (scores.metric == "accuracy")]
+    final = stop[stop.checkpoint == "final"].value.to_numpy()
+    best = stop[stop.checkpoint == "best"].value.to_numpy()
+    np.testing.assert_allclose(final, best)
+
+
+def test_an_ensemble_is_one_row_per_seed_and_costs_its_members(small):
+    out, _ = small
+    summary = csv(out, "summary").set_index("regularizer")
+    scores = csv(out, "scores")
+    ensemble = scores[(scores.regularizer == "ensemble[n=2]") & (scores.split == "test")
+                      & (scores.metric == "accuracy") & (scores.checkpoint == "final")]
+    assert sorted(ensemble.seed) == [0, 1]
+    assert summary.loc["ensemble[n=2]", "grad_evals"] == 2 * summary.loc["none", "grad_evals"]
+
+
+def test_ensemble_predictions_average_their_members_probabilities():
+    config = OverfitConfig(parse_regularizers("none,ensemble[n=3]"),
+                           data=runner.DataSpec("digits"), model=ModelSpec("mlp", hidden=(8,)),
+                           train_rows=150, seeds=2,
+                           train=runner.TrainConfig(runner.OptimSpec("adam", 0.01), epochs=2))
+    plan = runner.prepare(config)
+    raw = runner.run_cells(plan.dataset, plan.cells, plan.members_of, plan.chance, best=True)
+    single, ensemble = raw
+    combined = runner._combined(ensemble)
+    assert len(ensemble.results) == 6 and len(combined.results) == 2
+    for s in range(2):
+        members = ensemble.results[3 * s:3 * s + 3]
+        expected = np.mean([m.predictions["test"].proba for m in members], axis=0)
+        np.testing.assert_allclose(combined.results[s].predictions["test"].proba, expected)
+        # its first member is the single-model cell's member for that seed
+        np.testing.assert_array_equal(members[0].predictions["test"].proba,
+                                      single.results[s].predictions["test"].proba)
+
+
+@pytest.mark.parametrize("name", [r.name for r in REGULARIZERS])
+def test_every_regularizer_runs_end_to_end(tmp_path, name):
+    model = {"stochastic-depth": ("--model", "resmlp", "--hidden", "8,8"),
+             "fractional-max-pool": ("--model", "cnn2d", "--channels", "4")}.get(
+        name, ("--hidden", "8"))
+    extra = ("--epochs", "4") if name == "snapshot" else ()
+    args = ["--dataset", "digits", "--train-rows", "120", "--epochs", "2", "--seeds", "2",
+            *model, *extra, "--reg", f"none,{name}" if name != "none" else "none"]
+    if name == "snapshot":
+        args[args.index("--reg") + 1] = "none,snapshot[n=2]"
+    run_overfit(tmp_path / "out", *args)
+    summary = csv(tmp_path / "out", "summary")
+    assert summary.status.isin(["ok", "stalled", "unstable"]).all()
+
+
+def test_a_capacity_sweep_and_a_learning_curve(tmp_path):
+    out = tmp_path / "out"
+    run_overfit(out, "--dataset", "digits", "--train-rows", "300", "--epochs", "2", "--seeds",
+                "2", "--reg", "none", "--width", "4,16", "--depth", "1,2",
+                "--train-fraction", "0.5,1")
+    summary = csv(out, "summary")
+    assert sorted(set(summary.hidden)) == ["16", "16,16", "4", "4,4"]
+    assert sorted(set(summary.train_rows)) == [150, 300]
+    learning = csv(out, "learning_curve")
+    assert set(learning.split) == {"train", "val"} and set(learning.train_rows) == {150, 300}
+    assert (out / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_same_command_and_seed_give_the_same_numbers(tmp_path):
+    args = ("--dataset", "digits", "--train-rows", "100", "--hidden", "8", "--epochs", "2",
+            "--seeds", "2", "--reg", "none,dropout")
+    run_overfit(tmp_path / "a", *args)
+    run_overfit(tmp_path / "b", *args)
+    a, b = csv(tmp_path / "a", "scores"), csv(tmp_path / "b", "scores")
+    pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("--reg", "none,l3"), "unknown regularizer 'l3'; choose one of: none, l1, l2"),
+    (("--reg", "dropout[p=1]"), "p must be in [0, 1)"),
+    (("--reg", "dropout[p=-0.1]"), "p must be in [0, 1)"),
+    (("--reg", "l2[strength=-1]"), "strength must be >= 0"),
+    (("--reg", "early-stop[patience=2.5]"), "patience takes a whole number"),
+    (("--reg", "none,none"), "lists none twice"),
+    (("--reg", "stochastic-depth"), "use --model resmlp"),
+    (("--reg", "augment[shift=2]", "--dataset", "iris"), "augment shift needs sequences"),
+    (("--width", "0,8"), "--width values must be positive"),
+    (("--depth", "x"), "--depth takes comma-separated integers"),
+    (("--train-fraction", "0,0.5"), "--train-fraction values must be in (0, 1]"),
+    (("--train-fraction", "1.5"), "--train-fraction values must be in (0, 1]"),
+    (("--train-rows", "100000"), "ask for at most that many"),
+    (("--opt", "sgd,adam"), "overfit trains one optimizer"),
+    (("--model", "linear", "--width", "8"), "use --model mlp or resmlp"),
+])
+def test_bad_input_is_one_line_before_training(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    result = invoke("overfit", "--dataset", "digits", *args, "--out", out)
+    line = assert_usage_error(result, out)
+    assert fragment in line, line
+
+
+def test_every_regularizer_is_refused_with_its_valid_names_listed():
+    with pytest.raises(DlbenchError) as error:
+        parse_regularizers("dropuot")
+    for info in REGULARIZERS:
+        assert info.name in str(error.value)
