@@ -71,6 +71,11 @@ ChannelsOpt = Annotated[str, typer.Option(help="cnn1d/cnn2d: channels per conv b
 ActivationOpt = Annotated[str, typer.Option(help="relu | leaky_relu | tanh | sigmoid.")]
 BatchnormOpt = Annotated[bool, typer.Option(help="Batch norm after each hidden layer.")]
 DropoutOpt = Annotated[float, typer.Option(help="Dropout probability after each activation.")]
+DropconnectOpt = Annotated[float, typer.Option(
+    help="Probability of dropping each hidden-layer weight in training (DropConnect).")]
+StochasticDepthOpt = Annotated[float, typer.Option(
+    help="resmlp: probability of skipping a residual block per sample in training.")]
+PoolOpt = Annotated[str, typer.Option(help="cnn2d pooling: max | fractional.")]
 InitOpt = Annotated[str, typer.Option(help="Weight init: default | xavier | he | std1 | std0.01.")]
 OptOpt = Annotated[str, typer.Option(
     "--opt", help="Optimizer entry (see `dlbench optimizers`), with optional parameters: "
@@ -128,6 +133,8 @@ def cv(ctx: typer.Context, dataset: DatasetOpt = "digits", data: DataOpt = None,
        dedupe: DedupeOpt = False, model: ModelOpt = "mlp", hidden: HiddenOpt = "128",
        channels: ChannelsOpt = "16,32", activation: ActivationOpt = "relu",
        batchnorm: BatchnormOpt = False, dropout: DropoutOpt = 0.0, init: InitOpt = "default",
+       dropconnect: DropconnectOpt = 0.0, stochastic_depth: StochasticDepthOpt = 0.0,
+       pool: PoolOpt = "max",
        opt: OptOpt = "adam", lr: LrOpt = None, weight_decay: WeightDecayOpt = None,
        schedule: ScheduleOpt = "constant", warmup: WarmupOpt = 0, epochs: EpochsOpt = 20,
        batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
@@ -185,7 +192,8 @@ def optimize(
             help="Activations, comma-separated: relu, leaky_relu, tanh, sigmoid.")] = "relu",
         batchnorm: Annotated[str, typer.Option(
             help="Batch norm: on, off, or on,off to compare.")] = "off",
-        dropout: DropoutOpt = 0.0,
+        dropout: DropoutOpt = 0.0, dropconnect: DropconnectOpt = 0.0,
+        stochastic_depth: StochasticDepthOpt = 0.0, pool: PoolOpt = "max",
         init: Annotated[str | None, typer.Option(
             help="Inits, comma-separated: default, xavier, he, std1, std0.01; also records "
                  "per-layer activations at initialisation.")] = None,
@@ -401,6 +409,20 @@ def datasets() -> None:
         row["task"] = f"{row['classes']} classes" if row["classes"] else row["task"]
         row["test"] = "fixed" if row["fixed_test"] else "—"
     listing("datasets", rows, ["name", "samples", "features", "task", "test", "description"])
+
+
+@app.command()
+def regularizers() -> None:
+    """List the regularizers of `dlbench overfit --reg` with their parameters."""
+    from dlbench.grammar import format_value
+    from dlbench.regularizers import REGULARIZERS
+    from dlbench.report import listing
+
+    rows = [{"name": r.name, "defaults": ", ".join(f"{k}={format_value(v)}"
+                                                   for k, v in r.defaults.items()) or "—",
+             "description": r.description} for r in REGULARIZERS]
+    listing("regularizers", rows, ["name", "defaults", "description"],
+            wrap=("defaults", "description"))
 
 
 @app.command()

@@ -17,7 +17,8 @@ from dlbench.errors import DlbenchError
 
 FUNCTION_OPT = "sgd[lr=0.95],momentum[lr=0.1],adagrad[lr=1.5],adam[lr=0.3]"
 NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],adam[lr=0.001]"
-MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "init")
+MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "init",
+                 "stochastic_depth", "dropconnect", "pool")
 FUNCTION_ONLY = ("steps", "start", "tol")
 # `optimize --function` takes these; any other option given with it is refused
 FUNCTION_OPTIONS = ("opt", "lr", "weight_decay", "schedule", "warmup", "function", *FUNCTION_ONLY,
@@ -97,7 +98,7 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
     from dlbench.regularizers import parse_regularizers
     from dlbench.runners.overfit import OverfitConfig
 
-    o = _checked_numbers(options) | {"dropout": 0.0}  # dropout is a --reg entry here
+    o = _checked_numbers(options) | {"dropout": 0.0}  # these are --reg entries here
     [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (False,))
@@ -152,7 +153,9 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
                                f"); drop it")
     channels = _ints("--channels", o["channels"])
     return tuple(dict.fromkeys(  # a model ignoring an option is not multiplied by it
-        normalize(ModelSpec(name, widths, channels, act, bn, o["dropout"], init))
+        normalize(ModelSpec(name, widths, channels, act, bn, o["dropout"], init,
+                            o.get("stochastic_depth", 0.0), o.get("dropconnect", 0.0),
+                            o.get("pool", "max")))
         for name in names for widths in depths for init in inits for act in activations
         for bn in batchnorms))
 

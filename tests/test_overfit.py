@@ -194,3 +194,26 @@ def test_every_regularizer_is_refused_with_its_valid_names_listed():
         parse_regularizers("dropuot")
     for info in REGULARIZERS:
         assert info.name in str(error.value)
+
+
+def test_regularizers_lists_every_entry_with_its_defaults():
+    result = invoke("regularizers")
+    assert result.exit_code == 0 and result.stderr == ""
+    for info in REGULARIZERS:
+        assert info.name in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("--model", "resmlp", "--hidden", "8,8", "--stochastic-depth", "0.2"),
+    ("--model", "mlp", "--hidden", "8", "--dropconnect", "0.3"),
+    ("--model", "cnn2d", "--channels", "4", "--pool", "fractional"),
+])
+def test_the_model_side_regularizers_are_options_of_cv_and_optimize(tmp_path, args):
+    for command in ("cv", "optimize"):
+        out = tmp_path / command
+        result = invoke(command, "--dataset", "digits", "--epochs", "1", *args,
+                        *(("--opt", "adam", "--seeds", "2") if command == "optimize" else ()),
+                        "--out", out)
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["command"] == command
