@@ -34,6 +34,9 @@ XOR = ("optimize --dataset xor --model perceptron,mlp --hidden 8 --opt adam[lr=0
        "--epochs 300 --batch-size 4")
 LR_GRID = "optimize --dataset digits --opt sgd,adam --lr-grid 1e-5:10:7 --epochs 5"
 FAST_RATES = "optimize --dataset digits --opt sgd,adam --lr-grid 0.3:3:3 --seeds 4 --epochs 3"
+OVERFIT = "overfit"
+CAPACITY = "overfit --reg none --width 32,512 --depth 1,3"
+FIGURES = Path(__file__).parent / "figures"  # the PNGs the README shows
 INIT_ROWS = [("std1", "sigmoid"), ("std1", "tanh"), ("std0.01", "sigmoid"), ("std0.01", "relu"),
              ("xavier", "tanh"), ("he", "relu")]
 
@@ -112,11 +115,29 @@ def networks(root: Path) -> None:
             print(f"{optimizer}: {cells}")
 
 
+def overfit(root: Path) -> None:
+    section("overfit: the defaults (the README's table and figure)", OVERFIT)
+    stdout, out = dlbench(OVERFIT, root)
+    print(stdout)
+    FIGURES.mkdir(exist_ok=True)
+    (FIGURES / "overfit.png").write_bytes((out / "overfit.png").read_bytes())
+    curves = pd.read_csv(out / "curves.csv")
+    val = curves[(curves.split == "val") & (curves.metric == "loss")]
+    for reg, rows in val.groupby("regularizer", sort=False):
+        per_epoch = rows.groupby("epoch")["value"].mean()
+        print(f"{reg}: mean validation loss lowest {per_epoch.min():.2f} at epoch "
+              f"{per_epoch.idxmin()}, {per_epoch.iloc[-1]:.2f} at its last epoch "
+              f"({per_epoch.index[-1]})")
+    print(f"(figure copied to {FIGURES / 'overfit.png'})")
+    section("overfit: capacity", CAPACITY)
+    print(dlbench(CAPACITY, root)[0])
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print(f"readme figures: dlbench commands, CPU, {os.cpu_count()} CPUs")
-        for figure in (cv_example, one_split, init_study, functions, networks):
+        for figure in (cv_example, one_split, init_study, functions, networks, overfit):
             figure(root)
 
 

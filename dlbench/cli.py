@@ -93,6 +93,15 @@ EpochsOpt = Annotated[int, typer.Option(help="Epochs: passes over each member's 
 BatchOpt = Annotated[int, typer.Option(help="Rows per step and member.")]
 PreprocessOpt = Annotated[str, typer.Option(
     help="standardize | minmax | none; fitted on each training part only.")]
+MissingOpt = Annotated[str | None, typer.Option(
+    help="Fill missing feature values (empty CSV cells, NaN): zero | mean | median of each "
+         "member's training rows; tables also get a 0/1 indicator column per feature with a "
+         "missing value. optimize/overfit: comma-separated to compare. Default: the data "
+         "must be complete.")]
+FeaturesOpt = Annotated[str | None, typer.Option(
+    help="Keep the K features of highest F statistic (ANOVA F for classes, regression F) on "
+         "each member's training rows; the others are zeroed, i.e. removed from the first "
+         "layer. optimize/overfit: comma-separated to compare. Default: every feature.")]
 SeedOpt = Annotated[int, typer.Option(
     help="Seeds splits, initial weights, batch order and the bootstrap resamples.")]
 SeedsOpt = Annotated[int, typer.Option(help="Initialisations trained per split.")]
@@ -138,6 +147,7 @@ def cv(ctx: typer.Context, dataset: DatasetOpt = "digits", data: DataOpt = None,
        opt: OptOpt = "adam", lr: LrOpt = None, weight_decay: WeightDecayOpt = None,
        schedule: ScheduleOpt = "constant", warmup: WarmupOpt = 0, epochs: EpochsOpt = 20,
        batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
+       missing: MissingOpt = None, features: FeaturesOpt = None,
        protocol: Annotated[str, typer.Option(help="kfold | holdout.")] = "kfold",
        k: Annotated[int, typer.Option(help="kfold: folds.")] = 4,
        repeats: Annotated[int, typer.Option(
@@ -199,6 +209,7 @@ def optimize(
                  "per-layer activations at initialisation.")] = None,
         preprocess: Annotated[str, typer.Option(
             help="Preprocessing, comma-separated: standardize, minmax, none.")] = "standardize",
+        missing: MissingOpt = None, features: FeaturesOpt = None,
         epochs: EpochsOpt = 20,
         batch_size: Annotated[str, typer.Option(
             help="Rows per step and member; comma-separated to compare (each size its own "
@@ -248,7 +259,8 @@ def overfit(
         reg: Annotated[str, typer.Option(
             "--reg", help="Regularizers, comma-separated, each with optional parameters: "
                           "'none,l2[strength=1e-3],dropout[p=0.5]' (see `dlbench "
-                          "regularizers`); each is compared with none.")
+                          "regularizers`; tta[n=4] averages predictions over test-time copies "
+                          "of images or sequences); each is compared with none.")
                        ] = "none,l2[strength=1e-3],dropout[p=0.5],early-stop[patience=5]",
         dataset: DatasetOpt = "mnist1d", data: DataOpt = None, target: TargetOpt = None,
         model: ModelOpt = "mlp",
@@ -268,6 +280,7 @@ def overfit(
         opt: OptOpt = "adam", lr: LrOpt = None, weight_decay: WeightDecayOpt = None,
         schedule: ScheduleOpt = "constant", warmup: WarmupOpt = 0, epochs: EpochsOpt = 60,
         batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
+        missing: MissingOpt = None, features: FeaturesOpt = None,
         seeds: Annotated[int, typer.Option(help="Seeds per configuration, paired.")] = 3,
         seed: SeedOpt = 0,
         val_fraction: Annotated[float | None, typer.Option(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 from dlbench.errors import DlbenchError
@@ -47,8 +48,10 @@ def cv_config(options: Mapping[str, Any], given: Collection[str]):
     [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (o["batchnorm"],))
+    train = replace(_train(o, _one_optimizer(o)), missing=_one("--missing", _missing(o)),
+                    features=_one("--features", _features(o)))
     return CVConfig(
-        data=_data(o, given), model=model, train=_train(o, _one_optimizer(o)),
+        data=_data(o, given), model=model, train=train,
         split=SplitConfig(o["protocol"], o["k"], o["repeats"], o["val_fraction"],
                           o["holdout_seeds"], o["stratify"], o["time_order"], o["seed"]),
         seeds=o["seeds"], test_fraction=o["test_fraction"],
@@ -73,6 +76,10 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
                                "the entries' own lr=")
     optimizers = tuple(dict.fromkeys(parse_optimizers(entries, o["lr"], o["weight_decay"])))
     _check_fills(entries, o)
+    for option in ("missing", "features"):
+        if o[option] is not None and o["init"] is not None:
+            raise DlbenchError(f"--init records activations at initialisation on the "
+                               f"preprocessed rows, without {flag(option)}; drop one of them")
     depths = [_ints("--hidden", h) for h in o["hidden"]] if o["hidden"] else \
         [(100,) * 5 if o["init"] else (128,)]
     models = _models(o, given, _names("--model", o["model"]), depths,
@@ -82,8 +89,8 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
     return OptimizeConfig(
         optimizers=optimizers, function=o["function"], steps=o["steps"],
         start=_point(o["start"]), tol=o["tol"], data=_data(o, given), models=models,
-        preprocess=_names("--preprocess", o["preprocess"]),
-        batch_sizes=_ints("--batch-size", o["batch_size"]),
+        preprocess=_names("--preprocess", o["preprocess"]), missing=_missing(o),
+        features=_features(o), batch_sizes=_ints("--batch-size", o["batch_size"]),
         losses=_names("--loss", o["loss"] or "default"), train=_train(o, None),
         lr_grid=_lr_grid(o["lr_grid"]), tune_budget=_tune_budget(o["tune"], o["budget"]),
         seeds=o["seeds"], seed=o["seed"], val_fraction=o["val_fraction"],
@@ -108,7 +115,8 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
         depths=_ints("--depth", o["depth"]) if o["depth"] else (),
         train_rows=_train_rows(o["train_rows"]), train_rows_given="train_rows" in given,
         train_fractions=_fractions(o["train_fraction"]) if o["train_fraction"] else (1.0,),
-        train=_train(o, _one_optimizer(o, "overfit")), seeds=o["seeds"], seed=o["seed"],
+        train=_train(o, _one_optimizer(o, "overfit")), missing=_missing(o),
+        features=_features(o), seeds=o["seeds"], seed=o["seed"],
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"],
         stratify=o["stratify"], metrics=_names("--metrics", o["metrics"]),
         allow_large=o["allow_large"])
@@ -124,7 +132,8 @@ def _data(o: Mapping[str, Any], given: Collection[str]):
         raise DlbenchError("--data and --dataset both name the data; give one of them")
     return DataSpec(None if o["data"] is not None else o["dataset"],
                     None if o["data"] is None else str(o["data"]), o.get("target"),
-                    o.get("group"), o.get("time"), o.get("dedupe", False))
+                    o.get("group"), o.get("time"), o.get("dedupe", False),
+                    missing=o.get("missing") is not None)
 
 
 def _train(o: Mapping[str, Any], optimizer):
@@ -183,6 +192,34 @@ def _check_fills(entries: str, o: Mapping[str, Any]) -> None:
         if filled == bare:
             raise DlbenchError(f"{option} fills --opt entries that set no {key}=, and every "
                                f"entry sets its own; drop {option}")
+
+
+def _missing(o: Mapping[str, Any]) -> tuple[str, ...]:
+    """--missing 'mean,median' -> its fills; not given: ("none",), complete data only."""
+    from dlbench.preprocess import IMPUTERS
+
+    if o.get("missing") is None:
+        return ("none",)
+    names = _names("--missing", o["missing"])
+    for name in names:
+        if name not in IMPUTERS:
+            raise DlbenchError(f"unknown --missing '{name}'; choose one of: "
+                               f"{', '.join(IMPUTERS.names())}")
+    return tuple(dict.fromkeys(names))
+
+
+def _features(o: Mapping[str, Any]) -> tuple[int, ...]:
+    """--features '4,8' -> its counts; not given: (0,), every feature."""
+    if o.get("features") is None:
+        return (0,)
+    return tuple(dict.fromkeys(_ints("--features", o["features"])))
+
+
+def _one(option: str, values: tuple) -> Any:
+    if len(values) > 1:
+        raise DlbenchError(f"cv trains one configuration: give one {option} value "
+                           "(dlbench optimize and overfit compare several)")
+    return values[0]
 
 
 def _refuse(given: Collection[str], *names: str, unless: bool = False, why: str) -> None:

@@ -54,6 +54,12 @@ class Dataset:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @functools.cached_property
+    def missing_features(self) -> np.ndarray:
+        """(k,) the features with a missing value (NaN) in some row; empty for complete data
+        (only `--missing` lets a loader keep NaN)."""
+        return np.flatnonzero(np.isnan(self.X).any(0))
+
     def fingerprint(self) -> str:
         """sha256 of features and targets: two runs on the same data share it."""
         h = hashlib.sha256()
@@ -70,6 +76,7 @@ class DataSpec:
     group: str | None = None  # CSV: group column (group k-fold); becomes Dataset.groups
     time: str | None = None  # CSV: time column; rows sorted by it (stable); becomes Dataset.time
     dedupe: bool = False  # drop rows whose features exactly duplicate an earlier row (keep first)
+    missing: bool = False  # keep missing feature values (NaN): --missing fills them per member
 
 
 @dataclass(frozen=True)
@@ -453,7 +460,7 @@ def load_file(spec: DataSpec) -> Dataset:
         )
     if os.path.getsize(path) == 0:
         raise DlbenchError(f"data file '{spec.path}' is empty; give a file with data in it")
-    return _load_csv(path, spec) if ext == ".csv" else _load_npz(path)
+    return _load_csv(path, spec) if ext == ".csv" else _load_npz(path, spec.missing)
 
 
 def _load_csv(path: str, spec: DataSpec) -> Dataset:
@@ -461,7 +468,7 @@ def _load_csv(path: str, spec: DataSpec) -> Dataset:
     name = os.path.basename(path)
     _check_columns(df, spec, name)
     features = [c for c in df.columns if c not in (spec.target, spec.group, spec.time)]
-    _check_features(df, features, name)
+    _check_features(df, features, name, spec.missing)
     for column in (spec.target, spec.group, spec.time):
         if column is not None and df[column].isna().any():
             raise DlbenchError(
@@ -516,8 +523,9 @@ def _check_columns(df, spec: DataSpec, name: str) -> None:
         raise DlbenchError("--target, --group and --time must name different columns")
 
 
-def _check_features(df, features: list[str], name: str) -> None:
-    """Every feature numeric (or bool) and complete: dlbench does no encoding or imputation."""
+def _check_features(df, features: list[str], name: str, missing: bool = False) -> None:
+    """Every feature numeric (or bool) and finite; complete unless `missing` (--missing: the
+    trainer fills them per member). dlbench does no encoding."""
     if not features:
         raise DlbenchError(f"{name} has no feature columns besides the target; add some")
     text = [c for c in features if not _is_number_or_bool(df[c])]
@@ -526,13 +534,15 @@ def _check_features(df, features: list[str], name: str) -> None:
             f"non-numeric feature column(s) in {name}: {_name_list(text)}; "
             "encode them as numbers or drop them"
         )
-    missing = [c for c in features if df[c].isna().any()]
-    if missing:
+    incomplete = [c for c in features if df[c].isna().any()]
+    if incomplete and not missing:
         raise DlbenchError(
-            f"missing values in feature column(s) of {name}: {_name_list(missing)}; "
-            "fill them or drop those rows"
+            f"missing values in feature column(s) of {name}: {_name_list(incomplete)}; "
+            "pass --missing zero, mean or median to fill them per training part, or fill "
+            "them or drop those rows yourself"
         )
-    infinite = [c for c in features if not np.isfinite(df[c].to_numpy(dtype=np.float64)).all()]
+    infinite = [c for c in features
+                if np.isinf(df[c].to_numpy(dtype=np.float64, na_value=np.nan)).any()]
     if infinite:
         raise DlbenchError(
             f"infinite values in feature column(s) of {name}: {_name_list(infinite)}; "
@@ -569,7 +579,7 @@ def _is_number_or_bool(column) -> bool:
     return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
 
 
-def _load_npz(path: str) -> Dataset:
+def _load_npz(path: str, missing: bool = False) -> Dataset:
     name = os.path.basename(path)
     if not zipfile.is_zipfile(path):  # checked first: np.load would fall back to pickle talk
         raise DlbenchError(
@@ -590,10 +600,10 @@ def _load_npz(path: str) -> Dataset:
             f"cannot read '{path}' as .npz ({_one_line(exc)}); save it with "
             "numpy.savez(path, X=X, y=y)"
         ) from None
-    return _npz_dataset(name, X, y)
+    return _npz_dataset(name, X, y, missing)
 
 
-def _npz_dataset(name: str, X: np.ndarray, y: np.ndarray) -> Dataset:
+def _npz_dataset(name: str, X: np.ndarray, y: np.ndarray, missing: bool = False) -> Dataset:
     """X (n, d) | (n, H, W) | (n, C, H, W), y (n,) -> a flattened Dataset."""
     if X.ndim not in (2, 3, 4) or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise DlbenchError(
@@ -607,8 +617,11 @@ def _npz_dataset(name: str, X: np.ndarray, y: np.ndarray) -> Dataset:
         )
     input_shape = {2: None, 3: (1, *X.shape[1:]), 4: tuple(X.shape[1:])}[X.ndim]
     flat = X.reshape(len(X), -1).astype(np.float32)  # (n, d)
-    if not np.isfinite(flat).all():
-        raise DlbenchError(f"X in {name} has NaN or infinite values; replace them first")
+    if np.isinf(flat).any():
+        raise DlbenchError(f"X in {name} has infinite values; replace them first")
+    if np.isnan(flat).any() and not missing:
+        raise DlbenchError(f"X in {name} has missing values (NaN); pass --missing zero, mean "
+                           "or median to fill them per training part, or replace them first")
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all():
             raise DlbenchError(f"y in {name} has NaN or infinite values; replace them first")

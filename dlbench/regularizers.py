@@ -3,8 +3,10 @@
 `--reg 'none,l2[strength=1e-3],dropout[p=0.5],early-stop[patience=5]'`. An entry changes a
 cell's model (dropout, DropConnect, batch norm, stochastic depth, pooling: cells with different
 models train in different stacks), its training regimen (penalties, decay, max-norm, early
-stopping, augmentation, snapshots: members with different regimens share a stack), or how many
-members make one prediction (an ensemble averages the probabilities of n members per seed).
+stopping, augmentation, snapshots: members with different regimens share a stack), how a
+member predicts (test-time augmentation averages copies of each input; it shares a stack too),
+or how many members make one prediction (an ensemble averages the probabilities of n members per
+seed).
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ for _info in (
                     "probabilities of the n snapshots at the cycles' ends", {"n": 5},
                     lambda m, t, p, s: (m, _regimen(t, snapshots=p["n"])),
                     {"n": (2, float("inf"), True)}),
+    RegularizerInfo("tta", "test-time augmentation: final (and best-epoch) predictions average "
+                    "the probabilities of n fixed copies of each input — images: flipped and "
+                    "shifted by a pixel or more, sequences: shifted ±1, ±2 steps; not tables",
+                    {"n": 4}, lambda m, t, p, s: (m, replace(t, tta=p["n"])),
+                    {"n": (1, float("inf"), True)}),
     RegularizerInfo("fractional-max-pool", "cnn2d: fractional max pooling (pseudo-random "
                     "regions in training) in place of max pooling", {},
                     lambda m, t, p, s: (replace(m, pool="fractional"), t)),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 
 import numpy as np
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import softmax
 
-from dlbench import regimens
+from dlbench import regimens, tta
 from dlbench.augment import augment_batch
 from dlbench.augment import check as check_augment
 from dlbench.augment import generators as augment_generators
@@ -35,7 +35,7 @@ from dlbench.metrics import Predictions, averaged
 from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, batch_statistics, build_model
 from dlbench.models import check_spec as check_model
 from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec
-from dlbench.preprocess import PREPROCESSORS, fit_affine
+from dlbench.preprocess import IMPUTERS, PREPROCESSORS, fit_inputs, indicator_columns
 from dlbench.regimens import Regimen
 from dlbench.schedules import build_scheduler, check_schedule
 from dlbench.seeding import derive_seed
@@ -59,6 +59,12 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     loss: str = "default"  # "default" (the model's own), "cross-entropy" or "mse" (see LOSSES)
     regimen: Regimen = field(default_factory=Regimen)  # penalties, early stopping, ...
+    missing: str = "none"  # fill of missing feature values (preprocess.IMPUTERS), fitted on the
+    #                        member's training rows, plus indicator columns; "none": no NaN
+    features: int = 0  # > 0: keep the K features of highest F statistic on the member's
+    #                    training rows, zero the others; 0: every feature
+    tta: int = 0  # > 1: final and best-epoch predictions average this many test-time copies
+    #               of each evaluation input (tta.py); 0 or 1: the input alone
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +152,14 @@ def check_train(config: TrainConfig) -> None:
         raise DlbenchError(f"unknown loss '{config.loss}'; choose one of: "
                            f"{', '.join(TRAINING_LOSSES)}")
     regimens.check(config.regimen, config.epochs)
+    if config.missing != "none":
+        IMPUTERS.get(config.missing)
+    for option, value in (("--features", config.features), ("tta n", config.tta)):
+        if value < 0:
+            raise DlbenchError(f"{option} must be positive, got {value}")
+    if config.tta > 1 and config.regimen.snapshots:
+        raise DlbenchError("snapshot ensembles and test-time augmentation both average "
+                           "predictions; use one of them")
     if config.regimen.snapshots and (config.schedule != "constant" or config.warmup):
         raise DlbenchError("snapshot ensembles set their own cyclic learning rate; drop "
                            "--schedule and --warmup")
@@ -158,14 +172,35 @@ def check_model_fits(spec: ModelSpec, dataset: Dataset) -> int:
     """The model against the data (shape errors such as cnn2d on tables); -> its parameters."""
     check_model(spec, dataset.task)
     with torch.device("meta"):  # shapes only: a huge model is refused before it is allocated
-        model = build_model(spec, Shape.of(dataset), [0])
+        model = build_model(spec, model_shape(dataset), [0])
     return sum(p.numel() for p in model.parameters())
 
 
 def check_task(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> None:
-    """The loss and the augmentation against the data."""
+    """The loss, the inputs and the augmentation against the data."""
     _loss_kind(config, spec, dataset)
-    check_augment(config.regimen.augment, Shape.of(dataset).input_shape)
+    check_augment(config.regimen.augment, dataset.input_shape)
+    tta.check(config.tta, dataset.input_shape)
+    check_inputs(config, dataset)
+
+
+def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
+    """Missing values and feature selection against the data: a NaN never reaches training
+    unless a fill is asked for."""
+    if len(dataset.missing_features) and config.missing == "none":
+        raise DlbenchError(f"{dataset.name} has missing values in {len(dataset.missing_features)}"
+                           " feature(s); pass --missing zero, mean or median to fill them")
+    if config.features > dataset.n_features:
+        raise DlbenchError(f"--features {config.features}: {dataset.name} has "
+                           f"{dataset.n_features} features; ask for at most that many")
+
+
+def model_shape(dataset: Dataset) -> Shape:
+    """What the models are built for: the data's shape, plus one input column per missing-value
+    indicator (tabular data with missing values; the same for every member and config)."""
+    shape = Shape.of(dataset)
+    extra = len(indicator_columns(dataset.missing_features, dataset.input_shape))
+    return replace(shape, n_inputs=shape.n_inputs + extra)
 
 
 def check_pair(config: TrainConfig, spec: ModelSpec, n_params: int) -> None:
@@ -251,17 +286,30 @@ def _warm_up() -> None:
 
 
 class _StackData:
-    """The dataset on the device, with each member's preprocessing and target scaling."""
+    """The dataset on the device, with each member's input pipeline and target scaling.
 
-    def __init__(self, dataset: Dataset, members: list[Member], preprocess: list[str],
+    Per member and batch, as preprocess.fit_inputs describes (each part fitted on the member's
+    training rows only): missing values filled and flagged, the affine applied, features left
+    out by selection zeroed (folded into the affine: scale and shift 0)."""
+
+    def __init__(self, dataset: Dataset, members: list[Member], configs: list[TrainConfig],
                  device: torch.device):
         self.regression = dataset.task == "regression"
         self.X = torch.as_tensor(dataset.X, dtype=torch.float32, device=device)  # (N, d)
         self.y = torch.as_tensor(dataset.y, device=device)  # (N,)
-        affine = [fit_affine(p, dataset.X[m.train]) for p, m in zip(preprocess, members,
-                                                                      strict=True)]
-        self.scale = torch.as_tensor(np.stack([a[0] for a in affine])[:, None], device=device)
-        self.shift = torch.as_tensor(np.stack([a[1] for a in affine])[:, None], device=device)
+        indicators = indicator_columns(dataset.missing_features, dataset.input_shape)
+        inputs = [fit_inputs(dataset.X[m.train], dataset.y[m.train], dataset.task, c.preprocess,
+                             c.missing, c.features, indicators)
+                  for c, m in zip(configs, members, strict=True)]
+        self.width = dataset.n_features + len(indicators)  # input columns of the models
+        self.scale = torch.as_tensor(np.stack([i.scale for i in inputs])[:, None], device=device)
+        self.shift = torch.as_tensor(np.stack([i.shift for i in inputs])[:, None], device=device)
+        self.fill = None  # (M, 1, d): complete data need none
+        if len(dataset.missing_features):
+            self.fill = torch.as_tensor(np.stack([i.fill for i in inputs])[:, None],
+                                        device=device)
+        self.indicators = torch.as_tensor(indicators, device=device) if len(indicators) \
+            else None
         # Regression targets are standardised per member (training rows only) for the loss;
         # predictions are mapped back to the original units before any metric sees them.
         y_train = [dataset.y[m.train].astype(np.float64) for m in members]
@@ -271,8 +319,14 @@ class _StackData:
         self._y_std_t = torch.as_tensor(self.y_std[:, None], dtype=torch.float32, device=device)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """idx (M, B) dataset rows -> x (M, B, d) preprocessed, y (M, B) loss-ready targets."""
-        x = torch.addcmul(self.shift, self.X[idx], self.scale)
+        """idx (M, B) dataset rows -> x (M, B, width) preprocessed, y (M, B) loss-ready targets."""
+        x = self.X[idx]  # (M, B, d)
+        if self.fill is not None:
+            missing = torch.isnan(x)
+            x = torch.where(missing, self.fill, x)
+            if self.indicators is not None:  # (M, B, d + k)
+                x = torch.cat([x, missing[..., self.indicators].to(x.dtype)], dim=-1)
+        x = torch.addcmul(self.shift, x, self.scale)
         y = self.y[idx]
         if self.regression:
             y = (y - self._y_mean_t) / self._y_std_t
@@ -338,8 +392,8 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]], progres
     start = time.perf_counter()
     config, members = pairs[0][0], [m for _, m in pairs]
     device = resolve_device(config.device)
-    data = _StackData(dataset, members, [c.preprocess for c, _ in pairs], device)
-    shape = Shape.of(dataset)
+    data = _StackData(dataset, members, [c for c, _ in pairs], device)
+    shape = model_shape(dataset)
     model = build_model(spec, shape, [m.seed for m in members]).to(device)
     for m, member in enumerate(members):
         if member.init is not None:
@@ -392,7 +446,7 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]], progres
             if progress is not None:  # the epochs nobody needs: done, as far as progress goes
                 progress(len(members) * (config.epochs - epoch))
             break
-    return _finish(model, data, dataset, members, kind, curves, costs, diverged, tracker,
+    return _finish(model, data, dataset, pairs, kind, curves, costs, diverged, tracker,
                    snapshots)
 
 
@@ -434,7 +488,7 @@ def _train_epoch(model, step, data, members, epoch, steps, batch_size, kind,
     per_batch = weight.view(len(members), steps, batch_size)
     share = (per_batch / per_batch.sum(-1, keepdim=True)).view_as(weight)
     losses, outs_right = torch.zeros_like(weight), torch.zeros_like(weight)
-    block = max(1, GATHER_FLOATS // (weight.numel() // steps * data.X.shape[1]))
+    block = max(1, GATHER_FLOATS // (weight.numel() // steps * data.width))
     for first in range(0, steps, block):  # gather and preprocess a block of steps at once
         cols = slice(first * batch_size, min(first + block, steps) * batch_size)
         x_block, y_block = data.batch(index[:, cols])
@@ -620,15 +674,19 @@ def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[floa
 
 
 @torch.no_grad()
-def _evaluate(model: StackedModel, data: _StackData, rows: list[np.ndarray], kind: str):
-    """Eval-mode pass over each member's rows -> (stats (M, 3), outputs (M, N_max, outputs))."""
+def _evaluate(model: StackedModel, data: _StackData, rows: list[np.ndarray], kind: str,
+              transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    """Eval-mode pass over each member's rows -> (stats (M, 3), outputs (M, N_max, outputs));
+    `transform` changes the preprocessed inputs first (a test-time copy)."""
     length = max(len(r) for r in rows)
     index, weight = _padded(rows, length, data.X.device)
     outs, stats = [], torch.zeros(len(rows), 3, device=data.X.device)
-    chunk = max(64, EVAL_FLOATS // (len(rows) * data.X.shape[1]))  # rows per member at once
+    chunk = max(64, EVAL_FLOATS // (len(rows) * data.width))  # rows per member at once
     for s in range(0, length, chunk):
         idx, w = index[:, s:s + chunk], weight[:, s:s + chunk]
         x, y = data.batch(idx)
+        if transform is not None:
+            x = transform(x)
         out = model(x, w)  # the mask matters only to batch norm on batch statistics
         stats += _member_stats(_per_sample_loss(kind, out, y), out, y, w, data.regression)
         outs.append(out)
@@ -762,15 +820,18 @@ class _Snapshots:
                 self.outputs[m].setdefault(split, []).append(out[m, : len(rows[m])])
 
 
-def _finish(model, data, dataset, members, kind, curves, costs, diverged, tracker,
+def _finish(model, data, dataset, pairs, kind, curves, costs, diverged, tracker,
             snapshots) -> list[MemberResult]:
     """Final eval-mode predictions on every split, and each member's own weights: members with
     early stopping first get their best epoch's weights back; with a tracker every member is
-    also scored with its best epoch's weights."""
+    also scored with its best epoch's weights. Both predictions average a member's test-time
+    copies when its config asks for them (the curves, scored after each epoch, never do)."""
+    members = [m for _, m in pairs]
     if tracker is not None:
         tracker.restore([m for m, p in enumerate(tracker.patience) if p])
     model.eval()
-    predictions = _predict(model, data, dataset, members, kind)
+    copies = [c.tta for c, _ in pairs]
+    predictions = _predict(model, data, dataset, members, kind, copies)
     if snapshots is not None:
         for m, outputs in enumerate(snapshots.outputs):
             for split, outs in outputs.items():
@@ -781,7 +842,7 @@ def _finish(model, data, dataset, members, kind, curves, costs, diverged, tracke
     at_best: list[dict[str, Predictions] | None] = [None] * len(members)
     if tracker is not None:
         tracker.restore(range(len(members)))
-        at_best = _predict(model, data, dataset, members, kind)
+        at_best = _predict(model, data, dataset, members, kind, copies)
     return [
         MemberResult(member, "ok" if diverged[m] is None else "diverged", diverged[m], curves[m],
                      costs[m], predictions[m], {k: v[m].clone() for k, v in state.items()},
@@ -792,13 +853,23 @@ def _finish(model, data, dataset, members, kind, curves, costs, diverged, tracke
     ]
 
 
-def _predict(model, data, dataset, members, kind) -> list[dict[str, Predictions]]:
-    """Every member's predictions on each of its splits, with the model as it is now."""
+def _predict(model, data, dataset, members, kind, copies: list[int]
+             ) -> list[dict[str, Predictions]]:
+    """Every member's predictions on each of its splits, with the model as it is now; member m
+    averages its first copies[m] test-time copies (tta.py) when that is more than one."""
     predictions: list[dict[str, Predictions]] = [{} for _ in members]
+    shape = dataset.input_shape
     for split, rows in _splits(members).items():
-        out = _evaluate(model, data, rows, kind)[1].double().cpu().numpy()  # (M, N_max, outputs)
-        for m, r in enumerate(rows):
-            predictions[m][split] = _predictions(out[m, : len(r)], dataset.y[r], data, m, dataset)
+        made: list[list[Predictions]] = [[] for _ in members]
+        for c in range(max(1, *copies)):  # every member in each pass: one stacked computation
+            transform = None if c == 0 else partial(tta.copy_of, input_shape=shape, c=c)
+            out = _evaluate(model, data, rows, kind, transform)[1].double().cpu().numpy()
+            for m, r in enumerate(rows):  # out: (M, N_max, outputs)
+                if c < max(1, copies[m]):
+                    made[m].append(_predictions(out[m, : len(r)], dataset.y[r], data, m,
+                                                dataset))
+        for m, preds in enumerate(made):
+            predictions[m][split] = preds[0] if len(preds) == 1 else averaged(preds)
     return predictions
 
 

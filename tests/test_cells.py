@@ -24,7 +24,8 @@ def test_labels_name_only_what_varies():
 def test_coords_are_one_column_per_axis():
     coords = cell("momentum", 0.05, activation="tanh").coords()
     assert coords == {"model": "mlp", "hidden": "128", "init": "default", "activation": "tanh",
-                      "batchnorm": False, "preprocess": "standardize", "regularizer": "",
+                      "batchnorm": False, "preprocess": "standardize", "missing": "",
+                      "features": "", "regularizer": "",
                       "train_fraction": "", "batch_size": 32, "loss": "default",
                       "optimizer": "momentum", "lr": 0.05}
 
@@ -42,6 +43,19 @@ def test_a_new_axis_is_a_registry_entry_and_runner_values_are_tags():
     assert [a.name for a in AXES][-2:] == ["optimizer", "lr"]
     sizes = [Cell(base.model, replace(base.train, batch_size=b)) for b in (16, 256)]
     assert labels(sizes) == ["batch 16", "batch 256"]
+
+
+def test_fills_and_feature_counts_are_axes_blank_when_unused():
+    from dataclasses import replace
+
+    base = cell("adam", 0.01)
+    grid = [Cell(base.model, replace(base.train, missing=m, features=k))
+            for m, k in (("none", 0), ("mean", 0), ("mean", 4))]
+    assert [(c.coords()["missing"], c.coords()["features"]) for c in grid] == [
+        ("", ""), ("mean", ""), ("mean", 4)]
+    varied = [Cell(base.model, replace(base.train, missing=m, features=k))
+              for m, k in (("zero", 2), ("median", 4))]
+    assert labels(varied) == ["zero fill · 2 features", "median fill · 4 features"]
 
 
 def test_an_axis_a_model_ignores_does_not_count_as_varying():

@@ -555,7 +555,9 @@ BAD_INPUT = [
     ("csv-unknown-group", ["--data", "{files}/ok.csv", "--target", "y", "--group", "zz"],
      "'zz'"),
     ("csv-text-feature", ["--data", "{files}/text.csv", "--target", "y"], "non-numeric"),
-    ("csv-missing-values", ["--data", "{files}/missing.csv", "--target", "y"], "missing values"),
+    ("csv-missing-values", ["--data", "{files}/missing.csv", "--target", "y"],
+     "missing values in feature column(s) of missing.csv: a; pass --missing zero, mean or "
+     "median"),
     ("target-without-csv", [*IRIS, "--target", "y"], "--target"),
     ("npz-without-X-y", ["--data", "{files}/no_xy.npz"], "'X' and 'y'"),
     ("directory-without-idx", ["--data", "{files}/no_idx"], "train-images-idx3-ubyte"),

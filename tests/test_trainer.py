@@ -94,17 +94,21 @@ def to_plain(stacked: nn.Module, m: int, batchnorm: type[nn.Module] = nn.BatchNo
 
 
 def shape_of(ds: Dataset) -> Shape:
-    return Shape.of(ds)
+    return trainer.model_shape(ds)
 
 
-def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member):
-    """A plain one-model loop: same initial weights, batch order and hyperparameters."""
+def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member,
+                inputs: np.ndarray | None = None):
+    """A plain one-model loop: same initial weights, batch order and hyperparameters.
+    `inputs`: every row as the model sees it (default: the preprocessing's affine)."""
     net = to_plain(build_model(spec, shape_of(ds), [member.seed]), 0)
     opt = build_optimizer(cfg.optimizer, net.parameters())
     total = cfg.epochs * math.ceil(len(member.train) / cfg.batch_size)
     scheduler = build_scheduler(opt, cfg.schedule, total, cfg.warmup)
-    scale, shift = fit_affine(cfg.preprocess, ds.X[member.train])
-    X = torch.as_tensor(ds.X * scale + shift)
+    if inputs is None:
+        scale, shift = fit_affine(cfg.preprocess, ds.X[member.train])
+        inputs = ds.X * scale + shift
+    X = torch.as_tensor(inputs, dtype=torch.float32)
     y = torch.as_tensor(ds.y)
     if ds.task == "regression":
         y_train = ds.y[member.train].astype(np.float64)
@@ -134,9 +138,9 @@ def assert_member_matches_alone(ds, spec, cfg, members):
     assert_results_match_alone(ds, spec, cfg, members, train(ds, spec, cfg, members))
 
 
-def assert_results_match_alone(ds, spec, cfg, members, results):
+def assert_results_match_alone(ds, spec, cfg, members, results, inputs=None):
     for result, member in zip(results, members, strict=True):
-        net, losses = train_alone(ds, spec, cfg, member)
+        net, losses = train_alone(ds, spec, cfg, member, inputs)
         curve = [v for epoch, split, metric, v in result.curves
                  if (split, metric) == ("train", "running_loss")]
         np.testing.assert_allclose(curve, losses, rtol=1e-4, atol=1e-6)

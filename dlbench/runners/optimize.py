@@ -1,10 +1,11 @@
 """`dlbench optimize` on networks: a grid of cells, each cell's seeds one stack.
 
 The runner builds a grid of cells — model × init × activation × batch norm × preprocessing ×
-optimizer × learning rate — and trains each cell's seeds through the shared trainer. Every cell
-uses the same train/validation/test split, and seed s starts every cell from the same initial
-weights and batch order, so cells are compared paired over seeds (and over the same bootstrap
-resamples of the evaluation rows). 2-D functions are `runners/functions.py`.
+missing-value fill × feature count × batch size × loss × optimizer × learning rate — and trains
+each cell's seeds through the shared trainer. Every cell uses the same train/validation/test
+split, and seed s starts every cell from the same initial weights and batch order, so cells are
+compared paired over seeds (and over the same bootstrap resamples of the evaluation rows).
+2-D functions are `runners/functions.py`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class OptimizeConfig:
     data: DataSpec = field(default_factory=DataSpec)
     models: tuple[ModelSpec, ...] = (ModelSpec(),)  # model variants of the grid
     preprocess: tuple[str, ...] = ("standardize",)  # preprocessing variants of the grid
+    missing: tuple[str, ...] = ("none",)  # missing-value fills of the grid ("none": complete)
+    features: tuple[int, ...] = (0,)  # feature counts kept of the grid (0: every feature)
     batch_sizes: tuple[int, ...] = (32,)  # batch-size variants (different sizes: other stacks)
     losses: tuple[str, ...] = ("default",)  # training-loss variants (trainer.TRAINING_LOSSES)
     train: TrainConfig = field(default_factory=TrainConfig)  # epochs, batch, schedule, device
@@ -77,10 +80,11 @@ class OptimizeConfig:
     allow_large: bool = False  # run even when the size estimate refuses it
 
     def record(self) -> dict[str, Any]:
-        """What the manifest keeps of it: every cell sets its own optimizer, batch size, loss
-        and preprocessing (`optimizers`, `batch_sizes`, `losses`, `preprocess`)."""
+        """What the manifest keeps of it: every cell sets its own optimizer, batch size, loss,
+        preprocessing, missing-value fill and feature count (`optimizers`, `batch_sizes`,
+        `losses`, `preprocess`, `missing`, `features`)."""
         record = asdict(self)
-        for key in ("optimizer", "batch_size", "loss", "preprocess"):
+        for key in ("optimizer", "batch_size", "loss", "preprocess", "missing", "features"):
             del record["train"][key]
         return record
 
@@ -145,9 +149,9 @@ def _check_size(config: OptimizeConfig, dataset: Dataset, cells: list[Cell],
 
 def grid(config: OptimizeConfig) -> list[Cell]:
     return [Cell(model, replace(config.train, optimizer=spec, preprocess=prep, batch_size=size,
-                                loss=loss))
-            for model in config.models for prep in config.preprocess
-            for size in config.batch_sizes for loss in config.losses
+                                loss=loss, missing=fill, features=k))
+            for model in config.models for prep in config.preprocess for fill in config.missing
+            for k in config.features for size in config.batch_sizes for loss in config.losses
             for spec in config.optimizer_grid()]
 
 

@@ -1,11 +1,12 @@
 """`dlbench overfit`: capacity and regularizers on train-vs-validation curves.
 
-A grid of cells — capacity (width × depth) × regularizer × share of the training rows — each
-cell's seeds one stack (members of different regimens share it), every cell on one
-train/validation/test split, paired over seeds and over the same resamples of the evaluation
-rows. Per cell it measures where overfitting sets in (the validation loss turns up), the gap
-between training and validation, validation scores at the best and the last epoch, and the test
-score of what the regimen delivers, each regularizer against `none`.
+A grid of cells — capacity (width × depth) × missing-value fill × feature count × regularizer
+× share of the training rows — each cell's seeds one stack (members of different regimens,
+fills and feature counts share it), every cell on one train/validation/test split, paired
+over seeds and over the same resamples of the evaluation rows. Per cell it measures where
+overfitting sets in (the validation loss turns up), the gap between training and validation,
+validation scores at the best and the last epoch, and the test score of what the regimen
+delivers, each regularizer against `none`.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class OverfitConfig:
     train_fractions: tuple[float, ...] = (1.0,)  # learning curve: shares of those rows
     train: TrainConfig = field(default_factory=lambda: TrainConfig(OptimSpec("adam", 1e-3),
                                                                    epochs=60))
+    missing: tuple[str, ...] = ("none",)  # missing-value fills of the grid ("none": complete)
+    features: tuple[int, ...] = (0,)  # feature counts kept of the grid (0: every feature)
     seeds: int = 3  # members per cell, paired across cells
     seed: int = 0  # seeds the split, the subsample, initial weights, batch order, resamples
     val_fraction: float | None = None  # validation share of train+validation; None: 0.2
@@ -80,7 +83,17 @@ class OverfitConfig:
     allow_large: bool = False
 
     def record(self) -> dict[str, Any]:
-        return asdict(self) | {"regularizers": [r.label for r in self.regularizers]}
+        """What the manifest keeps of it: every cell sets its own missing-value fill and
+        feature count (`missing`, `features`)."""
+        record = asdict(self) | {"regularizers": [r.label for r in self.regularizers]}
+        for name in ("missing", "features"):
+            del record["train"][name]
+        return record
+
+    def inputs(self) -> list[TrainConfig]:
+        """The training config at each missing-value fill × feature count of the grid."""
+        return [replace(self.train, missing=fill, features=k) for fill in self.missing
+                for k in self.features]
 
     def models(self) -> list[ModelSpec]:
         """The capacity variants: each width × depth, or the model as given."""
@@ -128,9 +141,9 @@ def prepare(config: OverfitConfig) -> Plan:
     shaped = Shape.of(dataset).input_shape is not None
     cells = [Cell(model_, train_, (("regularizer", reg.label), ("train_fraction", fraction),
                                    ("ensemble", reg.members)))
-             for model in config.models() for reg in config.regularizers
-             for fraction in config.train_fractions
-             for model_, train_ in [reg.apply(model, config.train, shaped)]]
+             for model in config.models() for train in config.inputs()
+             for reg in config.regularizers for fraction in config.train_fractions
+             for model_, train_ in [reg.apply(model, train, shaped)]]
     n_params = {}
     for cell in cells:
         check_train(cell.train)
@@ -419,8 +432,9 @@ def _versus_none(plan: Plan, runs: list[CellRun], tests: list[verdicts.Scored], 
 
 
 def _setting(cell: Cell) -> tuple:
-    """What a regularizer is compared at: the capacity and the training share."""
-    return cell.tag("train_fraction"), cell.model.hidden, cell.model.name
+    """What a regularizer is compared at: the capacity, the training share and the inputs."""
+    return (cell.tag("train_fraction"), cell.model.hidden, cell.model.name, cell.train.missing,
+            cell.train.features)
 
 
 def _learning(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
