@@ -242,10 +242,11 @@ class StackedDropout(MemberRandom):
         super().__init__()
         self.p = p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, B, ...)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> torch.Tensor:  # (M, B, ...)
         if not self.training or self.p == 0:
             return x
-        keep = self.uniform(x.shape[1:], x.device) >= self.p
+        keep = self.uniform_rows(x.shape[2:], mask, x.shape[1], x.device, 1.0) >= self.p
         return x * keep / (1 - self.p)
 
 
@@ -382,7 +383,8 @@ class StackedResidual(nn.Module):
 
 # The layers whose forward takes the padding mask (M, B): batch norm's statistics and per-row
 # random draws must skip padded rows, and containers pass it on.
-MASKED = (StackedBatchNorm, StackedSequential, StackedResidual, FractionalMaxPool)
+MASKED = (StackedBatchNorm, StackedSequential, StackedResidual, FractionalMaxPool,
+          StackedDropout)
 
 
 class StackedModel(StackedSequential):

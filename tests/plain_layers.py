@@ -16,6 +16,19 @@ class PlainResidual(nn.Module):
         return x + (branch if self.drop is None else self.drop(branch))
 
 
+class PlainDropout(nn.Module):
+    """Inverted dropout drawing its mask from a generator seeded as the stacked member's."""
+
+    def __init__(self, p: float, seed: int):
+        super().__init__()
+        self.p, self.generator = p, torch.Generator().manual_seed(seed)
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * (torch.rand(x.shape, generator=self.generator) >= self.p) / (1 - self.p)
+
+
 class PlainStochasticDepth(nn.Module):
     """Per-sample branch dropping as torchvision's StochasticDepth(mode="row"), drawing from
     a generator seeded as the stacked member's."""

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from plain_layers import PlainDropConnect, PlainFractionalPool, PlainResidual, PlainStochasticDepth
+from plain_layers import (
+    PlainDropConnect,
+    PlainDropout,
+    PlainFractionalPool,
+    PlainResidual,
+    PlainStochasticDepth,
+)
 from torch import nn
 
 from dlbench import trainer
@@ -18,6 +24,7 @@ from dlbench.models import (
     Shape,
     StackedBatchNorm,
     StackedConv,
+    StackedDropout,
     StackedLinear,
     StackedResidual,
     StackedSequential,
@@ -84,6 +91,8 @@ def to_plain(stacked: nn.Module, m: int, batchnorm: type[nn.Module] = nn.BatchNo
         plain.running_var.data = stacked.running_var[m].clone()
     elif isinstance(stacked, FractionalMaxPool):
         return PlainFractionalPool(stacked.kernel, stacked.size, stacked.seeds[m])
+    elif isinstance(stacked, StackedDropout):
+        return PlainDropout(stacked.p, stacked.seeds[m])
     elif isinstance(stacked, Lambda):  # activation, pooling or flatten: shapes shift by one axis
         return Lambda(lambda x, fn=stacked.fn: fn(x.unsqueeze(0)).squeeze(0))
     else:
@@ -250,6 +259,14 @@ def test_same_seeds_give_identical_results():
     for ra, rb in zip(a, b, strict=True):
         assert ra.curves == rb.curves
         np.testing.assert_array_equal(ra.predictions["val"].proba, rb.predictions["val"].proba)
+
+
+def test_dropout_members_equal_their_plain_loops_short_last_batches_included():
+    """40, 39 and 41 rows in 16-row batches: each last batch is padded in the stack, and a
+    member draws its masks for its real rows only, as the plain loop does."""
+    cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=3, batch_size=16)
+    assert_member_matches_alone(make_dataset(), ModelSpec("mlp", hidden=(16, 8), dropout=0.3),
+                                cfg, make_members())
 
 
 def test_dropout_masks_are_a_members_own_whatever_its_stack():
