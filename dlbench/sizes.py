@@ -15,11 +15,12 @@ import torch
 
 from dlbench.datasets import Dataset
 from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec, Shape, StackedConv, StackedLinear, build_model
+from dlbench.models import DropConnect, ModelSpec, Shape, StackedConv, StackedLinear, build_model
 from dlbench.trainer import (
     EVAL_FLOATS,
     GATHER_FLOATS,
     TrainConfig,
+    model_shape,
     rows_per_step,
     steps_per_epoch,
 )
@@ -63,7 +64,7 @@ class Size:
 
 
 def estimate(dataset: Dataset, jobs: list[Job], device: torch.device) -> Size:
-    shape = Shape.of(dataset)
+    shape = model_shape(dataset)  # missing-value indicators widen the input
     peak = results = flops = 0.0
     group_steps = models = member_epochs = 0
     for job in jobs:
@@ -136,7 +137,11 @@ def _per_model(spec: ModelSpec, shape: Shape) -> tuple[int, int, int]:
         elif isinstance(module, StackedConv):
             macs[0] += out[0, 0].numel() * module.fan_in
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    # the layers a row flows through: leaves, not containers (a residual block would count its
+    # body twice), and not DropConnect (its output is a weight matrix, not row values)
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, StackedLinear | StackedConv)
+               or not (list(m.children()) or isinstance(m, DropConnect))]
     with torch.no_grad(), torch.device("meta"):
         model.eval()
         model(torch.zeros(1, 1, shape.n_inputs))

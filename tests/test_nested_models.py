@@ -219,3 +219,13 @@ def test_normalize_resets_the_regularizers_a_model_does_not_have():
     assert normalize(kept) == kept
     assert normalize(ModelSpec("cnn2d", pool="fractional", stochastic_depth=0.1)) == \
         ModelSpec("cnn2d", pool="fractional")
+
+
+def test_size_estimates_count_each_layer_of_nested_and_dropconnect_models_once():
+    from dlbench import sizes
+
+    shape = Shape(8, None, 3)
+    plain = sizes._per_model(ModelSpec("mlp", hidden=(8, 8)), shape)
+    assert sizes._per_model(ModelSpec("mlp", hidden=(8, 8), dropconnect=0.3), shape) == plain
+    params, macs, _ = sizes._per_model(ModelSpec("resmlp", hidden=(8, 8)), shape)
+    assert macs == 8 * 8 + 2 * 8 * 8 + 8 * 3  # input projection, two blocks, head
