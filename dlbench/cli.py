@@ -107,8 +107,9 @@ SeedOpt = Annotated[int, typer.Option(
 SeedsOpt = Annotated[int, typer.Option(help="Initialisations trained per split.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda.")]
 MetricsOpt = Annotated[str | None, typer.Option(
-    help="Comma-separated metrics (default: all for the task): accuracy, balanced_accuracy, "
-         "f1_macro, log_loss, roc_auc, loss; regression mse, mae, r2, loss.")]
+    help="Comma-separated metrics (the first one ranks): accuracy, balanced_accuracy, "
+         "f1_macro, log_loss, roc_auc, loss (the default set); also precision_macro, "
+         "recall_macro, average_precision; regression mse, mae, r2, loss.")]
 AllowLargeOpt = Annotated[bool, typer.Option(
     "--allow-large", help="Run even when the size estimate says it cannot fit in memory or "
                           "would take hours.")]

@@ -110,9 +110,11 @@ class MemberResult:
     stopped_epoch: int | None = None  # early stopping: the last epoch it trained
     at_best: dict[str, Predictions] | None = None  # predictions with the best epoch's weights
 
-    def curve(self, split: str, metric: str) -> list[float]:
-        """One curve's values, epoch 0 first (NaN from the epoch it diverged)."""
-        return [self.trusted(e, v) for e, s, m, v in self.curves if (s, m) == (split, metric)]
+    def curve(self, split: str, metric: str, trusted: bool = True) -> list[float]:
+        """One curve's values, epoch 0 first (trusted: NaN from the epoch it diverged; else
+        the values as measured, for judging how it diverged)."""
+        return [self.trusted(e, v) if trusted else v for e, s, m, v in self.curves
+                if (s, m) == (split, metric)]
 
     def trusted(self, epoch: int, value: float) -> float:
         """A curve value, or NaN from the epoch its loss became NaN/inf on: after that its

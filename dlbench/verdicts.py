@@ -33,7 +33,7 @@ NEAR_CHANCE = 0.1  # ... and validation accuracy closes less than this share of 
 
 def training_loss(result: MemberResult) -> list[float]:
     """The eval-mode training loss at epoch 0, 1, ..., E."""
-    return [v for _, split, metric, v in result.curves if (split, metric) == ("train", "loss")]
+    return result.curve("train", "loss", trusted=False)
 
 
 def status(result: MemberResult, chance_accuracy: float | None) -> str:

@@ -840,3 +840,19 @@ def test_a_sweep_over_two_models_draws_a_line_each(tmp_path, monkeypatch):
     [sweep] = seen
     assert set(sweep.optimizer) == {"linear · sgd", "mlp · sgd"}
     assert sweep.groupby("optimizer").lr.nunique().tolist() == [3, 3]
+
+
+def test_batch_size_and_loss_are_grid_axes_with_counted_cost(tmp_path):
+    """Each batch size trains in its own stack; the counted cost shows what a step costs:
+    the same passes over the data, ceil(rows / batch) gradient evaluations per pass."""
+    run = run_optimize(tmp_path / "bs", "--dataset", "iris", "--hidden", "8", "--opt", "adam",
+                       "--batch-size", "8,32", "--loss", "cross-entropy,mse", "--epochs", "3",
+                       "--seeds", "2")
+    summary = run.summary.set_index(["batch_size", "loss"]).sort_index()
+    assert sorted(summary.index) == [(8, "cross-entropy"), (8, "mse"), (32, "cross-entropy"),
+                                     (32, "mse")]
+    rows = run.manifest["rows"]["train"]
+    for (batch, _), r in summary.iterrows():
+        assert r.passes == 3
+        assert r.grad_evals == 3 * math.ceil(rows / batch)
+    assert {"batch 8 · cross-entropy loss", "batch 32 · mse loss"} <= set(run.summary.cell)
