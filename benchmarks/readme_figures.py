@@ -34,6 +34,8 @@ XOR = ("optimize --dataset xor --model perceptron,mlp --hidden 8 --opt adam[lr=0
        "--epochs 300 --batch-size 4")
 LR_GRID = "optimize --dataset digits --opt sgd,adam --lr-grid 1e-5:10:7 --epochs 5"
 FAST_RATES = "optimize --dataset digits --opt sgd,adam --lr-grid 0.3:3:3 --seeds 4 --epochs 3"
+BATCH = "optimize --dataset digits --opt adam --batch-size 16,64,1437 --epochs 5"
+LOSSES = "optimize --dataset digits --opt sgd[lr=0.1] --loss cross-entropy,mse --epochs 5"
 OVERFIT = "overfit"
 CAPACITY = "overfit --reg none --width 32,512 --depth 1,3"
 FIGURES = Path(__file__).parent / "figures"  # the PNGs the README shows
@@ -115,6 +117,16 @@ def networks(root: Path) -> None:
             print(f"{optimizer}: {cells}")
 
 
+def hyperparameters(root: Path) -> None:
+    for command, title in ((BATCH, "batch size: accuracy and counted cost"),
+                           (LOSSES, "loss: cross-entropy against mse")):
+        section(title, command)
+        _, out = dlbench(command, root)
+        for r in pd.read_csv(out / "summary.csv").itertuples():
+            print(f"{r.cell}: val {r.val_mean:.3f}, {r.passes:g} passes, "
+                  f"{r.grad_evals:g} gradient evaluations")
+
+
 def overfit(root: Path) -> None:
     section("overfit: the defaults (the README's table and figure)", OVERFIT)
     stdout, out = dlbench(OVERFIT, root)
@@ -137,7 +149,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print(f"readme figures: dlbench commands, CPU, {os.cpu_count()} CPUs")
-        for figure in (cv_example, one_split, init_study, functions, networks, overfit):
+        for figure in (cv_example, one_split, init_study, functions, networks,
+                       hyperparameters, overfit):
             figure(root)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlbench.cells import AXES
 from dlbench.errors import DlbenchError
 from dlbench.models import ModelSpec
 from dlbench.regularizers import REGULARIZERS, parse_regularizers
@@ -84,6 +85,16 @@ def test_a_run_writes_curves_scores_summary_and_the_figure(small):
     assert set(measures.metric) == {"onset_epoch", "best_epoch", "gap_final", "gap_best"}
     assert set(scores.checkpoint.dropna()) == {"final", "best"}
     assert len(summary) == 5 and list(summary.vs_none)[0] == "baseline"
+    cells = ["cell", *(a.name for a in AXES)]
+    intervals = [f"{name}_{part}" for name in ("val_best", "val_final", "test_best", "test")
+                 for part in ("mean", "ci_low", "ci_high", "ci_half", "ci_clipped")]
+    assert list(summary.columns) == [  # as the README documents them
+        *cells, "metric", "train_rows", "onset_epoch", "onset_seeds", "seeds", "best_epoch",
+        "gap_final", "gap_final_ci_half", "gap_best", "gap_best_ci_half", *intervals,
+        "val_loss_final", "grad_evals", "passes", "seconds_per_model", "status", "statuses",
+        "diff_none", "diff_none_ci_low", "diff_none_ci_high", "diff_none_ci_half", "p_vs_none",
+        "vs_none"]
+    assert list(scores.columns[:len(cells) + 2]) == ["dataset", "phase", *cells]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "overfit" and manifest["rows"]["train"] == 200
     assert "Δ none" in result.stdout and "early-stop[patience=1]" in result.stdout
