@@ -55,7 +55,7 @@ def _used(field: str) -> Callable[[Cell], Any]:
 
 
 def _fraction(value: Any) -> str:
-    return f"{value:.0%} of train"
+    return f"{value:.0%} train"
 
 
 # Column order; a label lists the varied axes in this order.

@@ -38,7 +38,7 @@ def test_a_new_axis_is_a_registry_entry_and_runner_values_are_tags():
     base = cell("adam", 0.01)
     tagged = [replace(base, tags=(("regularizer", "none"), ("train_fraction", f)))
               for f in (0.25, 1.0)]
-    assert labels(tagged) == ["25% of train", "100% of train"]
+    assert labels(tagged) == ["25% train", "100% train"]
     assert tagged[0].coords()["regularizer"] == "none"
     assert [a.name for a in AXES][-2:] == ["optimizer", "lr"]
     sizes = [Cell(base.model, replace(base.train, batch_size=b)) for b in (16, 256)]

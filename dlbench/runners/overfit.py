@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from dlbench import sizes, verdicts
-from dlbench.cells import Cell
+from dlbench.cells import Cell, labels
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import MetricInfo, averaged, resolve_metrics
@@ -443,9 +443,10 @@ def _learning(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
     if len(plan.config.train_fractions) < 2:
         return pd.DataFrame()
     primary = plan.metrics[0]
+    names = labels([replace(run.cell, tags=tuple((axis, value) for axis, value in run.cell.tags
+                                                 if axis != "train_fraction")) for run in runs])
     points = []
-    for run in runs:
-        name = " · ".join(p for p in run.label.split(" · ") if not p.endswith("of train"))
+    for run, name in zip(runs, names, strict=True):
         for split in ("train", "val"):
             preds = [r.predictions[split] for r in run.results]
             rows = len(preds[0].y_true)
@@ -454,7 +455,7 @@ def _learning(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
             values = [primary.weighted(p, np.ones((1, rows)))[0] for p in preds]
             interval = (clipped(s.estimate(), primary)[0] if s is not None
                         else seeds_estimate(values).interval())
-            points.append({"cell": name or "all", "train_rows": len(run.results[0].member.train),
+            points.append({"cell": name, "train_rows": len(run.results[0].member.train),
                            "train_fraction": run.cell.tag("train_fraction"), "split": split,
                            "metric": primary.name, "mean": interval.mean,
                            "ci_low": interval.low, "ci_high": interval.high})
