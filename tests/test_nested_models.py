@@ -229,3 +229,19 @@ def test_size_estimates_count_each_layer_of_nested_and_dropconnect_models_once()
     assert sizes._per_model(ModelSpec("mlp", hidden=(8, 8), dropconnect=0.3), shape) == plain
     params, macs, _ = sizes._per_model(ModelSpec("resmlp", hidden=(8, 8)), shape)
     assert macs == 8 * 8 + 2 * 8 * 8 + 8 * 3  # input projection, two blocks, head
+
+
+def test_dropout_zeroes_units_in_training_and_is_the_identity_at_evaluation():
+    from dlbench.models import StackedDropout
+
+    layer = StackedDropout(0.5)
+    layer.seeds = [1, 2]
+    x = torch.ones(2, 400, 8)
+    layer.train()
+    y = layer(x)
+    kept = y != 0
+    assert 0.4 < kept.float().mean() < 0.6  # about half the units dropped
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 2.0))  # kept ones scaled 1/(1-p)
+    assert not torch.equal(kept[0], kept[1])  # each member its own mask
+    layer.eval()
+    assert torch.equal(layer(x), x)
