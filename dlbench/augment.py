@@ -61,11 +61,15 @@ def generators(seeds: list[int], device: torch.device | str) -> list[torch.Gener
 
 
 def augment_batch(x: torch.Tensor, input_shape: tuple[int, ...] | None, spec: Augment,
-                  generators: list[torch.Generator]) -> torch.Tensor:
+                  generators: list[torch.Generator], real: list[int] | None = None
+                  ) -> torch.Tensor:
     """x (M, B, d) flat features, augmented: member m's draws come from generators[m] only.
 
     d = prod(input_shape); input_shape None is tabular data (noise only). Shifts come first,
     then noise on every feature (zero-filled pixels included). Returns x itself if inactive.
+    `real[m]`: member m's real rows, first in its batch (the rest is padding, left as is):
+    drawing for those only advances its generator exactly as a batch of just those rows would,
+    so a short last batch (padded in a stack) stays exact.
     """
     check(spec, input_shape)
     if not spec.active:
@@ -75,19 +79,21 @@ def augment_batch(x: torch.Tensor, input_shape: tuple[int, ...] | None, spec: Au
         raise ValueError(f"{len(generators)} generators for a stack of {M} members")
     if input_shape is not None and math.prod(input_shape) != d:
         raise ValueError(f"{d} features per sample do not make shape {tuple(input_shape)}")
+    real = [B] * M if real is None else real
     if spec.shift > 0:
         assert input_shape is not None  # check() refuses a shift on tabular data
         axes = len(input_shape) - 1  # 1: (dx,) for sequences; 2: (dy, dx) for images
-        shifts = torch.stack([  # (M, B, axes) whole steps in [-shift, shift]
-            torch.randint(-spec.shift, spec.shift + 1, (B, axes), generator=g, device=x.device)
-            for g in generators
-        ])
+        shifts = torch.zeros((M, B, axes), dtype=torch.long, device=x.device)  # padding stays
+        for m, (g, n) in enumerate(zip(generators, real, strict=True)):  # steps in ±shift
+            shifts[m, :n] = torch.randint(-spec.shift, spec.shift + 1, (n, axes), generator=g,
+                                          device=x.device)
         x = x.reshape(M, B, *input_shape)
         x = _roll(x, shifts[..., 0]) if axes == 1 else _translate(x, shifts, spec.shift)
         x = x.reshape(M, B, d)
     if spec.noise > 0:
-        noise = torch.stack([torch.randn((B, d), generator=g, device=x.device, dtype=x.dtype)
-                             for g in generators])  # (M, B, d)
+        noise = torch.zeros_like(x)  # (M, B, d)
+        for m, (g, n) in enumerate(zip(generators, real, strict=True)):
+            noise[m, :n] = torch.randn((n, d), generator=g, device=x.device, dtype=x.dtype)
         x = x + spec.noise * noise
     return x
 

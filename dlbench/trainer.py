@@ -498,7 +498,8 @@ def _train_epoch(model, step, data, members, epoch, steps, batch_size, kind,
             b = slice(t * batch_size, (t + 1) * batch_size)
             c = slice(cols.start + b.start, cols.start + b.stop)
             seen: dict[str, torch.Tensor] = {}
-            step(partial(_batch_objective, model, kind, regimen.augmented(x_block[:, b]),
+            step(partial(_batch_objective, model, kind,
+                         regimen.augmented(x_block[:, b], weight[:, c]),
                          y_block[:, b], weight[:, c], share[:, c], seen, regimen.penalty))
             losses[:, c] = seen["loss"]
             if not data.regression:
@@ -749,13 +750,15 @@ class _StackRegimen:
                           augment_generators([m.seed for m in members[rows]], device))
                          for config, rows in groups if config.regimen.augment.active]
 
-    def augmented(self, x: torch.Tensor) -> torch.Tensor:
-        """A training batch (M, B, d), each augmenting member's rows from its own generator."""
+    def augmented(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """A training batch (M, B, d), each augmenting member's real rows (weight (M, B): 1
+        real, 0 padding, which comes last) from its own generator."""
         if not self._augment:
             return x
         x = x.clone()
         for rows, spec, generators in self._augment:
-            x[rows] = augment_batch(x[rows], self._input_shape, spec, generators)
+            real = weight[rows].sum(1).int().tolist()
+            x[rows] = augment_batch(x[rows], self._input_shape, spec, generators, real)
         return x
 
 

@@ -336,3 +336,32 @@ def test_mse_loss_for_classes_trains_on_softmax_probabilities():
 def test_bad_regimens_are_clear_errors_before_training(config, fragment):
     with pytest.raises(DlbenchError, match=fragment):
         check_train(config)
+
+
+def test_an_augmented_member_equals_its_plain_loop_short_last_batches_included():
+    """Noise drawn for a member's real rows only, from its own generator, in batch order."""
+    from dlbench.augment import generators
+
+    ds, members = make_dataset(), make_members()  # 40, 39, 41 rows: padded last batches
+    cfg = TrainConfig(OptimSpec("sgd", 0.1), epochs=3, batch_size=16,
+                      regimen=Regimen(augment=Augment(noise=0.5)))
+    for result, member in zip(train(ds, SPEC, cfg, members), members, strict=True):
+        net = to_plain(build_model(SPEC, Shape.of(ds), [member.seed]), 0)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        [g] = generators([member.seed], "cpu")
+        scale, shift = fit_affine("standardize", ds.X[member.train])
+        X, y = torch.as_tensor(ds.X * scale + shift), torch.as_tensor(ds.y)
+        running = []
+        for epoch in range(1, 4):
+            rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
+            seen = 0.0
+            for s in range(0, len(rows), 16):
+                batch = torch.as_tensor(rows[s:s + 16])
+                x = X[batch] + 0.5 * torch.randn((len(batch), X.shape[1]), generator=g)
+                loss = F.cross_entropy(net(x), y[batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                seen += loss.item() * len(batch)
+            running.append(seen / len(rows))
+        np.testing.assert_allclose(running_loss(result), running, rtol=1e-4, atol=1e-6)
