@@ -315,11 +315,12 @@ def _overfit_notes(result: Any) -> list[str]:
              "split for every cell; curves in eval mode after each epoch",
              f"onset: median epoch of lowest validation loss over the seeds whose loss then "
              f"ended ≥{run['onset_rise']:.0%} above it (k/n: only k seeds did; none: no seed)",
-             f"gap: {gap} at the last epoch (mean over seeds); val best@epoch: {metric} with "
-             "the weights of the epoch of lowest validation loss (mean epoch); val end: with "
-             "the last weights",
-             f"test ±95%: {metric} of the model each regimen delivers (early stopping: its "
-             "restored best epoch), mean over seeds; interval over seeds and test rows",
+             f"gap: {gap} with the delivered weights (the last epoch's; early stopping's: its "
+             f"restored best epoch's), mean over seeds; val best@epoch: {metric} with the "
+             "weights of the epoch of lowest validation loss (mean epoch); val end: with the "
+             "delivered weights",
+             f"test ±95%: {metric} of the delivered model, mean over seeds; interval over seeds "
+             "and test rows",
              "Δ none: paired difference to none at the same capacity and training share (same "
              "seeds, same resamples), 95% interval; ▲ better, ▼ worse (p < 0.05), no mark: "
              "not significant"]

@@ -48,6 +48,8 @@ def test_onset_is_the_lowest_validation_loss_when_the_loss_then_stays_up():
 
 def test_member_measures_read_the_curves(monkeypatch):
     class Fake:
+        stopped_epoch = None
+
         def curve(self, split, metric):
             return {("val", "loss"): [2.0, 1.0, 1.5], ("train", "accuracy"): [0.1, 0.6, 0.9],
                     ("val", "accuracy"): [0.1, 0.5, 0.55], ("train", "loss"): [2.0, 0.8, 0.3]
@@ -55,9 +57,15 @@ def test_member_measures_read_the_curves(monkeypatch):
 
     m = runner.member_measures(Fake(), "classification")
     assert m == pytest.approx({"onset_epoch": 1, "best_epoch": 1, "gap_final": 0.35,
-                               "gap_best": 0.1})
+                               "gap_best": 0.1, "val_loss_final": 1.5})
     r = runner.member_measures(Fake(), "regression")
     assert r["gap_final"] == pytest.approx(1.2) and r["gap_best"] == pytest.approx(0.2)
+    stopped = Fake()
+    stopped.stopped_epoch = 2  # early stopping delivers its best epoch's weights: measured there
+    s = runner.member_measures(stopped, "classification")
+    assert s["gap_final"] == pytest.approx(0.1) and s["val_loss_final"] == 1.0
+    assert all(math.isnan(v) for v in
+               runner.member_measures(Fake(), "classification", "diverged").values())
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -82,7 +90,8 @@ def test_a_run_writes_curves_scores_summary_and_the_figure(small):
                                        "early-stop[patience=1]", "ensemble[n=2]"}
     assert {"train", "val"} <= set(curves.split) and "test" not in set(curves.split)
     measures = scores[scores.checkpoint.isna()]
-    assert set(measures.metric) == {"onset_epoch", "best_epoch", "gap_final", "gap_best"}
+    assert set(measures.metric) == {"onset_epoch", "best_epoch", "gap_final", "gap_best",
+                                    "val_loss_final"}
     assert set(scores.checkpoint.dropna()) == {"final", "best"}
     assert len(summary) == 5 and list(summary.vs_none)[0] == "baseline"
     cells = ["cell", *(a.name for a in AXES)]
@@ -128,7 +137,7 @@ def test_ensemble_predictions_average_their_members_probabilities():
     plan = runner.prepare(config)
     raw = runner.run_cells(plan.dataset, plan.cells, plan.members_of, plan.chance, best=True)
     single, ensemble = raw
-    combined = runner._combined(ensemble)
+    combined = runner._combined(ensemble, plan.chance)
     assert len(ensemble.results) == 6 and len(combined.results) == 2
     for s in range(2):
         members = ensemble.results[3 * s:3 * s + 3]

@@ -19,11 +19,20 @@ from dlbench import verdicts
 from dlbench.cells import Cell, execute, labels
 from dlbench.datasets import Dataset
 from dlbench.metrics import MetricInfo, Predictions
+from dlbench.models import ModelSpec
 from dlbench.rows import curve_rows, score_rows
 from dlbench.seeding import derive_seed
 from dlbench.splits import SplitConfig, dev_and_test, make_splits
 from dlbench.stats import Interval
-from dlbench.trainer import Member, MemberResult, train_grid
+from dlbench.trainer import (
+    Member,
+    MemberResult,
+    check_model_fits,
+    check_pair,
+    check_task,
+    check_train,
+    train_grid,
+)
 
 TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
 FRACTION = 0.2  # the validation and test shares when not given
@@ -36,20 +45,22 @@ class Holdout:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
-    on_training_rows: bool = False  # too few rows to split: every part is all of them
 
-    def members(self, seeds: int, seed: int, train: np.ndarray | None = None) -> list[Member]:
-        """One member per seed; seed s starts every cell from the same weights and order."""
+    def members(self, seeds: int, seed: int, train: np.ndarray | None = None,
+                per_seed: int = 1) -> list[Member]:
+        """One member per seed (`per_seed` for an ensemble); seed s starts every cell from the
+        same weights and order, and so does an ensemble's first member for that seed."""
         rows = self.train if train is None else train
-        return [Member({"seed": s}, derive_seed(seed, s), rows,
-                       {"val": self.val, "test": self.test}) for s in range(seeds)]
+        return [Member({"seed": s}, derive_seed(seed, s) if j == 0 else derive_seed(seed, s, j),
+                       rows, {"val": self.val, "test": self.test})
+                for s in range(seeds) for j in range(per_seed)]
 
 
 def holdout(dataset: Dataset, *, seed: int, val_fraction: float | None,
             test_fraction: float | None, stratify: bool) -> Holdout:
     rows = np.arange(dataset.n_samples)
     if dataset.n_samples < TOO_SMALL_TO_SPLIT:  # measures fit, not generalisation: said so
-        return Holdout(rows, rows, rows, on_training_rows=True)
+        return Holdout(rows, rows, rows)
     ordered = dataset.time is not None  # time-ordered data: never let the future train
     dev, test = dev_and_test(dataset, test_fraction or FRACTION, seed=seed, stratify=stratify,
                              time_order=ordered)
@@ -58,6 +69,17 @@ def holdout(dataset: Dataset, *, seed: int, val_fraction: float | None,
     groups = None if dataset.groups is None or ordered else dataset.groups[dev]
     [split] = make_splits(dataset.y[dev], split_config, task=dataset.task, groups=groups)
     return Holdout(dev[split.train], dev[split.val], test)
+
+
+def check_cells(cells: list[Cell], dataset: Dataset) -> None:
+    """Every cell's training, model and their fit to the data, before anything trains."""
+    n_params: dict[ModelSpec, int] = {}
+    for cell in cells:
+        check_train(cell.train)
+        if cell.model not in n_params:  # shapes only: a huge model is refused unallocated
+            n_params[cell.model] = check_model_fits(cell.model, dataset)
+        check_pair(cell.train, cell.model, n_params[cell.model])
+        check_task(cell.train, cell.model, dataset)
 
 
 # --- training cells --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from dlbench.runners import tuning
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
     CellRun,
+    check_cells,
     clipped,
     cost,
     curve_table,
@@ -43,10 +44,6 @@ from dlbench.trainer import (
     Member,
     MemberResult,
     TrainConfig,
-    check_model_fits,
-    check_pair,
-    check_task,
-    check_train,
     resolve_device,
 )
 
@@ -116,12 +113,8 @@ class Plan:
 def prepare(config: OptimizeConfig) -> Plan:
     dataset = load_dataset(config.data)
     _check(config, dataset)
-    n_params = {m: check_model_fits(m, dataset) for m in config.models}  # shapes only
     entries = grid(replace(config, lr_grid=()))  # each --opt entry once, at its own rate
-    for cell in entries:  # every --lr-grid rate was checked when it was parsed
-        check_train(cell.train)
-        check_pair(cell.train, cell.model, n_params[cell.model])
-        check_task(cell.train, cell.model, dataset)
+    check_cells(entries, dataset)  # every --lr-grid rate was checked when it was parsed
     metrics = resolve_metrics(list(config.metrics), dataset.task)
     margin = verdicts.parse_margin(config.margin or metrics[0].margin)
     members = _members(config, dataset)

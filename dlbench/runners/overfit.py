@@ -30,8 +30,10 @@ from dlbench.optim import OptimSpec
 from dlbench.regularizers import Regularizer, parse_regularizers
 from dlbench.rows import score_rows, value_rows
 from dlbench.runners.grid import (
+    TOO_SMALL_TO_SPLIT,
     CellRun,
     Holdout,
+    check_cells,
     clipped,
     cost,
     curve_table,
@@ -47,10 +49,6 @@ from dlbench.trainer import (
     Member,
     MemberResult,
     TrainConfig,
-    check_model_fits,
-    check_pair,
-    check_task,
-    check_train,
     resolve_device,
 )
 
@@ -144,20 +142,14 @@ def prepare(config: OverfitConfig) -> Plan:
              for model in config.models() for train in config.inputs()
              for reg in config.regularizers for fraction in config.train_fractions
              for model_, train_ in [reg.apply(model, train, shaped)]]
-    n_params = {}
-    for cell in cells:
-        check_train(cell.train)
-        if cell.model not in n_params:
-            n_params[cell.model] = check_model_fits(cell.model, dataset)
-        check_pair(cell.train, cell.model, n_params[cell.model])
-        check_task(cell.train, cell.model, dataset)
+    check_cells(cells, dataset)
     members = {}
     for cell in cells:
         fraction, n = cell.tag("train_fraction"), _ensemble(cell)
         if (fraction, n) not in members:
             rows = _subsample(dataset, split.train, round(fraction * len(split.train)),
                               config.seed, config.stratify, "--train-fraction")
-            members[(fraction, n)] = _members(split, rows, config, n)
+            members[(fraction, n)] = split.members(config.seeds, config.seed, rows, n)
     _check_size(config, dataset, cells, members, split)
     y = dataset.y
     chance = verdicts.chance_accuracy(y[split.train], y[split.val], dataset.task,
@@ -189,7 +181,7 @@ def _check(config: OverfitConfig, dataset: Dataset) -> None:
     if config.test_fraction is not None and dataset.test_index is not None:
         raise DlbenchError(f"dataset {dataset.name} has a fixed test split already; "
                            "drop --test-fraction")
-    if dataset.n_samples < 20:
+    if dataset.n_samples < TOO_SMALL_TO_SPLIT:
         raise DlbenchError(f"{dataset.name} has only {dataset.n_samples} rows: too few to hold "
                            "out validation rows, and overfitting is measured on them")
 
@@ -217,15 +209,6 @@ def _subsample(dataset: Dataset, rows: np.ndarray, n: int | None, seed: int, str
     kept, _ = train_test_split(rows, train_size=n, stratify=classes,
                                random_state=derive_seed(seed, SUBSAMPLE_KEY) % 2**32)
     return np.sort(kept)
-
-
-def _members(split: Holdout, rows: np.ndarray, config: OverfitConfig, n: int) -> list[Member]:
-    """One member per seed — n per seed for an ensemble, the first of them the very member a
-    single-model cell trains for that seed."""
-    return [Member({"seed": s},
-                   derive_seed(config.seed, s) if j == 0 else derive_seed(config.seed, s, j),
-                   rows, {"val": split.val, "test": split.test})
-            for s in range(config.seeds) for j in range(n)]
 
 
 def _check_size(config, dataset, cells, members, split) -> None:
@@ -262,8 +245,8 @@ class OverfitResult:
 
 def run(plan: Plan, progress=None) -> OverfitResult:
     start = time.perf_counter()
-    runs = [_combined(r) for r in run_cells(plan.dataset, plan.cells, plan.members_of,
-                                            plan.chance, progress=progress, best=True)]
+    runs = [_combined(r, plan.chance) for r in run_cells(
+        plan.dataset, plan.cells, plan.members_of, plan.chance, progress=progress, best=True)]
     summary = summarize(plan, runs)
     info = {"dataset": {"name": plan.dataset.name, "fingerprint": plan.dataset.fingerprint(),
                         "samples": plan.dataset.n_samples, "task": plan.dataset.task},
@@ -278,22 +261,25 @@ def run(plan: Plan, progress=None) -> OverfitResult:
                          _learning(plan, runs), info, _warnings(plan, summary))
 
 
-def _combined(run: CellRun) -> CellRun:
-    """An ensemble cell's n members per seed as one result per seed: their averaged
-    probabilities; curves: the mean of its members' curves; cost: all n members'."""
+def _combined(run: CellRun, chance: float | None) -> CellRun:
+    """An ensemble cell's n members per seed as one result per seed: its predictions are the
+    members' averaged probabilities (so are its scores and its status's accuracy); its curves
+    — hence its onset and gap — are the mean of its members' own curves (an ensemble has no
+    training of its own to follow); its cost is all n members'. It diverged when any member
+    did, from the first such epoch."""
     n = _ensemble(run.cell)
     if n == 1:
         return run
     results, statuses = [], []
     for s in range(0, len(run.results), n):
-        group, group_status = run.results[s:s + n], run.statuses[s:s + n]
+        group = run.results[s:s + n]
         first = group[0]
-        worst = max(group_status, key=verdicts.STATUSES.index)
+        diverged = [r.diverged_epoch for r in group if r.diverged_epoch is not None]
         curves = [(e, split, metric, float(np.mean([r.curves[i][3] for r in group])))
                   for i, (e, split, metric, _) in enumerate(first.curves)]
         member = replace(first.member, key={"seed": first.member.key["seed"]})
         results.append(MemberResult(
-            member, "diverged" if worst == "diverged" else "ok", first.diverged_epoch, curves,
+            member, "diverged" if diverged else "ok", min(diverged, default=None), curves,
             [Cost(sum(r.cost[e].grad_evals for r in group), sum(r.cost[e].examples
                                                                 for r in group),
                   sum(r.cost[e].passes for r in group), sum(r.cost[e].seconds for r in group))
@@ -302,7 +288,7 @@ def _combined(run: CellRun) -> CellRun:
              for split in first.predictions},
             first.weights, first.best_epoch, first.stopped_epoch,
             {split: averaged([r.at_best[split] for r in group]) for split in first.at_best}))
-        statuses.append(worst)
+        statuses.append(verdicts.status(results[-1], chance))
     return replace(run, results=results, statuses=statuses)
 
 
@@ -321,22 +307,30 @@ def onset(val_loss: list[float]) -> float:
         else math.nan
 
 
-def member_measures(result: MemberResult, task: str) -> dict[str, float]:
+MEASURES = ("onset_epoch", "best_epoch", "gap_final", "gap_best", "val_loss_final")
+
+
+def member_measures(result: MemberResult, task: str, status: str = "ok") -> dict[str, float]:
     """onset_epoch, best_epoch (lowest validation loss), gap_final and gap_best: how much better
     the member does on its training rows than on validation — accuracy train − validation
-    (classification), loss validation − train (regression) — at its last and best epochs."""
+    (classification), loss validation − train (regression) — with its delivered weights (the
+    last epoch's; early stopping's: its restored best epoch's) and its best epoch's; and the
+    validation loss of its delivered weights. All NaN for a diverged member (no measurement)."""
+    if status == "diverged":
+        return dict.fromkeys(MEASURES, math.nan)
     val_loss = result.curve("val", "loss")
     if task == "classification":
         train, val = result.curve("train", "accuracy"), result.curve("val", "accuracy")
         gaps = np.subtract(train, val)
     else:
         gaps = np.subtract(val_loss, result.curve("train", "loss"))
-    finite = np.isfinite(val_loss)
-    best = int(np.nanargmin(val_loss)) if finite.any() else None
+    best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else None
+    delivered = best if result.stopped_epoch is not None and best is not None else -1
     return {"onset_epoch": onset(val_loss),
             "best_epoch": math.nan if best is None else float(best),
-            "gap_final": float(gaps[-1]),
-            "gap_best": math.nan if best is None else float(gaps[best])}
+            "gap_final": float(gaps[delivered]),
+            "gap_best": math.nan if best is None else float(gaps[best]),
+            "val_loss_final": float(val_loss[delivered])}
 
 
 def _scores(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
@@ -350,7 +344,7 @@ def _scores(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
             rows += score_rows(r, base | {"checkpoint": "best"}, plan.metrics, status,
                                r.at_best)
             rows += value_rows(base | {"checkpoint": ""}, "val",
-                               member_measures(r, plan.dataset.task), status)
+                               member_measures(r, plan.dataset.task, status), status)
     return pd.DataFrame(rows)
 
 
@@ -370,14 +364,14 @@ def summarize(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
     tests = [score(run, "test", False) for run in runs]
     rows = []
     for run, test in zip(runs, tests, strict=True):
-        measures = [member_measures(r, plan.dataset.task) for r in run.results]
-        onsets = [m["onset_epoch"] for m in measures]
+        measures = [member_measures(r, plan.dataset.task, status)
+                    for r, status in zip(run.results, run.statuses, strict=True)]
+        onsets = np.array([m["onset_epoch"] for m in measures])
         row = {"cell": run.label, **run.cell.coords(), "metric": primary.name,
                "train_rows": len(run.results[0].member.train),
-               "onset_epoch": float(np.nanmedian(onsets)) if np.isfinite(onsets).any()
-               else math.nan,
+               "onset_epoch": _finite(np.median, onsets),
                "onset_seeds": int(np.isfinite(onsets).sum()), "seeds": len(onsets),
-               "best_epoch": float(np.nanmean([m["best_epoch"] for m in measures]))}
+               "best_epoch": _finite(np.mean, [m["best_epoch"] for m in measures])}
         for gap in ("gap_final", "gap_best"):
             estimate = seeds_estimate([m[gap] for m in measures])
             row |= {gap: estimate.mean, f"{gap}_ci_half": _half(estimate)}
@@ -385,13 +379,19 @@ def summarize(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
                                   ("test_best", "test", True)):
             row |= _interval_columns(name, score(run, split, best), primary)
         row |= _interval_columns("test", test, primary)
-        row["val_loss_final"] = float(np.nanmean([r.curve("val", "loss")[-1]
-                                                  for r in run.results]))
+        row["val_loss_final"] = _finite(np.mean, [m["val_loss_final"] for m in measures])
         common, statuses = verdicts.summary(run.statuses)
         rows.append(row | cost(run.results) | {"status": common, "statuses": statuses})
     frame = pd.DataFrame(rows)
     comparisons = [_versus_none(plan, runs, tests, i, primary) for i in range(len(runs))]
     return pd.concat([frame, pd.DataFrame(comparisons)], axis=1)
+
+
+def _finite(statistic, values) -> float:
+    """The statistic of the finite values (diverged seeds are NaN), NaN when there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(statistic(values)) if len(values) else math.nan
 
 
 def _half(estimate) -> float:
@@ -452,7 +452,9 @@ def _learning(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
             rows = len(preds[0].y_true)
             s = scored(primary, preds, run.statuses, row_resamples(rows, plan.config.seed)) \
                 if split == "val" else None
-            values = [primary.weighted(p, np.ones((1, rows)))[0] for p in preds]
+            values = [math.nan if status == "diverged" else  # argmax(NaN) is no prediction
+                      primary.weighted(p, np.ones((1, rows)))[0]
+                      for p, status in zip(preds, run.statuses, strict=True)]
             interval = (clipped(s.estimate(), primary)[0] if s is not None
                         else seeds_estimate(values).interval())
             points.append({"cell": name, "train_rows": len(run.results[0].member.train),
