@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dlbench.errors import DlbenchError
-from dlbench.seeding import derive_seed
-
-AUGMENT_KEY = 1_000_081  # derives each member's augmentation seed from its own seed
+from dlbench.seeding import AUGMENT_KEY, derive_seed
 
 
 @dataclass(frozen=True)

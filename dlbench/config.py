@@ -90,7 +90,7 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
         optimizers=optimizers, function=o["function"], steps=o["steps"],
         start=_point(o["start"]), tol=o["tol"], data=_data(o, given), models=models,
         preprocess=_names("--preprocess", o["preprocess"]), missing=_missing(o),
-        features=_features(o), batch_sizes=_ints("--batch-size", o["batch_size"]),
+        features=_features(o), batch_sizes=_batch_sizes(o["batch_size"], optimizers),
         losses=_names("--loss", o["loss"] or "default"), train=_train(o, None),
         lr_grid=_lr_grid(o["lr_grid"]), tune_budget=_tune_budget(o["tune"], o["budget"]),
         seeds=o["seeds"], seed=o["seed"], val_fraction=o["val_fraction"],
@@ -111,8 +111,8 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
                       (False,))
     return OverfitConfig(
         regularizers=tuple(parse_regularizers(o["reg"])), data=_data(o, given), model=model,
-        widths=_ints("--width", o["width"]) if o["width"] else (),
-        depths=_ints("--depth", o["depth"]) if o["depth"] else (),
+        widths=_unique(_ints("--width", o["width"])) if o["width"] else (),
+        depths=_unique(_ints("--depth", o["depth"])) if o["depth"] else (),
         train_rows=_train_rows(o["train_rows"]), train_rows_given="train_rows" in given,
         train_fractions=_fractions(o["train_fraction"]) if o["train_fraction"] else (1.0,),
         train=_train(o, _one_optimizer(o, "overfit")), missing=_missing(o),
@@ -258,6 +258,22 @@ def _names(option: str, text: str | None) -> tuple[str, ...]:
         raise DlbenchError(f"{option} '{text}' has an empty item; list names separated by "
                            "single commas")
     return names
+
+
+def _unique(values: tuple) -> tuple:
+    """Each value once: a repeated one would train the same cell twice."""
+    return tuple(dict.fromkeys(values))
+
+
+def _batch_sizes(text: str, optimizers) -> tuple[int, ...]:
+    sizes = _unique(_ints("--batch-size", text))
+    full = [o.name for o in optimizers if o.info.full_batch]
+    if len(sizes) > 1 and full:
+        raise DlbenchError(f"full-batch optimizers ({', '.join(dict.fromkeys(full))}) take "
+                           "every training row in each step: a --batch-size list would train "
+                           "them once per size to the same numbers; compare batch sizes with "
+                           "elementwise optimizers")
+    return sizes
 
 
 def _fractions(text: str) -> tuple[float, ...]:

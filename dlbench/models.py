@@ -23,14 +23,16 @@ from torch import nn
 
 from dlbench.errors import DlbenchError
 from dlbench.registry import Registry
-from dlbench.seeding import derive_seed
+from dlbench.seeding import (
+    DROPCONNECT_KEY,
+    DROPOUT_KEY,
+    FRACTIONAL_POOL_KEY,
+    STOCHASTIC_DEPTH_KEY,
+    derive_seed,
+)
 
 # Each kind of random layer derives member m's generator seed from seeds[m], its key and the
 # layer's index among layers of its kind.
-DROPOUT_KEY = 1_000_039
-STOCHASTIC_DEPTH_KEY = 1_000_081
-DROPCONNECT_KEY = 1_000_099
-FRACTIONAL_POOL_KEY = 1_000_117
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,9 @@ def check(regimen: Regimen, epochs: int) -> None:
     if regimen.patience < 0:
         raise DlbenchError(f"early-stop patience must be >= 0 epochs, got {regimen.patience}")
     if not 0 <= regimen.snapshots <= epochs:
-        raise DlbenchError(f"snapshot count must be between 1 and the epochs ({epochs}), "
-                           f"got {regimen.snapshots}")
+        raise DlbenchError(f"snapshot[n={regimen.snapshots}] takes a cycle of at least one "
+                           f"epoch per snapshot, and there are {epochs} epochs; raise --epochs "
+                           "or lower n")
     for prefix, scale in regimen.lr_scales:
         if not (math.isfinite(scale) and scale >= 0):
             raise DlbenchError(f"learning-rate multiplier of '{prefix}' must be >= 0, got {scale}")

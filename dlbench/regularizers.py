@@ -11,6 +11,7 @@ seed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,7 +34,7 @@ class RegularizerInfo:
     defaults: dict[str, Any]  # its parameters with their defaults (and types)
     # (model, training, parameters, shaped data?) -> the cell's model and training
     change: Change = lambda model, train, p, shaped: (model, train)
-    ranges: dict[str, tuple[float, float, bool]] | None = None  # key -> low, high, high open
+    ranges: dict[str, Range] | None = None  # a parameter's values (default: >= 0)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,28 @@ def _augment(model, train, p, shaped):
     return model, _regimen(train, augment=Augment(p["noise"], shift))
 
 
-PROBABILITY = (0.0, 1.0, True)
-POSITIVE = (0.0, float("inf"), True)
+@dataclass(frozen=True)
+class Range:
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = False  # the low end itself is refused (it would make the entry a no-op)
+    high_open: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}")
+
+
+PROBABILITY = Range(0.0, 1.0)
+POSITIVE = Range(0.0, low_open=True)
+AT_LEAST_2 = Range(2)  # an average of one is no average
 REGULARIZERS: Registry[RegularizerInfo] = Registry("regularizer")
 for _info in (
     RegularizerInfo("none", "no regularization: the baseline every other entry is compared with",
@@ -107,7 +128,7 @@ for _info in (
     RegularizerInfo("early-stop", "stop after `patience` epochs without a lower validation "
                     "loss; restore the best epoch's weights", {"patience": 5},
                     lambda m, t, p, s: (m, _regimen(t, patience=p["patience"])),
-                    {"patience": (1, float("inf"), True)}),
+                    {"patience": Range(1)}),
     RegularizerInfo("augment", "training batches get Gaussian noise (std `noise`, "
                     "standardized units) and, for sequences and images, random shifts of up to "
                     "`shift` steps or pixels", {"noise": 0.1, "shift": 2}, _augment),
@@ -120,16 +141,16 @@ for _info in (
                     lambda m, t, p, s: (m, _regimen(t, max_norm=p["c"])), {"c": POSITIVE}),
     RegularizerInfo("ensemble", "the averaged probabilities of n members per seed (each its "
                     "own initial weights and batch order), against one member", {"n": 5},
-                    ranges={"n": (2, float("inf"), True)}),
+                    ranges={"n": AT_LEAST_2}),
     RegularizerInfo("snapshot", "a cyclic cosine learning rate with n cycles; the averaged "
                     "probabilities of the n snapshots at the cycles' ends", {"n": 5},
                     lambda m, t, p, s: (m, _regimen(t, snapshots=p["n"])),
-                    {"n": (2, float("inf"), True)}),
+                    {"n": AT_LEAST_2}),
     RegularizerInfo("tta", "test-time augmentation: final (and best-epoch) predictions average "
                     "the probabilities of n fixed copies of each input — images: flipped and "
                     "shifted by a pixel or more, sequences: shifted ±1, ±2 steps; not tables",
                     {"n": 4}, lambda m, t, p, s: (m, replace(t, tta=p["n"])),
-                    {"n": (1, float("inf"), True)}),
+                    {"n": AT_LEAST_2}),
     RegularizerInfo("fractional-max-pool", "cnn2d: fractional max pooling (pseudo-random "
                     "regions in training) in place of max pooling", {},
                     lambda m, t, p, s: (replace(m, pool="fractional"), t)),
@@ -145,8 +166,7 @@ def parse_regularizers(text: str) -> list[Regularizer]:
         info = REGULARIZERS.get(name)
         params = grammar.read_params(body, "--reg", name, info.defaults, _HELP)
         for key, value in params.items():
-            _check_range(name, key, value, (info.ranges or {}).get(key, (0.0, float("inf"),
-                                                                          False)))
+            _check_range(name, key, value, (info.ranges or {}).get(key, Range()))
         entries.append(Regularizer(name, tuple(sorted(params.items()))))
     if not entries:
         raise DlbenchError(f"--reg names no regularizer; {_HELP}")
@@ -157,10 +177,7 @@ def parse_regularizers(text: str) -> list[Regularizer]:
     return entries
 
 
-def _check_range(name: str, key: str, value: float, bounds: tuple[float, float, bool]) -> None:
-    low, high, open_high = bounds
-    if value < low or value > high or (open_high and value == high):
-        shown = f"[{low:g}, {high:g})" if open_high and high != float("inf") else \
-            f">= {low:g}"
+def _check_range(name: str, key: str, value: float, allowed: Range) -> None:
+    if value not in allowed:
         raise DlbenchError(f"--reg {name}[{key}={grammar.format_value(value)}]: {key} must be "
-                           f"{'in ' if shown.startswith('[') else ''}{shown}")
+                           f"{allowed}")

@@ -27,13 +27,11 @@ from sklearn.model_selection import (
 
 from dlbench.errors import DlbenchError
 from dlbench.registry import Registry
-from dlbench.seeding import derive_seed
+from dlbench.seeding import HOLDOUT_KEY, TEST_KEY, derive_seed
 
 # Seed keys for the shuffle splits. k-fold repeat r uses derive_seed(seed, r); these keys sit far
 # above any repeat index so hold-out and test splits never reuse a k-fold stream. They must not be
 # 0: SeedSequence([s, 0]) equals SeedSequence([s]).
-_HOLDOUT_KEY = 1_000_003
-_TEST_KEY = 1_000_033
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def split_test(
     if time_order:
         return _tail_split(len(y), test_fraction, "--test-fraction")
     stratified = _is_stratified(stratify, task, time_order)
-    random_state = derive_seed(seed, _TEST_KEY)
+    random_state = derive_seed(seed, TEST_KEY)
     pairs = _shuffle_splits(
         y, test_fraction, 1, random_state, stratified, groups, "--test-fraction", "test"
     )
@@ -187,7 +185,7 @@ def _holdout(y: np.ndarray, config: SplitConfig, stratified: bool, groups) -> li
         train, val = _tail_split(len(y), config.val_fraction, "--val-fraction")
         return [Split(0, 0, train, val)]
     # One splitter with n_splits seeds: adding seeds extends the list, earlier splits stay put.
-    random_state = derive_seed(config.seed, _HOLDOUT_KEY)
+    random_state = derive_seed(config.seed, HOLDOUT_KEY)
     pairs = _shuffle_splits(
         y,
         config.val_fraction,

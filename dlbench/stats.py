@@ -24,11 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from dlbench.seeding import derive_seed
+from dlbench.seeding import ROWS_KEY, derive_seed
 
 CORRECTED_METHOD = "corrected resampled t (Nadeau & Bengio 2003)"
 ROW_REPLICATES = 1000  # bootstrap resamples of the evaluation rows
-_ROWS_KEY = 1_000_081  # derives the resamples' seed from the run seed
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
@@ -147,7 +146,7 @@ def row_resamples(n_rows: int, seed: int, replicates: int = ROW_REPLICATES) -> n
     Seeded by the run seed and the row count only, so every model scored on the same rows
     sees the same resamples (paired comparisons) and a rerun gives the same numbers.
     """
-    rng = np.random.default_rng(derive_seed(seed, _ROWS_KEY, n_rows))
+    rng = np.random.default_rng(derive_seed(seed, ROWS_KEY, n_rows))
     return rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=replicates)
 
 

@@ -38,13 +38,12 @@ from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_s
 from dlbench.preprocess import IMPUTERS, PREPROCESSORS, fit_inputs, indicator_columns
 from dlbench.regimens import Regimen
 from dlbench.schedules import build_scheduler, check_schedule
-from dlbench.seeding import derive_seed
+from dlbench.seeding import TRAIN_SAMPLE_KEY, derive_seed
 
 DEVICES = ("auto", "cpu", "cuda")
 EVAL_FLOATS = 2**24  # inputs evaluated at once, over all members (64 MB of float32)
 GATHER_FLOATS = 2**24  # training batches gathered ahead at most (64 MB of float32)
 TRAIN_CURVE_ROWS = 1024  # training rows evaluated after each epoch, at most (a fixed sample)
-TRAIN_SAMPLE_KEY = 1_000_099  # derives that sample from the member's seed
 ONCE = ("test",)  # splits scored once, at the end, never after each epoch
 
 
@@ -192,6 +191,9 @@ def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
     if len(dataset.missing_features) and config.missing == "none":
         raise DlbenchError(f"{dataset.name} has missing values in {len(dataset.missing_features)}"
                            " feature(s); pass --missing zero, mean or median to fill them")
+    if config.missing != "none" and not len(dataset.missing_features):
+        raise DlbenchError(f"{dataset.name} has no missing values: --missing {config.missing} "
+                           "would change nothing; drop it")
     if config.features > dataset.n_features:
         raise DlbenchError(f"--features {config.features}: {dataset.name} has "
                            f"{dataset.n_features} features; ask for at most that many")

@@ -856,3 +856,10 @@ def test_batch_size_and_loss_are_grid_axes_with_counted_cost(tmp_path):
         assert r.passes == 3
         assert r.grad_evals == 3 * math.ceil(rows / batch)
     assert {"batch 8 · cross-entropy loss", "batch 32 · mse loss"} <= set(run.summary.cell)
+
+
+def test_a_batch_size_list_with_a_full_batch_optimizer_is_refused(tmp_path):
+    out = tmp_path / "out"
+    line = assert_usage_error(invoke("optimize", "--opt", "lbfgs,adam", "--batch-size", "16,64",
+                                     "--out", out), out)
+    assert "lbfgs" in line and "elementwise" in line

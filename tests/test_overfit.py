@@ -201,6 +201,10 @@ def test_same_command_and_seed_give_the_same_numbers(tmp_path):
     (("--train-rows", "100000"), "ask for at most that many"),
     (("--opt", "sgd,adam"), "overfit trains one optimizer"),
     (("--model", "linear", "--width", "8"), "use --model mlp or resmlp"),
+    (("--reg", "max-norm[c=0]"), "c must be > 0"),  # 0 would make it a copy of none
+    (("--reg", "tta[n=1]"), "n must be >= 2"),
+    (("--reg", "snapshot[n=5]", "--epochs", "3"), "raise --epochs or lower n"),
+    (("--missing", "mean"), "digits has no missing values"),
 ])
 def test_bad_input_is_one_line_before_training(tmp_path, args, fragment):
     out = tmp_path / "out"
@@ -237,3 +241,8 @@ def test_the_model_side_regularizers_are_options_of_cv_and_optimize(tmp_path, ar
         assert result.exit_code == 0, result.output
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["command"] == command
+
+
+def test_a_repeated_width_is_one_cell(tmp_path):
+    run_overfit(tmp_path / "out", *SMALL, "--reg", "none", "--width", "8,8,4")
+    assert sorted(csv(tmp_path / "out", "summary").hidden) == ["4", "8"]

@@ -327,7 +327,7 @@ def test_mse_loss_for_classes_trains_on_softmax_probabilities():
 @pytest.mark.parametrize(("config", "fragment"), [
     (TrainConfig(regimen=Regimen(l2=-1.0)), "l2 strength must be"),
     (TrainConfig(regimen=Regimen(patience=-2)), "patience must be >= 0"),
-    (TrainConfig(epochs=3, regimen=Regimen(snapshots=5)), "between 1 and the epochs"),
+    (TrainConfig(epochs=3, regimen=Regimen(snapshots=5)), "at least one epoch per snapshot"),
     (TrainConfig(schedule="cosine", regimen=Regimen(snapshots=2)), "drop --schedule"),
     (TrainConfig(OptimSpec("lbfgs", 1.0), regimen=Regimen(lr_scales=(("layers.0.", 0.1),))),
      "elementwise optimizer"),

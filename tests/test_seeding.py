@@ -7,3 +7,10 @@ def test_derived_seeds_are_stable_and_distinct():
     assert len(set(seeds)) == len(keys)
     assert seeds == [derive_seed(*k) for k in keys]
     assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_every_stream_key_is_distinct():
+    from dlbench import seeding
+
+    keys = {name: value for name, value in vars(seeding).items() if name.endswith("_KEY")}
+    assert len(keys) >= 10 and len(set(keys.values())) == len(keys), keys

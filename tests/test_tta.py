@@ -98,8 +98,8 @@ def test_the_tta_entry_sets_the_copies_and_tables_are_refused():
         check_config(cfg, SPEC, table)
     with pytest.raises(DlbenchError, match=r"tta n=9: samples shaped \(2, 4\) have 3 distinct"):
         check_config(replace(cfg, tta=9), SPEC, make_dataset())
-    with pytest.raises(DlbenchError, match=r"n must be >= 1"):
-        parse_regularizers("tta[n=0]")
+    with pytest.raises(DlbenchError, match=r"n must be >= 2"):  # one copy is no average
+        parse_regularizers("tta[n=1]")
 
 
 def test_overfit_compares_tta_with_none_on_digits(tmp_path):

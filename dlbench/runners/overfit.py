@@ -42,7 +42,7 @@ from dlbench.runners.grid import (
     run_cells,
     scored,
 )
-from dlbench.seeding import derive_seed
+from dlbench.seeding import SUBSAMPLE_KEY, derive_seed
 from dlbench.stats import row_resamples, seeds_estimate
 from dlbench.trainer import (
     Cost,
@@ -53,7 +53,6 @@ from dlbench.trainer import (
 )
 
 ONSET_RISE = 0.05  # overfitting: the validation loss ends >= 5% above its minimum
-SUBSAMPLE_KEY = 1_000_117  # derives the training subsample from the run's seed
 DEFAULT_REG = "none,l2[strength=1e-3],dropout[p=0.5],early-stop[patience=5]"
 
 
