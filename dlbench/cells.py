@@ -86,11 +86,20 @@ def labels(cells: list[Cell]) -> list[str]:
     coords = [c.coords() for c in cells]
     varied = {a.name for a in AXES  # blank: the axis does not apply, which is no variation
               if len({str(c[a.name]) for c in coords if c[a.name] != ""}) > 1}
+    if "regularizer" in varied:  # an axis a regularizer entry sets (batchnorm) is said by it
+        varied -= {a for a in varied - {"regularizer"}
+                   if _follows(coords, a, "regularizer")}
     if "lr" in varied or not varied:
         varied.add("optimizer")
     return [" · ".join(_part(axis, c) for axis in AXES
                        if axis.name in varied and axis.name != "lr" and c[axis.name] != "")
             for c in coords]
+
+
+def _follows(coords: list[dict[str, Any]], axis: str, source: str) -> bool:
+    """Whether each value of `source` comes with one value of `axis` only."""
+    seen: dict[str, str] = {}
+    return all(seen.setdefault(str(c[source]), str(c[axis])) == str(c[axis]) for c in coords)
 
 
 def _part(axis: Axis, coords: dict[str, Any]) -> str:

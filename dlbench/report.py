@@ -245,6 +245,9 @@ def _optimize_notes(result: Any) -> list[str]:
     notes.append("s/model: seconds per trained model, its own share (the stack's shared work "
                  "split evenly, plus its own optimizer steps); summary.csv also counts "
                  "gradient evaluations and passes over the data")
+    if summary["loss"].nunique() > 1:
+        notes.append("the cells train on different losses: each one's training loss (curves, "
+                     "final_train_loss) is in its own units, so compare them on the metrics")
     meanings = status_meanings(run["dataset"]["task"])
     notes.append("status: " + "; ".join(f"{s} = {meanings[s]}"
                                         for s in ("diverged", "unstable", "stalled")))
@@ -288,7 +291,7 @@ def overfit_table(result: Any) -> tuple[Table, list[str]]:
                       if math.isfinite(r.best_epoch) else "—",
                       number3(r.val_final_mean),
                       f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
-                      "—" if r.vs_none in ("baseline", "") else
+                      "—" if r.vs_none in ("baseline", "", "too few seeds") else
                       plus_minus(r.diff_none, r.diff_none_ci_half)
                       + VERSUS_NONE.get(r.vs_none, ""))
     return table, _overfit_notes(result)
@@ -324,6 +327,9 @@ def _overfit_notes(result: Any) -> list[str]:
              "Δ none: paired difference to none at the same capacity and training share (same "
              "seeds, same resamples), 95% interval; ▲ better, ▼ worse (p < 0.05), no mark: "
              "not significant"]
+    if run["seeds"] == 1:
+        notes.append("1 seed: the seed variance cannot be estimated, so nothing is compared "
+                     "with none; use --seeds 3 or more")
     for r in summary[summary["statuses"].str.contains(",")].itertuples():
         notes.append(f"{r.cell}: its seeds differ: {r.statuses}")
     notes.append(f"{run['seconds']:.2f} s in all")

@@ -61,3 +61,15 @@ def test_fills_and_feature_counts_are_axes_blank_when_unused():
 def test_an_axis_a_model_ignores_does_not_count_as_varying():
     cells = [cell("adam", 0.05, name="perceptron"), cell("adam", 0.05, hidden=(8,))]
     assert labels(cells) == ["perceptron", "mlp"]
+
+
+def test_an_axis_a_regularizer_sets_is_not_repeated_in_its_label():
+    from dataclasses import replace
+
+    base = cell("adam", 0.01)
+    none = replace(base, tags=(("regularizer", "none"),))
+    bn = Cell(replace(base.model, batchnorm=True), base.train, (("regularizer", "batchnorm"),))
+    assert labels([none, bn]) == ["none", "batchnorm"]
+    wide = Cell(replace(base.model, hidden=(64,)), base.train, (("regularizer", "none"),))
+    assert labels([none, bn, wide]) == ["hidden 128 · none", "hidden 128 · batchnorm",
+                                        "hidden 64 · none"]

@@ -153,7 +153,9 @@ def prepare(config: OverfitConfig) -> Plan:
     y = dataset.y
     chance = verdicts.chance_accuracy(y[split.train], y[split.val], dataset.task,
                                       dataset.n_classes)
-    return Plan(config, dataset, metrics, split, cells, members, chance)
+    warnings = [] if any(r.name == "none" for r in config.regularizers) else [
+        "no 'none' in --reg: nothing to compare the regularizers with; add none"]
+    return Plan(config, dataset, metrics, split, cells, members, chance, warnings)
 
 
 def _check(config: OverfitConfig, dataset: Dataset) -> None:
@@ -465,8 +467,6 @@ def _learning(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
 
 def _warnings(plan: Plan, summary: pd.DataFrame) -> list[str]:
     found = []
-    if not any(r.name == "none" for r in plan.config.regularizers):
-        found.append("no 'none' in --reg: nothing to compare the regularizers with; add none")
     if not summary["onset_seeds"].any():
         found.append("the validation loss never turned up: no configuration overfit here "
                      "(try more epochs, fewer --train-rows or a wider model)")
