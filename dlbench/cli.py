@@ -116,6 +116,13 @@ AllowLargeOpt = Annotated[bool, typer.Option(
 OutOpt = Annotated[Path | None, typer.Option(
     help="Results directory (default results/<command>-<timestamp>/).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table | json (the summary on stdout).")]
+# the one train/validation/test split of the grid commands (optimize, overfit)
+ValFractionOpt = Annotated[float | None, typer.Option(
+    help="Validation share of the rows that are not test rows (default 0.2).")]
+TestFractionOpt = Annotated[float | None, typer.Option(
+    help="Test share, for datasets without a fixed test split (default 0.2).")]
+StratifyOpt = Annotated[bool, typer.Option(
+    help="Keep class ratios in the train/validation/test parts.")]
 
 
 def _given(ctx: typer.Context) -> set[str]:
@@ -232,12 +239,8 @@ def optimize(
         margin: Annotated[str | None, typer.Option(
             help="Equivalence margin for '≈ #1', in the first metric's units (0.01) or as a "
                  "share of #1's value (2%); default 0.01 (mse, mae: 1%).")] = None,
-        val_fraction: Annotated[float | None, typer.Option(
-            help="Validation share of the rows that are not test rows (default 0.2).")] = None,
-        test_fraction: Annotated[float | None, typer.Option(
-            help="Test share, for datasets without a fixed test split (default 0.2).")] = None,
-        stratify: Annotated[bool, typer.Option(
-            help="Keep class ratios in the train/validation/test parts.")] = True,
+        val_fraction: ValFractionOpt = None, test_fraction: TestFractionOpt = None,
+        stratify: StratifyOpt = True,
         metrics: MetricsOpt = None, device: DeviceOpt = "auto",
         allow_large: AllowLargeOpt = False, out: OutOpt = None,
         fmt: FormatOpt = "table") -> None:
@@ -284,12 +287,8 @@ def overfit(
         missing: MissingOpt = None, features: FeaturesOpt = None,
         seeds: Annotated[int, typer.Option(help="Seeds per configuration, paired.")] = 3,
         seed: SeedOpt = 0,
-        val_fraction: Annotated[float | None, typer.Option(
-            help="Validation share of the rows that are not test rows (default 0.2).")] = None,
-        test_fraction: Annotated[float | None, typer.Option(
-            help="Test share, for datasets without a fixed test split (default 0.2).")] = None,
-        stratify: Annotated[bool, typer.Option(
-            help="Keep class ratios in the train/validation/test parts.")] = True,
+        val_fraction: ValFractionOpt = None, test_fraction: TestFractionOpt = None,
+        stratify: StratifyOpt = True,
         metrics: MetricsOpt = None, device: DeviceOpt = "auto",
         allow_large: AllowLargeOpt = False, out: OutOpt = None,
         fmt: FormatOpt = "table") -> None:
