@@ -88,12 +88,17 @@ def init_study(root: Path) -> None:
               f"{layer['saturated'].item():.3g} | {cell.val_mean:.3f}{status} |")
 
 
-def functions(root: Path) -> None:
-    for command, title in ((BOWL, "the bowl: steps to f − f* ≤ 1e-3"),
-                           (ROSENBROCK, "Rosenbrock, 60 steps: final f")):
+def summaries(root: Path, figures: tuple[tuple[str, str], ...]):
+    """Each (command, title): its section header, then its summary.csv to print from."""
+    for command, title in figures:
         section(title, command)
-        _, out = dlbench(command, root)
-        for r in pd.read_csv(out / "summary.csv").itertuples():
+        yield pd.read_csv(dlbench(command, root)[1] / "summary.csv")
+
+
+def functions(root: Path) -> None:
+    for summary in summaries(root, ((BOWL, "the bowl: steps to f − f* ≤ 1e-3"),
+                                    (ROSENBROCK, "Rosenbrock, 60 steps: final f"))):
+        for r in summary.itertuples():
             print(f"{r.cell}: f = {r.f:.3g}, steps / gradient evaluations to tol "
                   f"{r.steps_to_tol} / {r.grad_evals_to_tol}, {r.status}")
 
@@ -106,11 +111,8 @@ def networks(root: Path) -> None:
     for model, rows in val.groupby("model", sort=False):
         print(f"{model}: mean {rows.value.mean():.2f}, per seed {rows.value.round(2).tolist()}")
 
-    for command, title in ((LR_GRID, "learning-rate sweep: status per rate"),
-                           (FAST_RATES, "fast rates: the issue's Adam cases")):
-        section(title, command)
-        _, out = dlbench(command, root)
-        summary = pd.read_csv(out / "summary.csv")
+    for summary in summaries(root, ((LR_GRID, "learning-rate sweep: status per rate"),
+                                    (FAST_RATES, "fast rates: the issue's Adam cases"))):
         for optimizer, rows in summary.groupby("optimizer", sort=False):
             cells = ", ".join(f"{r.lr:g}: {r.val_mean:.3f} {r.statuses}"
                               for r in rows.sort_values("lr").itertuples())
@@ -118,11 +120,9 @@ def networks(root: Path) -> None:
 
 
 def hyperparameters(root: Path) -> None:
-    for command, title in ((BATCH, "batch size: accuracy and counted cost"),
-                           (LOSSES, "loss: cross-entropy against mse")):
-        section(title, command)
-        _, out = dlbench(command, root)
-        for r in pd.read_csv(out / "summary.csv").itertuples():
+    for summary in summaries(root, ((BATCH, "batch size: accuracy and counted cost"),
+                                    (LOSSES, "loss: cross-entropy against mse"))):
+        for r in summary.itertuples():
             print(f"{r.cell}: val {r.val_mean:.3f}, {r.passes:g} passes, "
                   f"{r.grad_evals:g} gradient evaluations")
 
