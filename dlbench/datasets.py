@@ -1,9 +1,15 @@
-"""Datasets: the built-in registry, user files (CSV, NPZ, MNIST IDX) and class subsets.
+"""Datasets: the built-in registry, user files (CSV, NPZ, MNIST IDX), class subsets, parameters.
 
 One entry point, `load_dataset(DataSpec)`. Built-ins are deterministic: any randomness uses the
 constant `_SEED`, so a dataset name always means the same rows; the experiment seed is applied
 later (splits, weight init), never here. Heavy libraries (sklearn, pandas, mnist1d) are imported
 inside the loaders so importing this module stays cheap for `dlbench --help`.
+
+A built-in's brackets hold class-subset items and key=value parameters, in any order:
+`mnist1d[0-4,n=12000,transform=inverted]`. Parameters are the entry's own (`DatasetInfo.params`,
+e.g. mnist1d's sample count n) plus `transform`, which every dataset takes (`TRANSFORMS`). The
+loaded dataset's name spells them out (subset first, then parameters sorted by key), so results
+and manifests tell two runs apart; its fingerprint follows the changed rows.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import struct
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from dlbench.errors import DlbenchError
+from dlbench.grammar import format_value, read_params
 from dlbench.registry import Registry
 
 TASKS = ("classification", "regression")
@@ -70,7 +78,8 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str | None = "digits"  # built-in, optionally a class subset: "digits[0-4]", "[5,7,9]"
+    name: str | None = "digits"  # built-in, optionally with a class subset and parameters:
+    #   "digits[0-4]", "digits[5,7,9]", "mnist1d[n=12000]", "mnist1d[0-4,transform=inverted]"
     path: str | None = None  # user data: .csv, .npz, or a directory of MNIST IDX files; wins
     target: str | None = None  # CSV: target column (required for CSV)
     group: str | None = None  # CSV: group column (group k-fold); becomes Dataset.groups
@@ -84,17 +93,28 @@ class DatasetInfo:
     name: str  # registry key, e.g. "digits"
     description: str  # one line for `dlbench datasets`
     task: str  # "classification" or "regression"
-    load: Callable[[], Dataset]  # builds the dataset; deterministic
+    load: Callable[..., Dataset]  # builds the dataset from `params`; deterministic
+    params: Mapping[str, Any] = field(default_factory=dict)  # own parameters -> defaults, e.g.
+    #   {"n": 5000}; written name[n=12000], typed like the default, checked by `load`
+
+
+@dataclass(frozen=True)
+class TransformInfo:
+    name: str  # the value in name[transform=...], e.g. "inverted"
+    description: str  # one line
+    apply: Callable[[np.ndarray], np.ndarray]  # (n, *sample_shape) -> the same shape
 
 
 DATASETS = Registry[DatasetInfo]("dataset")
+TRANSFORMS = Registry[TransformInfo]("transform")
 
 
 # ---------------------------------------------------------------- entry point
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
-    """The dataset a spec names: user file (path wins) or built-in, then dedupe, then subset."""
+    """The dataset a spec names: user file (path wins) or built-in (at its parameters), then
+    dedupe, then class subset, then transform; parameters given are spelled out in its name."""
     csv_options = [f"--{k}" for k in ("target", "group", "time") if getattr(spec, k) is not None]
     is_csv = spec.path is not None and spec.path.lower().endswith(".csv")
     if csv_options and not is_csv:
@@ -102,20 +122,28 @@ def load_dataset(spec: DataSpec) -> Dataset:
             f"{'/'.join(csv_options)} only apply to a CSV data file; drop them or give a .csv path"
         )
     if spec.path is not None:
-        data, selector = load_file(spec), None
+        data, selector, params = load_file(spec), None, {}
     else:
-        base, selector = parse_name(spec.name)
-        data = DATASETS.get(base).load()
+        base, body = parse_name(spec.name)
+        info = DATASETS.get(base)
+        selector, params = split_brackets(body, info)
+        own = {k: v for k, v in params.items() if k in info.params}
+        data = info.load(**{**info.params, **own})
     if spec.dedupe:
         data = drop_duplicates(data)
     if selector is not None:
         data = select_classes(data, selector)
+    if "transform" in params:
+        data = transform(data, params["transform"])
+    if params:
+        data = replace(data, name=_spelled(base, selector, params))
     return data
 
 
 def describe(info: DatasetInfo) -> dict:
-    """One row of the `dlbench datasets` listing (loads the data to count it)."""
-    data = info.load()
+    """One row of the `dlbench datasets` listing (loads the data, at default parameters, to
+    count it)."""
+    data = info.load(**info.params)
     return {
         "name": info.name,
         "samples": data.n_samples,
@@ -125,6 +153,13 @@ def describe(info: DatasetInfo) -> dict:
         "fixed_test": data.test_index is not None,
         "description": info.description,
     }
+
+
+def _spelled(base: str, selector: str | None, params: Mapping[str, Any]) -> str:
+    """The canonical name: subset as written, then parameters sorted by key (deterministic)."""
+    items = [selector] if selector is not None else []
+    items += [f"{k}={format_value(v)}" for k, v in sorted(params.items())]
+    return f"{base}[{','.join(items)}]"
 
 
 # ---------------------------------------------------------------- row selection
@@ -157,14 +192,73 @@ def drop_duplicates(data: Dataset) -> Dataset:
 
 _NAME = re.compile(r"^(?P<base>[^\[\]]+)(?:\[(?P<sel>[^\[\]]*)\])?$")
 _SUBSET_HELP = "write name[0-4] (inclusive range) or name[5,7,9] (list), e.g. digits[0-2,7]"
+_NAME_HELP = (f"{_SUBSET_HELP}, plus key=value parameters in any order, "
+              "e.g. mnist1d[0-4,n=12000,transform=inverted]")
 
 
 def parse_name(name: str) -> tuple[str, str | None]:
     """'digits[0-4]' -> ('digits', '0-4'); 'digits' -> ('digits', None)."""
     match = _NAME.match(name.strip())
     if match is None:
-        raise DlbenchError(f"malformed dataset name '{name}'; {_SUBSET_HELP}")
+        raise DlbenchError(f"malformed dataset name '{name}'; {_NAME_HELP}")
     return match["base"].strip(), match["sel"]
+
+
+def split_brackets(body: str | None, info: DatasetInfo) -> tuple[str | None, dict[str, Any]]:
+    """'0-4,n=12000' -> ('0-4', {'n': 12000}): items with '=' are parameters (typed and checked
+    by the entry grammar), the rest the class subset: exactly as written when there are no
+    parameters (the name stays as before), else its items stripped; None when there is none."""
+    if body is None:
+        return None, {}
+    items = body.split(",")
+    if len(items) > 1 and not all(item.strip() for item in items):
+        raise DlbenchError(f"malformed dataset name {info.name}[{body}]: an empty item "
+                           f"(two commas in a row, or one at an end); {_NAME_HELP}")
+    classes = [item for item in items if "=" not in item]
+    allowed = {**info.params, "transform": "none"}  # transform: text, checked by `transform`
+    params = read_params(",".join(item for item in items if "=" in item), "dataset", info.name,
+                         allowed, _NAME_HELP)
+    if "transform" in params and params["transform"] not in TRANSFORMS:  # before any loading
+        given = "none" if params["transform"] is None else params["transform"]
+        raise DlbenchError(f"dataset {info.name}: unknown transform '{given}'; choose one of: "
+                           f"{', '.join(TRANSFORMS.names())}")
+    if classes == items:  # no parameters: the subset exactly as before, "" included
+        return body, params
+    return (",".join(c.strip() for c in classes) if classes else None), params
+
+
+# ---------------------------------------------------------------- transforms
+
+
+def transform(data: Dataset, name: str) -> Dataset:
+    """Apply a registered feature transform; rows, targets and splits stay as they are."""
+    shape = data.input_shape or (data.n_features,)  # tabular: one axis of features
+    X = TRANSFORMS.get(name).apply(data.X.reshape(data.n_samples, *shape))  # (n, *shape)
+    return replace(data, X=np.ascontiguousarray(X.reshape(data.n_samples, -1)))  # (n, d)
+
+
+def _permuted(X: np.ndarray) -> np.ndarray:
+    """One fixed permutation of all features, from `_SEED` and the feature count only: every
+    run, and a source and a target of the same shape, shuffle the same way."""
+    flat = X.reshape(len(X), -1)  # (n, d)
+    return flat[:, np.random.default_rng(_SEED).permutation(flat.shape[1])]
+
+
+for _transform in (
+    TransformInfo("inverted", "every feature negated, x -> -x", lambda X: -X),
+    TransformInfo(
+        "reversed",
+        "features reversed along the sample's last axis: a sequence read backwards, an image "
+        "mirrored left-right, tabular columns in reverse order",
+        lambda X: X[..., ::-1],
+    ),
+    TransformInfo(
+        "permuted",
+        "one fixed random permutation of the features (seed 0): spatial structure destroyed",
+        _permuted,
+    ),
+):
+    TRANSFORMS.add(_transform)
 
 
 def select_classes(data: Dataset, selector: str) -> Dataset:
@@ -281,31 +375,48 @@ def _sklearn_bundled(name: str, loader: str, input_shape: tuple[int, ...] | None
     return load
 
 
-@functools.lru_cache(maxsize=1)
-def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-1D train then test rows: X (5000, 40), y (5000,). Cached: generating takes ~2 s."""
+_MNIST1D_N = 5000  # the package's default num_samples: 4000 train + 1000 test rows
+_MNIST1D_N_RANGE = (100, 200_000)  # 10 rows a class at least; at most ~64 MB of float64
+
+
+@functools.lru_cache(maxsize=4)  # a transfer run holds two sizes: source and target
+def _mnist1d_arrays(n: int = _MNIST1D_N) -> tuple[np.ndarray, np.ndarray, int]:
+    """MNIST-1D train then test rows: X (n, 40), y (n,), and the number of train rows.
+    Cached per n: generating takes ~2 s per 5000 rows."""
     from mnist1d.data import get_dataset_args, make_dataset
 
+    args = get_dataset_args()  # n = 5000: exactly the package's default dataset
+    args.num_samples = n
     # make_dataset reseeds the global `random` and numpy RNGs; put them back untouched
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
-        raw = make_dataset(get_dataset_args())
+        raw = make_dataset(args)
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
-    return np.concatenate([raw["x"], raw["x_test"]]), np.concatenate([raw["y"], raw["y_test"]])
+    X = np.concatenate([raw["x"], raw["x_test"]])
+    return X, np.concatenate([raw["y"], raw["y_test"]]), len(raw["x"])
 
 
-def _mnist1d() -> Dataset:
-    X, y = _mnist1d_arrays()
-    n_test = 1000  # mnist1d's own test split: the last 1000 of 5000 rows
+def _mnist1d(n: int = _MNIST1D_N) -> Dataset:
+    """The package's generator (seed 42) at num_samples=n, and its own split: the first
+    int(n * 0.8) rows train, the last 20% the fixed test split (n = 5000: 4000 + 1000). The
+    generator draws class by class from one seeded stream, so every n shares class 0's first
+    rows (rescaled), and the data is normalised over all n rows: a larger n is not a superset."""
+    low, high = _MNIST1D_N_RANGE
+    if not (low <= n <= high and n % 10 == 0):  # the package makes n // 10 rows a class
+        raise DlbenchError(
+            f"dataset mnist1d[n={n}]: n must be a multiple of 10 from {low} to {high} "
+            "(mnist1d makes n/10 rows a class), e.g. mnist1d[n=12000]"
+        )
+    X, y, n_train = _mnist1d_arrays(n)
     return _classification(
         "mnist1d",
         X.copy(),  # copies: callers may modify their arrays, the cache must not change
         y.copy(),
         [str(c) for c in range(10)],
         input_shape=(1, X.shape[1]),
-        test_index=np.arange(len(y) - n_test, len(y)),
+        test_index=np.arange(n_train, len(y)),
     )
 
 
@@ -399,9 +510,12 @@ for _info in (
     ),
     DatasetInfo(
         "mnist1d",
-        "MNIST-1D sequences (1, 40), 10 classes; fixed 1000-row test split",
+        "MNIST-1D sequences (1, 40), 10 classes; fixed test split, the last 20%; "
+        "mnist1d[n=12000] generates 12000 rows (n: 100-200000, a multiple of 10); like every "
+        f"dataset it takes transform={'|'.join(TRANSFORMS.names())}",
         "classification",
         _mnist1d,
+        params={"n": _MNIST1D_N},
     ),
     DatasetInfo("xor", "the 4-point XOR truth table", "classification", _xor),
     DatasetInfo(

@@ -1,4 +1,5 @@
-"""Datasets: every built-in is well formed; subsets, user files (CSV, NPZ, IDX) and dedupe."""
+"""Datasets: every built-in is well formed; subsets, parameters and transforms, user files
+(CSV, NPZ, IDX) and dedupe."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from dlbench.datasets import (
     DATASETS,
     TASKS,
+    TRANSFORMS,
     Dataset,
     DataSpec,
     _mnist1d_arrays,
@@ -20,6 +22,7 @@ from dlbench.datasets import (
     load_dataset,
     parse_name,
     select_classes,
+    split_brackets,
 )
 from dlbench.errors import DlbenchError
 
@@ -261,6 +264,192 @@ def test_subset_errors(name, fragments):
 def test_parse_name():
     assert parse_name("digits") == ("digits", None)
     assert parse_name("digits[0-2,7]") == ("digits", "0-2,7")
+
+
+def test_split_brackets_separates_parameters_from_classes():
+    mnist1d = DATASETS.get("mnist1d")
+    assert split_brackets(None, mnist1d) == (None, {})
+    assert split_brackets("0-2,7", mnist1d) == ("0-2,7", {})
+    assert split_brackets("n=600,0-2,transform=reversed,7", mnist1d) == (
+        "0-2,7", {"n": 600, "transform": "reversed"})
+    assert split_brackets("n=600", mnist1d) == (None, {"n": 600})
+
+
+# ---------------------------------------------------------------- parameters: mnist1d[n=...]
+
+
+def _package_mnist1d(n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The mnist1d package's own dataset at num_samples=n: X float32, y, train rows."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = n
+    state, py_state = np.random.get_state(), random.getstate()
+    raw = make_dataset(args)
+    np.random.set_state(state)
+    random.setstate(py_state)
+    X = np.concatenate([raw["x"], raw["x_test"]]).astype(np.float32)
+    return X, np.concatenate([raw["y"], raw["y_test"]]), len(raw["x"])
+
+
+def test_default_mnist1d_is_unchanged_by_the_n_parameter():
+    data = load_dataset(DataSpec("mnist1d"))
+    X, y, n_train = _package_mnist1d(5000)
+    assert data.name == "mnist1d" and n_train == 4000
+    assert data.X.tobytes() == X.tobytes() and np.array_equal(data.y, y)
+    assert np.array_equal(data.test_index, np.arange(4000, 5000))
+    assert data.fingerprint() == "f7e6b4ae17666120"  # as before parameters existed
+    explicit = load_dataset(DataSpec("mnist1d[n=5000]"))  # the same rows, named as given
+    assert explicit.name == "mnist1d[n=5000]" and explicit.fingerprint() == data.fingerprint()
+
+
+def test_mnist1d_n_generates_n_rows_with_the_packages_split():
+    np.random.seed(7)
+    random.seed(7)
+    data = load_dataset(DataSpec("mnist1d[n=500]"))
+    assert (np.random.rand(), random.random()) == pytest.approx(_draws_after_seed(7))
+    check_well_formed(data)
+    X, y, n_train = _package_mnist1d(500)
+    assert data.name == "mnist1d[n=500]" and data.X.shape == (500, 40) and n_train == 400
+    assert np.array_equal(data.X, X) and np.array_equal(data.y, y)
+    assert np.array_equal(data.test_index, np.arange(400, 500))  # the last 20%, as by default
+    assert np.bincount(data.y).tolist() == [50] * 10
+    assert data.fingerprint() != load_dataset(DataSpec("mnist1d")).fingerprint()
+
+
+def test_mnist1d_is_generated_once_per_n():
+    load_dataset(DataSpec("mnist1d[n=500]"))
+    before = _mnist1d_arrays.cache_info()
+    again = load_dataset(DataSpec("mnist1d[n=500]"))
+    after = _mnist1d_arrays.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses
+    assert again.n_samples == 500
+
+
+def test_class_subset_combines_with_n_in_any_order():
+    full = load_dataset(DataSpec("mnist1d[n=500]"))
+    a = load_dataset(DataSpec("mnist1d[0-4,n=500]"))
+    b = load_dataset(DataSpec("mnist1d[n=500, 0-4]"))
+    check_well_formed(a)
+    assert a.name == b.name == "mnist1d[0-4,n=500]"  # subset first, then sorted parameters
+    assert a.fingerprint() == b.fingerprint() and a.classes == tuple("01234")
+    keep = full.y < 5
+    assert np.array_equal(a.X, full.X[keep]) and np.array_equal(a.y, full.y[keep])
+    assert np.array_equal(a.test_index, np.flatnonzero(np.flatnonzero(keep) >= 400))
+
+
+# ---------------------------------------------------------------- parameters: transform=...
+
+
+def _by_sample(data: Dataset) -> np.ndarray:
+    """X in its per-sample shape: (n, C, L), (n, C, H, W) or (n, d) for tabular data."""
+    return data.X.reshape(data.n_samples, *(data.input_shape or (data.n_features,)))
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d[n=500]", "iris", "series"])
+@pytest.mark.parametrize("transform", TRANSFORMS.names())
+def test_every_transform_changes_only_the_features(name, transform):
+    base = load_dataset(DataSpec(name))
+    spelled = f"{name[:-1]},transform={transform}]" if "[" in name else (
+        f"{name}[transform={transform}]")
+    data = load_dataset(DataSpec(spelled))
+    check_well_formed(data)
+    assert data.name == spelled and data.X.flags.c_contiguous
+    assert data.X.shape == base.X.shape and data.input_shape == base.input_shape
+    assert np.array_equal(data.y, base.y) and data.classes == base.classes
+    for same in ("test_index", "time", "groups"):
+        assert np.array_equal(getattr(data, same), getattr(base, same)) or (
+            getattr(data, same) is getattr(base, same) is None)
+    assert data.fingerprint() != base.fingerprint()
+    assert data.fingerprint() == load_dataset(DataSpec(spelled)).fingerprint()
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d[n=500]", "iris"])
+def test_inverted_negates_every_feature(name):
+    base = load_dataset(DataSpec(name))
+    data = load_dataset(DataSpec(name.replace("]", ",transform=inverted]") if "[" in name
+                                 else f"{name}[transform=inverted]"))
+    assert np.array_equal(data.X, -base.X)
+
+
+def test_reversed_reverses_the_last_axis_of_the_sample_shape():
+    digits = load_dataset(DataSpec("digits"))  # (1, 8, 8): a left-right mirror of each image
+    mirrored = load_dataset(DataSpec("digits[transform=reversed]"))
+    assert np.array_equal(_by_sample(mirrored), _by_sample(digits)[..., ::-1])
+    assert np.array_equal(_by_sample(mirrored)[:, 0, 0, 0], _by_sample(digits)[:, 0, 0, 7])
+    sequences = load_dataset(DataSpec("mnist1d[n=500]"))  # (1, 40): read backwards
+    backwards = load_dataset(DataSpec("mnist1d[n=500,transform=reversed]"))
+    assert np.array_equal(backwards.X, sequences.X[:, ::-1])
+    iris = load_dataset(DataSpec("iris"))  # tabular: the columns in reverse order
+    assert np.array_equal(load_dataset(DataSpec("iris[transform=reversed]")).X, iris.X[:, ::-1])
+
+
+def _column_permutation(base: np.ndarray, shuffled: np.ndarray) -> np.ndarray:
+    """p with shuffled == base[:, p]; base's columns must be distinct."""
+    p = np.array([np.flatnonzero((base == column[:, None]).all(0))[0] for column in shuffled.T])
+    assert np.array_equal(shuffled, base[:, p])
+    return p
+
+
+def test_permuted_is_one_fixed_permutation_of_the_features():
+    base = load_dataset(DataSpec("mnist1d[n=500]"))
+    first = load_dataset(DataSpec("mnist1d[n=500,transform=permuted]"))
+    second = load_dataset(DataSpec("mnist1d[transform=permuted,n=500]"))
+    assert first.name == second.name == "mnist1d[n=500,transform=permuted]"
+    assert np.array_equal(np.sort(first.X, axis=1), np.sort(base.X, axis=1))  # same values a row
+    p = _column_permutation(base.X, first.X)
+    assert sorted(p) == list(range(40)) and (p != np.arange(40)).mean() > 0.8
+    assert np.array_equal(_column_permutation(base.X, second.X), p)
+    # the same permutation for another dataset of the same width: source and target agree
+    other, other_permuted = (load_dataset(DataSpec(f"mnist1d[0-4{t}]"))
+                             for t in ("", ",transform=permuted"))
+    assert np.array_equal(other_permuted.X, other.X[:, p])
+
+
+def test_transforms_combine_with_class_subsets():
+    sub = load_dataset(DataSpec("digits[3-5]"))
+    for spelled in ("digits[3-5,transform=inverted]", "digits[transform=inverted,3-5]"):
+        data = load_dataset(DataSpec(spelled))
+        assert data.name == "digits[3-5,transform=inverted]" and data.classes == ("3", "4", "5")
+        assert np.array_equal(data.X, -sub.X) and np.array_equal(data.y, sub.y)
+
+
+def test_describe_tells_of_the_parameters():
+    description = describe(DATASETS.get("mnist1d"))["description"]
+    assert "mnist1d[n=12000]" in description
+    for transform in TRANSFORMS:
+        assert transform.name in description
+        assert transform.description and "\n" not in transform.description
+
+
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        ("digits[n=500]", ["digits", "'n'", "it takes: transform"]),
+        ("digits[0-4,n=500]", ["digits", "'n'", "it takes: transform"]),
+        ("mnist1d[m=3]", ["'m'", "it takes: n, transform"]),
+        ("mnist1d[n=50]", ["n=50", "multiple of 10", "100", "200000"]),
+        ("mnist1d[n=200010]", ["n=200010", "200000"]),
+        ("mnist1d[n=-500]", ["n=-500", "from 100"]),
+        ("mnist1d[n=505]", ["n=505", "multiple of 10"]),
+        ("mnist1d[n=1e4]", ["n=1e4", "whole number"]),
+        ("mnist1d[n=many]", ["n=many", "whole number"]),
+        ("mnist1d[n=500,n=600]", ["'n'", "twice"]),
+        ("mnist1d[transform=upside-down]", ["'upside-down'", "inverted, reversed, permuted"]),
+        ("iris[transform=none]", ["'none'", "inverted, reversed, permuted"]),
+        ("iris[transform=inverted,transform=reversed]", ["'transform'", "twice"]),
+        ("mnist1d[=500]", ["'=500'", "not key=value", "mnist1d[0-4,n=12000"]),
+        ("mnist1d[n=]", ["'n='", "not key=value"]),
+        ("mnist1d[0-4,,n=500]", ["malformed", "mnist1d[0-4,,n=500]", "empty item"]),
+        ("mnist1d[n=500,]", ["malformed", "empty item"]),
+        ("mnist1d[n=500,3]", ["at least two"]),
+        ("mnist1d[n=500,0-12]", ["unknown class", "0-12"]),
+        ("diabetes[0-1,transform=inverted]", ["regression"]),
+        ("mnist1d[n=500]]", ["malformed", "n=12000"]),
+    ],
+)
+def test_parameter_errors(name, fragments):
+    raises_one_line(DataSpec(name), *fragments)
 
 
 # ---------------------------------------------------------------- CSV
