@@ -71,6 +71,8 @@ for _axis in (
          lambda v: f"{v} fill"),
     Axis("features", lambda c: c.train.features or "", lambda v: f"{v} features"),
     Axis("regularizer", lambda c: c.tag("regularizer")),
+    Axis("strategy", lambda c: c.tag("strategy")),
+    Axis("target_size", lambda c: c.tag("target_size"), lambda v: f"{v} target rows"),
     Axis("train_fraction", lambda c: c.tag("train_fraction"), _fraction),
     Axis("batch_size", lambda c: c.train.batch_size, lambda v: f"batch {v}"),
     Axis("loss", lambda c: c.train.loss, lambda v: f"{v} loss"),

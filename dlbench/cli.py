@@ -300,6 +300,50 @@ def overfit(
     _run(runner, overfit_config(ctx.params, _given(ctx)), out, fmt, "overfit")
 
 
+@app.command()
+def transfer(
+        ctx: typer.Context,
+        source: Annotated[str, typer.Option(
+            help="Source dataset to pretrain on (class subsets: mnist1d[0-4]).")
+                          ] = "mnist1d[0-4]",
+        target: Annotated[str, typer.Option(
+            "--target", help="Target dataset, the same input shape as the source.")
+                          ] = "mnist1d[5-9]",
+        strategy: Annotated[str, typer.Option(
+            help="Strategies, comma-separated: scratch, linear-probe, finetune-top, "
+                 "finetune-all.")] = "scratch,linear-probe,finetune-top,finetune-all",
+        target_size: Annotated[str, typer.Option(
+            help="Target training rows per model, comma-separated (stratified samples).")
+                               ] = "25,100,1000",
+        top: Annotated[int, typer.Option(
+            help="finetune-top: pretrained weight layers trained below the new head.")] = 1,
+        body_lr_scale: Annotated[float, typer.Option(
+            help="finetune-all: learning-rate multiplier of the pretrained layers.")] = 1.0,
+        source_epochs: Annotated[int, typer.Option(
+            help="Epochs of pretraining on the source.")] = 20,
+        source_checkpoint: Annotated[Path | None, typer.Option(
+            help="Load the source weights from a PyTorch state dict instead of pretraining "
+                 "(weights only; the layout of source.pt, see README).")] = None,
+        model: ModelOpt = "cnn1d", hidden: HiddenOpt = "128", channels: ChannelsOpt = "16,32",
+        activation: ActivationOpt = "relu", batchnorm: BatchnormOpt = False,
+        init: InitOpt = "default", opt: OptOpt = "adam", lr: LrOpt = None,
+        weight_decay: WeightDecayOpt = None, schedule: ScheduleOpt = "constant",
+        warmup: WarmupOpt = 0, epochs: Annotated[int, typer.Option(
+            help="Epochs on the target's training rows.")] = 40,
+        batch_size: BatchOpt = 32, preprocess: PreprocessOpt = "standardize",
+        seeds: Annotated[int, typer.Option(
+            help="Seeds per strategy and size, each with its own target sample.")] = 3,
+        seed: SeedOpt = 0, metrics: MetricsOpt = None, device: DeviceOpt = "auto",
+        allow_large: AllowLargeOpt = False, out: OutOpt = None,
+        fmt: FormatOpt = "table") -> None:
+    """Pretrain, then linear-probe or fine-tune, against training from scratch."""
+    from dlbench.config import transfer_config
+    from dlbench.runners import transfer as runner
+
+    _check_format(fmt)
+    _run(runner, transfer_config(ctx.params, _given(ctx)), out, fmt, "transfer")
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in ("table", "json"):
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
@@ -335,6 +379,8 @@ def _figures(command: str, result) -> dict:
 
     if command == "overfit":
         return _overfit_figures(result)
+    if command == "transfer":
+        return _transfer_figures(result)
     if command != "optimize":
         return {}
     final = result.curves[result.curves.phase == "final"]
@@ -367,6 +413,22 @@ def _overfit_figures(result) -> dict:
             p, result.learning, f"{info['dataset']['name']}: learning curve ({seeds}, 95% "
             "intervals)", info["primary_metric"])
     return figures
+
+
+def _transfer_figures(result) -> dict:
+    import pandas as pd
+
+    from dlbench import checkpoints, plots
+
+    s, info = result.summary, result.info
+    points = pd.DataFrame({"cell": s["strategy"], "train_rows": s["target_size"],
+                           "split": "test", "metric": s["metric"], "mean": s["test_mean"],
+                           "ci_low": s["test_ci_low"], "ci_high": s["test_ci_high"]})
+    title = (f"{info['source']['name']} → {info['dataset']['name']}: test {s['metric'].iloc[0]} "
+             f"against target rows ({info['seeds']} seeds, 95% intervals)")
+    return {"transfer.png": lambda p: plots.learning_curve_plot(p, points, title,
+                                                                s["metric"].iloc[0]),
+            "source.pt": lambda p: checkpoints.save(p, result.source_weights)}
 
 
 def _sweep_title(result) -> str:

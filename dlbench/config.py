@@ -122,6 +122,32 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
         allow_large=o["allow_large"])
 
 
+def transfer_config(options: Mapping[str, Any], given: Collection[str]):
+    """The frozen config of `dlbench transfer`."""
+    from dlbench.datasets import DataSpec
+    from dlbench.runners.transfer import TransferConfig
+
+    o = _checked_numbers(options) | {"dropout": 0.0}
+    [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
+                      _names("--init", o["init"]), _names("--activation", o["activation"]),
+                      (o["batchnorm"],))
+    _refuse(given, "top", unless="finetune-top" in (o["strategy"] or ""),
+            why="applies to --strategy finetune-top")
+    _refuse(given, "body_lr_scale", unless="finetune-all" in (o["strategy"] or ""),
+            why="applies to --strategy finetune-all")
+    _refuse(given, "source_epochs", unless=o["source_checkpoint"] is None,
+            why="trains the source model, and --source-checkpoint loads it instead")
+    return TransferConfig(
+        source=DataSpec(o["source"]), target=DataSpec(o["target"]), model=model,
+        strategies=_unique(_names("--strategy", o["strategy"])),
+        target_sizes=_unique(_ints("--target-size", o["target_size"])), top=o["top"],
+        body_lr_scale=o["body_lr_scale"], source_epochs=o["source_epochs"],
+        source_checkpoint=None if o["source_checkpoint"] is None
+        else str(o["source_checkpoint"]),
+        train=_train(o, _one_optimizer(o, "transfer")), seeds=o["seeds"], seed=o["seed"],
+        metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
+
+
 # --- shared pieces ---------------------------------------------------------------------------
 
 

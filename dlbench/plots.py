@@ -670,15 +670,15 @@ def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metr
     little apart (DODGE), so that their error bars do not hide one another.
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
-    points = points[points["split"].isin(SPLIT_LOOKS)].assign(
+    points = points[points["split"].isin(CURVE_LOOKS)].assign(
         **{c: _finite(points[c]) for c in ("train_rows", "mean", "ci_low", "ci_high")})
     cells = list(dict.fromkeys(points["cell"]))
     dodge = _size_axis(ax, points["train_rows"].dropna(), len(cells))
     for i, cell in enumerate(cells):
-        for split, look in SPLIT_LOOKS.items():
+        for split, ls in CURVE_LOOKS.items():
             rows = points[(points["cell"] == cell) & (points["split"] == split)]
             rows = rows.sort_values("train_rows").assign(x=lambda r, i=i: dodge(r["train_rows"], i))
-            _draw_interval_line(ax, rows, _style(i)["color"], look["ls"], SPLIT_MARKERS[split])
+            _draw_interval_line(ax, rows, _style(i)["color"], ls, SPLIT_MARKERS[split])
     if points["mean"].notna().sum() == 0:
         _no_data(ax, "no scores recorded" if points.empty else "no finite scores")
     if metric.endswith("loss"):  # on the means: an interval reaching 0 runs off the bottom
@@ -687,8 +687,9 @@ def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metr
     ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=_style(i)["color"], lw=1.8, label=str(cell))
                for i, cell in enumerate(cells)]
-    handles += [Line2D([], [], color="gray", ls=look["ls"], marker=SPLIT_MARKERS[split], ms=4,
-                       label=SPLIT_NAMES[split]) for split, look in SPLIT_LOOKS.items()]
+    handles += [Line2D([], [], color="gray", ls=ls, marker=SPLIT_MARKERS[split], ms=4,
+                       label=SPLIT_NAMES.get(split, split))
+                for split, ls in CURVE_LOOKS.items() if (points["split"] == split).any()]
     handles.append(Line2D([], [], color="gray", ls="", marker="|", ms=10, mew=1.2,
                           label="95% interval"))
     _legend_below(fig, handles)
@@ -696,7 +697,8 @@ def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metr
     _save(fig, path)
 
 
-SPLIT_MARKERS = {"train": "s", "val": "o"}
+SPLIT_MARKERS = {"train": "s", "val": "o", "test": "D"}
+CURVE_LOOKS = {"train": "--", "val": "-", "test": "-"}  # line style per split
 DODGE = 0.008  # axes-width fraction between neighbouring cells' points at one training size
 
 

@@ -34,7 +34,8 @@ def show(command: str, result: Any, fmt: str, console: Console | None = None) ->
         _print_json(result.summary, result.info)
         return
     console = console or stdout()
-    tables = {"cv": cv_table, "optimize": optimize_table, "overfit": overfit_table}
+    tables = {"cv": cv_table, "optimize": optimize_table, "overfit": overfit_table,
+              "transfer": transfer_table}
     table, notes = tables[command](result)
     _print_table(console, table)
     for note in notes:  # wrapped at words to the terminal's width
@@ -295,6 +296,39 @@ def overfit_table(result: Any) -> tuple[Table, list[str]]:
                       plus_minus(r.diff_none, r.diff_none_ci_half)
                       + VERSUS_NONE.get(r.vs_none, ""))
     return table, _overfit_notes(result)
+
+
+def transfer_table(result: Any) -> tuple[Table, list[str]]:
+    summary, run, config = result.summary, result.info, result.plan.config
+    table = _table(f"transfer · {run['source']['name']} → {run['dataset']['name']} · "
+                   f"{config.model.name} · {plural(run['seeds'], 'seed')} · "
+                   f"{run['primary_metric']}",
+                   [("rows", "right"), ("strategy", "left"), ("test ±95%", "right"),
+                    ("Δ next ±95%", "right"), ("winner", "left"), ("s/model", "right"),
+                    ("status", "left")])
+    for r in summary.sort_values(["target_size", "test_mean"],
+                                 ascending=[True, False]).itertuples():
+        table.add_row(str(r.target_size), escape(r.strategy),
+                      f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
+                      plus_minus(r.diff_next, r.diff_next_ci_half) if r.winner else "",
+                      {"yes": "yes", "not significant": "n.s."}.get(r.winner, r.winner),
+                      _seconds(r.seconds_per_model), _status(r.status))
+    return table, _transfer_notes(result)
+
+
+def _transfer_notes(result: Any) -> list[str]:
+    run, config = result.info, result.plan.config
+    source = run["source"]
+    made = (f"loaded from {source['checkpoint']}" if source["checkpoint"] else
+            f"pretrained {plural(config.source_epochs, 'epoch')}, source test accuracy "
+            f"{number3(source['test_accuracy'])}")
+    return [f"source model: {made}; written to source.pt (a plain PyTorch state dict)",
+            f"rows: target training rows per model, a stratified sample per seed, the same "
+            f"for every strategy; test: {run['test_rows']} target test rows, the same for "
+            "all; ±95% over seeds (their samples) and test rows",
+            "Δ next: the winner at that size minus the runner-up, paired (same seeds, "
+            "samples, resamples); winner yes: p < 0.05, n.s.: not significant",
+            f"{run['seconds']:.2f} s in all"]
 
 
 def number3(value: float) -> str:

@@ -14,6 +14,7 @@ STOCHASTIC_DEPTH_KEY = 1_000_133  # a member's dropped residual blocks from its 
 DROPCONNECT_KEY = 1_000_151  # a member's dropped weights from its seed
 FRACTIONAL_POOL_KEY = 1_000_159  # a member's pooling regions from its seed
 AUGMENT_KEY = 1_000_171  # a member's augmentation draws from its seed
+TARGET_SAMPLE_KEY = 1_000_177  # transfer's target training rows from the run seed
 
 
 def derive_seed(*keys: int) -> int:

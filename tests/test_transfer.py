@@ -1,0 +1,144 @@
+"""`dlbench transfer`: strategies freeze and re-initialise what they claim, every strategy sees
+the same target rows, the source checkpoint round-trips through plain PyTorch, and bad input is
+one line before anything trains."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dlbench import checkpoints
+from dlbench.datasets import DataSpec
+from dlbench.models import ModelSpec, Shape, build_model
+from dlbench.optim import OptimSpec
+from dlbench.runners import transfer as runner
+from dlbench.trainer import TrainConfig
+from tests.cli_helpers import assert_usage_error, invoke
+
+DIGITS = ("--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp",
+          "--hidden", "16,8", "--source-epochs", "3", "--epochs", "3", "--seeds", "2",
+          "--target-size", "10,60")
+SPEC = ModelSpec("mlp", hidden=(16, 8))
+
+
+def config(**changes) -> runner.TransferConfig:
+    base = runner.TransferConfig(DataSpec("digits[0-4]"), DataSpec("digits[5-9]"), SPEC,
+                                 target_sizes=(10, 40), source_epochs=2, seeds=2,
+                                 train=TrainConfig(OptimSpec("adam", 0.01), epochs=2))
+    return runner.replace(base, **changes)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    plan = runner.prepare(config())
+    weights, _ = runner._pretrained(plan, None)
+    return plan, weights
+
+
+def test_each_strategy_freezes_and_reinitialises_what_it_claims(trained):
+    plan, source = trained
+    runs = runner.run_cells(plan.target, plan.cells, runner.target_members(plan, source),
+                            plan.chance)
+    head = plan.layers.head
+    lowest = f"layers.{plan.layers.positions[0]}."
+    for run in runs:
+        strategy = run.cell.tag("strategy")
+        for r in run.results:
+            for name, value in r.weights.items():
+                if name.startswith(head):  # the head always trains, from a fresh draw
+                    assert not torch.equal(value, source[name])
+                elif strategy == "linear-probe" or (strategy == "finetune-top"
+                                                    and name.startswith(lowest)):
+                    torch.testing.assert_close(value, source[name])  # frozen source weights
+                else:  # scratch trains its own weights; fine-tuning moves the source's
+                    assert not torch.equal(value, source[name]), (strategy, name)
+
+
+def test_every_strategy_sees_the_same_target_rows_and_the_same_test_rows(trained):
+    plan, _ = trained
+    for (size, _), rows in plan.rows.items():
+        assert len(rows) == size
+        assert not set(rows) & set(plan.test)
+    assert not np.array_equal(plan.rows[(40, 0)], plan.rows[(40, 1)])  # a sample per seed
+
+
+def test_the_checkpoint_round_trips_through_a_plain_pytorch_model():
+    for spec, shape in [(ModelSpec("mlp", hidden=(16, 8), batchnorm=True), Shape(12, None, 3)),
+                        (ModelSpec("cnn1d", channels=(4, 6)), Shape(40, (1, 40), 10)),
+                        (ModelSpec("cnn2d", channels=(4,)), Shape(64, (1, 8, 8), 10))]:
+        stacked = build_model(spec, shape, [5]).eval()
+        weights = {k: v[0] for k, v in stacked.state_dict().items()}
+        plain = checkpoints.plain_model(spec, shape).eval()
+        plain.load_state_dict(checkpoints.to_plain(spec, shape, weights))
+        x = torch.randn(7, shape.n_inputs)
+        with torch.no_grad():
+            torch.testing.assert_close(plain(x), stacked(x.unsqueeze(0))[0])
+        back = checkpoints.from_plain(spec, shape, plain.state_dict())
+        assert all(torch.equal(back[k], weights[k]) for k in weights)
+        bare = {k.removeprefix("layers."): v for k, v in plain.state_dict().items()}
+        assert checkpoints.from_plain(spec, shape, bare).keys() == back.keys()  # nn.Sequential
+
+
+def test_a_run_writes_its_files_and_a_loaded_checkpoint_gives_the_same_numbers(tmp_path):
+    first = invoke("transfer", *DIGITS, "--out", tmp_path / "a")
+    assert first.exit_code == 0, first.output
+    files = {p.name for p in (tmp_path / "a").iterdir()}
+    assert files == {"scores.csv", "curves.csv", "summary.csv", "transfer.png", "source.pt",
+                     "manifest.json"}
+    summary = pd.read_csv(tmp_path / "a" / "summary.csv")
+    assert set(summary.strategy) == {"scratch", "linear-probe", "finetune-top", "finetune-all"}
+    assert set(summary.target_size) == {10, 60}
+    assert (summary.groupby("target_size").winner.count() == 1).all()  # one winner per size
+    scores = pd.read_csv(tmp_path / "a" / "scores.csv")
+    assert {"strategy", "target_size"} <= set(scores.columns)
+    loaded = list(DIGITS)
+    del loaded[loaded.index("--source-epochs"):loaded.index("--source-epochs") + 2]
+    second = invoke("transfer", *loaded, "--source-checkpoint", tmp_path / "a" / "source.pt",
+                    "--out", tmp_path / "b")
+    assert second.exit_code == 0, second.output
+    again = pd.read_csv(tmp_path / "b" / "scores.csv")
+    pd.testing.assert_series_equal(scores.value, again.value)  # the same source weights
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["source"]["checkpoint"].endswith("source.pt")
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("--strategy", "scratch,probe"), "unknown strategy 'probe'; choose one of: scratch"),
+    (("--top", "5", "--strategy", "finetune-top"), "--top 5: model mlp has 2 pretrained"),
+    (("--top", "1", "--strategy", "scratch"), "--top applies to --strategy finetune-top"),
+    (("--target-size", "5000"), "--target-size 5000"),
+    (("--target", "iris"), "differ in input shape"),
+    (("--target", "digits[5-]"), ""),
+    (("--source-checkpoint", "/nonexistent.pt"), "no such file"),
+])
+def test_bad_input_is_one_line_before_training(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    base = ["--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp",
+            "--hidden", "16,8", "--target-size", "10,60"]
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if flag in base:
+            base[base.index(flag) + 1] = value
+        else:
+            base += [flag, value]
+    line = assert_usage_error(invoke("transfer", *base, "--out", out), out)
+    assert fragment in line, line
+
+
+def test_a_corrupt_or_mismatched_checkpoint_is_refused_naming_the_layer(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "out"
+    args = ["--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp",
+            "--hidden", "16,8", "--target-size", "10"]
+    line = assert_usage_error(invoke("transfer", *args, "--source-checkpoint", bad,
+                                     "--out", out), out)
+    assert "not a PyTorch state dict" in line
+    other = tmp_path / "other.pt"
+    torch.save({"layers.0.weight": torch.zeros(32, 64)}, other)
+    line = assert_usage_error(invoke("transfer", *args, "--source-checkpoint", other,
+                                     "--out", out), out)
+    assert "'layers.0.weight' does not fit model mlp: (16, 64) expected, got (32, 64)" in line
