@@ -54,7 +54,7 @@ app = typer.Typer(
 
 DatasetOpt = Annotated[str, typer.Option(
     help="Built-in dataset (see `dlbench datasets`); a class subset like digits[0-4] or "
-         "digits[5,7,9].")]
+         "digits[5,7,9]; parameters like mnist1d[n=12000] or digits[transform=inverted].")]
 DataOpt = Annotated[Path | None, typer.Option(
     help="Your data instead of --dataset: a .csv (with --target), a .npz with arrays X and y, "
          "or a directory of MNIST/Fashion-MNIST IDX files.")]
