@@ -37,6 +37,7 @@ FAST_RATES = "optimize --dataset digits --opt sgd,adam --lr-grid 0.3:3:3 --seeds
 BATCH = "optimize --dataset digits --opt adam --batch-size 16,64,1437 --epochs 5"
 LOSSES = "optimize --dataset digits --opt sgd[lr=0.1] --loss cross-entropy,mse --epochs 5"
 OVERFIT = "overfit"
+TRANSFER = "transfer"
 CAPACITY = "overfit --reg none --width 32,512 --depth 1,3"
 FIGURES = Path(__file__).parent / "figures"  # the PNGs the README shows
 INIT_ROWS = [("std1", "sigmoid"), ("std1", "tanh"), ("std0.01", "sigmoid"), ("std0.01", "relu"),
@@ -145,12 +146,17 @@ def overfit(root: Path) -> None:
     print(dlbench(CAPACITY, root)[0])
 
 
+def transfer(root: Path) -> None:
+    section("transfer: the defaults", TRANSFER)
+    print(dlbench(TRANSFER, root)[0])
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print(f"readme figures: dlbench commands, CPU, {os.cpu_count()} CPUs")
         for figure in (cv_example, one_split, init_study, functions, networks,
-                       hyperparameters, overfit):
+                       hyperparameters, overfit, transfer):
             figure(root)
 
 
