@@ -142,3 +142,14 @@ def test_a_corrupt_or_mismatched_checkpoint_is_refused_naming_the_layer(tmp_path
     line = assert_usage_error(invoke("transfer", *args, "--source-checkpoint", other,
                                      "--out", out), out)
     assert "'layers.0.weight' does not fit model mlp: (16, 64) expected, got (32, 64)" in line
+
+
+def test_members_of_different_strategies_in_one_stack_equal_each_strategy_alone(trained):
+    plan, source = trained
+    members = runner.target_members(plan, source)
+    together = runner.run_cells(plan.target, plan.cells, members, plan.chance)
+    for run in together:
+        [alone] = runner.run_cells(plan.target, [run.cell], members, plan.chance)
+        for a, b in zip(run.results, alone.results, strict=True):
+            for name, value in a.weights.items():
+                torch.testing.assert_close(value, b.weights[name], rtol=1e-4, atol=1e-5)
