@@ -72,6 +72,7 @@ for _axis in (
     Axis("features", lambda c: c.train.features or "", lambda v: f"{v} features"),
     Axis("regularizer", lambda c: c.tag("regularizer")),
     Axis("strategy", lambda c: c.tag("strategy")),
+    Axis("similarity", lambda c: c.tag("similarity")),
     Axis("target_size", lambda c: c.tag("target_size"), lambda v: f"{v} target rows"),
     Axis("train_fraction", lambda c: c.tag("train_fraction"), _fraction),
     Axis("batch_size", lambda c: c.train.batch_size, lambda v: f"batch {v}"),

@@ -321,6 +321,15 @@ def transfer(
             help="finetune-all: learning-rate multiplier of the pretrained layers.")] = 1.0,
         source_epochs: Annotated[int, typer.Option(
             help="Epochs of pretraining on the source.")] = 20,
+        similarity: Annotated[str | None, typer.Option(
+            help="similar,different: the target (similar) against a different domain of the "
+                 "same shape (--different, default: the target's features permuted).")] = None,
+        different: Annotated[str | None, typer.Option(
+            help="The different target of --similarity (e.g. 'mnist1d[5-9,transform=reversed]')."
+        )] = None,
+        preset: Annotated[str | None, typer.Option(
+            help="quadrants: small/large × similar/different, and the classic advice for each, "
+                 "measured.")] = None,
         source_checkpoint: Annotated[Path | None, typer.Option(
             help="Load the source weights from a PyTorch state dict instead of pretraining "
                  "(weights only; the layout of source.pt, see README).")] = None,
@@ -421,10 +430,13 @@ def _transfer_figures(result) -> dict:
     from dlbench import checkpoints, plots
 
     s, info = result.summary, result.info
-    points = pd.DataFrame({"cell": s["strategy"], "train_rows": s["target_size"],
+    cell = s["strategy"] if not (s["similarity"] != "").any() else \
+        s["similarity"] + " · " + s["strategy"]
+    points = pd.DataFrame({"cell": cell, "train_rows": s["target_size"],
                            "split": "test", "metric": s["metric"], "mean": s["test_mean"],
                            "ci_low": s["test_ci_low"], "ci_high": s["test_ci_high"]})
-    title = (f"{info['source']['name']} → {info['dataset']['name']}: test {s['metric'].iloc[0]} "
+    target = "similar/different" if len(info["targets"]) > 1 else info["dataset"]["name"]
+    title = (f"{info['source']['name']} → {target}: test {s['metric'].iloc[0]} "
              f"against target rows ({info['seeds']} seeds, 95% intervals)")
     return {"transfer.png": lambda p: plots.learning_curve_plot(p, points, title,
                                                                 s["metric"].iloc[0]),

@@ -137,6 +137,20 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
             why="applies to --strategy finetune-all")
     _refuse(given, "source_epochs", unless=o["source_checkpoint"] is None,
             why="trains the source model, and --source-checkpoint loads it instead")
+    similarity = _unique(_names("--similarity", o["similarity"]))
+    _refuse(given, "different", unless="different" in similarity,
+            why="names the different target of --similarity similar,different")
+    if o["preset"] is not None:
+        if o["preset"] != "quadrants":
+            raise DlbenchError(f"unknown --preset '{o['preset']}'; choose one of: quadrants")
+        _refuse(given, "similarity", "strategy", why="is set by --preset")
+        similarity = ("similar", "different")
+        o |= {"strategy": "scratch,linear-probe,finetune-top,finetune-all"}
+        if "target_size" not in given:
+            o["target_size"] = "25,1000"
+        elif len(_unique(_ints("--target-size", o["target_size"]))) != 2:
+            raise DlbenchError("--preset quadrants takes two --target-size values: a small "
+                               "and a large one, such as 25,1000")
     return TransferConfig(
         source=DataSpec(o["source"]), target=DataSpec(o["target"]), model=model,
         strategies=_unique(_names("--strategy", o["strategy"])),
@@ -145,6 +159,8 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
         source_checkpoint=None if o["source_checkpoint"] is None
         else str(o["source_checkpoint"]),
         train=_train(o, _one_optimizer(o, "transfer")), seeds=o["seeds"], seed=o["seed"],
+        similarity=similarity,
+        different=None if o["different"] is None else DataSpec(o["different"]),
         metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
 
 

@@ -300,15 +300,19 @@ def overfit_table(result: Any) -> tuple[Table, list[str]]:
 
 def transfer_table(result: Any) -> tuple[Table, list[str]]:
     summary, run, config = result.summary, result.info, result.plan.config
-    table = _table(f"transfer · {run['source']['name']} → {run['dataset']['name']} · "
+    similar = bool(config.similarity)
+    target = "similar/different" if similar else run["dataset"]["name"]
+    table = _table(f"transfer · {run['source']['name']} → {target} · "
                    f"{config.model.name} · {plural(run['seeds'], 'seed')} · "
                    f"{run['primary_metric']}",
-                   [("rows", "right"), ("strategy", "left"), ("test ±95%", "right"),
+                   [*([("target", "left")] if similar else []),
+                    ("rows", "right"), ("strategy", "left"), ("test ±95%", "right"),
                     ("Δ next ±95%", "right"), ("winner", "left"), ("s/model", "right"),
                     ("status", "left")])
-    for r in summary.sort_values(["target_size", "test_mean"],
-                                 ascending=[True, False]).itertuples():
-        table.add_row(str(r.target_size), escape(r.strategy),
+    for r in summary.sort_values(["similarity", "target_size", "test_mean"],
+                                 ascending=[False, True, False]).itertuples():
+        table.add_row(*([r.similarity] if similar else []), str(r.target_size),
+                      escape(r.strategy),
                       f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
                       plus_minus(r.diff_next, r.diff_next_ci_half) if r.winner else "",
                       {"yes": "yes", "not significant": "n.s."}.get(r.winner, r.winner),
@@ -322,7 +326,25 @@ def _transfer_notes(result: Any) -> list[str]:
     made = (f"loaded from {source['checkpoint']}" if source["checkpoint"] else
             f"pretrained {plural(config.source_epochs, 'epoch')}, source test accuracy "
             f"{number3(source['test_accuracy'])}")
-    return [f"source model: {made}; written to source.pt (a plain PyTorch state dict)",
+    notes = [f"source model: {made}; written to source.pt (a plain PyTorch state dict)"]
+    if config.similarity:
+        notes.append("targets: " + "; ".join(f"{label}: {t['name']}"
+                                             for label, t in run["targets"].items()))
+    for q in result.quadrants.itertuples():
+        if q.verdict == "not measured":
+            notes.append(f"{q.quadrant} ({q.target_size} rows): advice '{q.advice}' — not "
+                         f"measured (no such strategy here); the winner: {q.winner}")
+            continue
+        evidence = ("it won" if q.advised == q.winner else
+                    f"{q.advised} − {q.winner}: {plus_minus(q.diff, q.diff_ci_half)}, "
+                    f"p {p_value(q.p)}")
+        notes.append(f"{q.quadrant} ({q.target_size} rows): advice '{q.advice}' → "
+                     f"{q.advised}: {q.verdict} ({evidence})")
+    if len(result.quadrants):
+        notes.append("agrees: the advised strategy won or is equivalent to the winner (TOST "
+                     "within the metric's margin); disagrees: significantly worse; "
+                     "inconclusive: neither shown")
+    return notes + [
             f"rows: target training rows per model, a stratified sample per seed, the same "
             f"for every strategy; test: {run['test_rows']} target test rows, the same for "
             "all; ±95% over seeds (their samples) and test rows",

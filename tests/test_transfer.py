@@ -41,8 +41,9 @@ def trained():
 
 def test_each_strategy_freezes_and_reinitialises_what_it_claims(trained):
     plan, source = trained
-    runs = runner.run_cells(plan.target, plan.cells, runner.target_members(plan, source),
-                            plan.chance)
+    [target] = plan.targets
+    runs = runner.run_cells(target.dataset, plan.cells,
+                            runner.target_members(plan, target, source), target.chance)
     head = plan.layers.head
     lowest = f"layers.{plan.layers.positions[0]}."
     for run in runs:
@@ -60,10 +61,11 @@ def test_each_strategy_freezes_and_reinitialises_what_it_claims(trained):
 
 def test_every_strategy_sees_the_same_target_rows_and_the_same_test_rows(trained):
     plan, _ = trained
-    for (size, _), rows in plan.rows.items():
+    [target] = plan.targets
+    for (size, _), rows in target.rows.items():
         assert len(rows) == size
-        assert not set(rows) & set(plan.test)
-    assert not np.array_equal(plan.rows[(40, 0)], plan.rows[(40, 1)])  # a sample per seed
+        assert not set(rows) & set(target.test)
+    assert not np.array_equal(target.rows[(40, 0)], target.rows[(40, 1)])  # a sample per seed
 
 
 def test_the_checkpoint_round_trips_through_a_plain_pytorch_model():
@@ -146,10 +148,45 @@ def test_a_corrupt_or_mismatched_checkpoint_is_refused_naming_the_layer(tmp_path
 
 def test_members_of_different_strategies_in_one_stack_equal_each_strategy_alone(trained):
     plan, source = trained
-    members = runner.target_members(plan, source)
-    together = runner.run_cells(plan.target, plan.cells, members, plan.chance)
+    [target] = plan.targets
+    members = runner.target_members(plan, target, source)
+    together = runner.run_cells(target.dataset, plan.cells, members, target.chance)
     for run in together:
-        [alone] = runner.run_cells(plan.target, [run.cell], members, plan.chance)
+        [alone] = runner.run_cells(target.dataset, [run.cell], members, target.chance)
         for a, b in zip(run.results, alone.results, strict=True):
             for name, value in a.weights.items():
                 torch.testing.assert_close(value, b.weights[name], rtol=1e-4, atol=1e-5)
+
+
+def test_similarity_runs_a_permuted_target_and_the_preset_measures_the_advice(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("transfer", "--preset", "quadrants", "--source", "digits[0-4]", "--target",
+                    "digits[5-9]", "--model", "mlp", "--hidden", "16,8", "--target-size",
+                    "10,60", "--source-epochs", "2", "--epochs", "2", "--seeds", "2",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.similarity) == {"similar", "different"}
+    assert set(summary.target) == {"digits[5-9]", "digits[5-9,transform=permuted]"}
+    quadrants = pd.read_csv(out / "quadrants.csv")
+    assert list(quadrants.quadrant) == ["small + similar", "large + similar",
+                                        "small + different", "large + different"]
+    assert set(quadrants.verdict) <= {"agrees", "disagrees", "inconclusive", "not measured",
+                                      "too few seeds"}
+    assert quadrants.set_index("quadrant").loc["small + different", "verdict"] == "not measured"
+    assert "advice 'a linear probe on the frozen features'" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("--similarity", "similar,alien"), "unknown similarity 'alien'"),
+    (("--different", "digits[0-4]"), "--different names the different target"),
+    (("--preset", "quadrants", "--strategy", "scratch"), "--strategy is set by --preset"),
+    (("--preset", "quadrants", "--target-size", "10"), "two --target-size values"),
+    (("--preset", "halves"), "unknown --preset 'halves'; choose one of: quadrants"),
+])
+def test_bad_similarity_and_preset_input_is_one_line(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    line = assert_usage_error(invoke("transfer", "--source", "digits[0-4]", "--target",
+                                     "digits[5-9]", "--model", "mlp", "--target-size", "10,60",
+                                     *args, "--out", out), out)
+    assert fragment in line, line

@@ -29,7 +29,16 @@ from dlbench.models import ModelSpec
 from dlbench.optim import OptimSpec
 from dlbench.regimens import Regimen
 from dlbench.registry import Registry
-from dlbench.runners.grid import CellRun, check_cells, cost, curve_table, run_cells, score_table
+from dlbench.runners.grid import (
+    CellRun,
+    check_cells,
+    clipped,
+    cost,
+    curve_table,
+    run_cells,
+    score_table,
+    scored,
+)
 from dlbench.seeding import TARGET_SAMPLE_KEY, derive_seed
 from dlbench.splits import dev_and_test
 from dlbench.stats import row_resamples
@@ -96,27 +105,58 @@ class TransferConfig:
                                                                    epochs=40))
     seeds: int = 3
     seed: int = 0
+    # similar: the target; different: --different, or the target with its features permuted
+    similarity: tuple[str, ...] = ()
+    different: DataSpec | None = None
     metrics: tuple[str, ...] = ()
     allow_large: bool = False
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
 
+    def targets(self) -> list[tuple[str, DataSpec]]:
+        """(similarity label, target data): the target alone ("") without --similarity."""
+        if not self.similarity:
+            return [("", self.target)]
+        shifted = self.different or DataSpec(_with_param(self.target.name, "transform=permuted"))
+        return [(label, self.target if label == "similar" else shifted)
+                for label in self.similarity]
+
+
+SIMILARITIES = ("similar", "different")
+
+
+def _with_param(name: str, param: str) -> str:
+    """'mnist1d[5-9]' + 'transform=permuted' -> 'mnist1d[5-9,transform=permuted]'."""
+    return f"{name[:-1]},{param}]" if name.endswith("]") else f"{name}[{param}]"
+
+
+@dataclass(eq=False)
+class Target:
+    """One target dataset: its test rows (the same for every strategy and size) and the
+    training rows of each (size, seed) (the same for every strategy)."""
+
+    label: str  # its similarity, or ""
+    dataset: Dataset
+    test: np.ndarray
+    rows: dict[tuple[int, int], np.ndarray]
+    chance: float | None
+
 
 @dataclass(eq=False)
 class Plan:
     config: TransferConfig
     source: Dataset
-    target: Dataset
+    targets: list[Target]
     metrics: list[MetricInfo]
     layers: Layers
     source_rows: tuple[np.ndarray, np.ndarray]  # source train, test
-    test: np.ndarray  # target test rows, the same for every strategy and size
-    rows: dict[tuple[int, int], np.ndarray]  # (size, seed) -> target training rows
-    cells: list[Cell]
+    cells: list[Cell]  # tagged with their target's similarity
     checkpoint: dict | None  # the loaded source weights (--source-checkpoint)
-    chance: float | None
     warnings: list[str] = field(default_factory=list)
+
+    def target(self, cell: Cell) -> Target:
+        return next(t for t in self.targets if t.label == cell.tag("similarity"))
 
     @property
     def total_epochs(self) -> int:
@@ -125,48 +165,53 @@ class Plan:
 
 
 def prepare(config: TransferConfig) -> Plan:
-    source, target = load_dataset(config.source), load_dataset(config.target)
-    _check(config, source, target)
-    metrics = resolve_metrics(list(config.metrics), target.task)
-    shape = model_shape(target)
-    layers = Layers(tuple(checkpoints.weight_layers(config.model, shape)))
+    source = load_dataset(config.source)
+    datasets = [(label, load_dataset(spec)) for label, spec in config.targets()]
+    _check(config, source, [d for _, d in datasets])
+    metrics = resolve_metrics(list(config.metrics), "classification")
+    layers = Layers(tuple(checkpoints.weight_layers(config.model, model_shape(source))))
     if config.top >= len(layers.positions):
         raise DlbenchError(f"--top {config.top}: model {config.model.name} has "
                            f"{len(layers.positions) - 1} pretrained weight layers below its "
                            "head; ask for at most that many")
     cells = [Cell(config.model, replace(config.train, regimen=Regimen(
         lr_scales=STRATEGIES.get(s).scales(layers, config.top, config.body_lr_scale))),
-        (("strategy", s), ("target_size", n)))
-        for n in config.target_sizes for s in config.strategies]
-    check_cells(cells, target)
+        (("strategy", s), ("target_size", n), ("similarity", label)))
+        for label, _ in datasets for n in config.target_sizes for s in config.strategies]
+    targets = [_target(config, label, dataset) for label, dataset in datasets]
+    for target in targets:
+        mine = [c for c in cells if c.tag("similarity") == target.label]
+        check_cells(mine, target.dataset)
+        largest = max(config.target_sizes)
+        sizes.check(target.dataset, [sizes.Job(config.model, tuple(c.train for c in mine),
+                                               config.seeds, largest,
+                                               largest + len(target.test))],
+                    resolve_device(config.train.device), config.allow_large)
     check_cells([Cell(config.model, _source_train(config))], source)
-    dev, test = dev_and_test(target, 0.2, seed=config.seed, stratify=True, time_order=False)
-    rows = {(n, s): _sample(target, dev, n, derive_seed(config.seed, TARGET_SAMPLE_KEY, n, s))
-            for n in config.target_sizes for s in range(config.seeds)}
     source_dev, source_test = dev_and_test(source, 0.2, seed=config.seed, stratify=True,
                                            time_order=False)
     checkpoint = None
     if config.source_checkpoint is not None:
         checkpoint = checkpoints.from_plain(config.model, model_shape(source),
                                             checkpoints.load(Path(config.source_checkpoint)))
-    sizes.check(target, [sizes.Job(config.model, tuple(c.train for c in cells), config.seeds,
-                                   max(config.target_sizes), max(config.target_sizes)
-                                   + len(test))],
-                resolve_device(config.train.device), config.allow_large)
-    chance = verdicts.chance_accuracy(target.y[dev], target.y[test], target.task,
-                                      target.n_classes)
-    return Plan(config, source, target, metrics, layers, (source_dev, source_test), test, rows,
-                cells, checkpoint, chance)
+    return Plan(config, source, targets, metrics, layers, (source_dev, source_test), cells,
+                checkpoint)
 
 
-def _check(config: TransferConfig, source: Dataset, target: Dataset) -> None:
-    if (source.n_features, source.input_shape) != (target.n_features, target.input_shape):
-        raise DlbenchError(f"source {source.name} and target {target.name} differ in input "
-                           f"shape ({source.input_shape or source.n_features} against "
-                           f"{target.input_shape or target.n_features}); pretrained layers need "
-                           "the same inputs")
-    if source.task != "classification" or target.task != "classification":
-        raise DlbenchError("transfer compares classifiers: source and target need classes")
+def _target(config: TransferConfig, label: str, dataset: Dataset) -> Target:
+    dev, test = dev_and_test(dataset, 0.2, seed=config.seed, stratify=True, time_order=False)
+    rows = {(n, s): _sample(dataset, dev, n, derive_seed(config.seed, TARGET_SAMPLE_KEY, n, s))
+            for n in config.target_sizes for s in range(config.seeds)}
+    chance = verdicts.chance_accuracy(dataset.y[dev], dataset.y[test], dataset.task,
+                                      dataset.n_classes)
+    return Target(label, dataset, test, rows, chance)
+
+
+def _check(config: TransferConfig, source: Dataset, targets: list[Dataset]) -> None:
+    for label in config.similarity:
+        if label not in SIMILARITIES:
+            raise DlbenchError(f"unknown similarity '{label}'; choose one of: "
+                               f"{', '.join(SIMILARITIES)}")
     for name in config.strategies:
         STRATEGIES.get(name)
     if not config.strategies:
@@ -181,6 +226,18 @@ def _check(config: TransferConfig, source: Dataset, target: Dataset) -> None:
                            f"{config.body_lr_scale}")
     if config.source_epochs < 1:
         raise DlbenchError(f"--source-epochs must be positive, got {config.source_epochs}")
+    for target in targets:
+        _check_target(config, source, target)
+
+
+def _check_target(config: TransferConfig, source: Dataset, target: Dataset) -> None:
+    if (source.n_features, source.input_shape) != (target.n_features, target.input_shape):
+        raise DlbenchError(f"source {source.name} and target {target.name} differ in input "
+                           f"shape ({source.input_shape or source.n_features} against "
+                           f"{target.input_shape or target.n_features}); pretrained layers need "
+                           "the same inputs")
+    if source.task != "classification" or target.task != "classification":
+        raise DlbenchError("transfer compares classifiers: source and target need classes")
     dev = target.n_samples - (len(target.test_index) if target.test_index is not None
                               else math.ceil(0.2 * target.n_samples))
     for n in config.target_sizes:
@@ -214,42 +271,55 @@ class TransferResult:
     summary: pd.DataFrame
     source_weights: dict  # the plain state dict written as source.pt
     info: dict[str, Any]
+    quadrants: pd.DataFrame = field(default_factory=pd.DataFrame)  # the advice, measured
     warnings: list[str] = field(default_factory=list)
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"scores": self.scores, "curves": self.curves, "summary": self.summary}
+        tables = {"scores": self.scores, "curves": self.curves, "summary": self.summary}
+        return tables | ({"quadrants": self.quadrants} if len(self.quadrants) else {})
 
 
 def run(plan: Plan, progress=None) -> TransferResult:
     start = time.perf_counter()
     config = plan.config
     weights, source_accuracy = _pretrained(plan, progress)
-    runs = run_cells(plan.target, plan.cells, target_members(plan, weights), plan.chance,
-                     progress=progress)
-    info = {"dataset": {"name": plan.target.name, "fingerprint": plan.target.fingerprint(),
-                        "samples": plan.target.n_samples, "task": plan.target.task},
+    runs: list[CellRun] = []
+    for target in plan.targets:  # a stack trains on one dataset: one grid per target
+        cells = [c for c in plan.cells if c.tag("similarity") == target.label]
+        runs += run_cells(target.dataset, cells, target_members(plan, target, weights),
+                          target.chance, progress=progress)
+    summary, scored_runs = summarize(plan, runs)
+    info = {"dataset": {"name": plan.targets[0].dataset.name,
+                        "fingerprint": plan.targets[0].dataset.fingerprint(),
+                        "samples": plan.targets[0].dataset.n_samples,
+                        "task": plan.targets[0].dataset.task},
+            "targets": {t.label or "target": {"name": t.dataset.name,
+                                              "fingerprint": t.dataset.fingerprint(),
+                                              "test_rows": len(t.test)}
+                        for t in plan.targets},
             "source": {"name": plan.source.name, "fingerprint": plan.source.fingerprint(),
                        "test_accuracy": source_accuracy,
                        "checkpoint": config.source_checkpoint},
             "seed": config.seed, "seeds": config.seeds, "cells": len(runs),
-            "primary_metric": plan.metrics[0].name, "test_rows": len(plan.test),
+            "primary_metric": plan.metrics[0].name, "test_rows": len(plan.targets[0].test),
             "device": str(resolve_device(config.train.device)),
             "seconds": round(time.perf_counter() - start, 3)}
-    shape = model_shape(plan.source)
-    return TransferResult(plan, score_table(plan.target, runs, plan.metrics), curve_table(runs),
-                          summarize(plan, runs),
-                          checkpoints.to_plain(config.model, shape, weights), info)
+    scores = pd.concat([score_table(plan.target(r.cell).dataset, [r], plan.metrics)
+                        for r in runs], ignore_index=True)
+    return TransferResult(plan, scores, curve_table(runs), summary,
+                          checkpoints.to_plain(config.model, model_shape(plan.source), weights),
+                          info, quadrants=advice(plan, summary, scored_runs))
 
 
-def target_members(plan: Plan, weights: dict) -> Callable[[Cell], list[Member]]:
+def target_members(plan: Plan, target: Target, weights: dict) -> Callable[[Cell], list[Member]]:
     """A cell's members: one per seed on that seed's sample of its size; a pretrained
     strategy's start from the source weights but the head (a fresh draw: the target's
     classes are not the source's)."""
     config = plan.config
     body = {k: v for k, v in weights.items() if not k.startswith(plan.layers.head)}
     members = {(n, pretrained): [Member({"seed": s}, derive_seed(config.seed, s),
-                                        plan.rows[(n, s)], {"test": plan.test},
+                                        target.rows[(n, s)], {"test": target.test},
                                         init=body if pretrained else None)
                                  for s in range(config.seeds)]
                for n in config.target_sizes for pretrained in (False, True)}
@@ -274,31 +344,29 @@ def _pretrained(plan: Plan, progress) -> tuple[dict, float]:
 # --- the summary -----------------------------------------------------------------------------
 
 
-def summarize(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
-    """Per strategy × size: the test score with its interval (seeds, training samples and test
-    rows), cost, and at each size the winner against the runner-up (paired)."""
-    from dlbench.runners.grid import clipped, scored
-
+def summarize(plan: Plan, runs: list[CellRun]) -> tuple[pd.DataFrame, list[verdicts.Scored]]:
+    """Per target × strategy × size: the test score with its interval (seeds, training samples
+    and test rows), cost, and at each target and size the winner against the runner-up
+    (paired); with each cell's scores on the shared resamples."""
     primary = plan.metrics[0]
-    resamples = row_resamples(len(plan.test), plan.config.seed)
     rows, scores = [], []
     for run in runs:
+        target = plan.target(run.cell)
         s = scored(primary, [r.predictions["test"] for r in run.results], run.statuses,
-                   resamples)
+                   row_resamples(len(target.test), plan.config.seed))
         interval, half, cut = clipped(s.estimate(), primary)
         common, statuses = verdicts.summary(run.statuses)
         scores.append(s)
-        rows.append({"cell": run.label, **run.cell.coords(), "metric": primary.name,
-                     "test_mean": interval.mean, "test_ci_low": interval.low,
-                     "test_ci_high": interval.high, "test_ci_half": half,
-                     "test_ci_clipped": cut, **cost(run.results), "status": common,
-                     "statuses": statuses})
+        rows.append({"cell": run.label, **run.cell.coords(), "target": target.dataset.name,
+                     "metric": primary.name, "test_mean": interval.mean,
+                     "test_ci_low": interval.low, "test_ci_high": interval.high,
+                     "test_ci_half": half, "test_ci_clipped": cut, **cost(run.results),
+                     "status": common, "statuses": statuses})
     frame = pd.DataFrame(rows)
     frame["winner"] = ""
     frame[["diff_next", "diff_next_ci_half", "p_vs_next"]] = math.nan
-    sign = 1 if primary.greater_is_better else -1
-    for _, group in frame.groupby("target_size"):
-        order = sorted(group.index, key=lambda i: -sign * frame.at[i, "test_mean"])
+    for _, group in frame.groupby(["similarity", "target_size"]):
+        order = _ranked(frame, group.index, primary)
         best = order[0]
         if len(order) < 2:
             frame.at[best, "winner"] = "only"
@@ -311,4 +379,65 @@ def summarize(plan: Plan, runs: list[CellRun]) -> pd.DataFrame:
         frame.loc[best, ["diff_next", "diff_next_ci_half", "p_vs_next"]] = [
             diff.mean, (interval.high - interval.low) / 2, p]
         frame.at[best, "winner"] = "yes" if p < verdicts.ALPHA else "not significant"
-    return frame
+    return frame, scores
+
+
+def _ranked(frame: pd.DataFrame, index, metric: MetricInfo) -> list[int]:
+    sign = 1 if metric.greater_is_better else -1
+    return sorted(index, key=lambda i: -sign * frame.at[i, "test_mean"])
+
+
+# --- the classic advice, measured ------------------------------------------------------------
+
+# (target size, similarity) -> the strategy the textbooks advise
+# (None: no strategy here does what it advises, so that quadrant is not measured)
+ADVICE = {("small", "similar"): "linear-probe", ("large", "similar"): "finetune-top",
+          ("small", "different"): None, ("large", "different"): "finetune-all"}
+ADVICE_TEXT = {("small", "similar"): "a linear probe on the frozen features",
+               ("large", "similar"): "fine-tune some layers",
+               ("small", "different"): "a probe on earlier layers",
+               ("large", "different"): "fine-tune more (here: every layer)"}
+
+
+def advice(plan: Plan, frame: pd.DataFrame, scores: list[verdicts.Scored]) -> pd.DataFrame:
+    """With a small and a large size and both similarities: per quadrant, the advised strategy
+    against the measured winner, paired: agrees (it won, or it is equivalent to the winner by
+    a TOST within the metric's margin), disagrees (significantly worse), or inconclusive
+    (neither shown) — a difference that is merely not significant is no agreement."""
+    sizes_ = sorted(plan.config.target_sizes)
+    if len(sizes_) < 2 or set(plan.config.similarity) != set(SIMILARITIES):
+        return pd.DataFrame()
+    primary = plan.metrics[0]
+    margin = verdicts.parse_margin(primary.margin)
+    rows = []
+    for (size, label), strategy in ADVICE.items():
+        n = sizes_[0] if size == "small" else sizes_[-1]
+        group = frame[(frame.similarity == label) & (frame.target_size == n)]
+        advised = group.index[group.strategy == strategy]
+        order = _ranked(frame, group.index, primary)
+        if not order:
+            continue
+        if not len(advised):  # no such strategy here, or it was not run
+            rows.append({"quadrant": f"{size} + {label}", "target_size": n,
+                         "advice": ADVICE_TEXT[(size, label)], "advised": strategy or "",
+                         "winner": frame.at[order[0], "strategy"], "verdict": "not measured"})
+            continue
+        best, mine = order[0], advised[0]
+        diff, verdict = verdicts.versus_best(scores[mine], scores[best],
+                                             margin.of(frame.at[best, "test_mean"]),
+                                             primary.greater_is_better)
+        interval = diff.interval() if diff.n >= 2 else None
+        p = diff.p_value() if interval is not None else math.nan
+        verdict = "agrees" if mine == best else {
+            "equivalent": "agrees", "worse": "disagrees", "better": "agrees"}.get(verdict,
+                                                                               verdict)
+        rows.append({"quadrant": f"{size} + {label}", "target_size": n,
+                     "advice": ADVICE_TEXT[(size, label)], "advised": strategy,
+                     "winner": frame.at[best, "strategy"],
+                     "advised_mean": frame.at[mine, "test_mean"],
+                     "winner_mean": frame.at[best, "test_mean"],
+                     "diff": math.nan if mine == best else diff.mean,
+                     "diff_ci_half": math.nan if mine == best or interval is None
+                     else (interval.high - interval.low) / 2,
+                     "p": math.nan if mine == best else p, "verdict": verdict})
+    return pd.DataFrame(rows)
