@@ -25,8 +25,9 @@ def test_coords_are_one_column_per_axis():
     coords = cell("momentum", 0.05, activation="tanh").coords()
     assert coords == {"model": "mlp", "hidden": "128", "init": "default", "activation": "tanh",
                       "batchnorm": False, "preprocess": "standardize", "missing": "",
-                      "features": "", "regularizer": "", "strategy": "", "target_size": "",
-                      "train_fraction": "", "batch_size": 32, "loss": "default",
+                      "features": "", "regularizer": "", "strategy": "", "similarity": "",
+                      "target_size": "", "train_fraction": "", "batch_size": 32,
+                      "loss": "default",
                       "optimizer": "momentum", "lr": 0.05}
 
 

@@ -28,7 +28,7 @@ from dlbench.schedules import SCHEDULES
 
 SMALL = ["--epochs", "3", "--seeds", "2", "--hidden", "8"]
 CELL_COLUMNS = ["cell", "model", "hidden", "init", "activation", "batchnorm", "preprocess",
-                "missing", "features", "regularizer", "strategy", "target_size",
+                "missing", "features", "regularizer", "strategy", "similarity", "target_size",
                 "train_fraction", "batch_size", "loss", "optimizer", "lr"]
 SCORE_COLUMNS = ["dataset", "phase", *CELL_COLUMNS, "seed", "member_seed", "split", "metric",
                  "value", "status"]
