@@ -38,6 +38,7 @@ BATCH = "optimize --dataset digits --opt adam --batch-size 16,64,1437 --epochs 5
 LOSSES = "optimize --dataset digits --opt sgd[lr=0.1] --loss cross-entropy,mse --epochs 5"
 OVERFIT = "overfit"
 TRANSFER = "transfer"
+QUADRANTS = "transfer --preset quadrants"
 CAPACITY = "overfit --reg none --width 32,512 --depth 1,3"
 FIGURES = Path(__file__).parent / "figures"  # the PNGs the README shows
 INIT_ROWS = [("std1", "sigmoid"), ("std1", "tanh"), ("std0.01", "sigmoid"), ("std0.01", "relu"),
@@ -149,6 +150,11 @@ def overfit(root: Path) -> None:
 def transfer(root: Path) -> None:
     section("transfer: the defaults", TRANSFER)
     print(dlbench(TRANSFER, root)[0])
+    section("transfer: the quadrants", QUADRANTS)
+    _, out = dlbench(QUADRANTS, root)
+    for q in pd.read_csv(out / "quadrants.csv").itertuples():
+        print(f"{q.quadrant}: advised {q.advised}, winner {q.winner}: {q.verdict} "
+              f"(diff {q.diff:+.3f} ± {q.diff_ci_half:.3f}, p {q.p:.3f})")
 
 
 def main() -> None:
