@@ -305,7 +305,7 @@ def transfer(
         ctx: typer.Context,
         source: Annotated[str, typer.Option(
             help="Source dataset to pretrain on (class subsets: mnist1d[0-4]).")
-                          ] = "mnist1d[0-4]",
+                          ] = "mnist1d[0-4,n=12000]",
         target: Annotated[str, typer.Option(
             "--target", help="Target dataset, the same input shape as the source.")
                           ] = "mnist1d[5-9]",

@@ -92,7 +92,7 @@ for _info in (
 
 @dataclass(frozen=True)
 class TransferConfig:
-    source: DataSpec = field(default_factory=lambda: DataSpec("mnist1d[0-4]"))
+    source: DataSpec = field(default_factory=lambda: DataSpec("mnist1d[0-4,n=12000]"))
     target: DataSpec = field(default_factory=lambda: DataSpec("mnist1d[5-9]"))
     model: ModelSpec = field(default_factory=lambda: ModelSpec("cnn1d", channels=(16, 32)))
     strategies: tuple[str, ...] = ("scratch", "linear-probe", "finetune-top", "finetune-all")
