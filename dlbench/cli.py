@@ -311,12 +311,13 @@ def transfer(
                           ] = "mnist1d[5-9]",
         strategy: Annotated[str, typer.Option(
             help="Strategies, comma-separated: scratch, linear-probe, finetune-top, "
-                 "finetune-all.")] = "scratch,linear-probe,finetune-top,finetune-all",
+                 "finetune-all, probe-early.")] = "scratch,linear-probe,finetune-top,finetune-all",
         target_size: Annotated[str, typer.Option(
             help="Target training rows per model, comma-separated (stratified samples).")
                                ] = "25,100,1000",
         top: Annotated[int, typer.Option(
-            help="finetune-top: pretrained weight layers trained below the new head.")] = 1,
+            help="finetune-top: pretrained weight layers trained below the new head; "
+                 "probe-early: those re-drawn (a probe on the layers below).")] = 1,
         body_lr_scale: Annotated[float, typer.Option(
             help="finetune-all: learning-rate multiplier of the pretrained layers.")] = 1.0,
         source_epochs: Annotated[int, typer.Option(

@@ -131,8 +131,9 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
     [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (o["batchnorm"],))
-    _refuse(given, "top", unless="finetune-top" in (o["strategy"] or ""),
-            why="applies to --strategy finetune-top")
+    _refuse(given, "top", unless=o["preset"] is not None or any(
+        s in (o["strategy"] or "") for s in ("finetune-top", "probe-early")),
+            why="applies to --strategy finetune-top and probe-early")
     _refuse(given, "body_lr_scale", unless="finetune-all" in (o["strategy"] or ""),
             why="applies to --strategy finetune-all")
     _refuse(given, "source_epochs", unless=o["source_checkpoint"] is None,
@@ -145,7 +146,7 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
             raise DlbenchError(f"unknown --preset '{o['preset']}'; choose one of: quadrants")
         _refuse(given, "similarity", "strategy", why="is set by --preset")
         similarity = ("similar", "different")
-        o |= {"strategy": "scratch,linear-probe,finetune-top,finetune-all"}
+        o |= {"strategy": "scratch,linear-probe,finetune-top,finetune-all,probe-early"}
         if "target_size" not in given:
             o["target_size"] = "25,1000"
         elif len(_unique(_ints("--target-size", o["target_size"]))) != 2:

@@ -333,7 +333,7 @@ def _transfer_notes(result: Any) -> list[str]:
     for q in result.quadrants.itertuples():
         if q.verdict == "not measured":
             notes.append(f"{q.quadrant} ({q.target_size} rows): advice '{q.advice}' — not "
-                         f"measured (no such strategy here); the winner: {q.winner}")
+                         f"measured (that strategy was not run); the winner: {q.winner}")
             continue
         evidence = ("it won" if q.advised == q.winner else
                     f"{q.advised} − {q.winner}: {plus_minus(q.diff, q.diff_ci_half)}, "

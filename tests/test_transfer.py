@@ -27,6 +27,7 @@ SPEC = ModelSpec("mlp", hidden=(16, 8))
 
 def config(**changes) -> runner.TransferConfig:
     base = runner.TransferConfig(DataSpec("digits[0-4]"), DataSpec("digits[5-9]"), SPEC,
+                                 strategies=tuple(runner.STRATEGIES.names()),
                                  target_sizes=(10, 40), source_epochs=2, seeds=2,
                                  train=TrainConfig(OptimSpec("adam", 0.01), epochs=2))
     return runner.replace(base, **changes)
@@ -52,11 +53,23 @@ def test_each_strategy_freezes_and_reinitialises_what_it_claims(trained):
             for name, value in r.weights.items():
                 if name.startswith(head):  # the head always trains, from a fresh draw
                     assert not torch.equal(value, source[name])
-                elif strategy == "linear-probe" or (strategy == "finetune-top"
+                elif strategy == "linear-probe" or (strategy in ("finetune-top", "probe-early")
                                                     and name.startswith(lowest)):
                     torch.testing.assert_close(value, source[name])  # frozen source weights
                 else:  # scratch trains its own weights; fine-tuning moves the source's
                     assert not torch.equal(value, source[name]), (strategy, name)
+
+
+def test_probe_early_redraws_its_top_layers_and_keeps_the_lower_ones(trained):
+    plan, source = trained
+    [target] = plan.targets
+    members = runner.target_members(plan, target, source)
+    [cell] = [c for c in plan.cells if c.tag("strategy") == "probe-early"][:1]
+    init = members(cell)[0].init
+    top = f"layers.{plan.layers.positions[-2]}."
+    assert not any(k.startswith((top, plan.layers.head)) for k in init)  # fresh draws
+    lowest = f"layers.{plan.layers.positions[0]}."
+    assert all(torch.equal(init[k], source[k]) for k in init if k.startswith(lowest))
 
 
 def test_every_strategy_sees_the_same_target_rows_and_the_same_test_rows(trained):
@@ -173,7 +186,7 @@ def test_similarity_runs_a_permuted_target_and_the_preset_measures_the_advice(tm
                                         "small + different", "large + different"]
     assert set(quadrants.verdict) <= {"agrees", "disagrees", "inconclusive", "not measured",
                                       "too few seeds"}
-    assert quadrants.set_index("quadrant").loc["small + different", "verdict"] == "not measured"
+    assert quadrants.set_index("quadrant").loc["small + different", "advised"] == "probe-early"
     assert "advice 'a linear probe on the frozen features'" in result.stdout
 
 

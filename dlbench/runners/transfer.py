@@ -65,6 +65,7 @@ class StrategyInfo:
     pretrained: bool  # starts from the source weights (a fresh head)
     # (layers, --top, --body-lr-scale) -> the learning-rate multipliers (regimens.Regimen)
     scales: Callable[[Layers, int, float], tuple[tuple[str, float], ...]]
+    redraw_top: bool = False  # the top --top pretrained layers start from a fresh draw too
 
 
 def _top(layers: Layers, top: int, body: float) -> tuple[tuple[str, float], ...]:
@@ -86,6 +87,9 @@ for _info in (
     StrategyInfo("finetune-all", "a new head and every pretrained layer trained (those at "
                  "--body-lr-scale × the learning rate)", True,
                  lambda layers, top, body: ((layers.head, 1.0), ("", body))),
+    StrategyInfo("probe-early", "a probe on earlier layers: the lower pretrained layers frozen, "
+                 "the top --top ones re-drawn and trained with a new head", True, _top,
+                 redraw_top=True),
 ):
     STRATEGIES.add(_info)
 
@@ -316,15 +320,23 @@ def target_members(plan: Plan, target: Target, weights: dict) -> Callable[[Cell]
     """A cell's members: one per seed on that seed's sample of its size; a pretrained
     strategy's start from the source weights but the head (a fresh draw: the target's
     classes are not the source's)."""
-    config = plan.config
-    body = {k: v for k, v in weights.items() if not k.startswith(plan.layers.head)}
-    members = {(n, pretrained): [Member({"seed": s}, derive_seed(config.seed, s),
-                                        target.rows[(n, s)], {"test": target.test},
-                                        init=body if pretrained else None)
-                                 for s in range(config.seeds)]
-               for n in config.target_sizes for pretrained in (False, True)}
-    return lambda cell: members[(cell.tag("target_size"),
-                                 STRATEGIES.get(cell.tag("strategy")).pretrained)]
+    config, layers = plan.config, plan.layers
+    fresh = {False: (layers.head,),  # the positions from the top --top layer up: re-drawn
+             True: tuple(f"layers.{i}." for i in range(layers.positions[-1 - config.top],
+                                                       layers.positions[-1] + 1))}
+    inits = {(pre, redraw): {k: v for k, v in weights.items()
+                             if not k.startswith(fresh[redraw])} if pre else None
+             for pre in (False, True) for redraw in (False, True)}
+    members = {(n, key): [Member({"seed": s}, derive_seed(config.seed, s), target.rows[(n, s)],
+                                 {"test": target.test}, init=init)
+                          for s in range(config.seeds)]
+               for n in config.target_sizes for key, init in inits.items()}
+
+    def members_of(cell: Cell) -> list[Member]:
+        info = STRATEGIES.get(cell.tag("strategy"))
+        return members[(cell.tag("target_size"), (info.pretrained, info.redraw_top))]
+
+    return members_of
 
 
 def _pretrained(plan: Plan, progress) -> tuple[dict, float]:
@@ -390,9 +402,8 @@ def _ranked(frame: pd.DataFrame, index, metric: MetricInfo) -> list[int]:
 # --- the classic advice, measured ------------------------------------------------------------
 
 # (target size, similarity) -> the strategy the textbooks advise
-# (None: no strategy here does what it advises, so that quadrant is not measured)
 ADVICE = {("small", "similar"): "linear-probe", ("large", "similar"): "finetune-top",
-          ("small", "different"): None, ("large", "different"): "finetune-all"}
+          ("small", "different"): "probe-early", ("large", "different"): "finetune-all"}
 ADVICE_TEXT = {("small", "similar"): "a linear probe on the frozen features",
                ("large", "similar"): "fine-tune some layers",
                ("small", "different"): "a probe on earlier layers",
