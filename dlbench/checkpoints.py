@@ -29,6 +29,7 @@ from dlbench.models import (
     StackedConv,
     StackedLinear,
     StackedModel,
+    StackedResidual,
     build_model,
 )
 
@@ -41,10 +42,10 @@ def _stacked(spec: ModelSpec, shape: Shape) -> StackedModel:
 
 
 def weight_layers(spec: ModelSpec, shape: Shape) -> list[int]:
-    """Positions of the linear and convolution layers in the layer list, input first; the last
-    one is the head."""
+    """Positions of the layers with weights in the layer list — linear, convolution, a whole
+    residual block — input first; the last one is the head."""
     return [i for i, layer in enumerate(_stacked(spec, shape).layers)
-            if isinstance(layer, StackedLinear | StackedConv)]
+            if isinstance(layer, StackedLinear | StackedConv | StackedResidual)]
 
 
 def to_plain(spec: ModelSpec, shape: Shape, weights: dict[str, torch.Tensor]
