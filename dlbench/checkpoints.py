@@ -60,18 +60,20 @@ def to_plain(spec: ModelSpec, shape: Shape, weights: dict[str, torch.Tensor]
     return plain
 
 
-def from_plain(spec: ModelSpec, shape: Shape, state: dict[str, torch.Tensor]
-               ) -> dict[str, torch.Tensor]:
-    """A plain state dict -> a member's weights, checked against the model: a name it lacks
-    or a shape that differs is a DlbenchError naming the first one."""
-    expected = {k: tuple(v.shape[1:]) for k, v in _stacked(spec, shape).state_dict().items()}
+def from_plain(spec: ModelSpec, shape: Shape, state: dict[str, torch.Tensor],
+               skip: str | None = None) -> dict[str, torch.Tensor]:
+    """A plain state dict -> a member's weights, checked against the model: a layer it lacks,
+    lacks of it, or whose shape differs is a DlbenchError naming the first one. Names under
+    `skip` (a head about to be re-drawn) are neither checked nor kept."""
+    expected = {k: tuple(v.shape[1:]) for k, v in _stacked(spec, shape).state_dict().items()
+                if skip is None or not k.startswith(skip)}
     bare = not any(k.startswith(PREFIX) for k in state)  # an nn.Sequential's keys
     linear = _linear_names(spec, shape)
     weights = {}
     for key, value in state.items():
         name = PREFIX + key if bare else key
-        if name.endswith("num_batches_tracked"):
-            continue  # torch's batch-norm counter: dlbench keeps none
+        if name.endswith("num_batches_tracked") or (skip and name.startswith(skip)):
+            continue  # torch's batch-norm counter (dlbench keeps none), or the skipped head
         if name not in expected:
             raise DlbenchError(f"the checkpoint has '{key}', which model {spec.name} lacks "
                                f"(its layers: {', '.join(list(expected)[:6])}, ...)")
@@ -82,6 +84,11 @@ def from_plain(spec: ModelSpec, shape: Shape, state: dict[str, torch.Tensor]
                                f"{_plain_shape(name, expected[name], linear)} expected, got "
                                f"{tuple(state[key].shape)}")
         weights[name] = value.contiguous().clone()
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        raise DlbenchError(f"the checkpoint lacks '{missing[0]}' of model {spec.name}"
+                           + (f" ({len(missing)} names in all)" if len(missing) > 1 else "")
+                           + "; save every layer of the same architecture")
     return weights
 
 

@@ -213,6 +213,9 @@ class StackedBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(members, features))
         self.momentum, self.eps = momentum, eps
         self.batch_stats = False  # eval mode, yet normalise with the batch's own statistics
+        # (M,) bool: members whose layer is frozen (a pretrained feature extractor): they
+        # normalise with their running estimates in training too, and never update them
+        self.frozen: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         spatial = [1] * (x.dim() - 3)  # x: (M, B, C, *S)
@@ -224,11 +227,20 @@ class StackedBatchNorm(nn.Module):
             count = w.sum(1).reshape(-1, 1) * math.prod(x.shape[3:])  # (M, 1)
             mean = (x * w).sum(dims) / count  # (M, C)
             var = ((x - mean.reshape(view)).square() * w).sum(dims) / count
+            frozen = None if self.frozen is None else self.frozen[:, None]  # (M, 1)
             if self.training:
                 with torch.no_grad():
                     unbiased = var * count / (count - 1).clamp(min=1)
-                    self.running_mean.lerp_(mean, self.momentum)
-                    self.running_var.lerp_(unbiased, self.momentum)
+                    new_mean = self.running_mean.lerp(mean, self.momentum)
+                    new_var = self.running_var.lerp(unbiased, self.momentum)
+                    if frozen is not None:
+                        new_mean = torch.where(frozen, self.running_mean, new_mean)
+                        new_var = torch.where(frozen, self.running_var, new_var)
+                    self.running_mean.copy_(new_mean)
+                    self.running_var.copy_(new_var)
+            if frozen is not None and self.training:
+                mean = torch.where(frozen, self.running_mean, mean)
+                var = torch.where(frozen, self.running_var, var)
         else:
             mean, var = self.running_mean, self.running_var
         x_hat = (x - mean.reshape(view)) / torch.sqrt(var.reshape(view) + self.eps)

@@ -347,7 +347,9 @@ def _transfer_notes(result: Any) -> list[str]:
     return notes + [
             f"rows: target training rows per model, a stratified sample per seed, the same "
             f"for every strategy; test: {run['test_rows']} target test rows, the same for "
-            "all; ±95% over seeds (their samples) and test rows",
+            "all; ±95% over " + ("seeds (their samples) and test rows" if run["seeds"] > 1
+                                 else "test rows only: 1 seed covers no initialisation or "
+                                      "sample variance; use --seeds 3 or more"),
             "Δ next: the winner at that size minus the runner-up, paired (same seeds, "
             "samples, resamples); winner yes: p < 0.05, n.s.: not significant",
             f"{run['seconds']:.2f} s in all"]

@@ -32,7 +32,15 @@ from dlbench.augment import generators as augment_generators
 from dlbench.datasets import Dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import Predictions, averaged
-from dlbench.models import MODELS, ModelSpec, Shape, StackedModel, batch_statistics, build_model
+from dlbench.models import (
+    MODELS,
+    ModelSpec,
+    Shape,
+    StackedBatchNorm,
+    StackedModel,
+    batch_statistics,
+    build_model,
+)
 from dlbench.models import check_spec as check_model
 from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec
 from dlbench.preprocess import IMPUTERS, PREPROCESSORS, fit_inputs, indicator_columns
@@ -402,6 +410,7 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]], progres
     for m, member in enumerate(members):
         if member.init is not None:
             load_member(model, m, member.init)
+    _freeze_batch_norm(model, [config for config, _ in pairs], device)
     size = rows_per_step(config, len(members[0].train))
     steps = steps_per_epoch(len(members[0].train), size)
     groups = _config_groups(pairs)
@@ -452,6 +461,17 @@ def _train_stack(dataset, spec, pairs: list[tuple[TrainConfig, Member]], progres
             break
     return _finish(model, data, dataset, pairs, kind, curves, costs, diverged, tracker,
                    snapshots)
+
+
+def _freeze_batch_norm(model: StackedModel, configs: list[TrainConfig],
+                       device: torch.device) -> None:
+    """A batch-norm layer frozen for a member (learning rate 0 for its weight) keeps that
+    member's running estimates and normalises with them in training too: a frozen pretrained
+    layer computes the same features in training and at evaluation."""
+    for path, module in model.named_modules():
+        if isinstance(module, StackedBatchNorm):
+            frozen = [c.regimen.lr_scale(f"{path}.weight") == 0 for c in configs]
+            module.frozen = torch.tensor(frozen, device=device) if any(frozen) else None
 
 
 def load_member(model: StackedModel, m: int, weights: dict[str, torch.Tensor]) -> None:

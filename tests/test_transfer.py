@@ -203,3 +203,31 @@ def test_bad_similarity_and_preset_input_is_one_line(tmp_path, args, fragment):
                                      "digits[5-9]", "--model", "mlp", "--target-size", "10,60",
                                      *args, "--out", out), out)
     assert fragment in line, line
+
+
+def test_a_frozen_batch_norm_layer_keeps_its_running_estimates():
+    """Frozen means frozen: a linear probe's batch norm normalises with the source's running
+    estimates in training too, and never updates them."""
+    plan = runner.prepare(config(model=ModelSpec("mlp", hidden=(16,), batchnorm=True),
+                                 strategies=("linear-probe", "finetune-all")))
+    source, _ = runner._pretrained(plan, None)
+    [target] = plan.targets
+    runs = runner.run_cells(target.dataset, plan.cells,
+                            runner.target_members(plan, target, source), target.chance)
+    for run in runs:
+        frozen = run.cell.tag("strategy") == "linear-probe"
+        for r in run.results:
+            for name in ("layers.1.running_mean", "layers.1.running_var", "layers.1.weight"):
+                assert torch.equal(r.weights[name], source[name]) == frozen, (name, frozen)
+
+
+def test_a_checkpoint_missing_a_layer_is_refused_and_its_head_may_differ(tmp_path):
+    spec, shape = ModelSpec("mlp", hidden=(16, 8)), Shape(64, None, 5)
+    plain = checkpoints.to_plain(spec, shape, {k: v[0] for k, v in
+                                               build_model(spec, shape, [1]).state_dict().items()})
+    partial = {k: v for k, v in plain.items() if not k.startswith("layers.0.")}
+    with pytest.raises(runner.DlbenchError, match="lacks 'layers.0.weight'"):
+        checkpoints.from_plain(spec, shape, partial)
+    ten_classes = plain | {"layers.4.weight": torch.zeros(10, 8), "layers.4.bias": torch.zeros(10)}
+    body = checkpoints.from_plain(spec, shape, ten_classes, skip="layers.4.")
+    assert "layers.4.weight" not in body and "layers.0.weight" in body

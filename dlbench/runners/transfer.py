@@ -174,10 +174,17 @@ def prepare(config: TransferConfig) -> Plan:
     _check(config, source, [d for _, d in datasets])
     metrics = resolve_metrics(list(config.metrics), "classification")
     layers = Layers(tuple(checkpoints.weight_layers(config.model, model_shape(source))))
-    if config.top >= len(layers.positions):
-        raise DlbenchError(f"--top {config.top}: model {config.model.name} has "
-                           f"{len(layers.positions) - 1} pretrained weight layers below its "
-                           "head; ask for at most that many")
+    topped = [s for s in config.strategies if s in ("finetune-top", "probe-early")]
+    below = len(layers.positions) - 1  # pretrained weight layers below the head
+    if topped and config.top > below:
+        raise DlbenchError(f"--top {config.top}: model {config.model.name} has {below} "
+                           "pretrained weight layers below its head; ask for at most that many")
+    warnings = [f"--top {config.top} covers every pretrained layer below the head, so "
+                f"{'probe-early trains like scratch' if 'probe-early' in topped else ''}"
+                f"{' and ' if len(topped) > 1 else ''}"
+                f"{'finetune-top like finetune-all' if 'finetune-top' in topped else ''}; "
+                "the comparison needs more layers below the head than --top"
+                for _ in [0] if topped and config.top == below]
     cells = [Cell(config.model, replace(config.train, regimen=Regimen(
         lr_scales=STRATEGIES.get(s).scales(layers, config.top, config.body_lr_scale))),
         (("strategy", s), ("target_size", n), ("similarity", label)))
@@ -197,9 +204,10 @@ def prepare(config: TransferConfig) -> Plan:
     checkpoint = None
     if config.source_checkpoint is not None:
         checkpoint = checkpoints.from_plain(config.model, model_shape(source),
-                                            checkpoints.load(Path(config.source_checkpoint)))
+                                            checkpoints.load(Path(config.source_checkpoint)),
+                                            skip=layers.head)
     return Plan(config, source, targets, metrics, layers, (source_dev, source_test), cells,
-                checkpoint)
+                checkpoint, warnings)
 
 
 def _target(config: TransferConfig, label: str, dataset: Dataset) -> Target:
@@ -321,12 +329,13 @@ def target_members(plan: Plan, target: Target, weights: dict) -> Callable[[Cell]
     strategy's start from the source weights but the head (a fresh draw: the target's
     classes are not the source's)."""
     config, layers = plan.config, plan.layers
-    fresh = {False: (layers.head,),  # the positions from the top --top layer up: re-drawn
-             True: tuple(f"layers.{i}." for i in range(layers.positions[-1 - config.top],
-                                                       layers.positions[-1] + 1))}
+    fresh = {False: (layers.head,)}
+    if config.top < len(layers.positions):  # probe-early: from the top --top layer up
+        fresh[True] = tuple(f"layers.{i}." for i in range(layers.positions[-1 - config.top],
+                                                          layers.positions[-1] + 1))
     inits = {(pre, redraw): {k: v for k, v in weights.items()
                              if not k.startswith(fresh[redraw])} if pre else None
-             for pre in (False, True) for redraw in (False, True)}
+             for pre in (False, True) for redraw in fresh}
     members = {(n, key): [Member({"seed": s}, derive_seed(config.seed, s), target.rows[(n, s)],
                                  {"test": target.test}, init=init)
                           for s in range(config.seeds)]
