@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from dlbench import verdicts
 from dlbench.cells import Cell, execute, labels
@@ -80,6 +81,17 @@ def check_cells(cells: list[Cell], dataset: Dataset) -> None:
             n_params[cell.model] = check_model_fits(cell.model, dataset)
         check_pair(cell.train, cell.model, n_params[cell.model])
         check_task(cell.train, cell.model, dataset)
+
+
+def stratified_sample(dataset: Dataset, rows: np.ndarray, n: int, seed: int,
+                      stratify: bool = True) -> np.ndarray:
+    """n of the rows, drawn with `seed` (scikit-learn's split), class ratios kept for
+    classification when asked; all of them when n reaches their count. Sorted."""
+    if n >= len(rows):
+        return rows
+    classes = dataset.y[rows] if stratify and dataset.task == "classification" else None
+    kept, _ = train_test_split(rows, train_size=n, stratify=classes, random_state=seed % 2**32)
+    return np.sort(kept)
 
 
 # --- training cells --------------------------------------------------------------------------

@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from dlbench import sizes, verdicts
 from dlbench.cells import Cell, labels
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import MetricInfo, averaged, resolve_metrics
-from dlbench.models import ModelSpec, Shape
+from dlbench.models import MODELS, ModelSpec, Shape
 from dlbench.optim import OptimSpec
 from dlbench.regularizers import Regularizer, parse_regularizers
 from dlbench.rows import score_rows, value_rows
@@ -41,6 +40,7 @@ from dlbench.runners.grid import (
     key,
     run_cells,
     scored,
+    stratified_sample,
 )
 from dlbench.seeding import SUBSAMPLE_KEY, derive_seed
 from dlbench.stats import row_resamples, seeds_estimate
@@ -167,7 +167,7 @@ def _check(config: OverfitConfig, dataset: Dataset) -> None:
         if any(v < 1 for v in values):
             raise DlbenchError(f"{option} values must be positive, got "
                                f"{','.join(map(str, values))}")
-    if (config.widths or config.depths) and "hidden" not in _model_uses(config.model):
+    if (config.widths or config.depths) and "hidden" not in MODELS.get(config.model.name).uses:
         raise DlbenchError(f"--width and --depth size hidden layers, and model "
                            f"{config.model.name} has none; use --model mlp or resmlp")
     if any(not 0 < f <= 1 for f in config.train_fractions):
@@ -187,12 +187,6 @@ def _check(config: OverfitConfig, dataset: Dataset) -> None:
                            "out validation rows, and overfitting is measured on them")
 
 
-def _model_uses(model: ModelSpec) -> tuple[str, ...]:
-    from dlbench.models import MODELS
-
-    return MODELS.get(model.name).uses
-
-
 def _subsample(dataset: Dataset, rows: np.ndarray, n: int | None, seed: int, stratify: bool,
                option: str) -> np.ndarray:
     """n of the rows (stratified by class when asked), the same for every cell and seed."""
@@ -201,15 +195,12 @@ def _subsample(dataset: Dataset, rows: np.ndarray, n: int | None, seed: int, str
             raise DlbenchError(f"--train-rows {n}: the training part of {dataset.name} has "
                                f"{len(rows)} rows; ask for at most that many")
         return rows
-    classes = dataset.y[rows] if stratify and dataset.task == "classification" else None
-    if classes is not None and n < len(np.unique(classes)):
-        raise DlbenchError(f"{option}: {n} training rows cannot hold one row of each of the "
-                           f"{len(np.unique(classes))} classes; ask for more rows")
-    if n < 2:
-        raise DlbenchError(f"{option} leaves {n} training rows; ask for a larger share")
-    kept, _ = train_test_split(rows, train_size=n, stratify=classes,
-                               random_state=derive_seed(seed, SUBSAMPLE_KEY) % 2**32)
-    return np.sort(kept)
+    classes = len(np.unique(dataset.y[rows])) if stratify and \
+        dataset.task == "classification" else 1
+    if n < max(classes, 2):
+        raise DlbenchError(f"{option} leaves {n} training rows, too few to hold two rows or "
+                           f"one of each of the {classes} classes; ask for more")
+    return stratified_sample(dataset, rows, n, derive_seed(seed, SUBSAMPLE_KEY), stratify)
 
 
 def _check_size(config, dataset, cells, members, split) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from dlbench import checkpoints, sizes, verdicts
 from dlbench.cells import Cell
@@ -38,6 +37,7 @@ from dlbench.runners.grid import (
     run_cells,
     score_table,
     scored,
+    stratified_sample,
 )
 from dlbench.seeding import TARGET_SAMPLE_KEY, derive_seed
 from dlbench.splits import dev_and_test
@@ -179,12 +179,12 @@ def prepare(config: TransferConfig) -> Plan:
     if topped and config.top > below:
         raise DlbenchError(f"--top {config.top}: model {config.model.name} has {below} "
                            "pretrained weight layers below its head; ask for at most that many")
-    warnings = [f"--top {config.top} covers every pretrained layer below the head, so "
-                f"{'probe-early trains like scratch' if 'probe-early' in topped else ''}"
-                f"{' and ' if len(topped) > 1 else ''}"
-                f"{'finetune-top like finetune-all' if 'finetune-top' in topped else ''}; "
-                "the comparison needs more layers below the head than --top"
-                for _ in [0] if topped and config.top == below]
+    same = {"probe-early": "probe-early trains like scratch",
+            "finetune-top": "finetune-top like finetune-all"}
+    warnings = [] if not topped or config.top < below else [
+        f"--top {config.top} covers every pretrained layer below the head, so "
+        f"{' and '.join(same[s] for s in topped)}; the comparison needs more layers below the "
+        "head than --top"]
     cells = [Cell(config.model, replace(config.train, regimen=Regimen(
         lr_scales=STRATEGIES.get(s).scales(layers, config.top, config.body_lr_scale))),
         (("strategy", s), ("target_size", n), ("similarity", label)))
@@ -212,7 +212,8 @@ def prepare(config: TransferConfig) -> Plan:
 
 def _target(config: TransferConfig, label: str, dataset: Dataset) -> Target:
     dev, test = dev_and_test(dataset, 0.2, seed=config.seed, stratify=True, time_order=False)
-    rows = {(n, s): _sample(dataset, dev, n, derive_seed(config.seed, TARGET_SAMPLE_KEY, n, s))
+    rows = {(n, s): stratified_sample(dataset, dev, n,  # the same for every strategy: paired
+                                      derive_seed(config.seed, TARGET_SAMPLE_KEY, n, s))
             for n in config.target_sizes for s in range(config.seeds)}
     chance = verdicts.chance_accuracy(dataset.y[dev], dataset.y[test], dataset.task,
                                       dataset.n_classes)
@@ -257,15 +258,6 @@ def _check_target(config: TransferConfig, source: Dataset, target: Dataset) -> N
             raise DlbenchError(f"--target-size {n}: {target.name} has {dev} training rows "
                                f"and {target.n_classes} classes; a size must hold one row of "
                                f"each class and at most {dev}")
-
-
-def _sample(target: Dataset, dev: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """n training rows of the target, stratified: the same for every strategy (paired)."""
-    if n >= len(dev):
-        return dev
-    kept, _ = train_test_split(dev, train_size=n, stratify=target.y[dev],
-                               random_state=seed % 2**32)
-    return np.sort(kept)
 
 
 def _source_train(config: TransferConfig) -> TrainConfig:
