@@ -862,7 +862,7 @@ def _finish(model, data, dataset, pairs, kind, curves, costs, diverged, tracker,
     if snapshots is not None:
         for m, outputs in enumerate(snapshots.outputs):
             for split, outs in outputs.items():
-                y_true = dataset.y[_splits(members)[split][m]]
+                y_true = dataset.y[snapshots.splits[split][m]]
                 predictions[m][split] = averaged([_predictions(out, y_true, data, m, dataset)
                                                   for out in outs])
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
