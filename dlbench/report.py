@@ -352,6 +352,8 @@ def _transfer_notes(result: Any) -> list[str]:
                                       "sample variance; use --seeds 3 or more"),
             "Δ next: the winner at that size minus the runner-up, paired (same seeds, "
             "samples, resamples); winner yes: p < 0.05, n.s.: not significant",
+            "s/model: seconds per trained model, its own share of its stack's time "
+            "(pretraining not included); summary.csv also counts gradient evaluations",
             f"{run['seconds']:.2f} s in all"]
 
 
