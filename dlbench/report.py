@@ -387,6 +387,10 @@ def _overfit_notes(result: Any) -> list[str]:
              "Δ none: paired difference to none at the same capacity and training share (same "
              "seeds, same resamples), 95% interval; ▲ better, ▼ worse (p < 0.05), no mark: "
              "not significant"]
+    if summary["regularizer"].str.startswith("ensemble").any():
+        notes.append("ensemble: its onset and gap come from its members' curves averaged (an "
+                     "ensemble has no training of its own); its scores from their averaged "
+                     "probabilities; its cost counts every member")
     if run["seeds"] == 1:
         notes.append("1 seed: the seed variance cannot be estimated, so nothing is compared "
                      "with none; use --seeds 3 or more")
