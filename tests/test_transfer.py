@@ -231,3 +231,21 @@ def test_a_checkpoint_missing_a_layer_is_refused_and_its_head_may_differ(tmp_pat
     ten_classes = plain | {"layers.4.weight": torch.zeros(10, 8), "layers.4.bias": torch.zeros(10)}
     body = checkpoints.from_plain(spec, shape, ten_classes, skip="layers.4.")
     assert "layers.4.weight" not in body and "layers.0.weight" in body
+
+
+def test_body_lr_scale_and_a_named_different_target_run_end_to_end(tmp_path):
+    base = ["--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp", "--hidden",
+            "16,8", "--target-size", "40", "--source-epochs", "2", "--epochs", "3", "--seeds",
+            "2", "--strategy", "finetune-all", "--similarity", "similar,different",
+            "--different", "digits[5-9,transform=reversed]"]
+    means = []
+    for scale in ("1", "0.1"):
+        out = tmp_path / scale
+        result = invoke("transfer", *base, "--body-lr-scale", scale, "--out", out)
+        assert result.exit_code == 0, result.output
+        summary = pd.read_csv(out / "summary.csv")
+        assert set(summary.target) == {"digits[5-9]", "digits[5-9,transform=reversed]"}
+        means.append(summary.test_mean.tolist())
+        assert json.loads((out / "manifest.json").read_text())["config"]["body_lr_scale"] == \
+            float(scale)
+    assert means[0] != means[1]  # a smaller rate on the pretrained layers trains differently
