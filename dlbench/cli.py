@@ -384,15 +384,15 @@ def _warn(warnings: list[str]) -> None:
 
 
 def _figures(command: str, result) -> dict:
-    """What to draw, by file name (the plots module draws it)."""
+    """What to draw (and extra files to write), by file name; cv draws nothing."""
+    figures = {"optimize": _optimize_figures, "overfit": _overfit_figures,
+               "transfer": _transfer_figures}
+    return figures[command](result) if command in figures else {}
+
+
+def _optimize_figures(result) -> dict:
     from dlbench import plots
 
-    if command == "overfit":
-        return _overfit_figures(result)
-    if command == "transfer":
-        return _transfer_figures(result)
-    if command != "optimize":
-        return {}
     final = result.curves[result.curves.phase == "final"]
     seeds = result.info["seeds"]
     title = f"{result.info['dataset']['name']}: {seeds} seed{'s' if seeds > 1 else ''} per cell"
