@@ -382,7 +382,23 @@ _MNIST1D_N_RANGE = (100, 200_000)  # 10 rows a class at least; at most ~64 MB of
 @functools.lru_cache(maxsize=4)  # a transfer run holds two sizes: source and target
 def _mnist1d_arrays(n: int = _MNIST1D_N) -> tuple[np.ndarray, np.ndarray, int]:
     """MNIST-1D train then test rows: X (n, 40), y (n,), and the number of train rows.
-    Cached per n: generating takes ~2 s per 5000 rows."""
+    Generating takes ~1-2 s per 5000 rows, so the arrays are cached per n, in memory and on
+    disk (`cache`), keyed by n and the versions of the code that computes them (mnist1d's
+    defaults are those of its version; a numpy/scipy that rounds differently is a miss too).
+    The key needs no import of mnist1d (0.5 s, matplotlib included): a hit costs milliseconds."""
+    from importlib.metadata import version
+
+    from dlbench import cache
+
+    key = {"layout": 1, "num_samples": n,  # layout: what the file holds, bump if it changes
+           **{package: version(package) for package in ("mnist1d", "numpy", "scipy")}}
+    arrays = cache.cached_arrays(f"mnist1d-n{n}", key, lambda: _make_mnist1d(n))
+    return arrays["X"], arrays["y"], int(arrays["n_train"])
+
+
+def _make_mnist1d(n: int) -> dict[str, np.ndarray]:
+    """The package's default dataset at num_samples=n, as arrays X (train then test rows), y,
+    n_train."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()  # n = 5000: exactly the package's default dataset
@@ -395,7 +411,8 @@ def _mnist1d_arrays(n: int = _MNIST1D_N) -> tuple[np.ndarray, np.ndarray, int]:
         random.setstate(py_state)
         np.random.set_state(np_state)
     X = np.concatenate([raw["x"], raw["x_test"]])
-    return X, np.concatenate([raw["y"], raw["y_test"]]), len(raw["x"])
+    y = np.concatenate([raw["y"], raw["y_test"]])
+    return {"X": X, "y": y, "n_train": np.array(len(raw["x"]))}
 
 
 def _mnist1d(n: int = _MNIST1D_N) -> Dataset:

@@ -110,8 +110,9 @@ def test_builtins_are_deterministic(name):
     assert np.array_equal(np.random.get_state()[1], state[1])  # global RNG untouched
 
 
-def test_mnist1d_has_its_fixed_test_split_and_leaves_global_rngs_alone():
-    _mnist1d_arrays.cache_clear()  # generate for real: mnist1d's make_dataset reseeds globally
+def test_mnist1d_has_its_fixed_test_split_and_leaves_global_rngs_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLBENCH_CACHE", str(tmp_path))  # an empty cache: generate for real,
+    _mnist1d_arrays.cache_clear()  # as mnist1d's make_dataset reseeds the global RNGs
     np.random.seed(123)
     random.seed(123)
     data = load_dataset(DataSpec("mnist1d"))
