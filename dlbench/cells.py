@@ -1,7 +1,8 @@
 """Cells: one configuration of an experiment grid, whose seeds train as one stack.
 
-A cell is pure — its coordinates and configs in, rows out — so an executor can run cells in this
-process (today), in a process pool or on a Dask cluster, and a rerun can skip finished cells.
+A cell is pure — its coordinates and configs in, member results out — and has a stable key, so
+an executor can run it in this process, in a process pool or on a Dask cluster, and a resumed
+run can skip the cells that finished (execution.py).
 
 Its coordinates are open: each axis of a grid is one entry of AXES (how to read the cell's value
 on it, how a label shows it), so a new axis is a registry entry, not a new field here. Runners set
@@ -13,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from dlbench.datasets import Dataset
+from dlbench.execution import ENGINE_VERSION, Task, digest
 from dlbench.models import MODELS, ModelSpec
 from dlbench.registry import Registry
-from dlbench.trainer import TrainConfig
-
-T = TypeVar("T")
+from dlbench.trainer import Member, TrainConfig, resolve_device
 
 
 @dataclass(frozen=True)
@@ -111,16 +112,34 @@ def _part(axis: Axis, coords: dict[str, Any]) -> str:
     return axis.part(coords[axis.name])
 
 
-def execute(cells: list[Cell], run: Callable[[list[Cell]], list[T]]) -> list[T]:
-    """The in-process executor (the seam for pools and Dask): results in cell order.
-
-    Cells sharing a model spec go to `run` together, so one stack can train all of them.
-    """
-    batches: dict[ModelSpec, list[int]] = {}
+def tasks(dataset: Dataset, cells: list[Cell], members_of: Callable[[Cell], list[Member]],
+          best: bool = False, weights: bool = False) -> list[tuple[Task, list[int]]]:
+    """The cells as tasks, each with its cells' indices: cells of one model on the same members
+    (`members_of` returns the same list object for them) whose configs can share a stack — a
+    closure optimizer's cell trains alone. Exactly the stacks the trainer would form, so a
+    cell's numbers do not depend on how tasks are spread over workers."""
+    groups: dict[tuple, list[int]] = {}
     for i, cell in enumerate(cells):
-        batches.setdefault(cell.model, []).append(i)
-    results: list[T | None] = [None] * len(cells)
-    for indices in batches.values():
-        for i, result in zip(indices, run([cells[i] for i in indices]), strict=True):
-            results[i] = result
-    return results  # type: ignore[return-value]
+        t = cell.train
+        stack = (t.epochs, t.batch_size, t.device, t.loss) if t.optimizer.info.elementwise else i
+        groups.setdefault((cell.model, id(members_of(cell)), stack), []).append(i)
+    fingerprint = dataset.fingerprint()
+    member_digests: dict[int, str] = {}
+    found = []
+    for indices in groups.values():
+        members = members_of(cells[indices[0]])
+        if id(members) not in member_digests:
+            member_digests[id(members)] = digest(members)
+        keys = tuple(cell_key(cells[i], fingerprint, member_digests[id(members)], best)
+                     for i in indices)
+        found.append((Task(cells[indices[0]].model, tuple(cells[i].train for i in indices),
+                           tuple(members), keys, best, weights), indices))
+    return found
+
+
+def cell_key(cell: Cell, fingerprint: str, members: str, best: bool) -> str:
+    """A stable name for what a cell computes: its canonical configuration, the data (its
+    fingerprint), its members (`members`: their digest), the device kind and the engine's
+    version — equal keys, equal numbers."""
+    return digest({"engine": ENGINE_VERSION, "data": fingerprint, "members": members,
+                   "device": resolve_device(cell.train.device).type, "cell": cell, "best": best})

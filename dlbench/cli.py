@@ -17,6 +17,7 @@ from typer.exceptions import Abort, TyperException
 from dlbench import __version__
 from dlbench.config import FUNCTION_OPT, NETWORK_OPT
 from dlbench.errors import DlbenchError
+from dlbench.execution import DEFAULT_THREADS, Interrupted
 
 
 class _OneLineErrors(typer.core.TyperGroup):
@@ -32,6 +33,9 @@ class _OneLineErrors(typer.core.TyperGroup):
             _fail(e.format_message(), getattr(e, "exit_code", 2))
         except DlbenchError as e:
             _fail(str(e), 2)
+        except Interrupted as e:  # Ctrl-C while cells trained: what finished is kept
+            typer.echo(str(e), err=True)
+            sys.exit(130)
         except Abort:
             _fail("aborted", 130)
         if not standalone_mode:
@@ -116,6 +120,20 @@ AllowLargeOpt = Annotated[bool, typer.Option(
 OutOpt = Annotated[Path | None, typer.Option(
     help="Results directory (default results/<command>-<timestamp>/).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table | json (the summary on stdout).")]
+# where cells run, and continuing a run: never changes a number
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Finish the interrupted run in --out: only its missing cells train; the "
+                     "options must be those of that run.")]
+WorkersOpt = Annotated[int, typer.Option(
+    help="Run cells on a local pool of N worker processes (each with --threads threads).")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    help="Run cells on a Dask cluster: its scheduler's address, tcp://HOST:8786 (needs "
+         "pip install 'dlbench[dask]').")]
+DaskLocalOpt = Annotated[int, typer.Option(
+    help="Run cells on a Dask LocalCluster of N worker processes started here.")]
+ThreadsOpt = Annotated[int, typer.Option(
+    help="torch threads per process (each worker's too). 1 by default: small stacks lose far "
+         "more to contention than they gain from threads (see README).")]
 # the one train/validation/test split of the grid commands (optimize, overfit)
 ValFractionOpt = Annotated[float | None, typer.Option(
     help="Validation share of the rows that are not test rows (default 0.2).")]
@@ -172,14 +190,15 @@ def cv(ctx: typer.Context, dataset: DatasetOpt = "digits", data: DataOpt = None,
            help="Forward-chaining splits in time order; no shuffling.")] = False,
        metrics: MetricsOpt = None, seed: SeedOpt = 0, seeds: SeedsOpt = 1,
        device: DeviceOpt = "auto", allow_large: AllowLargeOpt = False, out: OutOpt = None,
+       resume: ResumeOpt = False, workers: WorkersOpt = 1, scheduler: SchedulerOpt = None,
+       dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
        fmt: FormatOpt = "table") -> None:
     """Hold-out, k-fold and iterated k-fold estimates with confidence intervals, leakage-safe."""
     from dlbench.config import cv_config
     from dlbench.runners import cv as runner
 
     _check_format(fmt)
-    config = cv_config(ctx.params, _given(ctx))
-    _run(runner, config, out, fmt, "cv")
+    _run(runner, cv_config(ctx.params, _given(ctx)), ctx, fmt, "cv")
 
 
 @app.command()
@@ -243,6 +262,8 @@ def optimize(
         stratify: StratifyOpt = True,
         metrics: MetricsOpt = None, device: DeviceOpt = "auto",
         allow_large: AllowLargeOpt = False, out: OutOpt = None,
+        resume: ResumeOpt = False, workers: WorkersOpt = 1, scheduler: SchedulerOpt = None,
+        dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
         fmt: FormatOpt = "table") -> None:
     """Optimizers on 2-D test functions and on networks: curves, sweeps, tuning, init studies."""
     from dlbench.config import optimize_config
@@ -252,9 +273,9 @@ def optimize(
     _check_format(fmt)
     config = optimize_config(ctx.params, _given(ctx))
     if config.function:
-        _run_functions(functions, config, out, fmt)
+        _run_functions(functions, config, ctx, fmt)
     else:
-        _run(runner, config, out, fmt, "optimize")
+        _run(runner, config, ctx, fmt, "optimize")
 
 
 @app.command()
@@ -291,13 +312,15 @@ def overfit(
         stratify: StratifyOpt = True,
         metrics: MetricsOpt = None, device: DeviceOpt = "auto",
         allow_large: AllowLargeOpt = False, out: OutOpt = None,
+        resume: ResumeOpt = False, workers: WorkersOpt = 1, scheduler: SchedulerOpt = None,
+        dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
         fmt: FormatOpt = "table") -> None:
     """Capacity and regularizers on train-vs-validation curves: overfitting onset and gap."""
     from dlbench.config import overfit_config
     from dlbench.runners import overfit as runner
 
     _check_format(fmt)
-    _run(runner, overfit_config(ctx.params, _given(ctx)), out, fmt, "overfit")
+    _run(runner, overfit_config(ctx.params, _given(ctx)), ctx, fmt, "overfit")
 
 
 @app.command()
@@ -345,13 +368,15 @@ def transfer(
             help="Seeds per strategy and size, each with its own target sample.")] = 3,
         seed: SeedOpt = 0, metrics: MetricsOpt = None, device: DeviceOpt = "auto",
         allow_large: AllowLargeOpt = False, out: OutOpt = None,
+        resume: ResumeOpt = False, workers: WorkersOpt = 1, scheduler: SchedulerOpt = None,
+        dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
         fmt: FormatOpt = "table") -> None:
     """Pretrain, then linear-probe or fine-tune, against training from scratch."""
     from dlbench.config import transfer_config
     from dlbench.runners import transfer as runner
 
     _check_format(fmt)
-    _run(runner, transfer_config(ctx.params, _given(ctx)), out, fmt, "transfer")
+    _run(runner, transfer_config(ctx.params, _given(ctx)), ctx, fmt, "transfer")
 
 
 def _check_format(fmt: str) -> None:
@@ -359,23 +384,49 @@ def _check_format(fmt: str) -> None:
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
 
 
-def _run(runner, config, out: Path | None, fmt: str, command: str) -> None:
-    """Validate everything (data, sizes, the results directory), then train, write, report."""
+def _run(runner, config, ctx: typer.Context, fmt: str, command: str) -> None:
+    """Validate everything (data, sizes, executor, the results directory), then train, write,
+    report."""
     from dlbench import report, results
+    from dlbench.config import execution_config
+    from dlbench.execution import Engine, Store, check_execution
     from dlbench.progress import progress_bar
 
-    results.check_out(out)
+    out, resume = ctx.params["out"], ctx.params["resume"]
+    results.check_out(out, resume)
+    execution = execution_config(ctx.params)
+    warnings = check_execution(execution)
     plan = runner.prepare(config)
-    _warn(plan.warnings)
-    with results.claimed(out or results.default_out_dir(command)) as out_dir:
-        with progress_bar(plan.total_epochs, command) as advance:
-            result = runner.run(plan, advance)
+    _warn(warnings + plan.warnings)
+    record = {"command": command, "config": config.record()}
+    with results.claimed(out, command, record, resume) as out_dir:
+        store = Store(out_dir / results.CELLS)
+        with progress_bar(plan.total_epochs, command) as advance, \
+                Engine(execution, store, advance) as engine:
+            try:
+                result = runner.run(plan, engine)
+            except Interrupted:
+                raise Interrupted(_interrupted(out_dir, store.count(), out is None)) from None
         manifest = {"command": command, **results.environment(), "config": config.record(),
+                    "execution": execution.record() | {"cells_trained": engine.trained,
+                                                       "cells_resumed": engine.resumed},
                     **result.info}
         results.write_run(out_dir, result.tables, manifest, _figures(command, result))
     _warn(result.warnings)
     report.show(command, result, fmt)
     typer.echo(f"results: {out_dir}", err=True)
+
+
+def _interrupted(out_dir: Path, finished: int, default_out: bool) -> str:
+    """What Ctrl-C leaves, and the command that finishes it."""
+    if not finished:
+        return "interrupted before any cell finished; nothing was kept"
+    import shlex
+
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    more = ["--resume"] + (["--out", str(out_dir)] if default_out else [])
+    return (f"interrupted: {finished} finished cell{'s' if finished > 1 else ''} kept in "
+            f"{out_dir}; finish with: dlbench {shlex.join(args + more)}")
 
 
 def _warn(warnings: list[str]) -> None:
@@ -452,14 +503,17 @@ def _sweep_title(result) -> str:
     return f"{name}: {seeds} seed{'s' if seeds > 1 else ''} per learning rate"
 
 
-def _run_functions(runner, config, out: Path | None, fmt: str) -> None:
+def _run_functions(runner, config, ctx: typer.Context, fmt: str) -> None:
+    """Paths on a 2-D function: no cells (they take a second), so --resume reruns them."""
     from dlbench import plots, report, results
     from dlbench.functions import FUNCTIONS
 
-    results.check_out(out)
+    out, resume = ctx.params["out"], ctx.params["resume"]
+    results.check_out(out, resume)
     runner.check(config)
     info = FUNCTIONS.get(config.function)
-    with results.claimed(out or results.default_out_dir("optimize")) as out_dir:
+    record = {"command": "optimize", "config": config.record()}
+    with results.claimed(out, "optimize", record, resume) as out_dir:
         started = time.perf_counter()
         trajectories, summary = runner.run(config, config.optimizer_grid())
         manifest = {"command": "optimize", **results.environment(), "config": config.record(),

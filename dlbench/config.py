@@ -168,6 +168,14 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
 # --- shared pieces ---------------------------------------------------------------------------
 
 
+def execution_config(o: Mapping[str, Any]):
+    """Where the cells run (never part of a run's config: it changes no number)."""
+    from dlbench.execution import ExecutionConfig
+
+    return ExecutionConfig(workers=o["workers"], scheduler=o["scheduler"],
+                           dask_local=o["dask_local"], threads=o["threads"])
+
+
 def _data(o: Mapping[str, Any], given: Collection[str]):
     from dlbench.datasets import DataSpec
 

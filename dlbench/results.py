@@ -28,73 +28,181 @@ from dlbench.errors import DlbenchError
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "scipy", "matplotlib", "mnist1d")
 
 
+RUN_RECORD = "run.json"  # written when a run claims its directory: what it runs
+CELLS = "cells"  # the finished tasks (execution.Store): what --resume keeps
+LOCK = ".lock"  # held (flock) by the live run that owns the directory
+
+
 def default_out_dir(command: str, root: str | Path = "results") -> Path:
-    """results/<command>-<timestamp>/, with a suffix if two runs start in the same second."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path, n = Path(root) / f"{command}-{stamp}", 1
-    while path.exists():
-        n += 1
-        path = Path(root) / f"{command}-{stamp}-{n}"
-    return path
+    """results/<command>-<timestamp>/ (the first free name; `claimed` makes it exclusively)."""
+    return Path(root) / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def check_out(out: Path | None) -> None:
-    """What can be said of --out before anything runs: not a file, not a finished run."""
+def check_out(out: Path | None, resume: bool = False) -> None:
+    """What can be said of --out before anything runs: not a file; a finished or unfinished
+    run only with --resume, and then one there is."""
     if out is None:
+        if resume:
+            raise DlbenchError("--resume continues the run in --out DIR: give that directory")
         return
     try:
         if out.exists() and not out.is_dir():
             raise DlbenchError(f"--out {out} is a file; give a directory path")
-        if (out / "manifest.json").exists():  # its files would mix with ours
+        _check_free(out)
+        if resume and not (out / RUN_RECORD).exists():
+            raise DlbenchError(f"--resume: {out} holds no dlbench run to continue; give the "
+                               "--out of an interrupted run, or drop --resume")
+        if not resume and (out / "manifest.json").exists():  # its files would mix with ours
             raise DlbenchError(f"--out {out} already holds a finished run; choose a new "
                                "directory or remove that one")
+        if not resume and (out / RUN_RECORD).exists():
+            raise DlbenchError(f"--out {out} holds an unfinished run; add --resume to finish "
+                               "it, or choose a new directory")
     except OSError as e:  # a name too long, a path through /proc, ...
         raise DlbenchError(f"cannot use --out {out}: {e.strerror}; give a writable directory "
                            "path") from None
 
 
 @contextmanager
-def claimed(path: Path) -> Iterator[Path]:
-    """The results directory, created and proven writable before anything trains.
+def claimed(path: Path | None, command: str, record: dict[str, Any],
+            resume: bool = False) -> Iterator[Path]:
+    """The results directory, claimed for this run before anything trains.
 
-    If the run fails before it finishes, the directories this created are removed again
-    (when empty), so a failed run leaves nothing behind.
+    `path` None: results/<command>-<timestamp>[-N], created exclusively, so two runs started in
+    the same second get two directories. Either way a lock held for the whole run refuses a
+    second live run of the same directory, and run.json records what runs there: a resumed
+    run must be the same (`record`: the command and its config). If the run fails before any
+    cell finished, what this created is removed again, so a failed run leaves nothing behind.
     """
-    created = []
+    created: list[Path] = []
     try:
-        for parent in reversed((path, *path.parents)):
-            if not parent.exists():
-                parent.mkdir()
-                created.append(parent)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
+        path = _make(path, command, created)
+        lock = _lock(path)
     except OSError as e:
         _remove_empty(created)
         where = f"{path}: {e.strerror}" if e.filename is None else \
             f"{e.filename}: {e.strerror}"
         raise DlbenchError(f"cannot create results directory {where}; give --out a writable "
                            "directory") from None
-    try:
-        yield path
-    except BaseException:
+    except DlbenchError:
         _remove_empty(created)
         raise
+    try:
+        record = json.loads(json.dumps(record, default=_jsonable))
+        if resume:
+            _same_run(path, record)
+        else:
+            atomic_write(path / RUN_RECORD, lambda f: json.dump(record, f, indent=2))
+        yield path
+    except BaseException:
+        if not any((path / CELLS).glob("*.pkl")) and not resume:
+            for name in (RUN_RECORD, LOCK):
+                (path / name).unlink(missing_ok=True)
+            _remove_empty([*created, path / CELLS])
+        raise
+    finally:
+        lock.close()
+
+
+def _make(path: Path | None, command: str, created: list[Path]) -> Path:
+    """The directory, with any parents this creates listed in `created` (top first)."""
+    target = path or default_out_dir(command)
+    for parent in reversed(target.parents):
+        if not parent.exists():
+            parent.mkdir(exist_ok=True)
+            created.append(parent)
+    if path is not None:
+        if not path.exists():
+            path.mkdir(exist_ok=True)
+            created.append(path)
+        return path
+    for n in range(1, 10_000):  # exclusive: a name another run took is skipped
+        candidate = target if n == 1 else target.with_name(f"{target.name}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        created.append(candidate)
+        return candidate
+    raise DlbenchError(f"no free results directory name next to {target}; give --out")
+
+
+def _lock(path: Path) -> IO[str]:
+    """An exclusive lock on the directory for this process's lifetime (released by the OS
+    when it dies, even by SIGKILL); refused while another live run holds it."""
+    handle = open(path / LOCK, "a+")  # noqa: SIM115 - held open for the whole run
+    owner = _locked(handle)
+    if owner is not None:
+        handle.close()
+        raise DlbenchError(f"--out {path} is in use by another running dlbench (pid {owner}); "
+                           "wait for it to finish or choose another directory")
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _locked(handle: IO[str]) -> str | None:
+    """Take the lock of an open lock file: None, or the pid of the live run holding it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no lock; run.json still guards the config
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        return handle.read().strip() or "?"
+    return None
+
+
+def _check_free(out: Path) -> None:
+    """Refuse a directory a live run holds (its lock is taken only for the look)."""
+    if (out / LOCK).exists():
+        with open(out / LOCK) as handle:
+            owner = _locked(handle)
+        if owner is not None:
+            raise DlbenchError(f"--out {out} is in use by another running dlbench (pid "
+                               f"{owner}); wait for it to finish or choose another directory")
+
+
+def _same_run(path: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume a run of another configuration, naming the first difference."""
+    with open(path / RUN_RECORD) as f:
+        stored = json.load(f)
+    difference = _first_difference(stored, record)
+    if difference is not None:
+        where, there, here = difference
+        raise DlbenchError(f"--resume: {path} holds a run of another configuration ({where}: "
+                           f"{there} there, {here} now); resume with the same options or "
+                           "choose a new --out")
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(a.keys() | b.keys()):
+            found = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (where or "config", json.dumps(a), json.dumps(b))
 
 
 def _remove_empty(directories: list[Path]) -> None:
     for directory in reversed(directories):  # deepest first
         try:
             directory.rmdir()
+        except FileNotFoundError:
+            continue
         except OSError:
-            return  # not empty (or gone): leave it and its parents
+            return  # not empty: leave it and its parents
 
 
-def atomic_write(path: Path, write: Callable[[IO[str]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="") as f:
             write(f)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)

@@ -9,6 +9,9 @@ from typer.testing import CliRunner, Result
 from dlbench.cli import app
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})  # wide, so rich never folds a name or a cell label
+# what every run directory holds besides its results: what it runs, the lock of the live run,
+# and (runs that train) its finished cells
+RUN_FILES = {"run.json", ".lock", "cells"}
 BOX_CHARS = set("│┃║─━═╭╮╰╯┌┐└┘┏┓┗┛╔╗╚╝┡┩")  # a rich panel or a table frame
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import RUN_FILES, assert_usage_error, invoke
 from typer.testing import Result
 
-from dlbench import __version__
+from dlbench import __version__, execution
 from dlbench.datasets import DATASETS, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS
@@ -34,7 +34,8 @@ KEY = ["dataset", "model", "optimizer", "lr", "protocol", "repeat", "fold", "see
 SCORE_COLUMNS = [*KEY, "split", "metric", "value", "status"]
 CURVE_COLUMNS = [*KEY, "epoch", "split", "metric", "value", "grad_evals", "examples", "status"]
 SPLIT_COLUMNS = ["repeat", "fold", "sample", "role"]
-RESULT_FILES = {"scores.csv", "curves.csv", "splits.csv", "summary.csv", "manifest.json"}
+RESULT_FILES = {"scores.csv", "curves.csv", "splits.csv", "summary.csv", "manifest.json",
+                *RUN_FILES}
 CLASSIFICATION_METRICS = {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
 
 
@@ -641,7 +642,7 @@ def test_out_that_is_a_file_is_left_alone(tmp_path):
                          ids=["proc", "name-too-long"])
 def test_an_out_that_cannot_be_created_fails_before_training(out, monkeypatch):
     trained = []
-    monkeypatch.setattr(cv_runner, "train", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(execution, "run_task", lambda *a, **k: trained.append(1))
     result = invoke("cv", *FAST, *IRIS, "--out", out)
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("error: cannot") and "Traceback" not in result.output
@@ -652,7 +653,7 @@ def test_a_run_that_fails_midway_leaves_no_directory(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cv_runner, "train", crash)
+    monkeypatch.setattr(execution, "run_task", crash)
     out = tmp_path / "new" / "run"
     result = invoke("cv", *FAST, *IRIS, "--out", out)
     assert result.exit_code != 0

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import RUN_FILES, assert_usage_error, invoke
 from typer.testing import Result
 
 from dlbench.functions import FUNCTIONS
@@ -35,8 +35,10 @@ SCORE_COLUMNS = ["dataset", "phase", *CELL_COLUMNS, "seed", "member_seed", "spli
 CURVE_COLUMNS = ["phase", *CELL_COLUMNS, "seed", "member_seed", "epoch", "split", "metric",
                  "value", "grad_evals", "examples", "status"]
 TRAJECTORY_COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
-NETWORK_FILES = {"scores.csv", "curves.csv", "summary.csv", "curves.png", "manifest.json"}
-FUNCTION_FILES = {"trajectories.csv", "summary.csv", "trajectories.png", "manifest.json"}
+NETWORK_FILES = {"scores.csv", "curves.csv", "summary.csv", "curves.png", "manifest.json",
+                 *RUN_FILES}
+FUNCTION_FILES = {"trajectories.csv", "summary.csv", "trajectories.png", "manifest.json",
+                  *RUN_FILES - {"cells"}}  # paths on a function are no cells
 DEFAULT_FUNCTION_OPTS = ["sgd", "momentum", "adagrad", "adam"]  # cli.FUNCTION_OPT's entries
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -449,10 +451,10 @@ def test_the_final_rate_is_the_trial_with_the_best_validation_accuracy(tuned):
 def test_trials_never_receive_test_rows(tmp_path, monkeypatch):
     """The trainer seam records what each call is given: trials (called from inside the tuner)
     get the first seed with validation rows only; every final cell gets the same members."""
-    from dlbench.runners import grid
+    from dlbench import trainer
 
     calls = []
-    real = grid.train_grid
+    real = trainer.train_grid
 
     def recording(dataset, spec, configs, members, progress=None, best=False):
         in_tuning = False
@@ -465,7 +467,7 @@ def test_trials_never_receive_test_rows(tmp_path, monkeypatch):
         calls.append((in_tuning, configs, members))
         return real(dataset, spec, configs, members, progress, best)
 
-    monkeypatch.setattr(grid, "train_grid", recording)
+    monkeypatch.setattr(trainer, "train_grid", recording)
     run_optimize(tmp_path / "out", "--dataset", "iris", "--epochs", "2", "--seeds", "2",
                  "--hidden", "8", "--opt", "sgd,adam", "--tune", "lr", "--budget", "3")
     trials = [(configs, members) for tuning, configs, members in calls if tuning]

@@ -16,7 +16,7 @@ from dlbench.models import ModelSpec
 from dlbench.regularizers import REGULARIZERS, parse_regularizers
 from dlbench.runners import overfit as runner
 from dlbench.runners.overfit import OverfitConfig, onset
-from tests.cli_helpers import assert_usage_error, invoke
+from tests.cli_helpers import RUN_FILES, assert_usage_error, invoke
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ("--dataset", "digits", "--train-rows", "200", "--hidden", "16", "--epochs", "4",
@@ -83,7 +83,7 @@ def small(tmp_path_factory):
 def test_a_run_writes_curves_scores_summary_and_the_figure(small):
     out, result = small
     assert {p.name for p in out.iterdir()} == {"scores.csv", "curves.csv", "summary.csv",
-                                               "overfit.png", "manifest.json"}
+                                               "overfit.png", "manifest.json", *RUN_FILES}
     assert (out / "overfit.png").read_bytes()[:8] == PNG_MAGIC
     curves, scores, summary = csv(out, "curves"), csv(out, "scores"), csv(out, "summary")
     assert set(curves.regularizer) == {"none", "l2[strength=0.01]", "dropout[p=0.3]",

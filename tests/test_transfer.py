@@ -17,7 +17,7 @@ from dlbench.models import ModelSpec, Shape, build_model
 from dlbench.optim import OptimSpec
 from dlbench.runners import transfer as runner
 from dlbench.trainer import TrainConfig
-from tests.cli_helpers import assert_usage_error, invoke
+from tests.cli_helpers import RUN_FILES, assert_usage_error, invoke
 
 DIGITS = ("--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp",
           "--hidden", "16,8", "--source-epochs", "3", "--epochs", "3", "--seeds", "2",
@@ -103,7 +103,7 @@ def test_a_run_writes_its_files_and_a_loaded_checkpoint_gives_the_same_numbers(t
     assert first.exit_code == 0, first.output
     files = {p.name for p in (tmp_path / "a").iterdir()}
     assert files == {"scores.csv", "curves.csv", "summary.csv", "transfer.png", "source.pt",
-                     "manifest.json"}
+                     "manifest.json", *RUN_FILES}
     summary = pd.read_csv(tmp_path / "a" / "summary.csv")
     assert set(summary.strategy) == {"scratch", "linear-probe", "finetune-top", "finetune-all"}
     assert set(summary.target_size) == {10, 60}
@@ -213,7 +213,8 @@ def test_a_frozen_batch_norm_layer_keeps_its_running_estimates():
     source, _ = runner._pretrained(plan, None)
     [target] = plan.targets
     runs = runner.run_cells(target.dataset, plan.cells,
-                            runner.target_members(plan, target, source), target.chance)
+                            runner.target_members(plan, target, source), target.chance,
+                            weights=True)
     for run in runs:
         frozen = run.cell.tag("strategy") == "linear-probe"
         for r in run.results:

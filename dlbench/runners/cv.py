@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from dlbench import sizes, stats, verdicts
+from dlbench.cells import Cell, tasks
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
+from dlbench.execution import Engine
 from dlbench.metrics import (
     METRICS,
     MetricInfo,
@@ -34,7 +36,6 @@ from dlbench.trainer import (
     TrainConfig,
     check_config,
     resolve_device,
-    train,
 )
 
 CHANCE = "chance"  # the model name of the baseline rows
@@ -164,10 +165,11 @@ def _duplicates(X, splits: list[Split], dev, test) -> dict[str, Any]:
             "dev_test": 0 if test is None else shared_duplicates(X, dev, test)}
 
 
-def run(plan: Plan, progress=None) -> CVResult:
+def run(plan: Plan, engine: Engine | None = None) -> CVResult:
     start = time.perf_counter()
     cfg = plan.config
-    results = train(plan.dataset, cfg.model, cfg.train, plan.members, progress)
+    [(task, _)] = tasks(plan.dataset, [Cell(cfg.model, cfg.train)], lambda cell: plan.members)
+    [[results]] = (engine or Engine()).run(plan.dataset, [task])
     chance = _chance(plan)
     statuses = [_status(plan, r, chance) for r in results]
     scores = pd.DataFrame([row for r, status in zip(results, statuses, strict=True)

@@ -17,8 +17,9 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from dlbench import verdicts
-from dlbench.cells import Cell, execute, labels
+from dlbench.cells import Cell, labels, tasks
 from dlbench.datasets import Dataset
+from dlbench.execution import Engine
 from dlbench.metrics import MetricInfo, Predictions
 from dlbench.models import ModelSpec
 from dlbench.rows import curve_rows, score_rows
@@ -32,7 +33,6 @@ from dlbench.trainer import (
     check_pair,
     check_task,
     check_train,
-    train_grid,
 )
 
 TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
@@ -109,25 +109,18 @@ class CellRun:
 
 
 def run_cells(dataset: Dataset, cells: list[Cell], members: Callable[[Cell], list[Member]],
-              chance: float | None, phase: str = "final", progress=None,
-              best: bool = False) -> list[CellRun]:
-    """Each cell's members, in cell order. Cells sharing a model and members train as one
-    stack (`members(cell)` returns the same list object for cells that share them)."""
-
-    def run(batch: list[Cell]) -> list[list[MemberResult]]:
-        by_members: dict[int, list[int]] = {}
-        for i, cell in enumerate(batch):
-            by_members.setdefault(id(members(cell)), []).append(i)
-        results: list[list[MemberResult]] = [[] for _ in batch]
-        for indices in by_members.values():
-            group = [batch[i] for i in indices]
-            trained = train_grid(dataset, group[0].model, [c.train for c in group],
-                                 members(group[0]), progress, best)
-            for i, rs in zip(indices, trained, strict=True):
-                results[i] = rs
-        return results
-
-    trained = execute(cells, run)
+              chance: float | None, phase: str = "final", engine: Engine | None = None,
+              best: bool = False, weights: bool = False) -> list[CellRun]:
+    """Each cell's members, in cell order, run as tasks by the engine (in this process when
+    none is given), with their final weights when asked. Cells sharing a model and members
+    train as one stack (`members(cell)` returns the same list object for cells that share
+    them)."""
+    trained: list[list[MemberResult]] = [[] for _ in cells]
+    found = tasks(dataset, cells, members, best, weights)
+    for (_, indices), results in zip(found, (engine or Engine()).run(
+            dataset, [task for task, _ in found]), strict=True):
+        for i, rs in zip(indices, results, strict=True):
+            trained[i] = rs
     return [CellRun(phase, label, cell, rs, [verdicts.status(r, chance) for r in rs])
             for cell, label, rs in zip(cells, labels(cells), trained, strict=True)]
 

@@ -23,6 +23,7 @@ from dlbench.activations import init_study
 from dlbench.cells import Cell
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
+from dlbench.execution import Engine
 from dlbench.metrics import MetricInfo, resolve_metrics
 from dlbench.models import ModelSpec
 from dlbench.optim import OptimSpec
@@ -200,11 +201,11 @@ class OptimizeResult:
         return tables if self.activations is None else tables | {"activations": self.activations}
 
 
-def run(plan: Plan, progress=None) -> OptimizeResult:
+def run(plan: Plan, engine: Engine | None = None) -> OptimizeResult:
     start = time.perf_counter()
-    trials, choices = _tune(plan, progress) if plan.config.tune_budget else ([], [])
+    trials, choices = _tune(plan, engine) if plan.config.tune_budget else ([], [])
     cells = [c.cell for c in choices] if choices else plan.cells
-    finals = _runs(plan, "final", cells, plan.members, progress)
+    finals = _runs(plan, "final", cells, plan.members, engine)
     runs = [*trials, *finals]
     summary = summarize(plan, finals)
     activations, histograms = init_study(plan.dataset, plan.members[0], cells) \
@@ -221,18 +222,18 @@ def run(plan: Plan, progress=None) -> OptimizeResult:
 
 
 def _runs(plan: Plan, phase: str, cells: list[Cell], members: list[Member],
-          progress) -> list[CellRun]:
+          engine: Engine | None) -> list[CellRun]:
     """Each cell's members, in cell order; cells sharing a model train as one stack."""
-    return run_cells(plan.dataset, cells, lambda cell: members, plan.chance, phase, progress)
+    return run_cells(plan.dataset, cells, lambda cell: members, plan.chance, phase, engine)
 
 
-def _tune(plan: Plan, progress) -> tuple[list[CellRun], list[tuning.Choice]]:
+def _tune(plan: Plan, engine: Engine | None) -> tuple[list[CellRun], list[tuning.Choice]]:
     """Trials on the first seed's rows, validation only; then each optimizer's best rate."""
     low, high = (min(plan.config.lr_grid), max(plan.config.lr_grid)) if plan.config.lr_grid \
         else tuning.RANGE
     cells = tuning.trial_cells(plan.cells, low, high, plan.config.tune_budget)
     blind = [tuning.trial_member(plan.members[0], plan.config.seed)]
-    trials = _runs(plan, "trial", cells, blind, progress)
+    trials = _runs(plan, "trial", cells, blind, engine)
     choices = tuning.choose([(r.cell, r.results[0], r.statuses[0]) for r in trials],
                             plan.metrics[0])
     return trials, choices

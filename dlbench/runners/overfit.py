@@ -23,6 +23,7 @@ from dlbench import sizes, verdicts
 from dlbench.cells import Cell, labels
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
+from dlbench.execution import Engine
 from dlbench.metrics import MetricInfo, averaged, resolve_metrics
 from dlbench.models import MODELS, ModelSpec, Shape
 from dlbench.optim import OptimSpec
@@ -235,10 +236,10 @@ class OverfitResult:
         return tables | ({"learning_curve": self.learning} if len(self.learning) else {})
 
 
-def run(plan: Plan, progress=None) -> OverfitResult:
+def run(plan: Plan, engine: Engine | None = None) -> OverfitResult:
     start = time.perf_counter()
     runs = [_combined(r, plan.chance) for r in run_cells(
-        plan.dataset, plan.cells, plan.members_of, plan.chance, progress=progress, best=True)]
+        plan.dataset, plan.cells, plan.members_of, plan.chance, engine=engine, best=True)]
     summary = summarize(plan, runs)
     info = {"dataset": {"name": plan.dataset.name, "fingerprint": plan.dataset.fingerprint(),
                         "samples": plan.dataset.n_samples, "task": plan.dataset.task},

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from dlbench import checkpoints, sizes, verdicts
-from dlbench.cells import Cell
+from dlbench.cells import Cell, tasks
 from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
+from dlbench.execution import Engine
 from dlbench.metrics import MetricInfo, resolve_metrics
 from dlbench.models import ModelSpec
 from dlbench.optim import OptimSpec
@@ -42,7 +43,7 @@ from dlbench.runners.grid import (
 from dlbench.seeding import TARGET_SAMPLE_KEY, derive_seed
 from dlbench.splits import dev_and_test
 from dlbench.stats import row_resamples
-from dlbench.trainer import Member, TrainConfig, model_shape, resolve_device, train
+from dlbench.trainer import Member, TrainConfig, model_shape, resolve_device
 
 SOURCE_SEED = 1_000  # the source model's member seed, derived with the run seed
 
@@ -284,15 +285,15 @@ class TransferResult:
         return tables | ({"quadrants": self.quadrants} if len(self.quadrants) else {})
 
 
-def run(plan: Plan, progress=None) -> TransferResult:
+def run(plan: Plan, engine: Engine | None = None) -> TransferResult:
     start = time.perf_counter()
     config = plan.config
-    weights, source_accuracy = _pretrained(plan, progress)
+    weights, source_accuracy = _pretrained(plan, engine)
     runs: list[CellRun] = []
     for target in plan.targets:  # a stack trains on one dataset: one grid per target
         cells = [c for c in plan.cells if c.tag("similarity") == target.label]
         runs += run_cells(target.dataset, cells, target_members(plan, target, weights),
-                          target.chance, progress=progress)
+                          target.chance, engine=engine)
     summary, scored_runs = summarize(plan, runs)
     info = {"dataset": {"name": plan.targets[0].dataset.name,
                         "fingerprint": plan.targets[0].dataset.fingerprint(),
@@ -340,16 +341,18 @@ def target_members(plan: Plan, target: Target, weights: dict) -> Callable[[Cell]
     return members_of
 
 
-def _pretrained(plan: Plan, progress) -> tuple[dict, float]:
+def _pretrained(plan: Plan, engine: Engine | None) -> tuple[dict, float]:
     """The source weights (loaded, or trained on the source's training rows) and their test
     accuracy on the source's own test rows (NaN for a loaded checkpoint)."""
     if plan.checkpoint is not None:
         return plan.checkpoint, math.nan
     config = plan.config
     train_rows, test_rows = plan.source_rows
-    member = Member({"seed": -1}, derive_seed(config.seed, SOURCE_SEED), train_rows,
-                    {"test": test_rows})
-    [result] = train(plan.source, config.model, _source_train(config), [member], progress)
+    members = [Member({"seed": -1}, derive_seed(config.seed, SOURCE_SEED), train_rows,
+                      {"test": test_rows})]
+    [(task, _)] = tasks(plan.source, [Cell(config.model, _source_train(config))],
+                        lambda cell: members, weights=True)
+    [[[result]]] = (engine or Engine()).run(plan.source, [task])
     pred = result.predictions["test"]
     return result.weights, float(np.mean(pred.y_pred == pred.y_true))
 
