@@ -11,6 +11,7 @@ An entry's learning rate comes from its own `lr=`, else from --lr, else the opti
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterable
@@ -180,6 +181,7 @@ def check_spec(spec: OptimSpec) -> None:
     if not (spec.lr > 0 and math.isfinite(spec.lr)):
         raise DlbenchError(f"optimizer {spec.name}: lr must be positive (set by --lr or "
                            f"{spec.name}[lr=...]), got {spec.lr:g}")
+    _without_dynamo()
     try:
         spec.info.cls([torch.zeros(1, requires_grad=True)], **spec.kwargs())
     except (TypeError, ValueError, IndexError, RuntimeError) as e:
@@ -188,7 +190,46 @@ def check_spec(spec: OptimSpec) -> None:
 
 def build_optimizer(spec: OptimSpec, params: Iterable[torch.nn.Parameter]
                     ) -> torch.optim.Optimizer:
+    _without_dynamo()
     kwargs = spec.kwargs()
     if "fused" in inspect.signature(spec.info.cls).parameters:
         kwargs["fused"] = True  # one kernel per step instead of one per tensor
     return spec.info.cls(params, **kwargs)
+
+
+# --- torch.optim without torch._dynamo ---------------------------------------------------------
+# torch.optim marks some Optimizer methods as not compilable with torch._disable_dynamo, whose
+# first call imports torch._dynamo, and wraps every step in a grad-mode switch that imports it
+# too (for graph breaks). dlbench never compiles, and the import costs about 1.2 s of a
+# process's start-up and 0.35 s of its exit. Both are skipped here; where torch's internals are
+# not as expected, the public methods are used as they are (slower to start, same numbers).
+
+
+@functools.cache
+def _without_dynamo() -> None:
+    """Mark the _disable_dynamo-wrapped Optimizer methods as already disabled: the wrapper then
+    calls the method itself instead of importing torch._dynamo to disable it."""
+    for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict"):
+        method = inspect.unwrap(getattr(torch.optim.Optimizer, name))
+        if not hasattr(method, "__dynamo_disable"):
+            setattr(method, "__dynamo_disable", method)
+
+
+def step(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor] | None = None):
+    """opt.step(closure) as torch.optim's wrappers would run it — without gradient tracking,
+    telling a learning-rate scheduler that the optimizer stepped — but without them (they import
+    torch._dynamo). Hooks or a differentiable optimizer need the wrappers: then opt.step."""
+    bare = _bare_step(type(opt))
+    if bare is None or opt.defaults.get("differentiable") or \
+            getattr(opt, "_optimizer_step_pre_hooks", None) or \
+            getattr(opt, "_optimizer_step_post_hooks", None):
+        return opt.step(closure)
+    with torch.no_grad():
+        loss = bare(opt, closure)
+    opt._opt_called = True  # what a scheduler's "step before optimizer.step()" check reads
+    return loss
+
+
+def _bare_step(cls: type) -> Callable | None:
+    bare = inspect.unwrap(cls.step)
+    return None if bare is cls.step else bare

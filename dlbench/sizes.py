@@ -31,6 +31,7 @@ CURVE_ROWS_PER_EPOCH = 8  # split × metric rows a member adds to curves.csv per
 STATE_COPIES = 4  # weights, gradients and up to two optimizer states (Adam's moments)
 MEMORY_SHARE = 0.8  # of the memory available now, the most a run may plan to use
 MAX_HOURS = 2.0  # refused beyond this many estimated hours
+REAL_FORWARD_PARAMS = 2**22  # models up to this size (16 MB) measure a real one-row forward
 # Throughput assumed for the time estimate: what small stacks reach on a 2-core laptop CPU
 # (measured: ~1e10 useful FLOP/s) and a per-step cost of Python and optimizer overhead.
 CPU_FLOPS, CUDA_FLOPS = 1e10, 1e12
@@ -125,8 +126,15 @@ def available_memory(device: torch.device) -> float:
 
 def _per_model(spec: ModelSpec, shape: Shape) -> tuple[int, int, int]:
     """(parameters, multiply-adds per row, activation values per row) of one model, measured
-    on a one-row forward pass of a one-member stack, in shapes only (the meta device)."""
+    on a one-row forward pass of a one-member stack. Its parameters are counted in shapes only
+    (the meta device), so a huge model is refused unallocated; a model that fits in
+    REAL_FORWARD_PARAMS runs its pass on the CPU (on the meta device, activations go through
+    torch's Python decompositions, which import torch._dynamo: a second of start-up)."""
     with torch.device("meta"):
+        model = build_model(spec, shape, [0])
+    n_params = sum(p.numel() for p in model.parameters())
+    device = "cpu" if n_params <= REAL_FORWARD_PARAMS else "meta"
+    if device == "cpu":
         model = build_model(spec, shape, [0])
     macs, values = [0], [0]
 
@@ -142,12 +150,12 @@ def _per_model(spec: ModelSpec, shape: Shape) -> tuple[int, int, int]:
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, StackedLinear | StackedConv)
                or not (list(m.children()) or isinstance(m, DropConnect))]
-    with torch.no_grad(), torch.device("meta"):
+    with torch.no_grad():
         model.eval()
-        model(torch.zeros(1, 1, shape.n_inputs))
+        model(torch.zeros(1, 1, shape.n_inputs, device=device))
     for h in handles:
         h.remove()
-    return sum(p.numel() for p in model.parameters()), macs[0], values[0]
+    return n_params, macs[0], values[0]
 
 
 def _bytes(n: float) -> str:

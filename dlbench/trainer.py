@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import cache, partial
+from functools import partial
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ from dlbench.models import (
     build_model,
 )
 from dlbench.models import check_spec as check_model
-from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec
+from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec, step
 from dlbench.preprocess import IMPUTERS, PREPROCESSORS, fit_inputs, indicator_columns
 from dlbench.regimens import Regimen
 from dlbench.schedules import build_scheduler, check_schedule
@@ -277,7 +277,6 @@ def train_grid(dataset: Dataset, spec: ModelSpec, configs: list[TrainConfig],
     """
     for config in configs:
         resolve_device(config.device)
-    _warm_up()
     results: list[list[MemberResult | None]] = [[None] * len(members) for _ in configs]
     for stack in plan_stacks(members, configs):
         pairs = [(configs[c], members[i]) for c, i in stack]
@@ -285,13 +284,6 @@ def train_grid(dataset: Dataset, spec: ModelSpec, configs: list[TrainConfig],
                                   strict=True):
             results[c][i] = result
     return results  # type: ignore[return-value]
-
-
-@cache
-def _warm_up() -> None:
-    """The first torch.optim optimizer of a process imports torch._dynamo (~1.6 s): pay it once,
-    before any stack's clock starts, so it is charged to no member's time."""
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)])
 
 
 # --- one stack -------------------------------------------------------------------------------
@@ -640,7 +632,7 @@ class _Stepper:
     @staticmethod
     def _step(group: _Group, closure: Callable[[], torch.Tensor] | None = None) -> None:
         group.decay()
-        group.opt.step(closure)
+        step(group.opt, closure)
         group.renorm()
         if group.scheduler is not None:
             group.scheduler.step()

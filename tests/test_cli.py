@@ -740,6 +740,32 @@ def test_python_dash_m_dlbench_version(tmp_path):
     assert done.stdout == f"dlbench {__version__}\n"
 
 
+def test_the_program_exits_with_its_output_flushed_and_its_code(tmp_path):
+    """main() skips the interpreter's teardown: the JSON on stdout must still arrive whole
+    through a pipe, and the exit codes stay those of the command."""
+    run = [sys.executable, "-m", "dlbench", "cv", *FAST, *IRIS, "--format", "json"]
+    done = subprocess.run([*run, "--out", tmp_path / "a"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]
+    bad = subprocess.run([*run, "--k", "1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def test_a_run_never_imports_torch_dynamo(tmp_path):
+    """torch.optim's wrappers import torch._dynamo (a second of start-up) only to mark code as
+    not compilable; dlbench steps without them. The optimizers, a schedule and a closure
+    optimizer all run here."""
+    code = ("import atexit, sys; atexit.register(lambda: print('torch._dynamo' in sys.modules)); "
+            "from dlbench.cli import main; sys.argv[1:] = ['optimize', '--dataset', 'iris', "
+            "'--hidden', '4', '--epochs', '2', '--seeds', '1', '--opt', 'sgd,adam,lbfgs,newton',"
+            f" '--schedule', 'cosine', '--out', {str(tmp_path / 'out')!r}]; main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
 # ---------------------------------------------------------------- 9. divergence is a result
 
 
