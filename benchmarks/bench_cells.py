@@ -105,12 +105,8 @@ def members_sweep(dataset: Dataset, config: TrainConfig, rows, repeats: int,
 
 def members_table(times: dict[int, list[float]]) -> Table:
     one = statistics.median(times[1]), min(times[1])
-    table = Table(title=f"(a) one cell ({DATASET}, mlp {HIDDEN}) with M members, 1 thread")
-    table.add_column("M", justify="right")
-    table.add_column("median (s)", justify="right")
-    table.add_column("best (s)", justify="right")
-    table.add_column("s per member", justify="right")
-    table.add_column("speed-up per member", justify="right")
+    table = harness.table(f"(a) one cell ({DATASET}, mlp {HIDDEN}) with M members, 1 thread",
+                          "M", "median (s)", "best (s)", "s per member", "speed-up per member")
     for m, t in times.items():
         median, best = statistics.median(t), min(t)
         table.add_row(str(m), f"{median:.3f}", f"{best:.3f}", f"{median / m:.4f}",
@@ -196,13 +192,9 @@ def identical(results: dict[str, list[list[Results]]]) -> dict[str, bool]:
 def grid_table(timing: dict[str, Timing]) -> Table:
     n = len(WIDTHS)
     inline = statistics.median(timing["inline"].first), statistics.median(timing["inline"].second)
-    table = Table(title=f"(b) {n} cells × {GRID_SEEDS} seeds: seconds median (best), cells/s")
-    table.add_column("executor")
-    table.add_column("first (s)", justify="right")
-    table.add_column("second (s)", justify="right")
-    table.add_column("start-up", justify="right")
-    table.add_column("cells/s", justify="right")
-    table.add_column("× inline", justify="right")
+    table = harness.table(f"(b) {n} cells × {GRID_SEEDS} seeds: seconds median (best), cells/s",
+                          "executor", "first (s)", "second (s)", "start-up", "cells/s",
+                          "× inline")
     for name, t in timing.items():
         first, second = statistics.median(t.first), statistics.median(t.second)
         table.add_row(name, f"{first:.2f} ({min(t.first):.2f})",

@@ -57,8 +57,9 @@ def cell_rows(opt: str, epochs: int) -> tuple[dict, float]:
     return result.summary.set_index("optimizer").to_dict("index"), seconds
 
 
-def main(repeats: harness.Repeats = 3, epochs: harness.Epochs = 10) -> None:
-    console = harness.start(repeats, epochs)
+def main(repeats: harness.Repeats = 3, epochs: harness.Epochs = 10,
+         threads: harness.Threads = 1) -> None:
+    console = harness.start(repeats, epochs, threads)
     load = harness.load_average()
     console.print(f"bench_cost: digits, mlp 128, Adam alone vs in `--opt {GRID}`, 3 seeds, "
                   f"{epochs} epochs; {harness.machine_line(load, repeats)}", highlight=False)

@@ -24,10 +24,10 @@ What is measured
     Before any timing the process is warmed up once (a throwaway torch.optim optimizer, whose
     first construction imports torch._dynamo, and a tiny forward/backward), so that one-off cost
     is charged to neither side. Each side runs `--repeats` times, the order alternating between
-    runs; the figures are the medians and the ratio of medians (plain / dlbench). Torch keeps
-    its default thread count on both sides. The best (fastest) run of each side, their ratio and
-    the load average are printed too: on a busy machine torch's intra-op threads wait on
-    descheduled peers and the times swing widely, so compare the two ratios before trusting one.
+    runs; the figures are the medians and the ratio of medians (plain / dlbench). Both sides
+    run with `--threads` torch threads (default 1, dlbench's own default). The best (fastest)
+    run of each side, their ratio and the load average are printed too: on a busy machine the
+    times swing widely, so compare the two ratios before trusting one.
 
     Verdict: PASS when dlbench is at least 5× faster and the two mean validation accuracies are
     within 1 point (percentage point) of each other; exit code 0 on PASS, 1 on FAIL.
@@ -121,9 +121,9 @@ def check_same_splits(config: runner.CVConfig) -> None:
 
 
 def main(repeats: harness.Repeats = 3, epochs: harness.Epochs = 20,
-         json_path: harness.JsonPath = None) -> None:
+         threads: harness.Threads = 1, json_path: harness.JsonPath = None) -> None:
     """Time `dlbench cv` against a plain per-fold PyTorch loop on the same 12 splits."""
-    console = harness.start(repeats, epochs)
+    console = harness.start(repeats, epochs, threads)
     config = cv_config(epochs)
     load_before = harness.load_average()
     console.print(f"bench_cv: {DATASET}, mlp {HIDDEN}, {K}-fold × {CV_REPEATS}, {epochs} epochs, "

@@ -29,10 +29,10 @@ What is measured
     in the warm-up, together with a throwaway torch.optim optimizer (whose first construction
     imports torch._dynamo) and a tiny forward/backward. Each side runs `--repeats` times, the
     order alternating between runs; the figures are the medians and the ratio of medians
-    (plain / dlbench). Torch keeps its default thread count on both sides. The best (fastest)
-    run of each side, their ratio and the load average are printed too: on a busy machine
-    torch's intra-op threads wait on descheduled peers and the times swing widely, so compare
-    the two ratios before trusting one.
+    (plain / dlbench). Both sides run with `--threads` torch threads (default 1, dlbench's own
+    default). The best (fastest) run of each side, their ratio and the load average are
+    printed too: on a busy machine the times swing widely, so compare the two ratios before
+    trusting one.
 
     The two sides start from different initial weights and batch orders (dlbench derives its
     own per seed), so their accuracies agree only statistically: the mean validation accuracy
@@ -161,9 +161,9 @@ def check_cli_config(config: runner.OptimizeConfig, epochs: int) -> None:
 
 
 def main(repeats: harness.Repeats = 3, epochs: harness.Epochs = 30,
-         json_path: harness.JsonPath = None) -> None:
+         threads: harness.Threads = 1, json_path: harness.JsonPath = None) -> None:
     """Time `dlbench optimize` against a plain per-model PyTorch loop on the same 18 models."""
-    console = harness.start(repeats, epochs)
+    console = harness.start(repeats, epochs, threads)
     config = optimize_config(epochs)
     n_models = len(config.optimizers) * config.seeds
     lrs = ", ".join(f"{s.label} {s.lr:g}" for s in config.optimizers)

@@ -55,16 +55,9 @@ from pathlib import Path
 
 import harness
 import typer
+from bench_cv import BATCH_SIZE, CV_REPEATS, DATASET, HIDDEN, LR, SEED, K  # the same job
 
 REQUIRED_SPEEDUP = 4.0  # whole-process plain seconds / dlbench seconds, at least
-
-DATASET = "digits"
-HIDDEN = 128
-K = 4
-CV_REPEATS = 3
-BATCH_SIZE = 32
-LR = 1e-3
-SEED = 0
 
 PLAIN_SCRIPT = f'''\
 """A plain per-fold PyTorch loop (written by benchmarks/bench_process.py): python plain.py EPOCHS"""

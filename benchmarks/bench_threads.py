@@ -163,13 +163,8 @@ def ratio_cell(num: float, den: float, num_best: float, den_best: float) -> str:
 def summary_table(conditions: dict[str, Condition]) -> Table:
     """One row per condition and thread count; ratios of medians (of best runs)."""
     idle = conditions["idle"]
-    table = Table(title=f"{COMMAND}: seconds by condition and torch threads")
-    table.add_column("condition")
-    table.add_column("threads", justify="right")
-    table.add_column("median (s)", justify="right")
-    table.add_column("best (s)", justify="right")
-    table.add_column("÷ idle", justify="right")
-    table.add_column("2 ÷ 1", justify="right")
+    table = harness.table(f"{COMMAND}: seconds by condition and torch threads", "condition",
+                          "threads", "median (s)", "best (s)", "÷ idle", "2 ÷ 1")
     for name, c in conditions.items():
         for t in THREADS:
             table.add_row(

@@ -39,17 +39,22 @@ T = TypeVar("T")
 # The options every benchmark takes (its own default for --epochs): `repeats: harness.Repeats = 3`.
 Repeats = Annotated[int, typer.Option(help="Timed runs of each side (median reported).")]
 Epochs = Annotated[int, typer.Option(help="Training epochs per model.")]
+Threads = Annotated[int, typer.Option(
+    help="torch threads, the same for both sides (default 1: dlbench's own default).")]
 JsonPath = Annotated[Path | None, typer.Option(
     "--json", help="Also write the figures to this JSON file.")]
 
 
-def start(repeats: int, epochs: int) -> Console:
-    """Check the common options -> the console a benchmark prints to.
+def start(repeats: int, epochs: int, threads: int = 1) -> Console:
+    """Check the common options, set torch's threads for both sides -> the console a benchmark
+    prints to.
 
-    Rejects --repeats or --epochs below 1 (typer reports it as a usage error, exit code 2).
+    Rejects --repeats, --epochs or --threads below 1 (typer reports it as a usage error, exit
+    code 2).
     """
-    if repeats < 1 or epochs < 1:
-        raise typer.BadParameter("--repeats and --epochs must be at least 1")
+    if repeats < 1 or epochs < 1 or threads < 1:
+        raise typer.BadParameter("--repeats, --epochs and --threads must be at least 1")
+    torch.set_num_threads(threads)
     return Console()
 
 
@@ -67,8 +72,8 @@ def machine_line(load: float, repeats: int) -> str:
 def warm_up() -> None:
     """Pay torch's one-off per-process costs, so that neither timed side is charged them.
 
-    The first torch.optim optimizer constructed imports torch._dynamo (~1.6 s); a tiny
-    forward/backward/step takes care of the rest.
+    A plain torch.optim step imports torch._dynamo (~1.2 s; dlbench's own steps do not); a
+    tiny forward/backward/step takes care of the rest.
     """
     w = torch.zeros(4, 2, requires_grad=True)
     torch.optim.Adam([w], lr=1e-3)
@@ -112,6 +117,15 @@ def alternate(
             print(f"  run {i + 1}/{repeats} {name:>7}: {seconds:{width}.3f} s  "
                   f"val accuracy {score(result):.4f}")
     return times, results
+
+
+def table(title: str, *columns: str) -> Table:
+    """A rich table whose first column names the row and whose other columns are figures."""
+    made = Table(title=title)
+    made.add_column(columns[0])
+    for column in columns[1:]:
+        made.add_column(column, justify="right")
+    return made
 
 
 def fit_and_score(

@@ -504,16 +504,16 @@ def _sweep_title(result) -> str:
 
 
 def _run_functions(runner, config, ctx: typer.Context, fmt: str) -> None:
-    """Paths on a 2-D function: no cells (they take a second), so --resume reruns them."""
+    """Paths on a 2-D function: no cells, and a second's work (so no --resume or executors)."""
     from dlbench import plots, report, results
     from dlbench.functions import FUNCTIONS
 
-    out, resume = ctx.params["out"], ctx.params["resume"]
-    results.check_out(out, resume)
+    out = ctx.params["out"]
+    results.check_out(out)
     runner.check(config)
     info = FUNCTIONS.get(config.function)
     record = {"command": "optimize", "config": config.record()}
-    with results.claimed(out, "optimize", record, resume) as out_dir:
+    with results.claimed(out, "optimize", record) as out_dir:
         started = time.perf_counter()
         trajectories, summary = runner.run(config, config.optimizer_grid())
         manifest = {"command": "optimize", **results.environment(), "config": config.record(),

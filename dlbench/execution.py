@@ -16,6 +16,7 @@ the run directory (`--resume`) and stores each one, atomically, as soon as it fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -205,13 +206,21 @@ def _quiet_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _indexed(args: tuple[int, Any, Task]) -> tuple[int, Results]:
-    i, dataset, task = args
-    return i, run_task(dataset, task)
+def _indexed(args: tuple[int, str, Task]) -> tuple[int, Results]:
+    i, path, task = args
+    return i, run_task(_dataset_at(path), task)
+
+
+@functools.lru_cache(maxsize=2)  # a transfer run has two datasets: source and target
+def _dataset_at(path: str) -> Dataset:
+    with open(path, "rb") as f:
+        return pickle.load(f)
 
 
 class Pool:
-    """A local process pool (spawned, not forked: torch's thread pools do not survive a fork)."""
+    """A local process pool (spawned, not forked: torch's thread pools do not survive a fork).
+    The dataset goes to the workers through one temporary file per grid, read once by each
+    worker, not through the pipe with every task."""
 
     live_progress = False
 
@@ -222,8 +231,16 @@ class Pool:
             workers, initializer=_quiet_worker, initargs=(threads,))
 
     def map(self, dataset: Dataset, tasks: list[Task], progress) -> Done:
-        yield from self.pool.imap_unordered(_indexed, [(i, dataset, t)
-                                                       for i, t in enumerate(tasks)])
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="dlbench-data-", suffix=".pkl")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(dataset, f, pickle.HIGHEST_PROTOCOL)
+            yield from self.pool.imap_unordered(_indexed, [(i, path, t)
+                                                           for i, t in enumerate(tasks)])
+        finally:
+            os.unlink(path)
 
     def close(self, abort: bool = False) -> None:
         if abort:

@@ -1,8 +1,11 @@
-"""Run directories and result files. Only this module writes files.
+"""Run directories and result files. Only this module writes them (the data cache in cache.py
+keeps its own files).
 
-Every file is written to a temporary name in the same directory and renamed into place, so an
-interrupted run never leaves a half-written CSV. manifest.json is written last: its presence
-means the run finished.
+A run directory is claimed before anything trains: created (exclusively, for a default name),
+locked for the live run, and given run.json (what runs there). Every file is written to a
+temporary name in the same directory and renamed into place, so an interrupted run never leaves
+a half-written file; finished tasks are kept under cells/ (execution.Store) for --resume.
+manifest.json is written last: its presence means the run finished.
 """
 
 from __future__ import annotations

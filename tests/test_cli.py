@@ -621,6 +621,28 @@ def test_device_cuda_without_cuda_is_a_usage_error(tmp_path):
     assert "cuda" in message and "--device" in message
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("command", [
+    ["cv", *FAST, *IRIS],
+    ["optimize", "--dataset", "digits", "--epochs", "2", "--opt", "sgd,adam,lbfgs"],
+    ["overfit", "--dataset", "digits", "--epochs", "3", "--width", "16",
+     "--reg", "none,dropout,early-stop,snapshot"],
+    ["transfer", "--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp",
+     "--source-epochs", "2", "--epochs", "2", "--target-size", "50"],
+], ids=["cv", "optimize", "overfit", "transfer"])
+def test_every_command_runs_on_cuda_and_agrees_with_the_cpu(command, tmp_path):
+    """The stacked trainer end to end on a GPU: the same accuracies as on the CPU, to the
+    float tolerance of different kernels."""
+    runs = {}
+    for device in ("cuda", "cpu"):
+        result = invoke(*command, "--device", device, "--out", tmp_path / device)
+        assert result.exit_code == 0, result.output
+        runs[device] = pd.read_csv(tmp_path / device / "scores.csv")
+    assert json.loads((tmp_path / "cuda" / "manifest.json").read_text())["device"] == "cuda"
+    accuracy = [r[r.metric == "accuracy"]["value"].to_numpy() for r in runs.values()]
+    assert np.allclose(*accuracy, atol=0.05, equal_nan=True)
+
+
 def test_out_inside_a_file_fails_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("keep me")

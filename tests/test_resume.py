@@ -149,3 +149,12 @@ def test_dask_needs_its_extra_and_a_reachable_scheduler(tmp_path):
     message = assert_usage_error(invoke(*CV, "--scheduler", "tcp://127.0.0.1:9", "--out", out),
                                  out)
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in message
+
+
+@pytest.mark.parametrize("option", [["--resume"], ["--workers", "2"], ["--dask-local", "2"],
+                                    ["--threads", "2"]])
+def test_paths_on_a_function_have_no_cells_to_resume_or_spread(option, tmp_path):
+    out = tmp_path / "run"
+    message = assert_usage_error(invoke("optimize", "--function", "rosenbrock", *option,
+                                        "--out", out), out)
+    assert message.endswith("applies to networks, not --function; drop it")
