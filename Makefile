@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench figures lint clean
+.PHONY: install run test bench figures lint clean regress baseline
 
 install: $(STAMP)
 
@@ -26,6 +26,24 @@ test: install
 bench: install  # every benchmark runs; the target fails if any missed its bar
 	@status=0; for b in cv optimize cost process threads cells; do \
 		$(BIN)/python benchmarks/bench_$$b.py || status=1; done; exit $$status
+
+# The CI regression gate: the smoke suite, fresh, against the committed baseline (exit 1 on a
+# regression: worse than the tolerance and significant, or a result gone missing).
+regress: install
+	rm -rf results/current
+	$(BIN)/dlbench run benchmarks/smoke.toml --out results/current
+	$(BIN)/dlbench compare results/baseline results/current
+
+# Refresh the baseline on purpose (after a change that is meant to move the numbers): the smoke
+# suite's scores and manifests only, the small files.
+baseline: install
+	rm -rf results/baseline.new
+	$(BIN)/dlbench run benchmarks/smoke.toml --out results/baseline.new
+	rm -rf results/baseline
+	for run in results/baseline.new/*/; do \
+		mkdir -p results/baseline/$$(basename $$run); \
+		cp $$run/scores.csv $$run/manifest.json results/baseline/$$(basename $$run)/; done
+	rm -rf results/baseline.new
 
 figures: install
 	$(BIN)/python benchmarks/readme_figures.py

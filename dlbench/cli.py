@@ -5,8 +5,12 @@ torch and the runners are imported inside the commands, so `dlbench --help` stay
 
 from __future__ import annotations
 
+import math
+import shlex
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +22,7 @@ from dlbench import __version__
 from dlbench.config import FUNCTION_OPT, NETWORK_OPT
 from dlbench.errors import DlbenchError
 from dlbench.execution import DEFAULT_THREADS, Interrupted
+from dlbench.suites import RESERVED
 
 
 class _OneLineErrors(typer.core.TyperGroup):
@@ -379,6 +384,174 @@ def transfer(
     _run(runner, transfer_config(ctx.params, _given(ctx)), ctx, fmt, "transfer")
 
 
+@app.command(name="run")
+def run_suite(
+        ctx: typer.Context,
+        suite: Annotated[Path, typer.Argument(
+            help="A suite file (TOML): [entry.NAME] tables, each a command and its options, "
+                 "e.g. benchmarks/smoke.toml.", show_default=False)],
+        out: Annotated[Path | None, typer.Option(
+            help="The suite's results directory, one subdirectory per entry (default "
+                 "results/<suite>-<timestamp>/). Entries finished there are skipped, "
+                 "interrupted ones resumed.")] = None,
+        workers: WorkersOpt = 1, scheduler: SchedulerOpt = None, dask_local: DaskLocalOpt = 0,
+        threads: ThreadsOpt = DEFAULT_THREADS) -> None:
+    """Run a benchmark suite: every entry is checked first, then each runs into its own
+    directory, keeping what already finished there."""
+    from dlbench import report, results, suites
+    from dlbench.config import execution_config
+    from dlbench.execution import Engine, check_execution
+    from dlbench.progress import progress_bar
+
+    loaded = suites.load(suite)
+    results.check_out(out)  # a suite's directory holds entries' runs, not a run of its own
+    execution = execution_config(ctx.params)
+    warnings = check_execution(execution)
+    root = out or results.default_out_dir(loaded.name)
+    entries = [_prepared(entry, root / entry.name) for entry in loaded.entries]
+    if out is None:  # every entry checked: now make the suite's directory, exclusively
+        root = results.new_dir(loaded.name)
+        for e in entries:
+            e.out = root / e.entry.name
+    _warn(warnings + [f"{e.entry.name}: {w}" for e in entries for w in e.warnings])
+    rows = []
+    total = sum(e.plan.total_epochs for e in entries if e.plan is not None)
+    with progress_bar(total, loaded.name) as advance, \
+            Engine(execution, progress=advance) as engine:
+        for e in entries:
+            if e.state != "finished":
+                _, e.out = _execute(e.entry.command, e.runner, e.config, e.plan, e.out,
+                                    e.state == "unfinished", engine,
+                                    lambda _: f"dlbench {shlex.join(sys.argv[1:])}")
+            rows.append({"entry": e.entry.name, "command": e.entry.command,
+                         "done": {"new": "trained", "unfinished": "resumed"}.get(
+                             e.state, "already finished"),
+                         "cells trained": engine.trained if e.state != "finished" else 0,
+                         "results": str(e.out)})
+    report.listing(f"suite {loaded.name}", rows, ["entry", "command", "done", "cells trained",
+                                                  "results"], wrap=("results",))
+    typer.echo(f"results: {root}", err=True)
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A suite entry, parsed, checked and prepared before anything in the suite trains."""
+
+    entry: Any  # suites.Entry
+    runner: Any
+    config: Any
+    plan: Any  # None when its run finished already
+    state: str  # results.run_state: new, unfinished or finished
+    out: Path
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.plan.warnings if self.plan is not None else []
+
+
+def _prepared(entry, out: Path) -> _Entry:
+    """Parse an entry's options with the command's own parser and config builder, check its
+    directory, and prepare its plan (data, sizes): every error names the entry."""
+    from dlbench import results
+
+    try:
+        context = _entry_context(entry)
+        build, runner = _recipe(entry.command)
+        config = build(context.params, _given(context))
+        if getattr(config, "function", None):
+            raise DlbenchError("optimize --function has no cells to run in a suite; use "
+                               "networks")
+        state = results.run_state(out, {"command": entry.command, "config": config.record()})
+        if state != "finished":
+            results.check_out(out, resume=state == "unfinished")
+        plan = runner.prepare(config) if state != "finished" else None
+    except DlbenchError as e:
+        raise DlbenchError(f"suite entry '{entry.name}': {e}") from None
+    return _Entry(entry, runner, config, plan, state, out)
+
+
+def _entry_context(entry) -> typer.Context:
+    """A suite entry's options through its command's own parser: the values, types, defaults
+    and usage errors of the command line."""
+    command = typer.main.get_command(app).commands[entry.command]
+    try:
+        return command.make_context(entry.command, _arguments(command, entry))
+    except TyperException as e:  # typer's click: a bad value, a missing one
+        raise DlbenchError(e.format_message()) from None
+
+
+def _arguments(command, entry) -> list[str]:
+    """An entry's options as command-line arguments."""
+    params = {opt[2:]: p for p in command.params for opt in (*p.opts, *p.secondary_opts)
+              if opt.startswith("--")}
+    args: list[str] = []
+    for key, value in entry.options.items():
+        param = params.get(key)
+        if param is None or key.startswith("no-"):
+            names = sorted(p.opts[0][2:] for p in command.params
+                           if p.opts[0].startswith("--") and p.opts[0][2:] not in RESERVED)
+            raise DlbenchError(f"{entry.command} has no option --{key}; its options: "
+                               f"{', '.join(names)}")
+        if getattr(param, "is_flag", False):
+            if not isinstance(value, bool):
+                raise DlbenchError(f"--{key} is a switch: give true or false")
+            if value or param.secondary_opts:
+                args.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            args += [param.opts[0], str(item).lower() if isinstance(item, bool) else str(item)]
+    return args
+
+
+def _recipe(command: str):
+    """A command's config builder and runner."""
+    from dlbench import config
+    from dlbench.runners import cv, optimize, overfit, transfer
+
+    return {"cv": (config.cv_config, cv), "optimize": (config.optimize_config, optimize),
+            "overfit": (config.overfit_config, overfit),
+            "transfer": (config.transfer_config, transfer)}[command]
+
+
+@app.command()
+def compare(
+        baseline: Annotated[Path, typer.Argument(
+            help="The baseline: a results directory, a suite directory or a scores.csv.",
+            show_default=False)],
+        current: Annotated[Path, typer.Argument(
+            help="The results to judge against it (the same kind).", show_default=False)],
+        tolerance: Annotated[str | None, typer.Option(
+            help="How much worse each metric may get before it counts, relative ('%') or in "
+                 "its units: 'accuracy:-1%,loss:+5%' (default 1% of the baseline for every "
+                 "metric).")] = None,
+        rope: Annotated[float | None, typer.Option(
+            help="Also the probability that the difference lies within ±ROPE (practically "
+                 "equivalent; correlated Bayesian t-test), in the metric's units.")] = None,
+        all_rows: Annotated[bool, typer.Option(
+            "--all", help="List the unchanged rows too.")] = False,
+        fmt: Annotated[str, typer.Option(
+            "--format", help="table | markdown (a CI job summary) | json.")] = "table") -> None:
+    """Compare results with a baseline: exit 1 when something regressed (worse than the
+    tolerance and significant) or went missing, 0 when nothing did."""
+    from dlbench import compare as judge
+    from dlbench import report
+
+    if fmt not in ("table", "markdown", "json"):
+        raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, markdown, json")
+    if rope is not None and not (rope > 0 and math.isfinite(rope)):
+        raise DlbenchError(f"--rope must be a positive number, got {rope:g}")
+    tolerances = judge.parse_tolerance(tolerance)
+    found = judge.compare(judge.load(baseline), judge.load(current), tolerances, rope)
+    notes = [f"a regression: worse than its tolerance and p < {judge.ALPHA} (two-sided, "
+             "paired over seeds; over k-fold splits by the corrected resampled t of Nadeau & "
+             "Bengio 2003); missing rows count as failures"]
+    if rope is not None:
+        notes.append(f"p_equivalent (json): posterior probability that the difference lies "
+                     f"within ±{rope:g} (correlated Bayesian t-test)")
+    report.show_compare(found, f"compare {baseline} → {current}", notes, fmt, all_rows)
+    raise typer.Exit(1 if found.verdict.isin(judge.FAILURES).any() else 0)
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in ("table", "json"):
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
@@ -389,7 +562,7 @@ def _run(runner, config, ctx: typer.Context, fmt: str, command: str) -> None:
     report."""
     from dlbench import report, results
     from dlbench.config import execution_config
-    from dlbench.execution import Engine, Store, check_execution
+    from dlbench.execution import Engine, check_execution
     from dlbench.progress import progress_bar
 
     out, resume = ctx.params["out"], ctx.params["resume"]
@@ -398,35 +571,55 @@ def _run(runner, config, ctx: typer.Context, fmt: str, command: str) -> None:
     warnings = check_execution(execution)
     plan = runner.prepare(config)
     _warn(warnings + plan.warnings)
-    record = {"command": command, "config": config.record()}
-    with results.claimed(out, command, record, resume) as out_dir:
-        store = Store(out_dir / results.CELLS)
-        with progress_bar(plan.total_epochs, command) as advance, \
-                Engine(execution, store, advance) as engine:
-            try:
-                result = runner.run(plan, engine)
-            except Interrupted:
-                raise Interrupted(_interrupted(out_dir, store.count(), out is None)) from None
-        manifest = {"command": command, **results.environment(), "config": config.record(),
-                    "execution": execution.record() | {"cells_trained": engine.trained,
-                                                       "cells_resumed": engine.resumed},
-                    **result.info}
-        results.write_run(out_dir, result.tables, manifest, _figures(command, result))
+    with progress_bar(plan.total_epochs, command) as advance, \
+            Engine(execution, progress=advance) as engine:
+        result, out_dir = _execute(command, runner, config, plan, out, resume, engine,
+                                   _finish_hint(out))
     _warn(result.warnings)
     report.show(command, result, fmt)
     typer.echo(f"results: {out_dir}", err=True)
 
 
-def _interrupted(out_dir: Path, finished: int, default_out: bool) -> str:
+def _execute(command: str, runner, config, plan, out: Path | None, resume: bool, engine,
+             hint: Callable[[Path], str]):
+    """Train a prepared plan into its claimed directory (its finished cells kept, the others
+    trained by `engine`) and write its files -> (result, the directory)."""
+    from dlbench import results
+    from dlbench.execution import Store
+
+    record = {"command": command, "config": config.record()}
+    with results.claimed(out, command, record, resume) as out_dir:
+        store = Store(out_dir / results.CELLS)
+        engine.use(store)
+        try:
+            result = runner.run(plan, engine)
+        except Interrupted:
+            raise Interrupted(_interrupted(out_dir, store.count(), hint(out_dir))) from None
+        manifest = {"command": command, **results.environment(), "config": config.record(),
+                    "execution": engine.config.record() | {"cells_trained": engine.trained,
+                                                           "cells_resumed": engine.resumed},
+                    **result.info}
+        results.write_run(out_dir, result.tables, manifest, _figures(command, result))
+    return result, out_dir
+
+
+def _finish_hint(out: Path | None) -> Callable[[Path], str]:
+    """The command that finishes an interrupted run: this one, with --resume (and --out)."""
+
+    def hint(out_dir: Path) -> str:
+        args = [a for a in sys.argv[1:] if a != "--resume"]
+        more = ["--resume"] + (["--out", str(out_dir)] if out is None else [])
+        return f"dlbench {shlex.join(args + more)}"
+
+    return hint
+
+
+def _interrupted(out_dir: Path, finished: int, hint: str) -> str:
     """What Ctrl-C leaves, and the command that finishes it."""
     if not finished:
         return "interrupted before any cell finished; nothing was kept"
-    import shlex
-
-    args = [a for a in sys.argv[1:] if a != "--resume"]
-    more = ["--resume"] + (["--out", str(out_dir)] if default_out else [])
     return (f"interrupted: {finished} finished cell{'s' if finished > 1 else ''} kept in "
-            f"{out_dir}; finish with: dlbench {shlex.join(args + more)}")
+            f"{out_dir}; finish with: {hint}")
 
 
 def _warn(warnings: list[str]) -> None:

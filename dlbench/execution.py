@@ -376,6 +376,11 @@ class Engine:
         if self._threads is not None:
             torch.set_num_threads(self._threads)
 
+    def use(self, store: Store | None) -> None:
+        """Keep finished tasks in `store` from now on (the next run's), and count afresh."""
+        self.store = store
+        self.trained = self.resumed = 0
+
     def run(self, dataset: Dataset, tasks: list[Task]) -> list[Results]:
         """Each task's results, in task order."""
         done: dict[int, Results] = {}

@@ -488,3 +488,73 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+# --- compare ---------------------------------------------------------------------------------
+
+
+def show_compare(found: pd.DataFrame, title: str, notes: list[str], fmt: str,
+                 everything: bool = False) -> None:
+    """The verdicts, regressions first: a table, markdown (a CI job summary) or JSON (every
+    row). Unchanged rows are counted, and listed only when `everything`."""
+    if fmt == "json":
+        rows = [{k: v for k, v in row.items() if v is not None}  # a column of another entry
+                for row in json.loads(found.to_json(orient="records"))]
+        print(json.dumps({"title": title, "counts": _counts(found), "rows": rows}, indent=2,
+                         ensure_ascii=False))
+        return
+    shown = found if everything else found[found.verdict != "unchanged"]
+    lines = [_compare_cells(row) for _, row in shown.iterrows()]
+    notes = [f"{_counts_line(found)}{'' if everything else ' (unchanged rows: --all)'}", *notes]
+    if fmt == "markdown":
+        print(f"### {title}\n")
+        if lines:
+            print("| " + " | ".join(COMPARE_COLUMNS) + " |")
+            print("|" + "---|" * len(COMPARE_COLUMNS))
+            for cells in lines:
+                shown = [*cells[:2], number(cells[2]), number(cells[3]), *cells[4:]]
+                print("| " + " | ".join(c.replace("|", "\\|") for c in shown) + " |")
+            print()
+        for note in notes:
+            print(f"{note}  ")
+        return
+    console = stdout()
+    table = _table(title, [("setting", "left"), ("baseline", "right"), ("current", "right"),
+                           ("Δ ±95%", "right"), ("p", "right"), ("verdict", "left")])
+    setting = None
+    for cells in lines:  # a setting's name on a line of its own, its metrics below it
+        if cells[0] != setting:
+            setting = cells[0]
+            table.add_row(f"[bold]{escape(setting)}[/bold]", *[""] * 5)
+        table.add_row(f"  {cells[1]}", number(cells[2]), number(cells[3]), cells[4], cells[5],
+                      cells[6])
+    if lines:
+        _print_table(console, table)
+    else:
+        console.print(title, style="bold", highlight=False)
+    for note in notes:
+        console.print(note, style="dim", highlight=False)
+
+
+COMPARE_COLUMNS = ("setting", "metric", "baseline", "current", "Δ ±95%", "p", "verdict")
+
+
+def _compare_cells(row: Any) -> list[Any]:
+    """setting, metric, baseline mean, current mean, Δ ± half its 95% interval, p, verdict."""
+    setting = " · ".join(str(v) for v in (row["entry"], row["configuration"]) if v)
+    metric = f"{row['split']} {row['metric']}"
+    means = [row.get(f"{side}_mean", math.nan) for side in ("baseline", "current")]
+    delta = ""
+    if pd.notna(row.get("delta")):
+        delta = plus_minus(row["delta"], (row["delta_ci_high"] - row["delta_ci_low"]) / 2)
+    p = p_value(row["p_value"]) if pd.notna(row.get("p_value")) else ""
+    return [setting, metric, *means, delta, p, row["verdict"]]
+
+
+def _counts(found: pd.DataFrame) -> dict[str, int]:
+    return {v: int((found.verdict == v).sum()) for v in
+            ("regressed", "missing", "improved", "new", "unchanged")}
+
+
+def _counts_line(found: pd.DataFrame) -> str:
+    return ", ".join(f"{n} {v}" for v, n in _counts(found).items() if n)

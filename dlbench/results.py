@@ -93,7 +93,10 @@ def claimed(path: Path | None, command: str, record: dict[str, Any],
     try:
         record = json.loads(json.dumps(record, default=_jsonable))
         if resume:
-            _same_run(path, record)
+            try:
+                _same_run(path, record)
+            except DlbenchError as e:
+                raise DlbenchError(f"--resume: {e}") from None
         else:
             atomic_write(path / RUN_RECORD, lambda f: json.dump(record, f, indent=2))
         yield path
@@ -169,16 +172,35 @@ def _check_free(out: Path) -> None:
                                f"{owner}); wait for it to finish or choose another directory")
 
 
-def _same_run(path: Path, record: dict[str, Any]) -> None:
+def run_state(path: Path, record: dict[str, Any]) -> str:
+    """What a directory holds of the run `record` describes: "new" (nothing), "unfinished" or
+    "finished"; a run of another configuration is refused."""
+    if not (path / RUN_RECORD).exists():
+        return "new"
+    _same_run(path, json.loads(json.dumps(record, default=_jsonable)),
+              "run into a new --out, or remove that directory")
+    return "finished" if (path / "manifest.json").exists() else "unfinished"
+
+
+def new_dir(name: str) -> Path:
+    """results/<name>-<timestamp>[-N]/, created exclusively (for a suite's own directory)."""
+    try:
+        return _make(None, name, [])
+    except OSError as e:
+        raise DlbenchError(f"cannot create a results directory under results/: {e.strerror}; "
+                           "give --out a writable directory") from None
+
+
+def _same_run(path: Path, record: dict[str, Any],
+              advice: str = "resume with the same options or choose a new --out") -> None:
     """Refuse to resume a run of another configuration, naming the first difference."""
     with open(path / RUN_RECORD) as f:
         stored = json.load(f)
     difference = _first_difference(stored, record)
     if difference is not None:
         where, there, here = difference
-        raise DlbenchError(f"--resume: {path} holds a run of another configuration ({where}: "
-                           f"{there} there, {here} now); resume with the same options or "
-                           "choose a new --out")
+        raise DlbenchError(f"{path} holds a run of another configuration ({where}: {there} "
+                           f"there, {here} now); {advice}")
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any] | None:

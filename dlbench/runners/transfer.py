@@ -181,7 +181,7 @@ def prepare(config: TransferConfig) -> Plan:
         raise DlbenchError(f"--top {config.top}: model {config.model.name} has {below} "
                            "pretrained weight layers below its head; ask for at most that many")
     same = {"probe-early": "probe-early trains like scratch",
-            "finetune-top": "finetune-top like finetune-all"}
+            "finetune-top": "finetune-top trains like finetune-all"}
     warnings = [] if not topped or config.top < below else [
         f"--top {config.top} covers every pretrained layer below the head, so "
         f"{' and '.join(same[s] for s in topped)}; the comparison needs more layers below the "

@@ -1,0 +1,158 @@
+"""Suites: TOML entries parsed by the commands' own code, run into one directory each, with what
+finished kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dlbench import cli, suites
+from dlbench.errors import DlbenchError
+from tests.cli_helpers import assert_usage_error, invoke
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+SUITE = """\
+description = "two quick entries"
+
+[entry.cv-iris]
+command = "cv"
+dataset = "iris"
+k = 2
+epochs = 2
+hidden = "8"
+stratify = false
+
+[entry.opt-iris]
+command = "optimize"
+dataset = "iris"
+opt = "sgd[lr=0.1],adam"
+epochs = 2
+seeds = 2
+hidden = ["8", "8,8"]
+"""
+# the same two runs as command lines
+COMMAND_LINES = {
+    "cv-iris": ["cv", "--dataset", "iris", "--k", "2", "--epochs", "2", "--hidden", "8",
+                "--no-stratify"],
+    "opt-iris": ["optimize", "--dataset", "iris", "--opt", "sgd[lr=0.1],adam", "--epochs", "2",
+                 "--seeds", "2", "--hidden", "8", "--hidden", "8,8"],
+}
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("suite")
+    result = invoke("run", write(root, SUITE), "--out", root / "out")
+    assert result.exit_code == 0, result.output
+    return root / "out"
+
+
+def test_each_entry_gives_the_files_of_its_command_line(ran, tmp_path):
+    assert sorted(p.name for p in ran.iterdir()) == ["cv-iris", "opt-iris"]
+    for name, args in COMMAND_LINES.items():
+        alone = tmp_path / name
+        assert invoke(*args, "--out", alone).exit_code == 0
+        for table in ("scores.csv", "curves.csv"):
+            assert (ran / name / table).read_bytes() == (alone / table).read_bytes(), name
+        assert (ran / name / "run.json").read_text() == (alone / "run.json").read_text()
+
+
+def test_a_rerun_skips_what_finished_and_resumes_what_did_not(ran, tmp_path):
+    suite = write(tmp_path, SUITE)
+    again = invoke("run", suite, "--out", ran)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.count("already finished") == 2
+    (ran / "opt-iris" / "manifest.json").unlink()  # as if stopped after its last cell
+    before = (ran / "opt-iris" / "scores.csv").read_bytes()
+    resumed = invoke("run", suite, "--out", ran)
+    assert resumed.exit_code == 0, resumed.output
+    [line] = [line for line in resumed.stdout.splitlines() if line.startswith("opt-iris")]
+    assert line.split()[2:4] == ["resumed", "0"]  # resumed, no cell trained again
+    assert (ran / "opt-iris" / "scores.csv").read_bytes() == before
+
+
+def test_an_entry_whose_options_changed_is_refused_before_anything_runs(ran, tmp_path):
+    changed = write(tmp_path, SUITE.replace('k = 2', 'k = 3'))
+    result = invoke("run", changed, "--out", ran)
+    message = assert_usage_error(result, tmp_path / "nothing")
+    assert message == (f"error: suite entry 'cv-iris': {ran / 'cv-iris'} holds a run of another"
+                       " configuration (config.split.k: 2 there, 3 now); run into a new --out, "
+                       "or remove that directory")
+
+
+@pytest.mark.parametrize("entry, says", [
+    ('command = "cv"\nnope = 3', "suite entry 'bad': cv has no option --nope; its options: "
+                                 "activation, "),
+    ('command = "cv"\nk = "x"', "suite entry 'bad': Invalid value for '--k'"),
+    ('command = "cv"\nk = 1', "suite entry 'bad': --k must be at least 2"),
+    ('command = "cv"\nstratify = "no"', "--stratify is a switch: give true or false"),
+    ('command = "cv"\ndataset = "nope"', "suite entry 'bad': unknown dataset 'nope'; choose one"),
+    ('command = "transfer"\nstrategy = "probe"', "suite entry 'bad': unknown strategy"),
+    ('command = "optimize"\nfunction = "rosenbrock"', "has no cells to run in a suite"),
+    ('command = "cv"\nworkers = 2', "--workers is set for the whole suite by dlbench run"),
+    ('command = "fit"', "command must be one of cv, optimize, overfit, transfer, got 'fit'"),
+    ('command = "cv"\nhidden = [[8]]', "hidden must be a string, number or boolean"),
+])
+def test_a_bad_entry_is_one_line_naming_it_and_nothing_runs(entry, says, tmp_path):
+    good = SUITE.split("[entry.opt-iris]")[0]  # a good entry first: it must not run either
+    suite = write(tmp_path, f"{good}\n[entry.bad]\n{entry}\n")
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke("run", suite, "--out", out), out)
+    assert says in message, message
+
+
+@pytest.mark.parametrize("text, says", [
+    ("x = [", "suite {path}: "),
+    ('description = "none"', "has no entries"),
+    ('[suite]\nx = 1\n[entry.a]\ncommand = "cv"', "unknown key 'suite'"),
+    ('[entry."a b"]\ncommand = "cv"', "entry 'a b': a name is letters"),
+])
+def test_a_malformed_suite_file_is_refused(text, says, tmp_path):
+    path = write(tmp_path, text)
+    with pytest.raises(DlbenchError, match=None) as caught:
+        suites.load(path)
+    assert says.format(path=path) in str(caught.value)
+
+
+def test_shipped_suites_are_valid_before_anything_runs(tmp_path):
+    """Every entry of every shipped suite parses, checks and prepares (data, sizes)."""
+    for path in sorted(BENCHMARKS.glob("*.toml")):
+        suite = suites.load(path)
+        commands = {e.command for e in suite.entries}
+        if path.name == "smoke.toml":
+            assert commands == set(suites.COMMANDS)  # the smoke run touches every command
+        for entry in suite.entries:
+            prepared = cli._prepared(entry, tmp_path / path.stem / entry.name)
+            assert prepared.state == "new" and prepared.plan.total_epochs > 0
+
+
+def test_the_suite_results_of_a_pool_equal_in_process_ones(ran, tmp_path):
+    out = tmp_path / "pool"
+    result = invoke("run", write(tmp_path, SUITE), "--out", out, "--workers", "2")
+    assert result.exit_code == 0, result.output
+    for name in COMMAND_LINES:
+        a, b = (pd.read_csv(d / name / "scores.csv") for d in (ran, out))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_the_gate_catches_a_deliberately_worse_smoke_run(tmp_path):
+    """`make regress` compares a fresh smoke run with results/baseline/: one whose training is
+    cut short (the same configurations, worse numbers) fails it with exit 1."""
+    baseline = BENCHMARKS.parent / "results" / "baseline"
+    worse = write(tmp_path, (BENCHMARKS / "smoke.toml").read_text()
+                  .replace("epochs = 10", "epochs = 1").replace("epochs = 25", "epochs = 2"))
+    assert invoke("run", worse, "--out", tmp_path / "worse").exit_code == 0
+    result = invoke("compare", baseline, tmp_path / "worse", "--format", "json")
+    assert result.exit_code == 1, result.output
+    verdicts = pd.DataFrame(json.loads(result.stdout)["rows"])
+    regressed = verdicts[verdicts.verdict == "regressed"]
+    assert {"cv-digits", "optimize-digits", "overfit-mnist1d"} <= set(regressed.entry)
