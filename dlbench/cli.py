@@ -515,11 +515,10 @@ def _recipe(command: str):
 
 @app.command()
 def compare(
-        baseline: Annotated[Path, typer.Argument(
-            help="The baseline: a results directory, a suite directory or a scores.csv.",
+        paths: Annotated[list[Path], typer.Argument(
+            help="BASELINE CURRENT: results directories, suite directories or scores.csv "
+                 "files. With --rank: two or more results or suite directories.",
             show_default=False)],
-        current: Annotated[Path, typer.Argument(
-            help="The results to judge against it (the same kind).", show_default=False)],
         tolerance: Annotated[str | None, typer.Option(
             help="How much worse each metric may get before it counts, relative ('%') or in "
                  "its units: 'accuracy:-1%,loss:+5%' (default 1% of the baseline for every "
@@ -529,18 +528,42 @@ def compare(
                  "equivalent; correlated Bayesian t-test), in the metric's units.")] = None,
         all_rows: Annotated[bool, typer.Option(
             "--all", help="List the unchanged rows too.")] = False,
+        rank: Annotated[bool, typer.Option(
+            "--rank", help="Rank the methods (configurations) across the problems (each "
+                           "directory or suite entry): Friedman, Nemenyi, Wilcoxon for two.")
+                        ] = False,
+        metric: Annotated[str, typer.Option(help="--rank: the metric ranked.")] = "accuracy",
+        split: Annotated[str, typer.Option(help="--rank: the split ranked.")] = "val",
+        cost: Annotated[str | None, typer.Option(
+            help="--rank: also performance profiles of this cost to the target (grad_evals, "
+                 "passes, epochs, seconds; runs of optimize --target-accuracy).")] = None,
+        out: Annotated[Path | None, typer.Option(
+            help="--rank: where its CSVs and PNGs go (default results/rank-<timestamp>/).")
+                       ] = None,
         fmt: Annotated[str, typer.Option(
             "--format", help="table | markdown (a CI job summary) | json.")] = "table") -> None:
     """Compare results with a baseline: exit 1 when something regressed (worse than the
-    tolerance and significant) or went missing, 0 when nothing did."""
+    tolerance and significant) or went missing, 0 when nothing did. With --rank: methods
+    ranked across problems."""
     from dlbench import compare as judge
     from dlbench import report
 
     if fmt not in ("table", "markdown", "json"):
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, markdown, json")
+    if rank:
+        _rank(paths, metric, split, cost, out, fmt)
+        return
+    if len(paths) != 2:
+        raise DlbenchError(f"compare takes BASELINE CURRENT (2 paths), got {len(paths)}; "
+                           "--rank compares more")
+    for option, value, default in (("--metric", metric, "accuracy"), ("--split", split, "val"),
+                                   ("--cost", cost, None), ("--out", out, None)):
+        if value != default:
+            raise DlbenchError(f"{option} applies to --rank; drop it")
     if rope is not None and not (rope > 0 and math.isfinite(rope)):
         raise DlbenchError(f"--rope must be a positive number, got {rope:g}")
     tolerances = judge.parse_tolerance(tolerance)
+    baseline, current = paths
     found = judge.compare(judge.load(baseline), judge.load(current), tolerances, rope)
     notes = [f"a regression: worse than its tolerance and p < {judge.ALPHA} (two-sided, "
              "paired over seeds; over k-fold splits by the corrected resampled t of Nadeau & "
@@ -550,6 +573,46 @@ def compare(
                      f"within ±{rope:g} (correlated Bayesian t-test)")
     report.show_compare(found, f"compare {baseline} → {current}", notes, fmt, all_rows)
     raise typer.Exit(1 if found.verdict.isin(judge.FAILURES).any() else 0)
+
+
+def _rank(paths: list[Path], metric: str, split: str, cost: str | None, out: Path | None,
+          fmt: str) -> None:
+    """compare --rank: every input checked, then the ranking, its files and its table."""
+    from dlbench import compare as judge
+    from dlbench import plots, ranking, report, results
+    from dlbench.metrics import METRICS
+
+    if metric not in METRICS:
+        raise DlbenchError(f"--metric: unknown metric '{metric}'; choose from: "
+                           f"{', '.join(METRICS.names())}")
+    if cost is not None and cost not in ranking.COSTS:
+        raise DlbenchError(f"--cost: unknown cost '{cost}'; choose one of: "
+                           f"{', '.join(ranking.COSTS)}")
+    results.check_out(out)
+    scores = ranking.score_table([judge.load(p) for p in paths], split, metric)
+    costs = ranking.cost_table(paths, cost) if cost is not None else None
+    ranked = ranking.rank(scores, metric)
+    title = f"{metric} on {split}, {len(scores)} problems"
+    tables = {"ranks": ranking.ranks_table(ranked),
+              "scores": scores.rename_axis("problem").reset_index()}
+    figures = {}
+    if ranked.nemenyi is not None:
+        tables["nemenyi"] = ranked.nemenyi.rename_axis("method").reset_index()
+        figures["critical_difference.png"] = lambda p: plots.critical_difference_plot(
+            p, ranked.ranks, ranked.nemenyi, f"mean rank, {title} (bars join methods "
+            f"Nemenyi cannot tell apart at α={ranking.ALPHA})")
+    if costs is not None:
+        profile = ranking.profiles(costs)
+        tables["profiles"] = profile.reset_index()
+        figures["profiles.png"] = lambda p: plots.profiles_plot(
+            p, profile, cost, f"performance profiles: {cost} to the target, {len(costs)} "
+            "problems")
+    record = {"command": "compare --rank", "config": {
+        "paths": [str(p) for p in paths], "metric": metric, "split": split, "cost": cost}}
+    with results.claimed(out, "rank", record) as out_dir:
+        results.write_run(out_dir, tables, {**record, **results.environment()}, figures)
+    report.show_ranking(ranked, title, fmt)
+    typer.echo(f"results: {out_dir}", err=True)
 
 
 def _check_format(fmt: str) -> None:

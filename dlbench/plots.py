@@ -738,3 +738,32 @@ def _size_axis(ax: plt.Axes, sizes: pd.Series, cells: int):
         return lambda x, i: x * 10 ** (decades * step * (i - (cells - 1) / 2))
     span = float(sizes.max() - sizes.min()) or float(sizes.max())
     return lambda x, i: x + span * step * (i - (cells - 1) / 2)
+
+
+def critical_difference_plot(path: str | Path, ranks: pd.Series, nemenyi: pd.DataFrame,
+                             title: str) -> None:
+    """The critical-difference diagram (Demšar 2006), drawn by scikit-posthocs: mean ranks on
+    an axis, methods not significantly different (Nemenyi) joined by a bar."""
+    import scikit_posthocs as sp
+
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.3 * len(ranks)), layout="constrained")
+    sp.critical_difference_diagram(ranks, nemenyi, ax=ax)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def profiles_plot(path: str | Path, profiles: pd.DataFrame, cost: str, title: str) -> None:
+    """Performance profiles: the share of problems each method solves within τ× the cheapest
+    method's cost, τ from 1 to 4 (steps: a method solves a problem at one τ)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for i, method in enumerate(profiles.columns):  # wider lines first: equal ones stay seen
+        style = _style(i) | {"marker": None, "lw": max(4.0 - 1.2 * i, 1.2)}
+        ax.step(profiles.index, profiles[method], where="post", label=method, **style)
+    ax.set_xlabel(f"τ: {cost.replace('_', ' ')} to the target ÷ the best method's")
+    ax.set_ylabel("share of problems solved within τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(profiles.index.min(), profiles.index.max())
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    _legend_below(fig, ax.get_legend_handles_labels()[0])
+    _save(fig, path)

@@ -558,3 +558,44 @@ def _counts(found: pd.DataFrame) -> dict[str, int]:
 
 def _counts_line(found: pd.DataFrame) -> str:
     return ", ".join(f"{n} {v}" for v, n in _counts(found).items() if n)
+
+
+def show_ranking(ranked: Any, title: str, fmt: str) -> None:
+    """compare --rank: the methods by mean rank, and what the tests say."""
+    from dlbench.ranking import ALPHA, ranks_table
+
+    table_rows = ranks_table(ranked)
+    statistic, p = ranked.friedman
+    notes = [f"{ranked.scores.shape[0]} problems (rows of scores.csv in the output), "
+             f"{ranked.scores.shape[1]} methods; rank 1 is best, ties share the mean rank"]
+    if math.isfinite(p):
+        notes.append(f"Friedman: chi² {statistic:.3g}, p {p_value(p)}; Nemenyi critical "
+                     f"difference at α={ALPHA}: {ranked.critical_difference:.3g} mean ranks")
+        pairs = [f"{a} vs {b}" for i, a in enumerate(ranked.nemenyi.index)
+                 for b in ranked.nemenyi.columns[i + 1:] if ranked.nemenyi.loc[a, b] < ALPHA]
+        notes.append("significantly different (Nemenyi): " + ("; ".join(pairs) or "none"))
+    if ranked.wilcoxon is not None:
+        notes.append(f"Wilcoxon signed-rank (two methods): statistic {ranked.wilcoxon[0]:.3g}, "
+                     f"p {p_value(ranked.wilcoxon[1])}")
+    if fmt == "json":
+        print(json.dumps({"title": title, "ranks": json.loads(table_rows.to_json(
+            orient="records")), "friedman": {"statistic": statistic, "p": p},
+            "critical_difference": ranked.critical_difference, "notes": notes}, indent=2,
+            ensure_ascii=False, default=lambda v: None))
+        return
+    if fmt == "markdown":
+        print(f"### rank: {title}\n\n| method | mean rank | mean score |\n|---|---|---|")
+        for row in table_rows.itertuples():
+            print(f"| {row.method} | {row.mean_rank:.2f} | {number(row.mean_score)} |")
+        print()
+        for note in notes:
+            print(f"{note}  ")
+        return
+    table = _table(f"rank: {title}", [("setting", "left"), ("mean rank", "right"),
+                                      ("mean score", "right")])
+    for row in table_rows.itertuples():
+        table.add_row(escape(str(row.method)), f"{row.mean_rank:.2f}", number(row.mean_score))
+    console = stdout()
+    _print_table(console, table)
+    for note in notes:
+        console.print(note, style="dim", highlight=False)
