@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/dlbench cv --k 4 --repeats 3
 
+# The report's browser tests run where Debian's chromium is installed (apt-get install chromium)
+# and are skipped, saying so, where it is not.
 test: install
 	$(BIN)/python -m pytest
 

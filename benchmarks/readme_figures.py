@@ -157,12 +157,46 @@ def transfer(root: Path) -> None:
               f"(diff {q.diff:+.3f} ± {q.diff_ci_half:.3f}, p {q.p:.3f})")
 
 
+TEXTBOOK = Path(__file__).parent / "textbook.toml"
+TEXTBOOK_COLUMNS = ("cell", "f", "steps_to_tol", "grad_evals_to_tol", "val_mean", "val_ci_half",
+                    "statuses", "onset_epoch", "gap_final", "test_mean", "diff_none",
+                    "diff_none_ci_half", "vs_none")
+
+
+def textbook(root: Path) -> None:
+    """The README's "Textbook claims, measured": every entry's summary, its key columns."""
+    section("textbook claims", f"run {TEXTBOOK}")
+    out = root / "textbook"
+    result = RUNNER.invoke(app, ["run", str(TEXTBOOK), "--out", str(out)])
+    if result.exit_code != 0:
+        raise SystemExit(f"the textbook suite failed: {result.stderr}")
+    for entry in sorted(p for p in out.iterdir() if (p / "summary.csv").exists()):
+        summary = pd.read_csv(entry / "summary.csv")
+        print(f"-- {entry.name}")
+        if "split" in summary:  # cv: the validation accuracy over splits
+            summary = summary[(summary.split == "val") & (summary.metric == "accuracy")]
+            print(summary[["n", "mean", "std", "min", "max", "ci_low", "ci_high"]].to_string(
+                index=False))
+            continue
+        columns = [c for c in TEXTBOOK_COLUMNS if c in summary]
+        print(summary[columns].to_string(index=False, float_format="%.4g"))
+    for entry in ("init-histograms",):
+        activations = pd.read_csv(out / entry / "activations.csv")
+        print(f"-- {entry}: activations per layer at initialisation")
+        print(activations[["init", "layer", "std", "saturated"]].to_string(
+            index=False, float_format="%.3g"))
+    if (out / "transfer-quadrants" / "quadrants.csv").exists():
+        print(pd.read_csv(out / "transfer-quadrants" / "quadrants.csv")[
+            ["quadrant", "advised", "winner", "diff", "diff_ci_half", "verdict"]].to_string(
+            index=False))
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print(f"readme figures: dlbench commands, CPU, {os.cpu_count()} CPUs")
         for figure in (cv_example, one_split, init_study, functions, networks,
-                       hyperparameters, overfit, transfer):
+                       hyperparameters, overfit, transfer, textbook):
             figure(root)
 
 

@@ -384,6 +384,29 @@ def transfer(
     _run(runner, transfer_config(ctx.params, _given(ctx)), ctx, fmt, "transfer")
 
 
+@app.command(name="report")
+def report_page(
+        paths: Annotated[list[Path], typer.Argument(
+            help="Results to show: run, suite, compare (compare --out) or rank directories.",
+            show_default=False)],
+        out: Annotated[Path, typer.Option(
+            help="The HTML file to write (self-contained: styles and images inline).")
+                       ] = Path("report.html")) -> None:
+    """One HTML page of results that opens in any browser without a server: compare verdicts
+    first (regressions at the top), then every run's summary table and figures."""
+    from dlbench import html, results
+
+    if out.is_dir():
+        raise DlbenchError(f"--out {out} is a directory; give a file name like report.html")
+    text = html.page(paths)
+    try:
+        results.atomic_write(out, lambda f: f.write(text))
+    except OSError as e:
+        raise DlbenchError(f"cannot write {out}: {e.strerror}; give --out a writable path"
+                           ) from None
+    typer.echo(f"report: {out}", err=True)
+
+
 @app.command(name="run")
 def run_suite(
         ctx: typer.Context,
@@ -419,14 +442,16 @@ def run_suite(
     with progress_bar(total, loaded.name) as advance, \
             Engine(execution, progress=advance) as engine:
         for e in entries:
-            if e.state != "finished":
+            if e.state != "finished" and e.plan is None:  # paths on a function
+                _, e.out = _execute_functions(e.runner, e.config, e.out, e.state != "new")
+            elif e.state != "finished":
                 _, e.out = _execute(e.entry.command, e.runner, e.config, e.plan, e.out,
                                     e.state == "unfinished", engine,
                                     lambda _: f"dlbench {shlex.join(sys.argv[1:])}")
             rows.append({"entry": e.entry.name, "command": e.entry.command,
                          "done": {"new": "trained", "unfinished": "resumed"}.get(
                              e.state, "already finished"),
-                         "cells trained": engine.trained if e.state != "finished" else 0,
+                         "cells trained": engine.trained if e.plan is not None else 0,
                          "results": str(e.out)})
     report.listing(f"suite {loaded.name}", rows, ["entry", "command", "done", "cells trained",
                                                   "results"], wrap=("results",))
@@ -440,7 +465,7 @@ class _Entry:
     entry: Any  # suites.Entry
     runner: Any
     config: Any
-    plan: Any  # None when its run finished already
+    plan: Any  # None when its run finished already, and for paths on a function (no cells)
     state: str  # results.run_state: new, unfinished or finished
     out: Path
 
@@ -458,13 +483,17 @@ def _prepared(entry, out: Path) -> _Entry:
         context = _entry_context(entry)
         build, runner = _recipe(entry.command)
         config = build(context.params, _given(context))
-        if getattr(config, "function", None):
-            raise DlbenchError("optimize --function has no cells to run in a suite; use "
-                               "networks")
         state = results.run_state(out, {"command": entry.command, "config": config.record()})
         if state != "finished":
             results.check_out(out, resume=state == "unfinished")
-        plan = runner.prepare(config) if state != "finished" else None
+        plan = None
+        if getattr(config, "function", None):  # paths on a function: a second, no cells
+            from dlbench.runners import functions
+
+            runner = functions
+            runner.check(config)
+        elif state != "finished":
+            plan = runner.prepare(config)
     except DlbenchError as e:
         raise DlbenchError(f"suite entry '{entry.name}': {e}") from None
     return _Entry(entry, runner, config, plan, state, out)
@@ -538,15 +567,15 @@ def compare(
             help="--rank: also performance profiles of this cost to the target (grad_evals, "
                  "passes, epochs, seconds; runs of optimize --target-accuracy).")] = None,
         out: Annotated[Path | None, typer.Option(
-            help="--rank: where its CSVs and PNGs go (default results/rank-<timestamp>/).")
-                       ] = None,
+            help="Also write the verdicts (compare.csv) here, for `dlbench report`; --rank: "
+                 "where its CSVs and PNGs go (default results/rank-<timestamp>/).")] = None,
         fmt: Annotated[str, typer.Option(
             "--format", help="table | markdown (a CI job summary) | json.")] = "table") -> None:
     """Compare results with a baseline: exit 1 when something regressed (worse than the
     tolerance and significant) or went missing, 0 when nothing did. With --rank: methods
     ranked across problems."""
     from dlbench import compare as judge
-    from dlbench import report
+    from dlbench import report, results
 
     if fmt not in ("table", "markdown", "json"):
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, markdown, json")
@@ -557,12 +586,13 @@ def compare(
         raise DlbenchError(f"compare takes BASELINE CURRENT (2 paths), got {len(paths)}; "
                            "--rank compares more")
     for option, value, default in (("--metric", metric, "accuracy"), ("--split", split, "val"),
-                                   ("--cost", cost, None), ("--out", out, None)):
+                                   ("--cost", cost, None)):
         if value != default:
             raise DlbenchError(f"{option} applies to --rank; drop it")
     if rope is not None and not (rope > 0 and math.isfinite(rope)):
         raise DlbenchError(f"--rope must be a positive number, got {rope:g}")
     tolerances = judge.parse_tolerance(tolerance)
+    results.check_out(out)
     baseline, current = paths
     found = judge.compare(judge.load(baseline), judge.load(current), tolerances, rope)
     notes = [f"a regression: worse than its tolerance and p < {judge.ALPHA} (two-sided, "
@@ -571,6 +601,14 @@ def compare(
     if rope is not None:
         notes.append(f"p_equivalent (json): posterior probability that the difference lies "
                      f"within ±{rope:g} (correlated Bayesian t-test)")
+    if out is not None:  # compare.csv, every row: what `dlbench report` shows
+        record = {"command": "compare", "config": {"baseline": str(baseline),
+                                                   "current": str(current),
+                                                   "tolerance": tolerance, "rope": rope}}
+        with results.claimed(out, "compare", record) as out_dir:
+            results.write_run(out_dir, {"compare": found}, {
+                **record, "baseline": str(baseline), "current": str(current),
+                "rule": notes[0], **results.environment()})
     report.show_compare(found, f"compare {baseline} → {current}", notes, fmt, all_rows)
     raise typer.Exit(1 if found.verdict.isin(judge.FAILURES).any() else 0)
 
@@ -761,15 +799,25 @@ def _sweep_title(result) -> str:
 
 def _run_functions(runner, config, ctx: typer.Context, fmt: str) -> None:
     """Paths on a 2-D function: no cells, and a second's work (so no --resume or executors)."""
-    from dlbench import plots, report, results
+    from dlbench import report, results
     from dlbench.functions import FUNCTIONS
 
     out = ctx.params["out"]
     results.check_out(out)
     runner.check(config)
+    summary, out_dir = _execute_functions(runner, config, out)
+    report.print_functions(summary, FUNCTIONS.get(config.function), config, fmt)
+    typer.echo(f"results: {out_dir}", err=True)
+
+
+def _execute_functions(runner, config, out: Path | None, resume: bool = False):
+    """Run paths on a function into their claimed directory -> (summary, the directory)."""
+    from dlbench import plots, results
+    from dlbench.functions import FUNCTIONS
+
     info = FUNCTIONS.get(config.function)
     record = {"command": "optimize", "config": config.record()}
-    with results.claimed(out, "optimize", record) as out_dir:
+    with results.claimed(out, "optimize", record, resume) as out_dir:
         started = time.perf_counter()
         trajectories, summary = runner.run(config, config.optimizer_grid())
         manifest = {"command": "optimize", **results.environment(), "config": config.record(),
@@ -777,8 +825,7 @@ def _run_functions(runner, config, ctx: typer.Context, fmt: str) -> None:
         results.write_run(out_dir, {"trajectories": trajectories, "summary": summary}, manifest,
                           {"trajectories.png": lambda p: plots.trajectories_plot(
                               p, info, trajectories)})
-    report.print_functions(summary, info, config, fmt)
-    typer.echo(f"results: {out_dir}", err=True)
+    return summary, out_dir
 
 
 @app.command()

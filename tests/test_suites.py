@@ -97,7 +97,7 @@ def test_an_entry_whose_options_changed_is_refused_before_anything_runs(ran, tmp
     ('command = "cv"\nstratify = "no"', "--stratify is a switch: give true or false"),
     ('command = "cv"\ndataset = "nope"', "suite entry 'bad': unknown dataset 'nope'; choose one"),
     ('command = "transfer"\nstrategy = "probe"', "suite entry 'bad': unknown strategy"),
-    ('command = "optimize"\nfunction = "rosenbrock"', "has no cells to run in a suite"),
+    ('command = "optimize"\nfunction = "nope"', "suite entry 'bad': unknown function 'nope'"),
     ('command = "cv"\nworkers = 2', "--workers is set for the whole suite by dlbench run"),
     ('command = "fit"', "command must be one of cv, optimize, overfit, transfer, got 'fit'"),
     ('command = "cv"\nhidden = [[8]]', "hidden must be a string, number or boolean"),
@@ -132,7 +132,9 @@ def test_shipped_suites_are_valid_before_anything_runs(tmp_path):
             assert commands == set(suites.COMMANDS)  # the smoke run touches every command
         for entry in suite.entries:
             prepared = cli._prepared(entry, tmp_path / path.stem / entry.name)
-            assert prepared.state == "new" and prepared.plan.total_epochs > 0
+            assert prepared.state == "new"
+            assert prepared.plan.total_epochs > 0 if "function" not in entry.options \
+                else prepared.plan is None
 
 
 def test_the_suite_results_of_a_pool_equal_in_process_ones(ran, tmp_path):
@@ -156,3 +158,13 @@ def test_the_gate_catches_a_deliberately_worse_smoke_run(tmp_path):
     verdicts = pd.DataFrame(json.loads(result.stdout)["rows"])
     regressed = verdicts[verdicts.verdict == "regressed"]
     assert {"cv-digits", "optimize-digits", "overfit-mnist1d"} <= set(regressed.entry)
+
+
+def test_paths_on_a_function_run_in_a_suite_and_are_kept(tmp_path):
+    suite = write(tmp_path, '[entry.bowl]\ncommand = "optimize"\nfunction = "anisotropic"\n'
+                            'steps = 20\n')
+    first = invoke("run", suite, "--out", tmp_path / "out")
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "out" / "bowl" / "trajectories.png").exists()
+    again = invoke("run", suite, "--out", tmp_path / "out")
+    assert "already finished" in again.stdout

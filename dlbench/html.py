@@ -1,0 +1,149 @@
+"""One self-contained HTML page for any results: runs, suites, compare and rank directories.
+
+Everything is inline — the style, every table, every PNG as a data URI, no script — so a CI job
+keeps the one file as an artifact and a person opens it in a browser without a server. Compare
+verdicts come first, regressions at their top.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from dlbench import __version__
+from dlbench.errors import DlbenchError
+
+MAX_ROWS = 200  # rows of a table shown; the CSV beside it holds them all
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #1a1a1a; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+h3 { margin-top: 1.5em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 12px; display: block;
+        overflow-x: auto; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+tr.regressed td, tr.missing td { background: #fde2e2; }
+tr.improved td { background: #e3f6e3; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.note { color: #555; } code { background: #f3f3f3; padding: 0 3px; }
+.counts span { margin-right: 1.2em; }
+"""
+
+
+def kind(path: Path) -> str:
+    """What a directory holds: compare, rank, run or suite."""
+    if not path.exists():
+        raise DlbenchError(f"{path} does not exist; give run, suite, compare or rank "
+                           "directories")
+    if (path / "compare.csv").exists():
+        return "compare"
+    if (path / "ranks.csv").exists():
+        return "rank"
+    if (path / "manifest.json").exists():
+        return "run"
+    if path.is_dir() and any((p / "manifest.json").exists() for p in path.iterdir()):
+        return "suite"
+    raise DlbenchError(f"{path} holds no finished results (no manifest.json, compare.csv or "
+                       "ranks.csv, nor runs below it); give run, suite, compare or rank "
+                       "directories")
+
+
+def page(paths: list[Path]) -> str:
+    """The page: compare directories first (their regressions at the top), then the rest."""
+    kinds = [(kind(p), p) for p in paths]
+    kinds.sort(key=lambda kp: kp[0] != "compare")
+    body = [f"<h1>dlbench report</h1><p class=note>{len(paths)} result"
+            f"{'s' if len(paths) > 1 else ''}, made {time.strftime('%Y-%m-%d %H:%M')} by "
+            f"dlbench {__version__}</p>"]
+    for what, path in kinds:
+        body.append({"compare": _compare, "rank": _rank, "run": _run, "suite": _suite}[what](path))
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width, initial-scale=1'>"
+            f"<title>dlbench report</title><style>{STYLE}</style></head><body>"
+            + "\n".join(body) + "</body></html>\n")
+
+
+def _compare(path: Path) -> str:
+    rows = pd.read_csv(path / "compare.csv", keep_default_na=False, na_values=[""])
+    counts = rows["verdict"].value_counts()
+    shown = rows[rows.verdict != "unchanged"]
+    columns = [c for c in ("entry", "configuration", "split", "metric", "baseline_mean",
+                           "current_mean", "delta", "delta_ci_low", "delta_ci_high", "p_value",
+                           "verdict") if c in rows]
+    manifest = _manifest(path)
+    return (f"<h2>compare: {_e(manifest.get('baseline', ''))} → "
+            f"{_e(manifest.get('current', ''))}</h2><p class=counts>"
+            + "".join(f"<span><b>{n}</b> {_e(v)}</span>" for v, n in counts.items()) + "</p>"
+            + (_table(shown[columns], verdicts=True) if len(shown) else
+               "<p>Nothing regressed, improved, went missing or appeared.</p>")
+            + f"<p class=note>{_e(manifest.get('rule', ''))}</p>")
+
+
+def _rank(path: Path) -> str:
+    return (f"<h2>rank: {_e(path.name)}</h2>"
+            + _table(pd.read_csv(path / "ranks.csv")) + _images(path))
+
+
+def _suite(path: Path) -> str:
+    runs = sorted(p for p in path.iterdir() if (p / "manifest.json").exists())
+    return (f"<h2>suite: {_e(path.name)}</h2><p>{len(runs)} entries: "
+            + ", ".join(f"<a href='#{_anchor(r)}'>{_e(r.name)}</a>" for r in runs) + "</p>"
+            + "".join(_run(r, level=3) for r in runs))
+
+
+def _run(path: Path, level: int = 2) -> str:
+    manifest = _manifest(path)
+    line = " ".join(manifest.get("command_line", [])) or manifest.get("command", "")
+    parts = [f"<h{level} id='{_anchor(path)}'>{_e(manifest.get('command', 'run'))}: "
+             f"{_e(path.name)}</h{level}>",
+             f"<p class=note><code>{_e(line)}</code> · dataset "
+             f"{_e(str(manifest.get('dataset', {}).get('name', '—')))} · "
+             f"{manifest.get('seconds', '—')} s on {_e(str(manifest.get('device', '—')))}</p>"]
+    if (path / "summary.csv").exists():
+        parts.append(_table(pd.read_csv(path / "summary.csv")))
+    return "".join(parts) + _images(path)
+
+
+def _images(path: Path) -> str:
+    return "".join(
+        f"<figure><img alt='{_e(png.stem)}' src='data:image/png;base64,"
+        f"{base64.b64encode(png.read_bytes()).decode()}'><figcaption class=note>"
+        f"{_e(png.name)}</figcaption></figure>" for png in sorted(path.glob("*.png")))
+
+
+def _table(frame: pd.DataFrame, verdicts: bool = False) -> str:
+    head = "".join(f"<th>{_e(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.head(MAX_ROWS).iterrows():
+        kind_ = f" class='{_e(str(row['verdict']))}'" if verdicts else ""
+        rows.append(f"<tr{kind_}>" + "".join(f"<td>{_e(_cell(v))}</td>" for v in row) + "</tr>")
+    more = (f"<p class=note>{len(frame) - MAX_ROWS} more rows in the CSV.</p>"
+            if len(frame) > MAX_ROWS else "")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _manifest(path: Path) -> dict:
+    try:
+        return json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _anchor(path: Path) -> str:
+    return "run-" + "".join(c if c.isalnum() else "-" for c in path.name)
+
+
+def _e(text: str) -> str:
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,116 @@
+"""`dlbench report`: one self-contained HTML page, checked as text and in a real headless
+browser (Debian's chromium: `apt-get install chromium`; the browser tests are skipped without
+it)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.cli_helpers import invoke
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium here: apt-get install chromium (Debian) to run the "
+                             "report's browser tests")
+# what a machine with a closed network needs (see the env notes): no background connections
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0"]
+LOADED = ("<script>window.addEventListener('load', () => { document.body.dataset.images = "
+          "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length; });"
+          "</script>")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """A report of a compare directory (a worse run against a baseline), a run with figures,
+    and a rank directory."""
+    root = tmp_path_factory.mktemp("report")
+    base = ["cv", "--dataset", "iris", "--k", "5", "--hidden", "16"]
+    assert invoke(*base, "--epochs", "20", "--out", root / "base").exit_code == 0
+    assert invoke(*base, "--epochs", "1", "--out", root / "worse").exit_code == 0
+    assert invoke("compare", root / "base", root / "worse", "--out",
+                  root / "verdicts").exit_code == 1
+    run = root / "overfit"
+    assert invoke("overfit", "--dataset", "digits", "--epochs", "3", "--width", "16",
+                  "--reg", "none,dropout", "--seeds", "2", "--out", run).exit_code == 0
+    out = root / "report.html"
+    result = invoke("report", run, root / "verdicts", root / "base", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, {"run": run, "verdicts": root / "verdicts"}
+
+
+def test_the_page_is_self_contained_with_every_table_and_figure(page):
+    out, inputs = page
+    text = out.read_text()
+    assert not re.search(r"""(src|href)=['"]?(https?:|//)""", text), "it must not fetch"
+    images = re.findall(r"<img [^>]*src='([^']*)'", text)
+    assert images and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == len(list(inputs["run"].glob("*.png")))
+    verdicts = pd.read_csv(inputs["verdicts"] / "compare.csv")
+    changed = (verdicts.verdict != "unchanged").sum()
+    assert text.count("<tr class='regressed'>") == (verdicts.verdict == "regressed").sum()
+    assert text.count("<table>") == 3 and changed > 0  # the verdicts and two summaries
+    # compare verdicts first, whatever the order given
+    assert text.index("compare:") < text.index("overfit:") < text.index("cv:")
+
+
+@needs_browser
+def test_the_page_loads_in_chromium_without_console_errors(page, tmp_path):
+    out, inputs = page
+    probe = tmp_path / "probe.html"
+    probe.write_text(out.read_text().replace("</body>", LOADED + "</body>"))
+    dom, log = chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe)
+    images = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    assert images == len(list(inputs["run"].glob("*.png"))) > 0  # every figure decoded
+    assert dom.count("<table>") == 3
+    assert "CONSOLE" not in log, log
+
+
+@needs_browser
+def test_the_console_check_sees_an_error_when_there_is_one(tmp_path):
+    control = tmp_path / "control.html"
+    control.write_text("<!DOCTYPE html><html><body><script>console.error('boom')</script>"
+                       "</body></html>")
+    _, log = chromium(tmp_path, "--dump-dom", control)
+    assert "CONSOLE" in log and "boom" in log
+
+
+@needs_browser
+def test_a_screenshot_of_the_page_shows_content(page, tmp_path):
+    import matplotlib.image
+
+    out, _ = page
+    shot = tmp_path / "shot.png"
+    chromium(tmp_path, "--window-size=1280,1600", f"--screenshot={shot}", out)
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (1600, 1280)
+    assert np.std(pixels[..., :3]) > 0.05  # text, tables and figures, not a blank page
+
+
+def chromium(tmp_path: Path, *args) -> tuple[str, str]:
+    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                           *map(str, args[:-1]), f"file://{Path(args[-1]).resolve()}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["{nowhere}"], "does not exist"),
+    (["{empty}"], "holds no finished results"),
+    (["{empty}", "--out", "{empty}"], "is a directory"),
+])
+def test_report_bad_input_is_one_line(args, says, tmp_path):
+    (tmp_path / "empty").mkdir()
+    paths = {"nowhere": tmp_path / "nowhere", "empty": tmp_path / "empty"}
+    result = invoke("report", *[a.format(**paths) for a in args])
+    assert result.exit_code == 2 and says in result.stderr, result.output
+    assert len(result.stderr.splitlines()) == 1
