@@ -5,6 +5,7 @@ torch and the runners are imported inside the commands, so `dlbench --help` stay
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import sys
@@ -417,6 +418,10 @@ def run_suite(
             help="The suite's results directory, one subdirectory per entry (default "
                  "results/<suite>-<timestamp>/). Entries finished there are skipped, "
                  "interrupted ones resumed.")] = None,
+        timings: Annotated[int, typer.Option(
+            help="Also time each network entry N times (its cells train again, their results "
+                 "dropped) into timings.csv: what compare --tolerance seconds:+N% needs.")
+                           ] = 0,
         workers: WorkersOpt = 1, scheduler: SchedulerOpt = None, dask_local: DaskLocalOpt = 0,
         threads: ThreadsOpt = DEFAULT_THREADS) -> None:
     """Run a benchmark suite: every entry is checked first, then each runs into its own
@@ -427,6 +432,8 @@ def run_suite(
     from dlbench.progress import progress_bar
 
     loaded = suites.load(suite)
+    if timings < 0:
+        raise DlbenchError(f"--timings must be 0 or more, got {timings}")
     results.check_out(out)  # a suite's directory holds entries' runs, not a run of its own
     execution = execution_config(ctx.params)
     warnings = check_execution(execution)
@@ -437,6 +444,10 @@ def run_suite(
         for e in entries:
             e.out = root / e.entry.name
     _warn(warnings + [f"{e.entry.name}: {w}" for e in entries for w in e.warnings])
+    results.atomic_write(root / "suite.json", lambda f: json.dump(  # what the report shows
+        {"suite": loaded.name, "description": loaded.description,
+         "entries": [{"name": e.name, "command": e.command, "claim": e.claim}
+                     for e in loaded.entries]}, f, indent=2))
     rows = []
     total = sum(e.plan.total_epochs for e in entries if e.plan is not None)
     with progress_bar(total, loaded.name) as advance, \
@@ -453,8 +464,13 @@ def run_suite(
                              e.state, "already finished"),
                          "cells trained": engine.trained if e.plan is not None else 0,
                          "results": str(e.out)})
-    report.listing(f"suite {loaded.name}", rows, ["entry", "command", "done", "cells trained",
-                                                  "results"], wrap=("results",))
+    for e, row in zip(entries, rows, strict=True):  # after every result: timing only adds
+        if timings and e.entry.options.get("function") is None:
+            row["timings"] = _timed(e, timings, execution)
+    columns = ["entry", "command", "done", "cells trained", *(["timings"] if timings else []),
+               "results"]
+    report.listing(f"suite {loaded.name}", [{"timings": "", **r} for r in rows], columns,
+                   wrap=("results",))
     typer.echo(f"results: {root}", err=True)
 
 
@@ -472,6 +488,27 @@ class _Entry:
     @property
     def warnings(self) -> list[str]:
         return self.plan.warnings if self.plan is not None else []
+
+
+def _timed(e: _Entry, n: int, execution) -> int:
+    """Time an entry's whole training `n` times (its stored cells not used), kept in its
+    timings.csv; timings already there count -> how many there are."""
+    import pandas as pd
+
+    from dlbench import results
+    from dlbench.execution import Engine
+
+    path = e.out / "timings.csv"
+    done = pd.read_csv(path)["seconds"].tolist() if path.exists() else []
+    plan = e.plan or e.runner.prepare(e.config)
+    while len(done) < n:
+        with Engine(execution) as engine:  # no store: every cell trains again
+            started = time.perf_counter()
+            e.runner.run(plan, engine)
+            done.append(round(time.perf_counter() - started, 4))
+        frame = pd.DataFrame({"timing": range(len(done)), "seconds": done})
+        results.atomic_write(path, lambda f, frame=frame: frame.to_csv(f, index=False))
+    return len(done)
 
 
 def _prepared(entry, out: Path) -> _Entry:
@@ -601,6 +638,10 @@ def compare(
     if rope is not None:
         notes.append(f"p_equivalent (json): posterior probability that the difference lies "
                      f"within ±{rope:g} (correlated Bayesian t-test)")
+    if judge.TIMING in tolerances:
+        notes.append("wall time: geometric means of each side's timings (dlbench run "
+                     "--timings N), Welch t on log seconds; both sides' load is part of it: "
+                     "time them on the same quiet machine")
     if out is not None:  # compare.csv, every row: what `dlbench report` shows
         record = {"command": "compare", "config": {"baseline": str(baseline),
                                                    "current": str(current),

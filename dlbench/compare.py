@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from dlbench.stats import Estimate, corrected_estimate, seeds_estimate
 ALPHA = 0.05  # significance level of a change
 DEFAULT_TOLERANCE = 0.01  # relative, in the worse direction, for every metric not given
 MEMBER = ("seed", "repeat", "fold")  # pair members on these
+TIMING = "seconds"  # --tolerance seconds:+N%: wall time, from repeated timings (timings.csv)
 DROPPED = ("member_seed", "cell", "value", "status")  # neither configuration nor member
 VERDICTS = ("regressed", "missing", "improved", "new", "unchanged")  # the table's order
 FAILURES = ("regressed", "missing")
@@ -58,6 +59,7 @@ class Results:
     path: Path
     entries: dict[str, pd.DataFrame]
     ratios: dict[str, float | None]
+    timings: dict[str, np.ndarray] = field(default_factory=dict)  # entry -> seconds per timing
 
 
 def parse_tolerance(text: str | None) -> dict[str, Tolerance]:
@@ -69,9 +71,15 @@ def parse_tolerance(text: str | None) -> dict[str, Tolerance]:
             raise DlbenchError(f"--tolerance '{item}': write METRIC:-N% or METRIC:+N (e.g. "
                                "accuracy:-1%,loss:+5%)")
         name, sign, amount, percent = match.groups()
+        if name == TIMING:
+            if sign != "+" or not percent:
+                raise DlbenchError(f"--tolerance {item}: time is worse when it rises, and is "
+                                   f"compared relatively; write {TIMING}:+{amount}%")
+            found[name] = Tolerance(float(amount) / 100, True)
+            continue
         if name not in METRICS:
             raise DlbenchError(f"--tolerance: unknown metric '{name}'; choose from: "
-                               f"{', '.join(METRICS.names())}")
+                               f"{', '.join(METRICS.names())}, or {TIMING}")
         worse = "-" if METRICS.get(name).greater_is_better else "+"
         if sign != worse:
             raise DlbenchError(f"--tolerance {item}: {name} is worse when it "
@@ -99,7 +107,10 @@ def load(path: Path) -> Results:
 
 def _results(path: Path, files: dict[str, Path]) -> Results:
     entries = {name: _read(file) for name, file in files.items()}
-    return Results(path, entries, {name: _ratio(scores) for name, scores in entries.items()})
+    timings = {name: pd.read_csv(file.parent / "timings.csv")["seconds"].to_numpy(float)
+               for name, file in files.items() if (file.parent / "timings.csv").exists()}
+    return Results(path, entries, {name: _ratio(scores) for name, scores in entries.items()},
+                   timings)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -137,6 +148,8 @@ def compare(baseline: Results, current: Results, tolerances: dict[str, Tolerance
         base, now = baseline.entries.get(entry), current.entries.get(entry)
         ratio = (baseline.ratios.get(entry) or current.ratios.get(entry))
         rows += _entry_rows(entry, base, now, ratio, tolerances, rope)
+    if TIMING in tolerances:
+        rows += _timing_rows(baseline, current, tolerances[TIMING])
     if not rows:
         raise DlbenchError(f"{baseline.path} and {current.path} have no rows to compare")
     found = pd.DataFrame(rows)
@@ -226,3 +239,33 @@ def _within(estimate: Estimate, rope: float) -> float:
         return float(abs(estimate.mean) < rope)
     t = sps.t(estimate.df, loc=estimate.mean, scale=estimate.se)
     return float(t.cdf(rope) - t.cdf(-rope))
+
+
+def _timing_rows(baseline: Results, current: Results, tolerance: Tolerance
+                 ) -> list[dict[str, Any]]:
+    """Each entry's wall time, only from repeated timings on both sides (`dlbench run
+    --timings N`): slower beyond the tolerance (on the ratio of geometric means) and a Welch t
+    on log seconds with p < ALPHA. The runs are not paired: a machine's load drifts."""
+    shared = sorted(baseline.timings.keys() & current.timings.keys())
+    if not shared:
+        raise DlbenchError(f"--tolerance {TIMING}: needs repeated timings on both sides; run "
+                           "the suites with dlbench run --timings N (N >= 2)")
+    rows = []
+    for entry in shared:
+        base, now = np.log(baseline.timings[entry]), np.log(current.timings[entry])
+        ratio = float(np.exp(now.mean() - base.mean()))
+        p = float(sps.ttest_ind(now, base, equal_var=False).pvalue) \
+            if min(len(base), len(now)) >= 2 else math.nan
+        significant = math.isfinite(p) and p < ALPHA
+        verdict = "unchanged"
+        if significant and ratio > 1 + tolerance.amount:
+            verdict = "regressed"
+        elif significant and ratio < 1 / (1 + tolerance.amount):
+            verdict = "improved"
+        rows.append({"entry": entry, "configuration": "wall time", "split": "", "metric": TIMING,
+                     "baseline_mean": float(np.exp(base.mean())), "baseline_n": len(base),
+                     "current_mean": float(np.exp(now.mean())), "current_n": len(now),
+                     "delta": float(np.exp(now.mean()) - np.exp(base.mean())),
+                     "tolerance": tolerance.amount, "p_value": p, "verdict": verdict,
+                     "test": "Welch t on log seconds (unpaired runs)"})
+    return rows

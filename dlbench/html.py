@@ -91,13 +91,23 @@ def _rank(path: Path) -> str:
 
 
 def _suite(path: Path) -> str:
+    """Its entries, each with the claim it measures when the suite file gave one."""
     runs = sorted(p for p in path.iterdir() if (p / "manifest.json").exists())
-    return (f"<h2>suite: {_e(path.name)}</h2><p>{len(runs)} entries: "
+    try:
+        suite = json.loads((path / "suite.json").read_text())
+    except (OSError, ValueError):
+        suite = {}
+    claims = {e["name"]: e.get("claim", "") for e in suite.get("entries", [])}
+    order = {name: i for i, name in enumerate(claims)}  # the suite file's order
+    runs.sort(key=lambda r: (order.get(r.name, len(order)), r.name))
+    return (f"<h2>suite: {_e(path.name)}</h2>"
+            + (f"<p>{_e(suite['description'])}</p>" if suite.get("description") else "")
+            + f"<p>{len(runs)} entries: "
             + ", ".join(f"<a href='#{_anchor(r)}'>{_e(r.name)}</a>" for r in runs) + "</p>"
-            + "".join(_run(r, level=3) for r in runs))
+            + "".join(_run(r, level=3, claim=claims.get(r.name, "")) for r in runs))
 
 
-def _run(path: Path, level: int = 2) -> str:
+def _run(path: Path, level: int = 2, claim: str = "") -> str:
     manifest = _manifest(path)
     line = " ".join(manifest.get("command_line", [])) or manifest.get("command", "")
     parts = [f"<h{level} id='{_anchor(path)}'>{_e(manifest.get('command', 'run'))}: "
@@ -105,6 +115,8 @@ def _run(path: Path, level: int = 2) -> str:
              f"<p class=note><code>{_e(line)}</code> · dataset "
              f"{_e(str(manifest.get('dataset', {}).get('name', '—')))} · "
              f"{manifest.get('seconds', '—')} s on {_e(str(manifest.get('device', '—')))}</p>"]
+    if claim:
+        parts.insert(1, f"<p><b>Claim:</b> {_e(claim)}</p>")
     if (path / "summary.csv").exists():
         parts.append(_table(pd.read_csv(path / "summary.csv")))
     return "".join(parts) + _images(path)

@@ -546,7 +546,8 @@ def _compare_cells(row: Any) -> list[Any]:
     means = [row.get(f"{side}_mean", math.nan) for side in ("baseline", "current")]
     delta = ""
     if pd.notna(row.get("delta")):
-        delta = plus_minus(row["delta"], (row["delta_ci_high"] - row["delta_ci_low"]) / 2)
+        delta = plus_minus(row["delta"], (row.get("delta_ci_high", math.nan)
+                                          - row.get("delta_ci_low", math.nan)) / 2)
     p = p_value(row["p_value"]) if pd.notna(row.get("p_value")) else ""
     return [setting, metric, *means, delta, p, row["verdict"]]
 

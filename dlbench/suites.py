@@ -8,7 +8,8 @@
     k = 4
     epochs = 5
 
-Each `[entry.NAME]` table is one command with its options, spelled as on the command line
+Each `[entry.NAME]` table is one command (and, optionally, the `claim` it measures) with its
+options, spelled as on the command line
 without the dashes (`target-size = "25,100"`, `stratify = false` for `--no-stratify`, a list for
 an option given several times: `hidden = ["8", "8,8,8"]`). This module reads the file's shape;
 the options themselves are parsed and checked by the command's own code (the CLI's parser, then
@@ -36,6 +37,7 @@ class Entry:
     name: str
     command: str  # one of COMMANDS
     options: dict[str, Any]  # option (without "--") -> value, a list for a repeated option
+    claim: str = ""  # what the entry measures, in words (`claim = "..."`; shown by the report)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ def _entry(path: Path, name: str, table: Any) -> Entry:
         raise DlbenchError(f"{where}: an entry is a table: [entry.{name}] with a command")
     options = dict(table)
     command = options.pop("command", None)
+    claim = options.pop("claim", "")
+    if not isinstance(claim, str):
+        raise DlbenchError(f"{where}: claim is a sentence in quotes")
     if command not in COMMANDS:
         raise DlbenchError(f"{where}: command must be one of {', '.join(COMMANDS)}, got "
                            f"{command!r}")
@@ -91,4 +96,4 @@ def _entry(path: Path, name: str, table: Any) -> Entry:
         if not values or not all(isinstance(v, str | int | float | bool) for v in values):
             raise DlbenchError(f"{where}: {key} must be a string, number or boolean (or a list "
                                "of them for a repeated option)")
-    return Entry(name, command, {k.replace("_", "-"): v for k, v in options.items()})
+    return Entry(name, command, {k.replace("_", "-"): v for k, v in options.items()}, claim)

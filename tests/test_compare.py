@@ -166,3 +166,37 @@ def test_tolerances_parse_relative_and_absolute():
     assert found["accuracy"].allowed(0.9) == pytest.approx(0.009)
     with pytest.raises(DlbenchError, match="loss is worse when it rises"):
         compare.parse_tolerance("loss:-5%")
+
+
+# --- wall time, only when asked ------------------------------------------------------------------
+
+
+def timed(base: list[float], now: list[float]) -> tuple[compare.Results, compare.Results]:
+    scores = frame({0: 0.9, 1: 0.91})
+    return (compare.Results(Path("a"), {"e": scores}, {"e": None}, {"e": np.array(base)}),
+            compare.Results(Path("b"), {"e": scores}, {"e": None}, {"e": np.array(now)}))
+
+
+def test_time_is_compared_only_when_asked_by_welch_on_log_seconds():
+    base, now = [1.0, 1.1, 0.95, 1.05], [1.5, 1.6, 1.45, 1.55]
+    sides = timed(base, now)
+    assert "seconds" not in set(compare.compare(*sides, {}).metric)
+    found = compare.compare(*sides, compare.parse_tolerance("seconds:+20%"))
+    [row] = found[found.metric == "seconds"].to_dict("records")
+    expected = sps.ttest_ind(np.log(now), np.log(base), equal_var=False).pvalue
+    assert row["p_value"] == pytest.approx(expected) and row["verdict"] == "regressed"
+    assert row["current_mean"] == pytest.approx(math.exp(np.mean(np.log(now))))
+    lenient = compare.compare(*sides, compare.parse_tolerance("seconds:+60%"))
+    assert lenient[lenient.metric == "seconds"].verdict.item() == "unchanged"  # 1.46× < 1.6×
+    faster = compare.compare(*timed(now, base), compare.parse_tolerance("seconds:+20%"))
+    assert faster[faster.metric == "seconds"].verdict.item() == "improved"
+
+
+def test_time_needs_repeated_timings_and_a_relative_slower_tolerance():
+    scores = frame({0: 0.9, 1: 0.91})
+    bare = compare.Results(Path("a"), {"e": scores}, {"e": None})
+    with pytest.raises(DlbenchError, match="dlbench run --timings N"):
+        compare.compare(bare, bare, compare.parse_tolerance("seconds:+20%"))
+    for bad in ("seconds:-20%", "seconds:+2"):
+        with pytest.raises(DlbenchError, match="write seconds:\\+"):
+            compare.parse_tolerance(bad)

@@ -18,6 +18,7 @@ SUITE = """\
 description = "two quick entries"
 
 [entry.cv-iris]
+claim = "a small MLP separates iris"
 command = "cv"
 dataset = "iris"
 k = 2
@@ -57,7 +58,7 @@ def ran(tmp_path_factory) -> Path:
 
 
 def test_each_entry_gives_the_files_of_its_command_line(ran, tmp_path):
-    assert sorted(p.name for p in ran.iterdir()) == ["cv-iris", "opt-iris"]
+    assert sorted(p.name for p in ran.iterdir()) == ["cv-iris", "opt-iris", "suite.json"]
     for name, args in COMMAND_LINES.items():
         alone = tmp_path / name
         assert invoke(*args, "--out", alone).exit_code == 0
@@ -101,6 +102,7 @@ def test_an_entry_whose_options_changed_is_refused_before_anything_runs(ran, tmp
     ('command = "cv"\nworkers = 2', "--workers is set for the whole suite by dlbench run"),
     ('command = "fit"', "command must be one of cv, optimize, overfit, transfer, got 'fit'"),
     ('command = "cv"\nhidden = [[8]]', "hidden must be a string, number or boolean"),
+    ('command = "cv"\nclaim = 3', "claim is a sentence in quotes"),
 ])
 def test_a_bad_entry_is_one_line_naming_it_and_nothing_runs(entry, says, tmp_path):
     good = SUITE.split("[entry.opt-iris]")[0]  # a good entry first: it must not run either
@@ -168,3 +170,28 @@ def test_paths_on_a_function_run_in_a_suite_and_are_kept(tmp_path):
     assert (tmp_path / "out" / "bowl" / "trajectories.png").exists()
     again = invoke("run", suite, "--out", tmp_path / "out")
     assert "already finished" in again.stdout
+
+
+def test_the_suite_keeps_its_claims_and_the_report_shows_them(ran, tmp_path):
+    suite = json.loads((ran / "suite.json").read_text())
+    assert suite["description"] == "two quick entries"
+    assert {e["name"]: e["claim"] for e in suite["entries"]} == {
+        "cv-iris": "a small MLP separates iris", "opt-iris": ""}
+    page = tmp_path / "report.html"
+    assert invoke("report", ran, "--out", page).exit_code == 0
+    text = page.read_text()
+    assert "<b>Claim:</b> a small MLP separates iris" in text and text.count("Claim:") == 1
+
+
+def test_timings_train_each_entry_again_and_are_kept(tmp_path):
+    suite = write(tmp_path, SUITE)
+    result = invoke("run", suite, "--out", tmp_path / "out", "--timings", "2")
+    assert result.exit_code == 0, result.output
+    kept = {}
+    for name in ("cv-iris", "opt-iris"):
+        kept[name] = (tmp_path / "out" / name / "timings.csv").read_text()
+        timings = pd.read_csv(tmp_path / "out" / name / "timings.csv")
+        assert timings.timing.tolist() == [0, 1] and (timings.seconds > 0).all()
+    again = invoke("run", suite, "--out", tmp_path / "out", "--timings", "2")
+    assert again.exit_code == 0  # the timings there suffice: none is taken again
+    assert all((tmp_path / "out" / n / "timings.csv").read_text() == t for n, t in kept.items())
