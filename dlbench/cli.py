@@ -389,7 +389,7 @@ def transfer(
 def report_page(
         paths: Annotated[list[Path], typer.Argument(
             help="Results to show: run, suite, compare (compare --out) or rank directories.",
-            show_default=False)],
+            metavar="DIR", show_default=False)],
         out: Annotated[Path, typer.Option(
             help="The HTML file to write (self-contained: styles and images inline).")
                        ] = Path("report.html")) -> None:
@@ -413,7 +413,7 @@ def run_suite(
         ctx: typer.Context,
         suite: Annotated[Path, typer.Argument(
             help="A suite file (TOML): [entry.NAME] tables, each a command and its options, "
-                 "e.g. benchmarks/smoke.toml.", show_default=False)],
+                 "e.g. benchmarks/smoke.toml.", metavar="SUITE", show_default=False)],
         out: Annotated[Path | None, typer.Option(
             help="The suite's results directory, one subdirectory per entry (default "
                  "results/<suite>-<timestamp>/). Entries finished there are skipped, "
@@ -444,10 +444,16 @@ def run_suite(
         for e in entries:
             e.out = root / e.entry.name
     _warn(warnings + [f"{e.entry.name}: {w}" for e in entries for w in e.warnings])
-    results.atomic_write(root / "suite.json", lambda f: json.dump(  # what the report shows
-        {"suite": loaded.name, "description": loaded.description,
-         "entries": [{"name": e.name, "command": e.command, "claim": e.claim}
-                     for e in loaded.entries]}, f, indent=2))
+    try:
+        results.atomic_write(root / "suite.json", lambda f: json.dump(  # what the report shows
+            {"suite": loaded.name, "description": loaded.description,
+             "entries": [{"name": e.name, "command": e.command, "claim": e.claim}
+                         for e in loaded.entries]}, f, indent=2))
+    except OSError as e:
+        raise DlbenchError(f"cannot write to {root}: {e.strerror}; give --out a writable "
+                           "directory") from None
+    again = [*sys.argv[1:], *(["--out", str(root)] if out is None else [])]
+    hint = f"dlbench {shlex.join(again)}"  # a rerun resumes
     rows = []
     total = sum(e.plan.total_epochs for e in entries if e.plan is not None)
     with progress_bar(total, loaded.name) as advance, \
@@ -457,8 +463,7 @@ def run_suite(
                 _, e.out = _execute_functions(e.runner, e.config, e.out, e.state != "new")
             elif e.state != "finished":
                 _, e.out = _execute(e.entry.command, e.runner, e.config, e.plan, e.out,
-                                    e.state == "unfinished", engine,
-                                    lambda _: f"dlbench {shlex.join(sys.argv[1:])}")
+                                    e.state == "unfinished", engine, lambda _: hint)
             rows.append({"entry": e.entry.name, "command": e.entry.command,
                          "done": {"new": "trained", "unfinished": "resumed"}.get(
                              e.state, "already finished"),
@@ -584,11 +589,12 @@ def compare(
         paths: Annotated[list[Path], typer.Argument(
             help="BASELINE CURRENT: results directories, suite directories or scores.csv "
                  "files. With --rank: two or more results or suite directories.",
-            show_default=False)],
+            metavar="PATH", show_default=False)],
         tolerance: Annotated[str | None, typer.Option(
             help="How much worse each metric may get before it counts, relative ('%') or in "
                  "its units: 'accuracy:-1%,loss:+5%' (default 1% of the baseline for every "
-                 "metric).")] = None,
+                 "metric); 'seconds:+20%' also compares wall time (needs dlbench run "
+                 "--timings).")] = None,
         rope: Annotated[float | None, typer.Option(
             help="Also the probability that the difference lies within ±ROPE (practically "
                  "equivalent; correlated Bayesian t-test), in the metric's units.")] = None,

@@ -217,14 +217,19 @@ def _judged(base: pd.DataFrame, now: pd.DataFrame, members: list[str], ratio: fl
     p, interval = estimate.p_value(), estimate.interval()
     significant = math.isfinite(p) and p < ALPHA
     allowed = tolerance.allowed(mean_base)
+    lost = int((~np.isfinite(now["value"].to_numpy(float))).sum()
+               - (~np.isfinite(base["value"].to_numpy(float))).sum())
     verdict = "unchanged"
-    if significant and better * delta < -allowed:
+    if lost > 0:  # members that diverged (NaN) here and not in the baseline: never noise
+        verdict = "regressed"
+    elif significant and better * delta < -allowed:
         verdict = "regressed"
     elif significant and better * delta > allowed:
         verdict = "improved"
     found = (_side("baseline", base, ratio) | _side("current", now, ratio)
              | {"delta": delta, "delta_ci_low": interval.low, "delta_ci_high": interval.high,
                 "tolerance": allowed, "pairs": estimate.n, "p_value": p,
+                "diverged_more": lost,
                 "test": estimate.method if math.isfinite(p) else "none (fewer than 2 pairs)"})
     if rope is not None:
         found["p_equivalent"] = _within(estimate, rope)

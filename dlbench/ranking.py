@@ -41,6 +41,8 @@ def score_table(sides: list[Results], split: str, metric: str) -> pd.DataFrame:
     for side in sides:
         for entry, frame in side.entries.items():
             chosen = frame[(frame.split == split) & (frame.metric == metric)]
+            if "checkpoint" in chosen:  # overfit: the delivered model, not its best epoch
+                chosen = chosen[chosen.checkpoint == "final"]
             if chosen.empty:
                 continue
             method = chosen["cell"] if "cell" in chosen else chosen["model"]
@@ -90,6 +92,9 @@ def cost_table(paths: list, cost: str) -> pd.DataFrame:
     column = f"{cost}_to_target"
     rows = {}
     for path in map(Path, paths):
+        if not path.is_dir():
+            raise DlbenchError(f"--cost reads the summary.csv of run or suite directories; "
+                               f"{path} is not one")
         runs = [path] if (path / "summary.csv").exists() else \
             sorted(p for p in path.iterdir() if (p / "summary.csv").exists())
         for run in runs:

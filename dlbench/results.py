@@ -41,7 +41,7 @@ def default_out_dir(command: str, root: str | Path = "results") -> Path:
     return Path(root) / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def check_out(out: Path | None, resume: bool = False) -> None:
+def check_out(out: Path | None, resume: bool = False, held: bool = False) -> None:
     """What can be said of --out before anything runs: not a file; a finished or unfinished
     run only with --resume, and then one there is."""
     if out is None:
@@ -51,7 +51,8 @@ def check_out(out: Path | None, resume: bool = False) -> None:
     try:
         if out.exists() and not out.is_dir():
             raise DlbenchError(f"--out {out} is a file; give a directory path")
-        _check_free(out)
+        if not held:  # `held`: this process holds its lock already
+            _check_free(out)
         if resume and not (out / RUN_RECORD).exists():
             raise DlbenchError(f"--resume: {out} holds no dlbench run to continue; give the "
                                "--out of an interrupted run, or drop --resume")
@@ -81,6 +82,12 @@ def claimed(path: Path | None, command: str, record: dict[str, Any],
     try:
         path = _make(path, command, created)
         lock = _lock(path)
+        if path not in created:  # another run may have finished there since check_out looked
+            try:
+                check_out(path, resume, held=True)
+            except DlbenchError:
+                lock.close()
+                raise
     except OSError as e:
         _remove_empty(created)
         where = f"{path}: {e.strerror}" if e.filename is None else \

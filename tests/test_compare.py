@@ -200,3 +200,13 @@ def test_time_needs_repeated_timings_and_a_relative_slower_tolerance():
     for bad in ("seconds:-20%", "seconds:+2"):
         with pytest.raises(DlbenchError, match="write seconds:\\+"):
             compare.parse_tolerance(bad)
+
+
+def test_members_that_diverged_only_now_are_a_regression():
+    base = frame({0: 0.90, 1: 0.92, 2: 0.91})
+    now = frame({0: math.nan, 1: math.nan, 2: math.nan})
+    [row] = compare.compare(results(base), results(now), {}).to_dict("records")
+    assert row["verdict"] == "regressed" and row["diverged_more"] == 3
+    one = frame({0: 0.90, 1: math.nan, 2: 0.91})
+    [row] = compare.compare(results(base), results(one), {}).to_dict("records")
+    assert row["verdict"] == "regressed"

@@ -158,3 +158,16 @@ def test_paths_on_a_function_have_no_cells_to_resume_or_spread(option, tmp_path)
     message = assert_usage_error(invoke("optimize", "--function", "rosenbrock", *option,
                                         "--out", out), out)
     assert message.endswith("applies to networks, not --function; drop it")
+
+
+def test_a_run_that_finished_there_meanwhile_is_not_overwritten(tmp_path):
+    """check_out looks before the data loads; claimed looks again once it holds the lock."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    (out / results.RUN_RECORD).write_text('{"command": "overfit"}')
+    with pytest.raises(results.DlbenchError, match="already holds a finished run"):
+        with results.claimed(out, "cv", {"command": "cv"}):
+            pass
+    assert (out / results.RUN_RECORD).read_text() == '{"command": "overfit"}'
+    assert (out / "manifest.json").exists()
