@@ -506,13 +506,13 @@ def _timed(e: _Entry, n: int, execution) -> int:
     path = e.out / "timings.csv"
     done = pd.read_csv(path)["seconds"].tolist() if path.exists() else []
     plan = e.plan or e.runner.prepare(e.config)
-    while len(done) < n:
-        with Engine(execution) as engine:  # no store: every cell trains again
+    with Engine(execution) as engine:  # no store: every cell trains again; one pool for all
+        while len(done) < n:
             started = time.perf_counter()
             e.runner.run(plan, engine)
             done.append(round(time.perf_counter() - started, 4))
-        frame = pd.DataFrame({"timing": range(len(done)), "seconds": done})
-        results.atomic_write(path, lambda f, frame=frame: frame.to_csv(f, index=False))
+            frame = pd.DataFrame({"timing": range(len(done)), "seconds": done})
+            results.atomic_write(path, lambda f, frame=frame: frame.to_csv(f, index=False))
     return len(done)
 
 

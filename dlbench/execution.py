@@ -184,10 +184,7 @@ Done = Iterator[tuple[int, Results]]  # (task index, results) in the order they 
 class Inline:
     """In this process, in order; progress after every epoch."""
 
-    live_progress = True
-
-    def __init__(self, threads: int):
-        self.threads = threads
+    live_progress = True  # the Engine has set this process's threads
 
     def map(self, dataset: Dataset, tasks: list[Task], progress) -> Done:
         for i, task in enumerate(tasks):
@@ -293,7 +290,7 @@ def executor(config: ExecutionConfig):
         return Dask(config.scheduler, config.dask_local, config.threads)
     if config.executor == "pool":
         return Pool(config.workers, config.threads)
-    return Inline(config.threads)
+    return Inline()
 
 
 # --- the store and the engine ----------------------------------------------------------------

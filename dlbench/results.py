@@ -147,8 +147,7 @@ def _lock(path: Path) -> IO[str]:
     owner = _locked(handle)
     if owner is not None:
         handle.close()
-        raise DlbenchError(f"--out {path} is in use by another running dlbench (pid {owner}); "
-                           "wait for it to finish or choose another directory")
+        raise _in_use(path, owner)
     handle.truncate(0)
     handle.write(str(os.getpid()))
     handle.flush()
@@ -175,8 +174,12 @@ def _check_free(out: Path) -> None:
         with open(out / LOCK) as handle:
             owner = _locked(handle)
         if owner is not None:
-            raise DlbenchError(f"--out {out} is in use by another running dlbench (pid "
-                               f"{owner}); wait for it to finish or choose another directory")
+            raise _in_use(out, owner)
+
+
+def _in_use(path: Path, owner: str) -> DlbenchError:
+    return DlbenchError(f"--out {path} is in use by another running dlbench (pid {owner}); "
+                        "wait for it to finish or choose another directory")
 
 
 def run_state(path: Path, record: dict[str, Any]) -> str:
