@@ -2,8 +2,10 @@
 
 - diverged: a training loss became NaN/inf (its scores are NaN: no measurement);
 - unstable: finite, but the training loss rose well above its best (or its start);
-- stalled: otherwise, the training loss barely decreased and, for classification, validation
-  accuracy stayed near chance (the model learned nothing usable);
+- stalled: otherwise, the model learned nothing usable: for classification, validation
+  accuracy stayed near chance, whatever the training criterion did (a perceptron's criterion
+  falls to 0 on XOR at chance accuracy, its log-loss stays at ln 2); without a chance level
+  (regression, a function's value), the loss barely decreased;
 - ok: anything else.
 
 Every loss here is the eval-mode loss over the member's training rows, at the start (epoch 0)
@@ -27,8 +29,8 @@ from dlbench.trainer import MemberResult
 STATUSES = ("ok", "stalled", "unstable", "diverged")  # in order of severity
 GIVE_BACK = 0.5  # unstable: the loss gave back more than this share of its best improvement ...
 RISE = 0.05  # ... and rose above its best by more than this × its start
-STALLED_FRACTION = 0.9  # stalled: the final training loss is above this × its start ...
-NEAR_CHANCE = 0.1  # ... and validation accuracy closes less than this share of chance → 1
+STALLED_FRACTION = 0.9  # stalled without a chance level: the final loss is above this × start
+NEAR_CHANCE = 0.1  # stalled: validation accuracy closes less than this share of chance → 1
 
 
 def training_loss(result: MemberResult) -> list[float]:
@@ -42,8 +44,11 @@ def status(result: MemberResult, chance_accuracy: float | None) -> str:
                  nonfinite=result.status == "diverged")
 
 
-def judge(loss: Sequence[float], *, near_chance: bool = True, nonfinite: bool = False) -> str:
-    """The status of a loss sequence (start first) that must fall toward 0, the floor."""
+def judge(loss: Sequence[float], *, near_chance: bool | None = None,
+          nonfinite: bool = False) -> str:
+    """The status of a loss sequence (start first) that must fall toward 0, the floor.
+    near_chance: whether the evaluation metric stayed near chance, which alone decides
+    "stalled"; None where there is no chance level: then the loss barely falling decides."""
     start, final = loss[0], loss[-1]
     if nonfinite or not math.isfinite(final):
         return "diverged"
@@ -51,14 +56,15 @@ def judge(loss: Sequence[float], *, near_chance: bool = True, nonfinite: bool = 
     rise = final - best
     if rise > GIVE_BACK * (start - best) and rise > RISE * start:
         return "unstable"
-    if final > STALLED_FRACTION * start and near_chance:
+    barely_fell = final > STALLED_FRACTION * start
+    if barely_fell if near_chance is None else near_chance:
         return "stalled"
     return "ok"
 
 
-def _near_chance(result: MemberResult, chance: float | None) -> bool:
+def _near_chance(result: MemberResult, chance: float | None) -> bool | None:
     if chance is None:
-        return True  # regression: the loss alone says it
+        return None  # regression: the loss alone says it
     split = next(iter(result.member.evals), "train")  # validation (test, for a refit)
     pred = result.predictions[split]
     return float(np.mean(pred.y_pred == pred.y_true)) <= chance + NEAR_CHANCE * (1 - chance)
@@ -162,3 +168,4 @@ def versus_best(cell: Scored, best: Scored, margin: float,
     if interval.low <= 0 <= interval.high:
         return diff, "inconclusive"
     return diff, "better" if (diff.mean > 0) == greater_is_better else "worse"
+

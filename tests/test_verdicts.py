@@ -3,18 +3,22 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dlbench import verdicts
 from dlbench.errors import DlbenchError
-from dlbench.verdicts import GIVE_BACK, RISE, STALLED_FRACTION, Scored, judge
+from dlbench.verdicts import GIVE_BACK, NEAR_CHANCE, RISE, STALLED_FRACTION, Scored, judge
+from tests.cli_helpers import invoke
 
 
 @pytest.mark.parametrize("losses, near_chance, nonfinite, expected", [
-    ((2.3, 1.0, 0.2), True, False, "ok"),
+    ((2.3, 1.0, 0.2), False, False, "ok"),
     ((2.3, 2.2, 2.25), True, False, "stalled"),  # barely moved, accuracy near chance
     ((2.3, 2.2, 2.25), False, False, "ok"),  # barely moved, but it learned something
-    ((2.3, 2.3 * STALLED_FRACTION * 0.99), True, False, "ok"),
+    ((2.3, 0.4, 0.0), True, False, "stalled"),  # the criterion fell to 0, accuracy at chance
+    ((2.3, 2.2, 2.25), None, False, "stalled"),  # no chance level: the loss barely moved
+    ((2.3, 2.3 * STALLED_FRACTION * 0.99), None, False, "ok"),
     ((2.3, 18.7, 13.6, 8.8), False, False, "unstable"),  # finite, far above its start
     ((2.3, 0.2, 1.5), False, False, "unstable"),  # gave back more than half its progress
     ((2.3, 0.2, 0.2 + GIVE_BACK * 2.1 * 0.9), False, False, "ok"),  # gave back less
@@ -26,6 +30,23 @@ from dlbench.verdicts import GIVE_BACK, RISE, STALLED_FRACTION, Scored, judge
 ])
 def test_each_status_means_one_thing(losses, near_chance, nonfinite, expected):
     assert judge(losses, near_chance=near_chance, nonfinite=nonfinite) == expected
+
+
+def test_a_perceptron_on_xor_is_stalled_though_its_criterion_falls(tmp_path):
+    """No line separates XOR: the perceptron's accuracy stays at or below chance (0.5) while
+    its own criterion falls; the two-layer network learns it and is ok."""
+    out = tmp_path / "out"
+    result = invoke("optimize", "--dataset", "xor", "--model", "perceptron,mlp", "--hidden", "8",
+                    "--opt", "adam[lr=0.05]", "--epochs", "300", "--seeds", "3", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "summary.csv").set_index("model")
+    assert summary.loc["perceptron", "val_mean"] <= 0.5 + NEAR_CHANCE * 0.5
+    curves = pd.read_csv(out / "curves.csv")
+    loss = curves[(curves.model == "perceptron") & (curves.split == "train")
+                  & (curves.metric == "loss")].groupby("epoch").value.mean()
+    assert loss.iloc[-1] < STALLED_FRACTION * loss.iloc[0]  # the criterion did fall
+    assert summary.loc["perceptron", "status"] == "stalled"
+    assert summary.loc["mlp", "status"] == "ok" and summary.loc["mlp", "val_mean"] == 1.0
 
 
 def test_summary_of_seeds():
