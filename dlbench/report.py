@@ -166,11 +166,11 @@ def _cv_notes(result: Any) -> list[str]:
 
 def status_meanings(task: str) -> dict[str, str]:
     """What each status word means, in a note's words (verdicts.py decides them)."""
-    near_chance = " and validation accuracy stayed near chance" if task == "classification" \
-        else ""
+    stalled = ("validation accuracy stayed near chance, whatever the training loss did"
+               if task == "classification" else "the training loss barely fell")
     return {"diverged": "a training loss became NaN/inf: its scores are NaN and left out",
             "unstable": "the training loss rose well above its best",
-            "stalled": f"the training loss barely fell{near_chance}",
+            "stalled": stalled,
             "ok": "none of those"}
 
 
@@ -330,20 +330,7 @@ def _transfer_notes(result: Any) -> list[str]:
     if config.similarity:
         notes.append("targets: " + "; ".join(f"{label}: {t['name']}"
                                              for label, t in run["targets"].items()))
-    for q in result.quadrants.itertuples():
-        if q.verdict == "not measured":
-            notes.append(f"{q.quadrant} ({q.target_size} rows): advice '{q.advice}' — not "
-                         f"measured (that strategy was not run); the winner: {q.winner}")
-            continue
-        evidence = ("it won" if q.advised == q.winner else
-                    f"{q.advised} − {q.winner}: {plus_minus(q.diff, q.diff_ci_half)}, "
-                    f"p {p_value(q.p)}")
-        notes.append(f"{q.quadrant} ({q.target_size} rows): advice '{q.advice}' → "
-                     f"{q.advised}: {q.verdict} ({evidence})")
-    if len(result.quadrants):
-        notes.append("agrees: the advised strategy won or is equivalent to the winner (TOST "
-                     "within the metric's margin); disagrees: significantly worse; "
-                     "inconclusive: neither shown")
+    notes += _quadrant_notes(result.quadrants)
     return notes + [
             f"rows: target training rows per model, a stratified sample per seed, the same "
             f"for every strategy; test: {run['test_rows']} target test rows, the same for "
@@ -355,6 +342,25 @@ def _transfer_notes(result: Any) -> list[str]:
             "s/model: seconds per trained model, its own share of its stack's time "
             "(pretraining not included); summary.csv also counts gradient evaluations",
             f"{run['seconds']:.2f} s in all"]
+
+
+def _quadrant_notes(quadrants: Any) -> list[str]:
+    """Each quadrant's verdict with its tests and margin beside it, and what each word means."""
+    notes = []
+    for q in quadrants.itertuples():
+        head = f"{q.quadrant} ({q.target_size} rows): advice '{q.advice}' → {q.advised}"
+        if q.verdict == "not measured":
+            notes.append(f"{head}: not measured (that strategy was not run); the winner: "
+                         f"{q.winner}")
+            continue
+        notes.append(f"{head}: {q.verdict} (paired t and TOST within ±{q.margin:.3g}, "
+                     f"α 0.05; the winner: {q.winner}; {q.advised} − each other: {q.versus})")
+    if len(quadrants):
+        notes.append("agrees: the advised strategy is shown better than each other strategy "
+                     "(paired t) or equivalent to it (TOST within the margin); disagrees: "
+                     "another is shown better; inconclusive: neither shown for some other "
+                     "(being the sample maximum is no agreement)")
+    return notes
 
 
 def number3(value: float) -> str:

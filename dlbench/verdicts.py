@@ -169,3 +169,37 @@ def versus_best(cell: Scored, best: Scored, margin: float,
         return diff, "inconclusive"
     return diff, "better" if (diff.mean > 0) == greater_is_better else "worse"
 
+
+# --- an advised configuration against every other --------------------------------------------
+
+# what a comparison of the advised configuration with one other counts as (versus_best's words)
+SHOWN_AT_LEAST_AS_GOOD = ("better", "equivalent")
+PAIRED_TESTS = (f"paired t over seeds and a bootstrap of the evaluation rows (α {ALPHA}); "
+                f"equivalence by TOST (α {ALPHA})")
+
+
+def advised_versus_each(advised: Scored, others: dict[str, Scored], margin: float,
+                        greater_is_better: bool) -> dict[str, tuple[Estimate, str]]:
+    """The paired difference advised − other, and what it shows (versus_best's words: better
+    means the advised is better), for each other configuration. Another whose every seed
+    diverged delivered no model: the advised, finite, counts as better."""
+    outcomes = {}
+    for name, other in sorted(others.items()):  # by name: the order of the options is no rank
+        diff, shown = versus_best(advised, other, margin, greater_is_better)
+        if shown == "too few seeds" and not np.isfinite(other.per_seed).any():
+            shown = "better"
+        outcomes[name] = (diff, shown)
+    return outcomes
+
+
+def agreement(shown: Sequence[str]) -> str:
+    """agrees: the advised is shown better than, or equivalent to, every other (a difference
+    shown within the margin is equivalent even when significant); disagrees: another is shown
+    significantly better; diverged: the advised diverged on every seed; else inconclusive."""
+    if "diverged" in shown:
+        return "diverged"
+    if "worse" in shown:
+        return "disagrees"
+    if shown and all(s in SHOWN_AT_LEAST_AS_GOOD for s in shown):
+        return "agrees"
+    return "inconclusive"  # not shown either way (or nothing to compare with)

@@ -4,6 +4,7 @@ one line before anything trains."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -11,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dlbench import checkpoints
+from dlbench import checkpoints, verdicts
 from dlbench.datasets import DataSpec
+from dlbench.metrics import METRICS
 from dlbench.models import ModelSpec, Shape, build_model
 from dlbench.optim import OptimSpec
 from dlbench.runners import transfer as runner
@@ -184,10 +186,19 @@ def test_similarity_runs_a_permuted_target_and_the_preset_measures_the_advice(tm
     quadrants = pd.read_csv(out / "quadrants.csv")
     assert list(quadrants.quadrant) == ["small + similar", "large + similar",
                                         "small + different", "large + different"]
-    assert set(quadrants.verdict) <= {"agrees", "disagrees", "inconclusive", "not measured",
-                                      "too few seeds"}
+    assert set(quadrants.verdict) <= {"agrees", "disagrees", "inconclusive", "diverged"}
     assert quadrants.set_index("quadrant").loc["small + different", "advised"] == "probe-early"
     assert "advice 'a linear probe on the frozen features'" in result.stdout
+    # the tests and the margin stand beside each verdict: table, CSV and manifest
+    assert (quadrants.margin == 0.01).all() and quadrants.tests.str.contains("TOST").all()
+    method = json.loads((out / "manifest.json").read_text())["quadrants"]
+    assert method["margin"] == "0.01 (accuracy)" and "paired t" in method["tests"]
+    stdout = " ".join(result.stdout.split())
+    for q in quadrants.itertuples():
+        assert f"{q.advised}: {q.verdict} (paired t and TOST within ±0.01" in stdout
+        shown = [part.split(": ")[1].split(" (")[0] for part in q.versus.split("; ")]
+        assert len(shown) == len(runner.STRATEGIES.names()) - 1  # against each other one
+        assert (q.verdict == "agrees") == all(s in ("better", "equivalent") for s in shown)
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -250,3 +261,55 @@ def test_body_lr_scale_and_a_named_different_target_run_end_to_end(tmp_path):
         assert json.loads((out / "manifest.json").read_text())["config"]["body_lr_scale"] == \
             float(scale)
     assert means[0] != means[1]  # a smaller rate on the pretrained layers trains differently
+
+
+# --- the quadrants: the advice against every other strategy, paired ----------------------------
+
+ACCURACY = METRICS.get("accuracy")
+QUADRANTS = config(similarity=("similar", "different"))  # small + similar: linear-probe advised
+
+
+def seeds(*per_seed: float, spread: float = 0.01) -> verdicts.Scored:
+    """Seeds' test accuracies, with the same row-resampling noise for every strategy (paired)."""
+    noise = np.random.default_rng(0).normal(0, spread, 1000)
+    values = np.array(per_seed)
+    return verdicts.Scored(values, values[:, None] + noise[None, :])
+
+
+def small_similar(strategies: dict[str, verdicts.Scored]) -> pd.Series:
+    """The small + similar quadrant's row, with the strategies run in the given order."""
+    frame = pd.DataFrame({"similarity": "similar", "target_size": 10, "strategy": list(strategies),
+                          "test_mean": [s.per_seed.mean() for s in strategies.values()]})
+    quadrants = runner.advice(QUADRANTS, ACCURACY, frame, list(strategies.values()))
+    return quadrants.set_index("quadrant").loc["small + similar"]
+
+
+def test_the_sample_maximum_not_shown_better_is_inconclusive_not_agreement():
+    row = small_similar({"linear-probe": seeds(0.80, 0.70, 0.78),  # the sample max, 0.76
+                         "finetune-all": seeds(0.74, 0.76, 0.75),  # 0.75: n.s., not within 0.01
+                         "scratch": seeds(0.50, 0.52, 0.49)})  # clearly worse
+    assert row.winner == "linear-probe"
+    assert row.verdict == "inconclusive", row.versus
+    assert "finetune-all: inconclusive" in row.versus and "scratch: better" in row.versus
+    assert row.margin == 0.01 and "TOST" in row.tests
+
+
+@pytest.mark.parametrize("others, verdict", [
+    ({"finetune-all": seeds(0.60, 0.62, 0.61)}, "agrees"),  # shown better than each
+    ({"finetune-all": seeds(0.799, 0.701, 0.781, spread=0.001)}, "agrees"),  # within 0.01
+    ({"finetune-all": seeds(0.90, 0.82, 0.88)}, "disagrees"),  # another shown better
+])
+def test_agreement_needs_each_other_strategy_shown_worse_or_equivalent(others, verdict):
+    row = small_similar({"linear-probe": seeds(0.80, 0.70, 0.78, spread=0.001),
+                         "scratch": seeds(0.50, 0.52, 0.49, spread=0.001), **others})
+    assert row.verdict == verdict, row.versus
+
+
+def test_an_exact_tie_gives_one_verdict_and_one_winner_in_any_strategy_order():
+    scores = {"linear-probe": seeds(0.80, 0.70, 0.75), "finetune-all": seeds(0.70, 0.80, 0.75),
+              "scratch": seeds(0.50, 0.52, 0.49)}  # the probe and fine-tuning tie at 0.75
+    rows = [small_similar({name: scores[name] for name in order})
+            for order in itertools.permutations(scores)]
+    assert {(r.verdict, r.winner, r.versus) for r in rows} == {
+        (rows[0].verdict, "linear-probe", rows[0].versus)}
+    assert rows[0].verdict == "inconclusive"

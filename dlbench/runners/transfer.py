@@ -310,11 +310,14 @@ def run(plan: Plan, engine: Engine | None = None) -> TransferResult:
             "primary_metric": plan.metrics[0].name, "test_rows": len(plan.targets[0].test),
             "device": str(resolve_device(config.train.device)),
             "seconds": round(time.perf_counter() - start, 3)}
+    quadrants = advice(config, plan.metrics[0], summary, scored_runs)
+    if len(quadrants):
+        info["quadrants"] = advice_method(plan.metrics[0])
     scores = pd.concat([score_table(plan.target(r.cell).dataset, [r], plan.metrics)
                         for r in runs], ignore_index=True)
     return TransferResult(plan, scores, curve_table(runs), summary,
                           checkpoints.to_plain(config.model, model_shape(plan.source), weights),
-                          info, quadrants=advice(plan, summary, scored_runs))
+                          info, quadrants=quadrants)
 
 
 def target_members(plan: Plan, target: Target, weights: dict) -> Callable[[Cell], list[Member]]:
@@ -399,8 +402,17 @@ def summarize(plan: Plan, runs: list[CellRun]) -> tuple[pd.DataFrame, list[verdi
 
 
 def _ranked(frame: pd.DataFrame, index, metric: MetricInfo) -> list[int]:
+    """Best first; a tie (or NaN: every seed diverged, last) in the registry's order, so the
+    order of --strategy never picks a winner."""
     sign = 1 if metric.greater_is_better else -1
-    return sorted(index, key=lambda i: -sign * frame.at[i, "test_mean"])
+    names = STRATEGIES.names()
+
+    def key(i: int) -> tuple[bool, float, int]:
+        mean = frame.at[i, "test_mean"]
+        return (math.isnan(mean), 0.0 if math.isnan(mean) else -sign * mean,
+                names.index(frame.at[i, "strategy"]))
+
+    return sorted(index, key=key)
 
 
 # --- the classic advice, measured ------------------------------------------------------------
@@ -414,45 +426,61 @@ ADVICE_TEXT = {("small", "similar"): "a linear probe on the frozen features",
                ("large", "different"): "fine-tune more (here: every layer)"}
 
 
-def advice(plan: Plan, frame: pd.DataFrame, scores: list[verdicts.Scored]) -> pd.DataFrame:
+def advice(config: TransferConfig, primary: MetricInfo, frame: pd.DataFrame,
+           scores: list[verdicts.Scored]) -> pd.DataFrame:
     """With a small and a large size and both similarities: per quadrant, the advised strategy
-    against the measured winner, paired: agrees (it won, or it is equivalent to the winner by
-    a TOST within the metric's margin), disagrees (significantly worse), or inconclusive
-    (neither shown) — a difference that is merely not significant is no agreement."""
-    sizes_ = sorted(plan.config.target_sizes)
-    if len(sizes_) < 2 or set(plan.config.similarity) != set(SIMILARITIES):
+    against every other, paired (verdicts.agreement): agrees (shown better than, or equivalent
+    within the margin to, each), disagrees (another shown better) or inconclusive. Being the
+    sample maximum is no agreement; a tie is broken by the registry, not --strategy's order."""
+    sizes_ = sorted(config.target_sizes)
+    if len(sizes_) < 2 or set(config.similarity) != set(SIMILARITIES):
         return pd.DataFrame()
-    primary = plan.metrics[0]
-    margin = verdicts.parse_margin(primary.margin)
     rows = []
     for (size, label), strategy in ADVICE.items():
         n = sizes_[0] if size == "small" else sizes_[-1]
         group = frame[(frame.similarity == label) & (frame.target_size == n)]
-        advised = group.index[group.strategy == strategy]
         order = _ranked(frame, group.index, primary)
         if not order:
             continue
-        if not len(advised):  # no such strategy here, or it was not run
-            rows.append({"quadrant": f"{size} + {label}", "target_size": n,
-                         "advice": ADVICE_TEXT[(size, label)], "advised": strategy or "",
-                         "winner": frame.at[order[0], "strategy"], "verdict": "not measured"})
-            continue
-        best, mine = order[0], advised[0]
-        diff, verdict = verdicts.versus_best(scores[mine], scores[best],
-                                             margin.of(frame.at[best, "test_mean"]),
-                                             primary.greater_is_better)
-        interval = diff.interval() if diff.n >= 2 else None
-        p = diff.p_value() if interval is not None else math.nan
-        verdict = "agrees" if mine == best else {
-            "equivalent": "agrees", "worse": "disagrees", "better": "agrees"}.get(verdict,
-                                                                               verdict)
-        rows.append({"quadrant": f"{size} + {label}", "target_size": n,
-                     "advice": ADVICE_TEXT[(size, label)], "advised": strategy,
-                     "winner": frame.at[best, "strategy"],
-                     "advised_mean": frame.at[mine, "test_mean"],
-                     "winner_mean": frame.at[best, "test_mean"],
-                     "diff": math.nan if mine == best else diff.mean,
-                     "diff_ci_half": math.nan if mine == best or interval is None
-                     else (interval.high - interval.low) / 2,
-                     "p": math.nan if mine == best else p, "verdict": verdict})
+        row = {"quadrant": f"{size} + {label}", "target_size": n,
+               "advice": ADVICE_TEXT[(size, label)], "advised": strategy,
+               "winner": frame.at[order[0], "strategy"]}
+        advised = group.index[group.strategy == strategy]
+        rows.append(row | (_measured(frame, scores, advised[0], order, primary)
+                           if len(advised) else {"verdict": "not measured"}))
     return pd.DataFrame(rows)
+
+
+def advice_method(primary: MetricInfo) -> dict[str, Any]:
+    """How the quadrants are judged, for the manifest: the tests and the margin."""
+    return {"tests": verdicts.PAIRED_TESTS, "alpha": verdicts.ALPHA,
+            "margin": f"{verdicts.parse_margin(primary.margin)} ({primary.name})"}
+
+
+def _measured(frame: pd.DataFrame, scores: list[verdicts.Scored], mine: int, order: list[int],
+              primary: MetricInfo) -> dict[str, Any]:
+    """The advised strategy (row `mine`) against each other one at its target and size."""
+    best = order[0]
+    margin = verdicts.parse_margin(primary.margin).of(frame.at[best, "test_mean"])
+    others = {frame.at[i, "strategy"]: scores[i] for i in order if i != mine}
+    outcomes = verdicts.advised_versus_each(scores[mine], others, margin,
+                                            primary.greater_is_better)
+    versus = "; ".join(f"{name}: {shown} ({_evidence(diff, margin)})"
+                       for name, (diff, shown) in outcomes.items())
+    diff = outcomes.get(frame.at[best, "strategy"], (None, ""))[0]
+    interval = diff.interval() if diff is not None and diff.n >= 2 else None
+    return {"advised_mean": frame.at[mine, "test_mean"],
+            "winner_mean": frame.at[best, "test_mean"],
+            "diff": math.nan if diff is None else diff.mean,  # advised − winner
+            "diff_ci_half": math.nan if interval is None else (interval.high - interval.low) / 2,
+            "p": math.nan if interval is None else diff.p_value(),
+            "margin": margin, "tests": verdicts.PAIRED_TESTS, "versus": versus,
+            "verdict": verdicts.agreement([shown for _, shown in outcomes.values()])}
+
+
+def _evidence(diff: verdicts.Estimate, margin: float) -> str:
+    """advised − other, its p and its TOST p within ±margin."""
+    if diff.n < 2:
+        return f"{diff.n} seeds in common"
+    return (f"{diff.mean:+.3f}, p {diff.p_value():.2g}, "
+            f"TOST ±{margin:.3g} p {diff.equivalence_p(margin):.2g}")
