@@ -110,3 +110,18 @@ def test_a_diverged_seed_is_left_out_of_the_pairs():
     other = scored([0.89, 0.9, 0.91, 0.5], 0.001)
     diff, _ = verdicts.versus_best(other, best, 0.05, True)
     assert diff.n == 3 and diff.mean == pytest.approx(-0.01)
+
+
+def test_advice_agrees_only_when_shown_against_each_other_and_a_diverged_one_is_beaten():
+    advised = scored([0.80, 0.81, 0.79], 0.001)
+    clearly_worse, diverged = scored([0.5, 0.52, 0.49], 0.001), scored([math.nan] * 3, 0.001)
+    outcomes = verdicts.advised_versus_each(advised, {"b": clearly_worse, "a": diverged}, 0.01,
+                                            greater_is_better=True)
+    assert list(outcomes) == ["a", "b"]  # by name, whatever order they came in
+    assert [shown for _, shown in outcomes.values()] == ["better", "better"]
+    assert verdicts.agreement(["better", "equivalent"]) == "agrees"
+    assert verdicts.agreement(["better", "inconclusive"]) == "inconclusive"
+    assert verdicts.agreement(["equivalent", "worse", "inconclusive"]) == "disagrees"
+    assert verdicts.agreement([]) == "inconclusive"  # nothing compared, nothing shown
+    gone = verdicts.advised_versus_each(diverged, {"b": clearly_worse}, 0.01, True)
+    assert verdicts.agreement([shown for _, shown in gone.values()]) == "diverged"
