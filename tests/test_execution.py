@@ -216,3 +216,28 @@ def test_the_pool_data_file_goes_on_every_exit_and_stale_ones_of_dead_runs_too(
         assert Path(path).name.startswith(f"dlbench-data-{os.getpid()}-")
         raise KeyboardInterrupt
     assert not Path(path).exists() and live.exists()
+
+
+def test_a_dask_cluster_that_lost_its_workers_is_one_error(iris, monkeypatch):
+    """What distributed raises when the last worker is gone (KilledWorker after its retries,
+    or the client's connection closed) ends the run as WorkerLost, not a traceback."""
+    distributed = pytest.importorskip("distributed", reason="Dask's distributed is not "
+                                      "installed: pip install 'dlbench[dask]'")
+
+    class Lost:
+        def result(self):
+            raise distributed.KilledWorker("run_task-1", "tcp://127.0.0.1:1", 3)
+
+    class Client:
+        def scatter(self, data, broadcast):
+            return data
+
+        def submit(self, *args, pure):
+            return Lost()
+
+    monkeypatch.setattr(distributed, "as_completed", lambda futures: iter(futures))
+    dask = object.__new__(execution.Dask)  # its client, not a cluster's: no workers to start
+    dask.client, dask.threads = Client(), 1
+    [(task, _)] = tasks(iris, grid()[:1], lambda c: members())
+    with pytest.raises(execution.WorkerLost, match="Dask cluster lost its workers"):
+        list(dask.map(iris, [task], None))
