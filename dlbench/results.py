@@ -114,7 +114,7 @@ def claimed(path: Path | None, command: str, record: dict[str, Any],
             except DlbenchError as e:
                 raise DlbenchError(f"--resume: {e}") from None
         else:
-            atomic_write(path / RUN_RECORD, lambda f: json.dump(record, f, indent=2))
+            _write_record(path, record)
         yield path
     except BaseException:
         if not any((path / CELLS).glob("*.pkl")) and not resume:
@@ -124,6 +124,14 @@ def claimed(path: Path | None, command: str, record: dict[str, Any],
         raise
     finally:
         lock.close()
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    try:
+        atomic_write(path / RUN_RECORD, lambda f: json.dump(record, f, indent=2))
+    except OSError as e:  # a full disk, before anything trained: nothing is lost
+        raise DlbenchError(f"cannot write {path / RUN_RECORD}: {e.strerror}; free some space "
+                           "or give --out a writable directory") from None
 
 
 def _make(path: Path | None, command: str, created: list[Path]) -> Path:

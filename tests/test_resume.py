@@ -348,3 +348,15 @@ def test_a_killed_pool_worker_ends_the_run_in_one_line(tmp_path):
     assert line.startswith("error: a worker process died") and f"kept in {out}" in line
     assert line.endswith(f"--out {out} --resume")
     assert not list(Path(tempfile.gettempdir()).glob(f"dlbench-data-{run.pid}-*"))
+
+
+def test_a_full_disk_before_training_is_a_usage_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(results, "atomic_write", full)
+    out = tmp_path / "run"
+    message = assert_usage_error(invoke(*CV, "--out", out), out)
+    assert f"cannot write {out / results.RUN_RECORD}: No space left on device" in message
