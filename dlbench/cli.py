@@ -5,12 +5,13 @@ torch and the runners are imported inside the commands, so `dlbench --help` stay
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from typer.exceptions import Abort, TyperException
 from dlbench import __version__
 from dlbench.config import FUNCTION_OPT, NETWORK_OPT
 from dlbench.errors import DlbenchError
-from dlbench.execution import DEFAULT_THREADS, Interrupted
+from dlbench.execution import DEFAULT_THREADS, Interrupted, Stopped
 from dlbench.suites import RESERVED
 
 
@@ -39,11 +40,16 @@ class _OneLineErrors(typer.core.TyperGroup):
             _fail(e.format_message(), getattr(e, "exit_code", 2))
         except DlbenchError as e:
             _fail(str(e), 2)
-        except Interrupted as e:  # Ctrl-C while cells trained: what finished is kept
+        except Interrupted as e:  # Ctrl-C or SIGTERM in a run: what finished is kept
             typer.echo(str(e), err=True)
+            sys.exit(e.code)
+        except Stopped as e:  # a worker killed, a full disk: what finished is kept
+            _fail(str(e), e.code)
+        except (Abort, KeyboardInterrupt):
+            rv = 130
+        if rv == 130:  # typer's answer to a Ctrl-C outside a run: before anything was kept
+            typer.echo("interrupted before any cell finished; nothing was kept", err=True)
             sys.exit(130)
-        except Abort:
-            _fail("aborted", 130)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -457,7 +463,7 @@ def run_suite(
     rows = []
     total = sum(e.plan.total_epochs for e in entries if e.plan is not None)
     with progress_bar(total, loaded.name) as advance, \
-            Engine(execution, progress=advance) as engine:
+            Engine(execution, progress=advance) as engine, _suite_interrupted(root, hint):
         for e in entries:
             if e.state != "finished" and e.plan is None:  # paths on a function
                 _, e.out = _execute_functions(e.runner, e.config, e.out, e.state != "new")
@@ -477,6 +483,16 @@ def run_suite(
     report.listing(f"suite {loaded.name}", [{"timings": "", **r} for r in rows], columns,
                    wrap=("results",))
     typer.echo(f"results: {root}", err=True)
+
+
+@contextlib.contextmanager
+def _suite_interrupted(root: Path, hint: str) -> Iterator[None]:
+    """Ctrl-C between a suite's entries (inside one, its own run says what it kept)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: the entries finished so far are kept in {root}; "
+                          f"finish with: {hint}") from None
 
 
 @dataclass(eq=False)
@@ -723,31 +739,40 @@ def _run(runner, config, ctx: typer.Context, fmt: str, command: str) -> None:
             Engine(execution, progress=advance) as engine:
         result, out_dir = _execute(command, runner, config, plan, out, resume, engine,
                                    _finish_hint(out))
-    _warn(result.warnings)
-    report.show(command, result, fmt)
+    try:
+        _warn(result.warnings)
+        report.show(command, result, fmt)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after the run finished: its results are complete in "
+                          f"{out_dir}") from None
     typer.echo(f"results: {out_dir}", err=True)
 
 
 def _execute(command: str, runner, config, plan, out: Path | None, resume: bool, engine,
              hint: Callable[[Path], str]):
     """Train a prepared plan into its claimed directory (its finished cells kept, the others
-    trained by `engine`) and write its files -> (result, the directory)."""
+    trained by `engine`) and write its files -> (result, the directory). However it stops
+    (Ctrl-C, SIGTERM, a killed worker, a full disk), one line says what was kept and how to
+    finish."""
     from dlbench import results
-    from dlbench.execution import Store
+    from dlbench.execution import Store, WorkerLost
 
     record = {"command": command, "config": config.record()}
-    with results.claimed(out, command, record, resume) as out_dir:
+    with results.claimed(out, command, record, resume, lambda w: _warn([w])) as out_dir:
         store = Store(out_dir / results.CELLS)
         engine.use(store)
         try:
             result = runner.run(plan, engine)
-        except Interrupted:
-            raise Interrupted(_interrupted(out_dir, store.count(), hint(out_dir))) from None
-        manifest = {"command": command, **results.environment(), "config": config.record(),
-                    "execution": engine.config.record() | {"cells_trained": engine.trained,
-                                                           "cells_resumed": engine.resumed},
-                    **result.info}
-        results.write_run(out_dir, result.tables, manifest, _figures(command, result))
+            _warn(_rejected(store))
+            manifest = {"command": command, **results.environment(), "config": config.record(),
+                        "execution": engine.config.record() | {
+                            "cells_trained": engine.trained, "cells_resumed": engine.resumed},
+                        **result.info}
+            results.write_run(out_dir, result.tables, manifest, _figures(command, result))
+        except (Interrupted, KeyboardInterrupt):
+            raise Interrupted(f"interrupted: {_kept(out_dir, store, hint)}") from None
+        except (WorkerLost, OSError) as e:
+            raise Stopped(f"{_why(e)}; {_kept(out_dir, store, hint)}") from None
     return result, out_dir
 
 
@@ -762,12 +787,31 @@ def _finish_hint(out: Path | None) -> Callable[[Path], str]:
     return hint
 
 
-def _interrupted(out_dir: Path, finished: int, hint: str) -> str:
-    """What Ctrl-C leaves, and the command that finishes it."""
+def _kept(out_dir: Path, store, hint: Callable[[Path], str]) -> str:
+    """What a stopped run leaves, and the command that finishes it."""
+    finished = store.count()
     if not finished:
-        return "interrupted before any cell finished; nothing was kept"
-    return (f"interrupted: {finished} finished cell{'s' if finished > 1 else ''} kept in "
-            f"{out_dir}; finish with: {hint}")
+        return "no cell had finished, so nothing was kept; run the command again"
+    return (f"{finished} finished cell{'s' if finished > 1 else ''} kept in {out_dir}; "
+            f"finish with: {hint(out_dir)}")
+
+
+def _why(error: Exception) -> str:
+    """What stopped a run, in words: a lost worker's message, or the failed file operation."""
+    if not isinstance(error, OSError):
+        return str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}"
+
+
+def _rejected(store) -> list[str]:
+    """One warning for the stored cells that could not be used (and were trained again)."""
+    if not store.rejected:
+        return []
+    reasons = sorted(set(store.rejected.values()))
+    n = len(store.rejected)
+    return [f"{n} stored task file{'s' if n > 1 else ''} in {store.directory} not used "
+            f"({'; '.join(reasons)}): trained again"]
 
 
 def _warn(warnings: list[str]) -> None:
@@ -935,12 +979,16 @@ def main() -> None:
     about half a second that no one waits for gladly. Exit handlers still run."""
     import atexit
     import os
+    import signal
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: files cleaned up
     try:
         app()
         code = 0
     except SystemExit as e:
         code = e.code
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the command is over: nothing to interrupt
+        signal.signal(sig, signal.SIG_IGN)
     if not isinstance(code, int):  # SystemExit("message") or None, as Python would treat them
         if code is not None:
             print(code, file=sys.stderr)

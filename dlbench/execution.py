@@ -16,6 +16,7 @@ the run directory (`--resume`) and stores each one, atomically, as soon as it fi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -203,9 +204,8 @@ def _quiet_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _indexed(args: tuple[int, str, Task]) -> tuple[int, Results]:
-    i, path, task = args
-    return i, run_task(_dataset_at(path), task)
+def _run_task_at(path: str, task: Task) -> Results:
+    return run_task(_dataset_at(path), task)
 
 
 @functools.lru_cache(maxsize=2)  # a transfer run has two datasets: source and target
@@ -214,37 +214,80 @@ def _dataset_at(path: str) -> Dataset:
         return pickle.load(f)
 
 
+DATA_PREFIX = "dlbench-data-"  # the pool's dataset files: dlbench-data-<pid>-<random>.pkl
+
+
+@contextlib.contextmanager
+def _dataset_file(dataset: Dataset) -> Iterator[str]:
+    """The dataset pickled into a temporary file, removed on every exit the process lives
+    through (SIGTERM is one: the CLI turns it into KeyboardInterrupt). A SIGKILLed run cannot
+    remove its own: the file names its process, and the next pool removes those whose process
+    is gone."""
+    import tempfile
+
+    _remove_stale_data_files(Path(tempfile.gettempdir()))
+    fd, path = tempfile.mkstemp(prefix=f"{DATA_PREFIX}{os.getpid()}-", suffix=".pkl")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(dataset, f, pickle.HIGHEST_PROTOCOL)
+        yield path
+    finally:
+        os.unlink(path)
+
+
+def _remove_stale_data_files(directory: Path) -> None:
+    for path in directory.glob(f"{DATA_PREFIX}*-*.pkl"):
+        pid = path.name.removeprefix(DATA_PREFIX).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
 class Pool:
     """A local process pool (spawned, not forked: torch's thread pools do not survive a fork).
     The dataset goes to the workers through one temporary file per grid, read once by each
-    worker, not through the pipe with every task."""
+    worker, not through the pipe with every task. A worker killed from outside (the
+    out-of-memory killer, a user) breaks the pool: WorkerLost, at once, not a hang."""
 
     live_progress = False
 
     def __init__(self, workers: int, threads: int):
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        self.pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_quiet_worker, initargs=(threads,))
+        self.pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                                        initializer=_quiet_worker, initargs=(threads,))
 
     def map(self, dataset: Dataset, tasks: list[Task], progress) -> Done:
-        import tempfile
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
-        fd, path = tempfile.mkstemp(prefix="dlbench-data-", suffix=".pkl")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(dataset, f, pickle.HIGHEST_PROTOCOL)
-            yield from self.pool.imap_unordered(_indexed, [(i, path, t)
-                                                           for i, t in enumerate(tasks)])
-        finally:
-            os.unlink(path)
+        with _dataset_file(dataset) as path:
+            futures = {self.pool.submit(_run_task_at, path, t): i for i, t in enumerate(tasks)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            except BrokenProcessPool:
+                raise WorkerLost("a worker process died (killed from outside: the "
+                                 "out-of-memory killer, or a user)") from None
+            finally:
+                for future in futures:
+                    future.cancel()
 
     def close(self, abort: bool = False) -> None:
-        if abort:
-            self.pool.terminate()
-        else:
-            self.pool.close()
-        self.pool.join()
+        if abort:  # running tasks are not waited for; a broken pool has no workers left
+            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Dask:
@@ -276,8 +319,12 @@ class Dask:
         data = self.client.scatter(dataset, broadcast=True)
         futures = {self.client.submit(run_task, data, task, self.threads, pure=False): i
                    for i, task in enumerate(tasks)}
-        for future in distributed.as_completed(futures):
-            yield futures[future], future.result()
+        try:
+            for future in distributed.as_completed(futures):
+                yield futures[future], future.result()
+        except (distributed.KilledWorker, distributed.CancelledError, OSError) as e:
+            # a task its workers kept dying on, or the cluster gone (its last worker lost)
+            raise WorkerLost(f"the Dask cluster lost its workers ({type(e).__name__})") from None
 
     def close(self, abort: bool = False) -> None:
         self.client.close()
@@ -300,46 +347,75 @@ class Store:
     """Finished tasks under a run directory, one file each, named by the task's key.
 
     Files are pickles written by dlbench itself (atomically: a temp file, then a rename), read
-    back only when that run is resumed: resume only runs you made.
+    back only when that run is resumed: resume only runs you made. Each file starts with a
+    header line holding the sha256 of the pickle after it, checked before it is unpickled: a
+    damaged file (a flipped bit, overwritten bytes) or one of an older dlbench without a
+    checksum is not used, its cells are trained again, and `rejected` says which and why.
     """
+
+    MAGIC = b"dlbench-cells sha256 "  # + 64 hex digits + newline, then the pickle
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self.rejected: dict[Path, str] = {}  # stored files not used -> why
 
     def path(self, task: Task) -> Path:
         return self.directory / f"{task.key}.pkl"
 
     def get(self, task: Task) -> Results | None:
+        stored = self._read(self.path(task))
+        return stored["results"] if stored and stored.get("keys") == list(task.keys) else None
+
+    def _read(self, path: Path) -> dict | None:
+        """A stored file's contents, checked; None (and why, in `rejected`) when unusable."""
         try:
-            with open(self.path(task), "rb") as f:
-                stored = pickle.load(f)
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-            return None  # unreadable: train it again
-        return stored["results"] if stored.get("keys") == list(task.keys) else None
+        except OSError as e:
+            self.rejected[path] = f"unreadable: {e.strerror}"
+            return None
+        header, _, payload = data.partition(b"\n")
+        if not header.startswith(self.MAGIC):
+            self.rejected[path] = "no checksum: stored by an older dlbench, or damaged"
+            return None
+        if hashlib.sha256(payload).hexdigest().encode() != header[len(self.MAGIC):]:
+            self.rejected[path] = "damaged: its checksum does not match"
+            return None
+        try:
+            return pickle.loads(payload)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+            self.rejected[path] = f"unreadable by this dlbench ({type(e).__name__})"
+            return None
 
     def put(self, task: Task, results: Results) -> None:
         from dlbench.results import atomic_write
 
-        data = {"keys": list(task.keys), "results": results}
-        atomic_write(self.path(task), lambda f: pickle.dump(data, f, pickle.HIGHEST_PROTOCOL),
-                     binary=True)
+        payload = pickle.dumps({"keys": list(task.keys), "results": results},
+                               pickle.HIGHEST_PROTOCOL)
+        header = self.MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+        atomic_write(self.path(task), lambda f: f.write(header + payload), binary=True)
 
     def count(self) -> int:
-        """Cells stored so far."""
-        total = 0
-        for path in self.directory.glob("*.pkl"):
-            try:
-                with open(path, "rb") as f:
-                    total += len(pickle.load(f)["keys"])
-            except (OSError, pickle.UnpicklingError, EOFError, KeyError, AttributeError):
-                continue
-        return total
+        """Cells stored so far (checked ones only)."""
+        stored = (self._read(path) for path in sorted(self.directory.glob("*.pkl")))
+        return sum(len(s.get("keys", ())) for s in stored if isinstance(s, dict))
 
 
-class Interrupted(Exception):
-    """Ctrl-C during a run: what finished is stored."""
+class Stopped(Exception):
+    """A run stopped before it finished; what finished is stored. `code`: the exit status."""
+
+    code = 1
+
+
+class Interrupted(Stopped):
+    """Ctrl-C (or SIGTERM) during a run."""
+
+    code = 130
+
+
+class WorkerLost(Stopped):
+    """A worker process died under a task (killed from outside), or a cluster lost them all."""
 
 
 class Engine:
@@ -392,18 +468,22 @@ class Engine:
             if self._executor is None:
                 self._executor = executor(self.config)
             runner = self._executor
-            try:
-                for j, results in runner.map(dataset, [tasks[i] for i in todo], self.progress):
-                    task = tasks[todo[j]]
-                    if self.store is not None:
-                        self.store.put(task, results)
-                    done[todo[j]] = results
-                    self.trained += len(task.keys)
-                    if not runner.live_progress:
-                        self._advance(task.work)
+            finished = runner.map(dataset, [tasks[i] for i in todo], self.progress)
+            try:  # closed at once, whatever stops the loop: the executor's temporary files go
+                with contextlib.closing(finished):
+                    for j, results in finished:
+                        self._keep(tasks[todo[j]], results, runner.live_progress)
+                        done[todo[j]] = results
             except KeyboardInterrupt:
                 raise Interrupted() from None
         return [done[i] for i in range(len(tasks))]
+
+    def _keep(self, task: Task, results: Results, advanced: bool) -> None:
+        if self.store is not None:
+            self.store.put(task, results)
+        self.trained += len(task.keys)
+        if not advanced:
+            self._advance(task.work)
 
     def _advance(self, n: int) -> None:
         if self.progress is not None:

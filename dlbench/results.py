@@ -10,6 +10,7 @@ manifest.json is written last: its presence means the run finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "scipy", "matplotlib", "
 RUN_RECORD = "run.json"  # written when a run claims its directory: what it runs
 CELLS = "cells"  # the finished tasks (execution.Store): what --resume keeps
 LOCK = ".lock"  # held (flock) by the live run that owns the directory
+SHA256 = "sha256"  # the manifest's entry: file name -> sha256 of its bytes (see `verify`)
 
 
 def default_out_dir(command: str, root: str | Path = "results") -> Path:
@@ -69,7 +71,8 @@ def check_out(out: Path | None, resume: bool = False, held: bool = False) -> Non
 
 @contextmanager
 def claimed(path: Path | None, command: str, record: dict[str, Any],
-            resume: bool = False) -> Iterator[Path]:
+            resume: bool = False, warn: Callable[[str], None] = lambda _: None
+            ) -> Iterator[Path]:
     """The results directory, claimed for this run before anything trains.
 
     `path` None: results/<command>-<timestamp>[-N], created exclusively, so two runs started in
@@ -77,6 +80,8 @@ def claimed(path: Path | None, command: str, record: dict[str, Any],
     second live run of the same directory, and run.json records what runs there: a resumed
     run must be the same (`record`: the command and its config). If the run fails before any
     cell finished, what this created is removed again, so a failed run leaves nothing behind.
+    A damaged run.json does not block a resume: it is written anew (`warn` says so), since
+    stored cells are matched by their keys, which hold their whole configuration.
     """
     created: list[Path] = []
     try:
@@ -99,13 +104,17 @@ def claimed(path: Path | None, command: str, record: dict[str, Any],
         raise
     try:
         record = json.loads(json.dumps(record, default=_jsonable))
-        if resume:
+        damaged = resume and _stored_record(path) is None
+        if damaged:
+            warn(f"{path / RUN_RECORD} was damaged; written anew from these options (stored "
+                 "cells are reused only where their keys match this configuration)")
+        if resume and not damaged:
             try:
                 _same_run(path, record)
             except DlbenchError as e:
                 raise DlbenchError(f"--resume: {e}") from None
         else:
-            atomic_write(path / RUN_RECORD, lambda f: json.dump(record, f, indent=2))
+            _write_record(path, record)
         yield path
     except BaseException:
         if not any((path / CELLS).glob("*.pkl")) and not resume:
@@ -115,6 +124,14 @@ def claimed(path: Path | None, command: str, record: dict[str, Any],
         raise
     finally:
         lock.close()
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    try:
+        atomic_write(path / RUN_RECORD, lambda f: json.dump(record, f, indent=2))
+    except OSError as e:  # a full disk, before anything trained: nothing is lost
+        raise DlbenchError(f"cannot write {path / RUN_RECORD}: {e.strerror}; free some space "
+                           "or give --out a writable directory") from None
 
 
 def _make(path: Path | None, command: str, created: list[Path]) -> Path:
@@ -187,6 +204,8 @@ def run_state(path: Path, record: dict[str, Any]) -> str:
     "finished"; a run of another configuration is refused."""
     if not (path / RUN_RECORD).exists():
         return "new"
+    if _stored_record(path) is None:  # damaged: resumed, and written anew (`claimed`)
+        return "unfinished"
     _same_run(path, json.loads(json.dumps(record, default=_jsonable)),
               "run into a new --out, or remove that directory")
     return "finished" if (path / "manifest.json").exists() else "unfinished"
@@ -204,13 +223,21 @@ def new_dir(name: str) -> Path:
 def _same_run(path: Path, record: dict[str, Any],
               advice: str = "resume with the same options or choose a new --out") -> None:
     """Refuse to resume a run of another configuration, naming the first difference."""
-    with open(path / RUN_RECORD) as f:
-        stored = json.load(f)
-    difference = _first_difference(stored, record)
+    difference = _first_difference(_stored_record(path), record)
     if difference is not None:
         where, there, here = difference
         raise DlbenchError(f"{path} holds a run of another configuration ({where}: {there} "
                            f"there, {here} now); {advice}")
+
+
+def _stored_record(path: Path) -> dict[str, Any] | None:
+    """run.json's record; None when it is damaged (not a JSON object)."""
+    try:
+        with open(path / RUN_RECORD, "rb") as f:
+            stored = json.load(f)
+    except ValueError:  # not JSON, not UTF-8
+        return None
+    return stored if isinstance(stored, dict) else None
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any] | None:
@@ -233,17 +260,25 @@ def _remove_empty(directories: list[Path]) -> None:
             return  # not empty: leave it and its parents
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> str:
+    """Write through a temporary file renamed into place -> the sha256 of what was written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="") as f:
             write(f)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
+        digest = sha256(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return digest
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _umask() -> int:
@@ -254,19 +289,46 @@ def _umask() -> int:
 
 def write_run(out_dir: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any],
               extra: dict[str, Callable[[Path], None]] | None = None) -> Path:
-    """tables: file stem -> tidy frame (written as <stem>.csv); extra: file name -> writer(path)."""
+    """tables: file stem -> tidy frame (written as <stem>.csv); extra: file name -> writer(path).
+    The manifest, written last, records each file's sha256 (`verify` checks them)."""
+    digests = {}
     for stem, frame in tables.items():
-        atomic_write(out_dir / f"{stem}.csv", lambda f, frame=frame: frame.to_csv(f, index=False))
+        digests[f"{stem}.csv"] = atomic_write(
+            out_dir / f"{stem}.csv", lambda f, frame=frame: frame.to_csv(f, index=False))
     for name, writer in (extra or {}).items():
         tmp = out_dir / f".{name}.tmp"
         try:
             writer(tmp)
+            digests[name] = sha256(tmp)
             os.replace(tmp, out_dir / name)
         finally:
             tmp.unlink(missing_ok=True)
+    manifest = {**manifest, SHA256: digests}
     atomic_write(out_dir / "manifest.json",
                  lambda f: json.dump(manifest, f, indent=2, default=_jsonable))
     return out_dir
+
+
+def verify(out_dir: Path) -> list[str]:
+    """What is wrong with a finished run's files: each file its manifest records whose bytes
+    are missing or differ from the sha256 written with it (empty: all intact). Runs written
+    before the checksums were recorded have none to check."""
+    try:
+        with open(out_dir / "manifest.json") as f:
+            recorded = json.load(f).get(SHA256, {})
+    except FileNotFoundError:
+        return [f"{out_dir} holds no manifest.json: not a finished run"]
+    except (OSError, ValueError, AttributeError) as e:
+        return [f"{out_dir / 'manifest.json'} is unreadable or damaged ({type(e).__name__})"]
+    problems = []
+    for name, expected in sorted(recorded.items()):
+        try:
+            if sha256(out_dir / name) != expected:
+                problems.append(f"{out_dir / name} is damaged: its sha256 differs from the "
+                                "manifest's")
+        except OSError as e:
+            problems.append(f"{out_dir / name}: {e.strerror}")
+    return problems
 
 
 def environment() -> dict[str, Any]:

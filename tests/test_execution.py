@@ -3,8 +3,13 @@ number."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +186,58 @@ def test_more_threads_than_cores_is_a_warning(monkeypatch):
     [warning] = check_execution(ExecutionConfig(workers=2, threads=2))
     assert "4 threads on 2 cores" in warning
     assert check_execution(ExecutionConfig(workers=2, threads=1)) == []
+
+
+def test_a_stored_task_without_a_checksum_is_trained_again(iris, tmp_path):
+    """The files of an older dlbench (a bare pickle) are not trusted: nothing says they are
+    whole."""
+    [(task, _)] = tasks(iris, grid()[:1], lambda c: members())
+    store = Store(tmp_path)
+    with Engine(store=store) as engine:
+        engine.run(iris, [task])
+    payload = store.path(task).read_bytes().partition(b"\n")[2]
+    assert pickle.loads(payload)["keys"] == list(task.keys)  # what an older dlbench wrote
+    store.path(task).write_bytes(payload)
+    assert store.get(task) is None and store.count() == 0
+    assert "no checksum" in store.rejected[store.path(task)]
+
+
+def test_the_pool_data_file_goes_on_every_exit_and_stale_ones_of_dead_runs_too(
+        iris, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # a run SIGKILLed before it could remove its file
+    stale = tmp_path / f"dlbench-data-{gone.pid}-abc.pkl"
+    live = tmp_path / f"dlbench-data-{os.getpid()}-abc.pkl"  # a live run's: kept
+    stale.touch()
+    live.touch()
+    with pytest.raises(KeyboardInterrupt), execution._dataset_file(iris) as path:
+        assert Path(path).parent == tmp_path and not stale.exists() and live.exists()
+        assert Path(path).name.startswith(f"dlbench-data-{os.getpid()}-")
+        raise KeyboardInterrupt
+    assert not Path(path).exists() and live.exists()
+
+
+def test_a_dask_cluster_that_lost_its_workers_is_one_error(iris, monkeypatch):
+    """What distributed raises when the last worker is gone (KilledWorker after its retries,
+    or the client's connection closed) ends the run as WorkerLost, not a traceback."""
+    distributed = pytest.importorskip("distributed", reason="Dask's distributed is not "
+                                      "installed: pip install 'dlbench[dask]'")
+
+    class Lost:
+        def result(self):
+            raise distributed.KilledWorker("run_task-1", "tcp://127.0.0.1:1", 3)
+
+    class Client:
+        def scatter(self, data, broadcast):
+            return data
+
+        def submit(self, *args, pure):
+            return Lost()
+
+    monkeypatch.setattr(distributed, "as_completed", lambda futures: iter(futures))
+    dask = object.__new__(execution.Dask)  # its client, not a cluster's: no workers to start
+    dask.client, dask.threads = Client(), 1
+    [(task, _)] = tasks(iris, grid()[:1], lambda c: members())
+    with pytest.raises(execution.WorkerLost, match="Dask cluster lost its workers"):
+        list(dask.map(iris, [task], None))

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from dlbench import results
+from dlbench.execution import Store
 from tests.cli_helpers import assert_usage_error, invoke
 
 # six tasks (three widths, with and without dropout), each long enough to be caught midway
@@ -55,7 +56,8 @@ def assert_same_files(resumed: Path, whole: Path) -> None:
     pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_an_interrupted_run_resumes_to_the_files_of_an_uninterrupted_one(
         sig, tmp_path, uninterrupted):
     out = tmp_path / "run"
@@ -63,7 +65,7 @@ def test_an_interrupted_run_resumes_to_the_files_of_an_uninterrupted_one(
     kept = len(list((out / results.CELLS).glob("*.pkl")))
     assert not (out / "manifest.json").exists() and not (out / "scores.csv").exists()
     assert not list(out.rglob("*.tmp")), "a half-written file was left behind"
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:  # SIGTERM is handled as Ctrl-C
         assert code == 130
         [line] = stderr.strip().splitlines()
         assert line.startswith("interrupted: ") and f"kept in {out}" in line
@@ -171,3 +173,190 @@ def test_a_run_that_finished_there_meanwhile_is_not_overwritten(tmp_path):
             pass
     assert (out / results.RUN_RECORD).read_text() == '{"command": "overfit"}'
     assert (out / "manifest.json").exists()
+
+
+# --- stored cells and result files are checked; every stop is one line ----------------------
+
+SMALL = ["overfit", "--dataset", "iris", "--width", "8,16", "--epochs", "2", "--seeds", "1"]
+
+
+def _float_bytes(path: Path) -> tuple[int, bytes]:
+    """Where a stored task file holds its first probabilities (8 bytes inside its pickle)."""
+    import pickle
+
+    data = path.read_bytes()
+    payload = data.partition(b"\n")[2] if data.startswith(b"dlbench-cells") else data
+    [[first, *_], *_] = pickle.loads(payload)["results"]
+    proba = next(iter(first.predictions.values())).proba
+    chunk = proba.tobytes()[:8]
+    return path.read_bytes().index(chunk), chunk
+
+
+def _flip_a_bit(data: bytearray, at: int) -> None:
+    data[at + 3] ^= 0x40  # an exponent bit of a float32 (or a float64's mantissa)
+
+
+def _overwrite_8_bytes(data: bytearray, at: int) -> None:
+    data[at:at + 8] = b"\xff" * 8  # two NaNs
+
+
+@pytest.mark.parametrize("damage", [_flip_a_bit, _overwrite_8_bytes])
+def test_a_damaged_stored_cell_is_trained_again_with_one_warning(damage, tmp_path):
+    out = tmp_path / "run"
+    assert invoke(*CV, "--out", out).exit_code == 0
+    before = {name: (out / name).read_bytes() for name in ("scores.csv", "curves.csv")}
+    [stored] = (out / results.CELLS).glob("*.pkl")
+    at, _ = _float_bytes(stored)
+    data = bytearray(stored.read_bytes())
+    damage(data, at)
+    stored.write_bytes(bytes(data))
+    again = invoke(*CV, "--out", out, "--resume")
+    assert again.exit_code == 0, again.output
+    [warning] = [line for line in again.stderr.splitlines() if line.startswith("warning: ")]
+    assert "damaged" in warning and "trained again" in warning
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert pd.read_json(out / "manifest.json", typ="series")["execution"]["cells_trained"] == 1
+
+
+def test_the_manifest_records_each_file_and_verify_finds_a_damaged_one(tmp_path):
+    out = tmp_path / "run"
+    assert invoke(*CV, "--out", out).exit_code == 0
+    recorded = pd.read_json(out / "manifest.json", typ="series")["sha256"]
+    assert {"scores.csv", "curves.csv", "summary.csv"} <= set(recorded)
+    assert results.verify(out) == []
+    data = bytearray((out / "scores.csv").read_bytes())
+    data[-3] ^= 0x01
+    (out / "scores.csv").write_bytes(bytes(data))
+    [problem] = results.verify(out)
+    assert "scores.csv is damaged" in problem
+
+
+def test_ctrl_c_at_start_up_says_nothing_was_kept(tmp_path, monkeypatch):
+    from dlbench.runners import cv
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cv, "prepare", interrupted)
+    out = tmp_path / "run"
+    result = invoke(*CV, "--out", out)
+    assert result.exit_code == 130
+    assert result.stderr.splitlines() == ["interrupted before any cell finished; nothing was "
+                                          "kept"]
+    assert not out.exists()
+
+
+def test_ctrl_c_after_the_last_cell_says_how_to_resume(tmp_path, monkeypatch):
+    whole = tmp_path / "whole"
+    assert invoke(*CV, "--out", whole).exit_code == 0
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        patch.setattr(results, "write_run", interrupted)
+        result = invoke(*CV, "--out", out)
+    assert result.exit_code == 130
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"interrupted: 1 finished cell kept in {out}; finish with: ")
+    assert line.endswith("--resume")
+    assert invoke(*CV, "--out", out).exit_code == 2  # refused without --resume, as it says
+    assert invoke(*CV, "--out", out, "--resume").exit_code == 0
+    assert (out / "scores.csv").read_bytes() == (whole / "scores.csv").read_bytes()
+
+
+def test_a_full_disk_is_one_line_that_keeps_the_first_task(tmp_path, monkeypatch):
+    import errno
+
+    real, calls = results.atomic_write, []
+
+    def full_after_the_first_task(path, *args, **kwargs):
+        if path.parent.name == results.CELLS:
+            calls.append(path)
+            if len(calls) > 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(results, "atomic_write", full_after_the_first_task)
+    out = tmp_path / "run"
+    result = invoke(*SMALL, "--out", out)
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: No space left on device (") and "Traceback" not in line
+    kept = Store(out / results.CELLS).count()  # the first task's cells
+    assert kept >= 1 and len(calls) == 2
+    assert f"{kept} finished cells kept in {out}; finish with: " in line
+    assert line.endswith("--resume") and not list(out.rglob("*.tmp"))
+
+
+def test_a_damaged_run_record_does_not_block_resuming(tmp_path):
+    out = tmp_path / "run"
+    assert invoke(*CV, "--out", out).exit_code == 0
+    before = (out / "scores.csv").read_bytes()
+    (out / "manifest.json").unlink()  # as if interrupted while writing its files
+    (out / results.RUN_RECORD).write_bytes(b"\x00garbage{")
+    refused = invoke(*CV, "--out", out)
+    assert refused.exit_code == 2 and "add --resume" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+    again = invoke(*CV, "--out", out, "--resume")
+    assert again.exit_code == 0, again.output
+    [warning] = again.stderr.splitlines()[:-1]  # then "results: DIR"
+    assert warning.startswith("warning: ") and "run.json was damaged" in warning
+    assert (out / "scores.csv").read_bytes() == before
+    assert pd.read_json(out / "manifest.json", typ="series")["execution"]["cells_trained"] == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _workers(pid: int) -> list[int]:
+    """The pool's worker processes of a run (not multiprocessing's resource tracker)."""
+    return [child for child in _children(pid)
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_a_killed_pool_worker_ends_the_run_in_one_line(tmp_path):
+    import tempfile
+
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "dlbench", *OVERFIT, "--workers", "2",
+                            "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / results.CELLS).glob("*.pkl")) and time.monotonic() < deadline:
+            assert run.poll() is None, run.communicate()
+            time.sleep(0.01)
+        os.kill(_workers(run.pid)[0], signal.SIGKILL)
+        _, stderr = run.communicate(timeout=60)  # not a hang
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 1
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("error: a worker process died") and f"kept in {out}" in line
+    assert line.endswith(f"--out {out} --resume")
+    assert not list(Path(tempfile.gettempdir()).glob(f"dlbench-data-{run.pid}-*"))
+
+
+def test_a_full_disk_before_training_is_a_usage_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(results, "atomic_write", full)
+    out = tmp_path / "run"
+    message = assert_usage_error(invoke(*CV, "--out", out), out)
+    assert f"cannot write {out / results.RUN_RECORD}: No space left on device" in message
