@@ -403,9 +403,11 @@ class Store:
 
 
 class Stopped(Exception):
-    """A run stopped before it finished; what finished is stored. `code`: the exit status."""
+    """A run stopped before it finished; what finished is stored. `code`: the exit status (3:
+    stopped by its environment — a worker died, the disk filled —, never 1, which means a
+    regression)."""
 
-    code = 1
+    code = 3
 
 
 class Interrupted(Stopped):

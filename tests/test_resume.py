@@ -280,7 +280,7 @@ def test_a_full_disk_is_one_line_that_keeps_the_first_task(tmp_path, monkeypatch
     monkeypatch.setattr(results, "atomic_write", full_after_the_first_task)
     out = tmp_path / "run"
     result = invoke(*SMALL, "--out", out)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output
     [line] = result.stderr.splitlines()
     assert line.startswith("error: No space left on device (") and "Traceback" not in line
     kept = Store(out / results.CELLS).count()  # the first task's cells
@@ -343,7 +343,7 @@ def test_a_killed_pool_worker_ends_the_run_in_one_line(tmp_path):
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.communicate()
-    assert run.returncode == 1
+    assert run.returncode == 3
     [line] = stderr.strip().splitlines()
     assert line.startswith("error: a worker process died") and f"kept in {out}" in line
     assert line.endswith(f"--out {out} --resume")
