@@ -263,7 +263,7 @@ def compare(baseline: Results, current: Results, tolerances: dict[str, Tolerance
     if not rows:
         raise DlbenchError(f"{baseline.path} and {current.path} have no rows to compare")
     found = pd.DataFrame(rows)
-    if not (found.verdict.isin(("unchanged", "improved", "regressed"))).any():
+    if "pairs" not in found or found["pairs"].isna().all():  # no configuration on both sides
         raise DlbenchError(f"{baseline.path} and {current.path} share no configuration: "
                            "compare runs of the same command and options")
     order = {v: i for i, v in enumerate(VERDICTS)}
