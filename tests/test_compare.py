@@ -123,6 +123,28 @@ def test_repeated_holdout_runs_are_paired_by_split_and_corrected(tmp_path):
     assert val["baseline_members"] == 10  # 5 splits × 2 seeds, averaged within each split
 
 
+def test_runs_record_their_splits_and_a_rerun_the_same(runs):
+    cv, again, optimize = (json.loads((runs[n] / "manifest.json").read_text())["splits"]
+                           for n in ("base", "again", "optimize"))
+    assert cv == again and len({s["rows"] for s in cv}) == 10  # 5 folds × 2 repeats
+    for repeat in (0, 1):  # each repeat's folds evaluate every row once
+        assert sum(s["n_test"] for s in cv if s["repeat"] == repeat) == 150
+    [split] = optimize  # one train/validation/test split for every cell
+    assert split["n_train"] > split["n_test"] > 0
+
+
+def test_forward_chaining_folds_get_no_nadeau_bengio():
+    run = kfold_run(4, 100)
+    ordered = compare.RunInfo(run.command, run.config, run.fingerprint, run.splits, True)
+    base, now = [0.90, 0.92, 0.91, 0.93], [0.86, 0.89, 0.87, 0.90]
+    [row] = compare.compare(results(folds(base), ordered), results(folds(now), ordered),
+                            {}).to_dict("records")
+    d = np.array(now) - np.array(base)
+    assert row["test"].startswith("heuristic: plain t over 4 forward-chaining folds")
+    expected = sps.ttest_1samp(d, -0.01 * np.mean(base), alternative="less").pvalue
+    assert row["p_value"] == pytest.approx(expected)
+
+
 def test_tiny_deltas_read_in_scientific_notation():
     assert report.plus_minus(-5e-10, 1.1e-9) == "−5.0e−10±1.1e−09"
     assert report.plus_minus(-0.01234, 0.0081) == "−0.0123±0.0081"
