@@ -647,6 +647,13 @@ def compare(
              "resampled splits (seeds averaged within each, corrected resampled t of Nadeau & "
              "Bengio 2003) or else the seeds (t), paired where both runs used the same rows; "
              "missing rows or members count as failures", *judge.notes(baseline, current)]
+    if rope is not None:
+        notes.append(f"p_equivalent (json): posterior probability that the difference lies "
+                     f"within ±{rope:g} (correlated Bayesian t-test)")
+    if judge.TIMING in tolerances:
+        notes.append("wall time: geometric means of each side's timings (dlbench run "
+                     "--timings N), Welch t on log seconds; both sides' load is part of it: "
+                     "time them on the same quiet machine")
     found = judge.compare(baseline, current, tolerances, rope)
     if out is not None:  # compare.csv, every row: what `dlbench report` shows
         record = {"command": "compare", "config": {"baseline": str(base_path),
