@@ -602,6 +602,7 @@ def _recipe(command: str):
 
 @app.command()
 def compare(
+        ctx: typer.Context,
         paths: Annotated[list[Path], typer.Argument(
             help="BASELINE CURRENT: results directories, suite directories or scores.csv "
                  "files. With --rank: two or more results or suite directories.",
@@ -630,33 +631,38 @@ def compare(
                  "where its CSVs and PNGs go (default results/rank-<timestamp>/).")] = None,
         fmt: Annotated[str, typer.Option(
             "--format", help="table | markdown (a CI job summary) | json.")] = "table") -> None:
-    """Compare results with a baseline: exit 1 when something regressed (worse than the
-    tolerance and significant) or went missing, 0 when nothing did. With --rank: methods
+    """Compare results with a baseline: exit 1 when something regressed (shown worse than
+    its tolerance) or went missing, 0 when nothing did. With --rank: methods
     ranked across problems."""
     from dlbench import compare as judge
     from dlbench import report, results
 
     if fmt not in ("table", "markdown", "json"):
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, markdown, json")
+    given = {name for name in ("tolerance", "rope", "all_rows", "metric", "split", "cost")
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+    own = {"metric", "split", "cost"}  # --rank's; the others judge two runs
+    for name in sorted(given - own if rank else given & own):
+        option = "--all" if name == "all_rows" else f"--{name}"
+        raise DlbenchError(f"{option} does not apply to --rank; drop it" if rank else
+                           f"{option} applies to --rank; drop it or add --rank")
     if rank:
         _rank(paths, metric, split, cost, out, fmt)
         return
     if len(paths) != 2:
         raise DlbenchError(f"compare takes BASELINE CURRENT (2 paths), got {len(paths)}; "
                            "--rank compares more")
-    for option, value, default in (("--metric", metric, "accuracy"), ("--split", split, "val"),
-                                   ("--cost", cost, None)):
-        if value != default:
-            raise DlbenchError(f"{option} applies to --rank; drop it")
     if rope is not None and not (rope > 0 and math.isfinite(rope)):
         raise DlbenchError(f"--rope must be a positive number, got {rope:g}")
     tolerances = judge.parse_tolerance(tolerance)
     results.check_out(out)
-    baseline, current = paths
-    found = judge.compare(judge.load(baseline), judge.load(current), tolerances, rope)
-    notes = [f"a regression: worse than its tolerance and p < {judge.ALPHA} (two-sided, "
-             "paired over seeds; over k-fold splits by the corrected resampled t of Nadeau & "
-             "Bengio 2003); missing rows count as failures"]
+    base_path, now_path = paths
+    baseline, current = judge.load(base_path), judge.load(now_path)
+    notes = [f"regressed: shown worse than its tolerance, one-sided p < {judge.ALPHA} "
+             "(non-inferiority; p is that test's, in the direction Δ points); units are the "
+             "resampled splits (seeds averaged within each, corrected resampled t of Nadeau & "
+             "Bengio 2003) or else the seeds (t), paired where both runs used the same rows; "
+             "missing rows or members count as failures", *judge.notes(baseline, current)]
     if rope is not None:
         notes.append(f"p_equivalent (json): posterior probability that the difference lies "
                      f"within ±{rope:g} (correlated Bayesian t-test)")
@@ -664,15 +670,16 @@ def compare(
         notes.append("wall time: geometric means of each side's timings (dlbench run "
                      "--timings N), Welch t on log seconds; both sides' load is part of it: "
                      "time them on the same quiet machine")
+    found = judge.compare(baseline, current, tolerances, rope)
     if out is not None:  # compare.csv, every row: what `dlbench report` shows
-        record = {"command": "compare", "config": {"baseline": str(baseline),
-                                                   "current": str(current),
+        record = {"command": "compare", "config": {"baseline": str(base_path),
+                                                   "current": str(now_path),
                                                    "tolerance": tolerance, "rope": rope}}
         with results.claimed(out, "compare", record) as out_dir:
             results.write_run(out_dir, {"compare": found}, {
-                **record, "baseline": str(baseline), "current": str(current),
+                **record, "baseline": str(base_path), "current": str(now_path),
                 "rule": notes[0], **results.environment()})
-    report.show_compare(found, f"compare {baseline} → {current}", notes, fmt, all_rows)
+    report.show_compare(found, f"compare {base_path} → {now_path}", notes, fmt, all_rows)
     raise typer.Exit(1 if found.verdict.isin(judge.FAILURES).any() else 0)
 
 

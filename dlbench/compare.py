@@ -1,27 +1,38 @@
 """Two sets of results compared row by row: what improved, what regressed, what is noise.
 
-Inputs are results directories (a run's, with scores.csv), suite directories (one run per
-entry) or scores CSV files. Rows are matched on their configuration columns (the dataset, the
-cell's coordinates, the split, the metric; the checkpoint where there is one); within a match,
-members are paired on their seed (and repeat and fold), since a rerun with the same seed trains
-the same members.
+Inputs are finished results directories (a run's, with scores.csv and manifest.json), suite
+directories (one run per entry) or scores CSV files. Rows are matched on their configuration
+columns (the dataset, the cell's coordinates, the split, the metric; the checkpoint where there
+is one). Within a match the units are the resampled splits where there are several (each
+split's seeds averaged first, as `cv` does), else the seeds. Units are paired only where both
+runs trained and scored them on the same rows: by the split identity each run records in its
+manifest (`splits`: sizes and a digest of the data and the rows). Where the splits or the data
+differ the two sides are independent, and the test is unpaired (Welch).
 
-A change is a *regression* only when both hold:
-- it is worse than the metric's tolerance (`--tolerance accuracy:-1%,loss:+5%`: relative to the
-  baseline's mean, or absolute without '%'; 1% relative by default), and
-- it is significant: the paired difference over the members has a two-sided p below ALPHA, by
-  the corrected resampled t (Nadeau & Bengio 2003) where the members are k-fold splits, else the
-  paired t over seeds.
+The variance of the units: over resampled splits, the corrected resampled t (Nadeau & Bengio
+2003, n_test / n_train from the recorded split sizes); over forward-chaining folds (not
+exchangeable) or over seeds on one split, the plain t.
+
+A change is a *regression* when it is shown worse than the metric's tolerance
+(`--tolerance accuracy:-1%,loss:+5%`: relative to the baseline's mean, or absolute without '%';
+1% relative by default): a one-sided test of H0 "worse by at most the tolerance" with p below
+ALPHA (a non-inferiority test). Why not "significantly worse than 0 and worse than the
+tolerance on average": that rule calls a change regressed whose interval still holds drops
+smaller than the tolerance, i.e. it reports more than its numbers show. The price: with few
+units a real drop just beyond the tolerance may stay "unchanged"; a lost member (fewer rows,
+or members that diverged only now) fails the gate whatever the test says. "improved" is the
+mirror test: better by more than the tolerance.
 `--rope R` adds the probability that the difference lies within ±R (practically equivalent):
 the correlated Bayesian t-test (Corani & Benavoli 2015), whose posterior is a Student t with the
-same location, scale and degrees of freedom as the corrected (or plain) t above.
+same location, scale and degrees of freedom as the test above.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +40,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from dlbench import stats
 from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS
-from dlbench.stats import Estimate, corrected_estimate, seeds_estimate
+from dlbench.stats import Estimate
+from dlbench.verdicts import STATUSES
 
-ALPHA = 0.05  # significance level of a change
+ALPHA = 0.05  # level of the one-sided tests against the tolerance
 DEFAULT_TOLERANCE = 0.01  # relative, in the worse direction, for every metric not given
-MEMBER = ("seed", "repeat", "fold")  # pair members on these
+MEMBER = ("seed", "repeat", "fold")  # members, not configuration
 TIMING = "seconds"  # --tolerance seconds:+N%: wall time, from repeated timings (timings.csv)
 DROPPED = ("member_seed", "cell", "value", "status")  # neither configuration nor member
 VERDICTS = ("regressed", "missing", "improved", "new", "unchanged")  # the table's order
@@ -52,13 +65,37 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """What an entry's manifest says about how its scores were made."""
+
+    command: str
+    config: dict[str, Any]  # the resolved options
+    fingerprint: str | None  # the dataset's
+    splits: dict[tuple[str, str], dict[str, Any]]  # (repeat, fold) as in scores.csv -> its
+    #   split_record (n_train, n_test, rows); one-split runs: every record under ("", "")
+    ordered: bool = False  # forward-chaining folds: not exchangeable, no Nadeau-Bengio
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> RunInfo:
+        config = manifest.get("config", {})
+        records = manifest.get("splits", [])
+        labelled = all("fold" in r for r in records)
+        splits = {(str(r["repeat"]), str(r["fold"])): r for r in records} if labelled else \
+            {("", ""): {"rows": "+".join(r["rows"] for r in records)}}
+        return cls(manifest.get("command", ""), config,
+                   manifest.get("dataset", {}).get("fingerprint"),
+                   splits if records else {},
+                   bool(config.get("split", {}).get("time_order", False)))
+
+
+@dataclass(frozen=True)
 class Results:
-    """One side: its scores per entry ("" for a single run), and each entry's n_test/n_train
-    where its members are resampled splits."""
+    """One side: its scores per entry ("" for a single run), and what each entry's manifest
+    says (none for a bare scores CSV)."""
 
     path: Path
     entries: dict[str, pd.DataFrame]
-    ratios: dict[str, float | None]
+    runs: dict[str, RunInfo] = field(default_factory=dict)
     timings: dict[str, np.ndarray] = field(default_factory=dict)  # entry -> seconds per timing
 
 
@@ -71,6 +108,8 @@ def parse_tolerance(text: str | None) -> dict[str, Tolerance]:
             raise DlbenchError(f"--tolerance '{item}': write METRIC:-N% or METRIC:+N (e.g. "
                                "accuracy:-1%,loss:+5%)")
         name, sign, amount, percent = match.groups()
+        if name in found:  # the last would win silently
+            raise DlbenchError(f"--tolerance names {name} twice; give each metric once")
         if name == TIMING:
             if sign != "+" or not percent:
                 raise DlbenchError(f"--tolerance {item}: time is worse when it rises, and is "
@@ -90,7 +129,7 @@ def parse_tolerance(text: str | None) -> dict[str, Tolerance]:
 
 
 def load(path: Path) -> Results:
-    """A run directory, a suite directory or a scores CSV."""
+    """A finished run directory, a suite directory or a scores CSV."""
     if path.is_file():
         return _results(path, {"": path})
     if not path.is_dir():
@@ -107,10 +146,28 @@ def load(path: Path) -> Results:
 
 def _results(path: Path, files: dict[str, Path]) -> Results:
     entries = {name: _read(file) for name, file in files.items()}
+    runs = {name: RunInfo.of(manifest) for name, file in files.items()
+            if (manifest := _manifest(file, directory=file.name == "scores.csv"
+                                      and path.is_dir())) is not None}
     timings = {name: pd.read_csv(file.parent / "timings.csv")["seconds"].to_numpy(float)
                for name, file in files.items() if (file.parent / "timings.csv").exists()}
-    return Results(path, entries, {name: _ratio(scores) for name, scores in entries.items()},
-                   timings)
+    return Results(path, entries, runs, timings)
+
+
+def _manifest(scores: Path, directory: bool) -> dict[str, Any] | None:
+    """The run's manifest.json, written last: a run directory without it is unfinished. A
+    scores CSV given on its own may have none."""
+    file = scores.parent / "manifest.json"
+    if not file.exists():
+        if directory:
+            raise DlbenchError(f"{scores.parent} is an unfinished run (no manifest.json); "
+                               "finish it with its command and --resume, or compare a "
+                               "finished run")
+        return None
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise DlbenchError(f"cannot read {file}: {e}") from None
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -122,6 +179,12 @@ def _read(path: Path) -> pd.DataFrame:
     if missing:
         raise DlbenchError(f"{path} is not a dlbench scores file (no {', '.join(sorted(missing))}"
                            " column)")
+    # A cut line lacks its last fields (NaN even as text) or ends inside its status word
+    cut = frame.isna().any(axis=1) | ~frame.get("status", pd.Series("ok", frame.index)).isin(
+        STATUSES)
+    if cut.any():
+        raise DlbenchError(f"{path} is truncated or damaged (line {int(cut.idxmax()) + 2}); "
+                           "rerun, or compare an intact copy")
     if "phase" in frame:
         frame = frame[frame.phase == "final"]  # --tune trials are not results
     if "model" in frame:
@@ -131,13 +194,60 @@ def _read(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _ratio(scores: pd.DataFrame) -> float | None:
-    """n_test / n_train of members that are k-fold splits (k from the fold column): what the
-    corrected resampled t needs; None for members that are seeds on one split."""
-    if "fold" not in scores:
-        return None
-    folds = {f for f in scores["fold"] if f not in ("", "-1")}
-    return 1.0 / (len(folds) - 1) if len(folds) > 1 else None
+def notes(baseline: Results, current: Results) -> list[str]:
+    """What the reader must know about how the two sides relate, one line each; two runs of
+    different commands are refused."""
+    found = []
+    for entry in sorted(baseline.entries.keys() & current.entries.keys()):
+        base, now = baseline.runs.get(entry), current.runs.get(entry)
+        name = f"{entry}: " if entry else ""
+        if base is None or now is None:
+            found.append(f"{name}no manifest on the {'baseline' if base is None else 'current'}"
+                         " side: its split identity is unknown; members paired by their "
+                         "fold and seed labels")
+            continue
+        if base.command != now.command:
+            raise DlbenchError(f"{name}the baseline is a {base.command} run and the current a "
+                               f"{now.command} run; compare runs of the same command")
+        changed = _changed(_flat(base.config), _flat(now.config))
+        if changed:
+            found.append(f"{name}options differ ({', '.join(changed)}): rows are matched on "
+                         "their configuration columns only")
+        found += [f"{name}{line}" for line in _pairing(base, now)[1]]
+    return found
+
+
+def _pairing(base: RunInfo | None, now: RunInfo | None) -> tuple[bool, list[str]]:
+    """(whether units are keyed by their recorded split identity, why not)."""
+    if base is None or now is None:
+        return False, []
+    if base.fingerprint != now.fingerprint:
+        return True, [f"the data differ (dataset fingerprint {base.fingerprint} → "
+                      f"{now.fingerprint}): nothing is paired; the unpaired (Welch) test"]
+    if not (base.splits and now.splits):
+        side = "baseline" if not base.splits else "current"
+        return False, [f"the {side} records no split identity (written before dlbench kept "
+                       "it): members paired by their fold and seed labels; regenerate it"]
+    rows = [{r["rows"] for r in run.splits.values()} for run in (base, now)]
+    if rows[0] != rows[1]:
+        return True, ["the splits differ (another --seed or split option): units on other "
+                      "rows are not paired; the unpaired (Welch) test where none is shared"]
+    return True, []
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _changed(base: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    return [f"{k} {base.get(k)} → {now.get(k)}" for k in sorted(base.keys() | now.keys())
+            if base.get(k) != now.get(k)]
 
 
 def compare(baseline: Results, current: Results, tolerances: dict[str, Tolerance],
@@ -146,14 +256,14 @@ def compare(baseline: Results, current: Results, tolerances: dict[str, Tolerance
     rows = []
     for entry in sorted(baseline.entries.keys() | current.entries.keys()):
         base, now = baseline.entries.get(entry), current.entries.get(entry)
-        ratio = (baseline.ratios.get(entry) or current.ratios.get(entry))
-        rows += _entry_rows(entry, base, now, ratio, tolerances, rope)
+        sides = (baseline.runs.get(entry), current.runs.get(entry))
+        rows += _entry_rows(entry, base, now, sides, tolerances, rope)
     if TIMING in tolerances:
         rows += _timing_rows(baseline, current, tolerances[TIMING])
     if not rows:
         raise DlbenchError(f"{baseline.path} and {current.path} have no rows to compare")
     found = pd.DataFrame(rows)
-    if not (found.verdict.isin(("unchanged", "improved", "regressed"))).any():
+    if "pairs" not in found or found["pairs"].isna().all():  # no configuration on both sides
         raise DlbenchError(f"{baseline.path} and {current.path} share no configuration: "
                            "compare runs of the same command and options")
     order = {v: i for i, v in enumerate(VERDICTS)}
@@ -162,28 +272,27 @@ def compare(baseline: Results, current: Results, tolerances: dict[str, Tolerance
 
 
 def _entry_rows(entry: str, base: pd.DataFrame | None, now: pd.DataFrame | None,
-                ratio: float | None, tolerances: dict[str, Tolerance],
-                rope: float | None) -> list[dict[str, Any]]:
+                sides: tuple[RunInfo | None, RunInfo | None],
+                tolerances: dict[str, Tolerance], rope: float | None) -> list[dict[str, Any]]:
     frames = [f for f in (base, now) if f is not None]
     keys = [c for c in frames[0].columns if c not in (*MEMBER, *DROPPED)
             and all(c in f.columns for f in frames)]
-    members = [c for c in MEMBER if all(c in f.columns for f in frames)]
     groups = [dict(iter(f.groupby(keys, sort=False))) if f is not None else {}
               for f in (base, now)]
+    identity = _pairing(*sides)[0]
     rows = []
     for key in list(dict.fromkeys([*groups[0], *groups[1]])):
         b, c = groups[0].get(key), groups[1].get(key)
         config = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-        label = _label(c if c is not None else b, config)
-        row = {"entry": entry, "configuration": label, **config}
+        row = {"entry": entry, "configuration": _label(c if c is not None else b, config),
+               **config}
         if b is None or c is None:
-            side = b if c is None else c
-            rows.append(row | _side("baseline" if c is None else "current", side, ratio)
+            side = ("baseline", b, sides[0]) if c is None else ("current", c, sides[1])
+            rows.append(row | _side(side[0], _units(side[1], side[2], identity))
                         | {"verdict": "missing" if c is None else "new"})
             continue
-        rows.append(row | _judged(b, c, members, ratio, config["metric"],
-                                  tolerances.get(config["metric"],
-                                                 Tolerance(DEFAULT_TOLERANCE, True)), rope))
+        tolerance = tolerances.get(config["metric"], Tolerance(DEFAULT_TOLERANCE, True))
+        rows.append(row | _judged(b, c, sides, identity, config["metric"], tolerance, rope))
     return rows
 
 
@@ -193,44 +302,117 @@ def _label(frame: pd.DataFrame, config: dict[str, Any]) -> str:
     return str(config.get("model", ""))
 
 
-def _estimate(values: np.ndarray, ratio: float | None) -> Estimate:
-    if ratio is not None:
-        return corrected_estimate(values, n_train=1.0, n_test=ratio)
-    return seeds_estimate(values)
+@dataclass(frozen=True)
+class Units:
+    """One side's units for one configuration: resampled splits (each its seeds' mean) when
+    there are several, else the members (seeds on one split)."""
+
+    values: pd.Series  # indexed by the pairing key
+    splits: bool  # the units are resampled splits
+    n_train: float  # mean training rows of a split (NaN: not recorded)
+    n_test: float  # mean evaluated rows
+    ordered: bool  # forward-chaining folds
+    members: int  # rows (members) behind the units
+
+    def estimate(self, values: np.ndarray | None = None) -> Estimate:
+        """The t estimate of `values` (these units' own by default) with this design's
+        variance: Nadeau-Bengio over shuffled splits, the plain t otherwise."""
+        x = self.values.to_numpy(float) if values is None else values
+        if not self.splits:
+            return stats.seeds_estimate(x)
+        if self.ordered:
+            estimate = stats.seeds_estimate(x, "forward-chaining folds")
+            return replace(estimate, method=f"heuristic: plain {estimate.method} (not "
+                           "exchangeable)")
+        if not (self.n_train > 0 and self.n_test > 0):
+            estimate = stats.seeds_estimate(x, "splits")
+            return replace(estimate, method=f"{estimate.method}, uncorrected: the split sizes "
+                           "are not recorded")
+        return stats.corrected_estimate(x, n_train=self.n_train, n_test=self.n_test)
 
 
-def _side(name: str, frame: pd.DataFrame, ratio: float | None) -> dict[str, Any]:
-    interval = _estimate(frame["value"].to_numpy(float), ratio).interval()
+def _units(frame: pd.DataFrame, run: RunInfo | None, identity: bool) -> Units:
+    labels = [tuple(str(v) for v in pair) for pair in
+              zip(frame.get("repeat", ""), frame.get("fold", ""), strict=True)] \
+        if {"repeat", "fold"} <= set(frame.columns) else [("", "")] * len(frame)
+    records = run.splits if run is not None else {}
+    split_key = [_split_key(records, label, identity) for label in labels]
+    over_splits = len(set(labels)) > 1
+    if over_splits:  # seeds averaged within a split first, as cv does
+        values = frame["value"].groupby(np.array(split_key), sort=False).mean()
+        used = [records.get(label, {}) for label in dict.fromkeys(labels)]
+    else:
+        seeds = frame["seed"] if "seed" in frame else pd.Series(range(len(frame)), frame.index)
+        values = pd.Series(frame["value"].to_numpy(float),
+                           index=[f"{k}/{s}" for k, s in zip(split_key, seeds, strict=True)])
+        used = []
+    sizes = [(r["n_train"], r["n_test"]) for r in used if "n_train" in r]
+    n_train, n_test = np.mean(sizes, axis=0) if sizes and len(sizes) == len(used) else \
+        _assumed_sizes(labels)
+    return Units(values, over_splits, n_train, n_test, bool(run and run.ordered), len(frame))
+
+
+def _split_key(records: dict, label: tuple[str, str], identity: bool) -> str:
+    """What pairs a unit: its split's recorded rows, or (no identity) its labels."""
+    if not identity:
+        return ",".join(label)
+    record = records.get(label) or records.get(("", ""))
+    return record["rows"] if record else f"unrecorded {','.join(label)}"
+
+
+def _assumed_sizes(labels: list[tuple[str, str]]) -> tuple[float, float]:
+    """Without recorded sizes, k-fold's k from its fold labels: n_test / n_train = 1 / (k-1);
+    other designs: unknown (NaN)."""
+    folds = {fold for _, fold in labels if fold not in ("", "-1")}
+    return (len(folds) - 1.0, 1.0) if len(folds) > 1 else (math.nan, math.nan)
+
+
+def _side(name: str, units: Units) -> dict[str, Any]:
+    interval = units.estimate().interval()
     return {f"{name}_mean": interval.mean, f"{name}_ci_low": interval.low,
-            f"{name}_ci_high": interval.high, f"{name}_n": interval.n}
+            f"{name}_ci_high": interval.high, f"{name}_n": interval.n,
+            f"{name}_members": units.members}
 
 
-def _judged(base: pd.DataFrame, now: pd.DataFrame, members: list[str], ratio: float | None,
+def _difference(base: Units, now: Units) -> tuple[Estimate, str, set]:
+    """(current − baseline, how the units were paired, baseline keys with no partner)."""
+    shared = base.values.index.intersection(now.values.index)
+    lost = set(base.values.index) - set(now.values.index)
+    if len(shared) and base.splits == now.splits:
+        diffs = (now.values[shared] - base.values[shared]).to_numpy(float)
+        kind = "splits" if base.splits else "seeds"
+        return base.estimate(diffs), f"paired over {len(shared)} {kind}", lost
+    return (stats.unpaired_difference(now.estimate(), base.estimate()),
+            "unpaired: no split in common", set())
+
+
+def _judged(base: pd.DataFrame, now: pd.DataFrame, sides: tuple, identity: bool,
             metric: str, tolerance: Tolerance, rope: float | None) -> dict[str, Any]:
-    paired = base.merge(now, on=members, suffixes=("_base", "_now")) if members else \
-        pd.DataFrame({"value_base": base["value"].to_numpy(), "value_now": now["value"].to_numpy()})
-    diffs = (paired["value_now"] - paired["value_base"]).to_numpy(float)
-    estimate = _estimate(diffs, ratio)
-    mean_base, mean_now = base["value"].mean(), now["value"].mean()
-    delta = mean_now - mean_base
+    units = _units(base, sides[0], identity), _units(now, sides[1], identity)
+    estimate, pairing, unpartnered = _difference(*units)
     better = 1.0 if METRICS.get(metric).greater_is_better else -1.0
-    p, interval = estimate.p_value(), estimate.interval()
-    significant = math.isfinite(p) and p < ALPHA
-    allowed = tolerance.allowed(mean_base)
-    lost = int((~np.isfinite(now["value"].to_numpy(float))).sum()
-               - (~np.isfinite(base["value"].to_numpy(float))).sum())
+    allowed = tolerance.allowed(units[0].estimate().mean)
+    # one-sided against the tolerance: "regressed" = shown worse by more than it
+    p_worse = estimate.p_value("less" if better > 0 else "greater", null=-better * allowed)
+    p_better = estimate.p_value("greater" if better > 0 else "less", null=better * allowed)
+    diverged = int((~np.isfinite(now["value"].to_numpy(float))).sum()
+                   - (~np.isfinite(base["value"].to_numpy(float))).sum())
+    fewer = len(unpartnered) or max(0, len(base) - len(now))
     verdict = "unchanged"
-    if lost > 0:  # members that diverged (NaN) here and not in the baseline: never noise
+    if fewer:  # members of the baseline the current lacks: never noise
+        verdict = "missing"
+    elif diverged > 0 or p_worse < ALPHA:  # members diverged only now: never noise either
         verdict = "regressed"
-    elif significant and better * delta < -allowed:
-        verdict = "regressed"
-    elif significant and better * delta > allowed:
+    elif p_better < ALPHA:
         verdict = "improved"
-    found = (_side("baseline", base, ratio) | _side("current", now, ratio)
-             | {"delta": delta, "delta_ci_low": interval.low, "delta_ci_high": interval.high,
-                "tolerance": allowed, "pairs": estimate.n, "p_value": p,
-                "diverged_more": lost,
-                "test": estimate.method if math.isfinite(p) else "none (fewer than 2 pairs)"})
+    interval = estimate.interval()
+    found = (_side("baseline", units[0]) | _side("current", units[1])
+             | {"delta": estimate.mean, "delta_ci_low": interval.low,
+                "delta_ci_high": interval.high, "tolerance": allowed, "pairs": estimate.n,
+                "p_value": p_worse if better * estimate.mean <= 0 else p_better,
+                "diverged_more": diverged, "missing_members": fewer,
+                "test": f"{estimate.method}, {pairing}; one-sided against the tolerance"
+                if math.isfinite(p_worse) else f"none (fewer than 2 units), {pairing}"})
     if rope is not None:
         found["p_equivalent"] = _within(estimate, rope)
     return found | {"verdict": verdict}

@@ -74,7 +74,8 @@ def plus_minus(mean: float, half: float) -> str:
         return "—"
     if not (math.isfinite(half) and half > 0):
         return number(mean)
-    if half >= 1000:  # huge (a loss blown up): mantissa and exponent keep it short
+    if half >= 1000 or max(abs(mean), half) < 1e-3:  # huge (a loss blown up) or tiny (a
+        # rerun's rounding): mantissa and exponent read where a run of zeros would not
         return f"{mean:+.1e}±{half:.1e}".replace("-", "−")
     decimals = max(0, 1 - math.floor(math.log10(half)))
     return f"{mean:+.{decimals}f}±{half:.{decimals}f}".replace("-", "−")
@@ -506,8 +507,8 @@ def show_compare(found: pd.DataFrame, title: str, notes: list[str], fmt: str,
     if fmt == "json":
         rows = [{k: v for k, v in row.items() if v is not None}  # a column of another entry
                 for row in json.loads(found.to_json(orient="records"))]
-        print(json.dumps({"title": title, "counts": _counts(found), "rows": rows}, indent=2,
-                         ensure_ascii=False))
+        print(json.dumps({"title": title, "counts": _counts(found), "notes": notes,
+                          "rows": rows}, indent=2, ensure_ascii=False))
         return
     shown = found if everything else found[found.verdict != "unchanged"]
     lines = [_compare_cells(row) for _, row in shown.iterrows()]

@@ -138,6 +138,20 @@ def dev_and_test(dataset: Any, test_fraction: float | None, *, seed: int, strati
                       groups=None if time_order else dataset.groups)
 
 
+def split_record(fingerprint: str, train: np.ndarray, *evaluated: np.ndarray,
+                 **labels: Any) -> dict[str, Any]:
+    """What a run records of one split (its manifest's `splits`), so `compare` can pair two
+    runs' members only where they trained and were scored on the same rows: the sizes (the
+    Nadeau–Bengio correction needs n_test / n_train) and a digest of the dataset fingerprint
+    and the row positions of every part. n_test counts the first evaluated part's rows."""
+    h = hashlib.sha256(fingerprint.encode())
+    for part in (train, *evaluated):
+        h.update(np.asarray(part, dtype=np.int64).tobytes())
+        h.update(b"|")  # the same rows moved from one part to the next make a new split
+    return {**labels, "n_train": len(train), "n_test": len(evaluated[0]) if evaluated else 0,
+            "rows": h.hexdigest()[:16]}
+
+
 def shared_duplicates(X: np.ndarray, train: np.ndarray, evaluation: np.ndarray) -> int:
     """How many evaluation rows have a feature vector exactly equal to some training row's."""
     seen = set(_row_digests(X, train))

@@ -59,17 +59,17 @@ class Estimate:
         return Interval(self.mean, self.std, self.mean - half, self.mean + half, self.n,
                         self.method)
 
-    def p_value(self, alternative: str = "two-sided") -> float:
-        """p of mean == 0 against `alternative` (greater: the mean is above 0)."""
+    def p_value(self, alternative: str = "two-sided", null: float = 0.0) -> float:
+        """p of mean == null against `alternative` (greater: the mean is above null)."""
         if alternative not in ALTERNATIVES:
             raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
         if not math.isfinite(self.se):
             return math.nan
         if self.se == 0.0:  # every unit identical: no noise to weigh the mean against
-            side = {"greater": self.mean > 0, "less": self.mean < 0}.get(alternative,
-                                                                         self.mean != 0)
+            side = {"greater": self.mean > null, "less": self.mean < null}.get(
+                alternative, self.mean != null)
             return 0.0 if side else 1.0
-        t = self.mean / self.se
+        t = (self.mean - null) / self.se
         if alternative == "greater":
             return float(sps.t.sf(t, self.df))
         if alternative == "less":
@@ -148,6 +148,16 @@ def row_resamples(n_rows: int, seed: int, replicates: int = ROW_REPLICATES) -> n
     """
     rng = np.random.default_rng(derive_seed(seed, ROWS_KEY, n_rows))
     return rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=replicates)
+
+
+def unpaired_difference(a: Estimate, b: Estimate) -> Estimate:
+    """a − b of two independent estimates (nothing shared to pair on): their variances add,
+    with Welch–Satterthwaite degrees of freedom; of two plain t estimates, Welch's t test."""
+    parts = [(e.se**2, e.df) for e in (a, b) if e.se > 0]  # NaN se fails the test: stays NaN
+    variance = a.se**2 + b.se**2
+    df = variance**2 / sum(v**2 / d for v, d in parts) if parts else math.inf
+    return Estimate(a.mean - b.mean, math.sqrt(variance), df, math.nan, a.n + b.n,
+                    f"Welch: {a.method} vs {b.method}, unpaired")
 
 
 # --- the plain helpers, as intervals and p-values ---------------------------------------------

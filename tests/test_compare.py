@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from dlbench import compare
+from dlbench import compare, report, stats
 from dlbench.errors import DlbenchError
 from tests.cli_helpers import invoke
 
@@ -28,6 +29,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for name, epochs in (("base", 30), ("again", 30), ("worse", 1)):
         result = invoke(*CV, "--epochs", epochs, "--out", root / name)
         assert result.exit_code == 0, result.output
+        made[name] = root / name
+    more = {"reseeded": [*CV[:-1], "1", "--epochs", "30"],
+            "optimize": ["optimize", "--dataset", "iris", "--epochs", "1"]}
+    for name, args in more.items():
+        assert invoke(*args, "--out", root / name).exit_code == 0
         made[name] = root / name
     return made
 
@@ -65,11 +71,83 @@ def test_missing_and_new_rows(runs, tmp_path):
     scores = pd.read_csv(runs["base"] / "scores.csv")
     (tmp_path / "less").mkdir()
     scores[scores.metric != "roc_auc"].to_csv(tmp_path / "less" / "scores.csv", index=False)
+    shutil.copy(runs["base"] / "manifest.json", tmp_path / "less")
     missing = invoke("compare", runs["base"], tmp_path / "less")
     assert missing.exit_code == 1 and "missing" in missing.stdout
     new = invoke("compare", tmp_path / "less", runs["base"], "--format", "json")
     assert new.exit_code == 0
     assert "new" in {r["verdict"] for r in json.loads(new.stdout)["rows"]}
+
+
+def test_a_run_with_fewer_folds_is_missing_and_fails(runs, tmp_path):
+    """The current run holds 1 of the baseline's 10 splits (or lost its last lines): the
+    members it lacks fail the gate, whatever the remaining ones say."""
+    for name, keep in (("one", lambda s: s[(s.fold == 0) & (s.repeat == 0)]),
+                       ("lines", lambda s: s.iloc[:len(s) // 4])):  # chance rows last
+        shutil.copytree(runs["base"], tmp_path / name)
+        scores = pd.read_csv(runs["base"] / "scores.csv")
+        keep(scores).to_csv(tmp_path / name / "scores.csv", index=False)
+        result = invoke("compare", runs["base"], tmp_path / name, "--format", "json")
+        assert result.exit_code == 1, result.output
+        rows = pd.DataFrame(json.loads(result.stdout)["rows"])
+        val = rows[(rows.split == "val") & (rows.metric == "accuracy")].iloc[0]
+        assert val.verdict == "missing" and val.current_members < val.baseline_members
+
+
+def test_another_seed_is_compared_unpaired_and_said(runs):
+    result = invoke("compare", runs["base"], runs["reseeded"], "--format", "json")
+    found = json.loads(result.stdout)
+    assert any("splits differ" in note for note in found["notes"])
+    assert any("split.seed 0 → 1" in note for note in found["notes"])
+    val = next(r for r in found["rows"] if r["split"] == "val" and r["metric"] == "accuracy")
+    assert "unpaired" in val["test"]
+
+
+def test_other_options_are_named(runs):
+    result = invoke("compare", runs["base"], runs["worse"], "--format", "json")
+    assert any("train.epochs 30 → 1" in n for n in json.loads(result.stdout)["notes"])
+
+
+def test_repeated_holdout_runs_are_paired_by_split_and_corrected(tmp_path):
+    holdout = ["cv", "--dataset", "iris", "--hidden", "16", "--protocol", "holdout",
+               "--holdout-seeds", "5", "--seeds", "2"]
+    for name, epochs in (("a", 20), ("b", 2)):
+        assert invoke(*holdout, "--epochs", epochs, "--out", tmp_path / name).exit_code == 0
+    splits = json.loads((tmp_path / "a" / "manifest.json").read_text())["splits"]
+    assert len({s["rows"] for s in splits}) == 5 and {s["n_train"] + s["n_test"]
+                                                       for s in splits} == {150}
+    result = invoke("compare", tmp_path / "a", tmp_path / "b", "--format", "json")
+    val = next(r for r in json.loads(result.stdout)["rows"]
+               if r["split"] == "val" and r["metric"] == "accuracy")
+    assert val["test"].startswith("corrected resampled t") and val["pairs"] == 5
+    assert val["baseline_members"] == 10  # 5 splits × 2 seeds, averaged within each split
+
+
+def test_runs_record_their_splits_and_a_rerun_the_same(runs):
+    cv, again, optimize = (json.loads((runs[n] / "manifest.json").read_text())["splits"]
+                           for n in ("base", "again", "optimize"))
+    assert cv == again and len({s["rows"] for s in cv}) == 10  # 5 folds × 2 repeats
+    for repeat in (0, 1):  # each repeat's folds evaluate every row once
+        assert sum(s["n_test"] for s in cv if s["repeat"] == repeat) == 150
+    [split] = optimize  # one train/validation/test split for every cell
+    assert split["n_train"] > split["n_test"] > 0
+
+
+def test_forward_chaining_folds_get_no_nadeau_bengio():
+    run = kfold_run(4, 100)
+    ordered = compare.RunInfo(run.command, run.config, run.fingerprint, run.splits, True)
+    base, now = [0.90, 0.92, 0.91, 0.93], [0.86, 0.89, 0.87, 0.90]
+    [row] = compare.compare(results(folds(base), ordered), results(folds(now), ordered),
+                            {}).to_dict("records")
+    d = np.array(now) - np.array(base)
+    assert row["test"].startswith("heuristic: plain t over 4 forward-chaining folds")
+    expected = sps.ttest_1samp(d, -0.01 * np.mean(base), alternative="less").pvalue
+    assert row["p_value"] == pytest.approx(expected)
+
+
+def test_tiny_deltas_read_in_scientific_notation():
+    assert report.plus_minus(-5e-10, 1.1e-9) == "−5.0e−10±1.1e−09"
+    assert report.plus_minus(-0.01234, 0.0081) == "−0.0123±0.0081"
 
 
 def test_markdown_is_a_table_for_a_ci_summary(runs):
@@ -89,6 +167,15 @@ def test_markdown_is_a_table_for_a_ci_summary(runs):
     (["{base}", "{base}", "--rope", "-1"], "--rope must be a positive number"),
     (["{base}", "{base}", "--format", "html"], "unknown format 'html'"),
     (["{base}", "{other}"], "share no configuration"),
+    (["{base}", "{base}", "--tolerance", "accuracy:-1%,accuracy:-5%"], "names accuracy twice"),
+    (["{base}", "{base}", "--metric", "accuracy"], "--metric applies to --rank"),
+    (["{base}", "{base}", "--split", "val"], "--split applies to --rank"),
+    (["--rank", "{base}", "{base}", "--rope", "0.01"], "--rope does not apply to --rank"),
+    (["--rank", "{base}", "{base}", "--tolerance", "accuracy:-1%"],
+     "--tolerance does not apply to --rank"),
+    (["{base}", "{unfinished}"], "unfinished run (no manifest.json)"),
+    (["{base}", "{cut}"], "truncated or damaged (line"),
+    (["{base}", "{optimize}"], "the baseline is a cv run and the current a optimize run"),
 ])
 def test_bad_input_is_exit_2_and_one_line(args, says, runs, tmp_path):
     (tmp_path / "empty").mkdir()
@@ -96,7 +183,13 @@ def test_bad_input_is_exit_2_and_one_line(args, says, runs, tmp_path):
     assert invoke("cv", "--dataset", "wine", "--k", "2", "--epochs", "1", "--out",
                   other).exit_code == 0
     paths = {"base": runs["base"], "nowhere": tmp_path / "nowhere", "empty": tmp_path / "empty",
-             "other": other}
+             "other": other, "unfinished": tmp_path / "unfinished", "cut": tmp_path / "cut",
+             "optimize": runs["optimize"]}
+    (tmp_path / "unfinished").mkdir()  # a run that stopped before its manifest
+    shutil.copy(runs["base"] / "scores.csv", tmp_path / "unfinished")
+    shutil.copytree(runs["base"], tmp_path / "cut")  # a copy cut inside a line
+    text = (runs["base"] / "scores.csv").read_text()
+    (tmp_path / "cut" / "scores.csv").write_text(text[:len(text) // 2])
     result = invoke("compare", *[a.format(**paths) for a in args])
     assert result.exit_code == 2, result.output
     [line] = result.stderr.splitlines()
@@ -111,30 +204,143 @@ def frame(values: dict[int, float], metric: str = "accuracy", **columns) -> pd.D
                           "seed": str(s), "value": v} for s, v in values.items()])
 
 
-def results(frame: pd.DataFrame, ratio: float | None = None) -> compare.Results:
-    return compare.Results(Path("x"), {"": frame}, {"": ratio})
+def results(frame: pd.DataFrame, run: compare.RunInfo | None = None) -> compare.Results:
+    return compare.Results(Path("x"), {"": frame}, {"": run} if run else {})
 
 
-def test_seeds_are_paired_and_judged_by_the_paired_t():
+def kfold_run(k: int, n: int, seed: int = 0, fingerprint: str = "data") -> compare.RunInfo:
+    """A k-fold run's record: k splits of n rows, each n / k evaluated."""
+    records = [{"repeat": 0, "fold": f, "n_train": n - n // k, "n_test": n // k,
+                "rows": f"{fingerprint}-{seed}-{f}"} for f in range(k)]
+    return compare.RunInfo.of({"command": "cv", "config": {"split": {"seed": seed}},
+                               "dataset": {"fingerprint": fingerprint}, "splits": records})
+
+
+def folds(values: list[float], seeds: int = 1) -> pd.DataFrame:
+    """values[f * seeds + s]: fold f, seed s."""
+    return pd.DataFrame([{"model": "mlp", "split": "val", "metric": "accuracy", "repeat": "0",
+                          "fold": str(i // seeds), "seed": str(i % seeds), "value": v}
+                         for i, v in enumerate(values)])
+
+
+def test_seeds_are_paired_and_judged_one_sided_against_the_tolerance():
     base = {0: 0.90, 1: 0.92, 2: 0.91, 3: 0.93}
     now = {0: 0.85, 1: 0.88, 2: 0.84, 3: 0.89}
     [row] = compare.compare(results(frame(base)), results(frame(now)), {}).to_dict("records")
-    expected = sps.ttest_rel(list(now.values()), list(base.values()))
+    tolerance = 0.01 * np.mean(list(base.values()))
+    d = np.array(list(now.values())) - np.array(list(base.values()))
+    # H0: the drop is at most the tolerance; H1: it is larger (non-inferiority, one-sided)
+    expected = sps.ttest_1samp(d, -tolerance, alternative="less")
     assert row["p_value"] == pytest.approx(expected.pvalue)
-    assert row["delta"] == pytest.approx(np.mean(list(now.values())) - np.mean(list(base.values())))
-    assert row["tolerance"] == pytest.approx(0.01 * np.mean(list(base.values())))
+    assert row["delta"] == pytest.approx(d.mean())
+    assert row["tolerance"] == pytest.approx(tolerance)
     assert row["verdict"] == "regressed"
 
 
-def test_k_fold_members_use_the_corrected_resampled_t():
-    base = {0: 0.90, 1: 0.92, 2: 0.91, 3: 0.93, 4: 0.90}
-    now = {0: 0.88, 1: 0.91, 2: 0.88, 3: 0.92, 4: 0.88}
-    ratio = 1 / 4  # 5-fold: each split evaluates on a quarter as many rows as it trains on
-    [row] = compare.compare(results(frame(base), ratio), results(frame(now), ratio),
-                            {}).to_dict("records")
+def test_a_drop_not_shown_beyond_the_tolerance_is_not_regressed():
+    """Significantly below 0 (two-sided p < 0.05), but the interval holds drops smaller than
+    the tolerance: the one-sided test against the tolerance does not call it regressed."""
+    base = {0: 0.900, 1: 0.920, 2: 0.910, 3: 0.930, 4: 0.905}
+    now = {0: 0.885, 1: 0.915, 2: 0.890, 3: 0.926, 4: 0.895}
     d = np.array(list(now.values())) - np.array(list(base.values()))
-    se = math.sqrt((1 / len(d) + ratio) * d.var(ddof=1))  # Nadeau & Bengio (2003)
-    assert row["p_value"] == pytest.approx(2 * sps.t.sf(abs(d.mean() / se), len(d) - 1))
+    assert sps.ttest_1samp(d, 0).pvalue < 0.05 and d.mean() < -0.01 * 0.913  # the old rule
+    [row] = compare.compare(results(frame(base)), results(frame(now)), {}).to_dict("records")
+    assert row["delta_ci_high"] > -row["tolerance"]  # the interval holds small drops
+    assert row["p_value"] >= 0.05 and row["verdict"] == "unchanged"
+
+
+def test_k_fold_members_use_the_corrected_resampled_t():
+    base = [0.90, 0.92, 0.91, 0.93, 0.90]
+    now = [0.88, 0.91, 0.88, 0.92, 0.88]
+    run = kfold_run(5, 100)
+    [row] = compare.compare(results(folds(base), run), results(folds(now), run),
+                            {}).to_dict("records")
+    d = np.array(now) - np.array(base)
+    se = math.sqrt((1 / len(d) + 20 / 80) * d.var(ddof=1))  # Nadeau & Bengio (2003)
+    tolerance = 0.01 * np.mean(base)
+    assert row["p_value"] == pytest.approx(sps.t.cdf((d.mean() + tolerance) / se, len(d) - 1))
+    assert row["test"].startswith("corrected resampled t") and "paired over 5 splits" in \
+        row["test"]
+
+
+def test_repeated_holdout_uses_the_recorded_split_sizes():
+    """5 hold-out splits (fold 0 of repeats 0-4): the correction from n_test / n_train as
+    recorded, not the plain t over seeds."""
+    records = [{"repeat": r, "fold": 0, "n_train": 90, "n_test": 30, "rows": f"h{r}"}
+               for r in range(5)]
+    run = compare.RunInfo.of({"command": "cv", "config": {}, "dataset": {"fingerprint": "x"},
+                              "splits": records})
+    base = [0.90, 0.92, 0.91, 0.93, 0.90]
+    now = [0.87, 0.90, 0.88, 0.92, 0.88]
+    frames = [folds(v).assign(repeat=[str(r) for r in range(5)], fold="0") for v in (base, now)]
+    [row] = compare.compare(results(frames[0], run), results(frames[1], run),
+                            {}).to_dict("records")
+    d = np.array(now) - np.array(base)
+    se = math.sqrt((1 / 5 + 30 / 90) * d.var(ddof=1))
+    assert row["p_value"] == pytest.approx(sps.t.cdf((d.mean() + 0.01 * np.mean(base)) / se, 4))
+    assert row["test"].startswith("corrected resampled t")
+
+
+def test_seeds_are_averaged_within_a_split_before_the_test():
+    """4 folds × 3 seeds: 4 units (df 3), each a split's seed mean, as cv's own analysis."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.9, 0.01, 12)
+    now = base - rng.normal(0.03, 0.01, 12)
+    run = kfold_run(4, 100)
+    [row] = compare.compare(results(folds(list(base), 3), run),
+                            results(folds(list(now), 3), run), {}).to_dict("records")
+    d = (now - base).reshape(4, 3).mean(1)
+    se = math.sqrt((1 / 4 + 25 / 75) * d.var(ddof=1))
+    assert row["pairs"] == 4 and row["baseline_n"] == 4 and row["baseline_members"] == 12
+    assert row["delta"] == pytest.approx(d.mean())
+    assert row["p_value"] == pytest.approx(
+        sps.t.cdf((d.mean() + 0.01 * base.reshape(4, 3).mean(1).mean()) / se, 3))
+
+
+def test_other_splits_are_not_paired_but_compared_unpaired():
+    """Another --seed: fold 0 is other rows. The same fold labels must not pair them."""
+    base, now = [0.90, 0.92, 0.91, 0.93], [0.86, 0.88, 0.87, 0.89]
+    a, b = kfold_run(4, 100, seed=0), kfold_run(4, 100, seed=1)
+    [row] = compare.compare(results(folds(base), a), results(folds(now), b),
+                            {}).to_dict("records")
+    sides = [stats.corrected_estimate(v, n_train=75, n_test=25) for v in (base, now)]
+    se = math.sqrt(sides[0].se ** 2 + sides[1].se ** 2)
+    df = se ** 4 / (sides[0].se ** 4 / 3 + sides[1].se ** 4 / 3)  # Welch-Satterthwaite
+    tolerance = 0.01 * np.mean(base)
+    expected = sps.t.cdf((np.mean(now) - np.mean(base) + tolerance) / se, df)
+    assert row["p_value"] == pytest.approx(expected) and "unpaired" in row["test"]
+    said = compare.notes(results(folds(base), a), results(folds(now), b))
+    assert any("splits differ" in line for line in said)
+    assert any("options differ (split.seed 0 → 1)" in line for line in said)
+
+
+def test_other_data_are_said_and_not_paired():
+    base, now = [0.90, 0.92, 0.91, 0.93], [0.90, 0.92, 0.91, 0.93]
+    a, b = kfold_run(4, 100), kfold_run(4, 100, fingerprint="shuffled labels")
+    [row] = compare.compare(results(folds(base), a), results(folds(now), b),
+                            {}).to_dict("records")
+    assert "unpaired" in row["test"]
+    [line] = compare.notes(results(folds(base), a), results(folds(now), b))
+    assert "the data differ" in line and "shuffled labels" in line
+
+
+def test_a_baseline_without_split_identity_falls_back_to_labels_and_says_so():
+    old = compare.RunInfo.of({"command": "cv", "config": {}, "dataset": {"fingerprint": "data"}})
+    base, now = [0.90, 0.92, 0.91, 0.93], [0.89, 0.92, 0.90, 0.93]
+    [row] = compare.compare(results(folds(base), old), results(folds(now), kfold_run(4, 100)),
+                            {}).to_dict("records")
+    assert "paired over 4 splits" in row["test"]  # fold labels; k = 4 gives n_test / n_train
+    said = compare.notes(results(folds(base), old), results(folds(now), kfold_run(4, 100)))
+    assert any("baseline records no split identity" in line for line in said)
+
+
+def test_fewer_members_than_the_baseline_are_missing():
+    run = kfold_run(4, 100)
+    base = folds([0.90, 0.92, 0.91, 0.93])
+    [row] = compare.compare(results(base, run), results(base.iloc[:1], run),
+                            {}).to_dict("records")
+    assert row["verdict"] == "missing" and row["missing_members"] == 3
+    assert row["baseline_members"] == 4 and row["current_members"] == 1
 
 
 def test_the_rope_probability_is_the_posterior_mass_within_it():

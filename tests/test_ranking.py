@@ -77,7 +77,8 @@ def test_performance_profiles_by_hand():
 
 
 def fake_run(root: Path, name: str, scores: dict[str, float], costs: dict[str, float]) -> Path:
-    """A results directory with what --rank reads: scores.csv (2 seeds a cell) and summary.csv."""
+    """A finished results directory with what --rank reads: scores.csv (2 seeds a cell),
+    summary.csv and a manifest."""
     run = root / name
     run.mkdir(parents=True)
     rows = [{"dataset": name, "phase": "final", "cell": cell, "model": "mlp", "seed": s,
@@ -86,6 +87,7 @@ def fake_run(root: Path, name: str, scores: dict[str, float], costs: dict[str, f
     pd.DataFrame(rows).to_csv(run / "scores.csv", index=False)
     pd.DataFrame({"cell": list(costs), "grad_evals_to_target": list(costs.values())}).to_csv(
         run / "summary.csv", index=False)
+    (run / "manifest.json").write_text('{"command": "optimize"}')  # a finished run
     return run
 
 

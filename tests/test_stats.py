@@ -15,6 +15,7 @@ from dlbench.stats import (
     seeds_and_rows_estimate,
     seeds_estimate,
     t_interval,
+    unpaired_difference,
 )
 
 DATA = np.random.default_rng(0).normal(0.8, 0.05, 7)
@@ -187,3 +188,19 @@ def test_row_resamples_are_counts_that_repeat_with_the_seed():
     assert weights.shape == (20, 50) and (weights.sum(1) == 50).all()
     assert np.array_equal(weights, row_resamples(50, seed=3, replicates=20))
     assert not np.array_equal(weights, row_resamples(50, seed=4, replicates=20))
+
+
+def test_a_difference_of_independent_seed_estimates_is_welchs_t():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.8, 0.05, 6), rng.normal(0.75, 0.02, 9)
+    found = unpaired_difference(seeds_estimate(a), seeds_estimate(b))
+    expected = sps.ttest_ind(a, b, equal_var=False)
+    assert found.p_value() == pytest.approx(expected.pvalue, rel=1e-10)
+    assert found.df == pytest.approx(expected.df, rel=1e-10)
+    assert "unpaired" in found.method
+
+
+@pytest.mark.parametrize("alternative", ["less", "greater", "two-sided"])
+def test_a_p_value_against_a_margin_equals_scipys_one_sample_t(alternative):
+    expected = sps.ttest_1samp(DATA, 0.79, alternative=alternative).pvalue
+    assert seeds_estimate(DATA).p_value(alternative, null=0.79) == pytest.approx(expected)

@@ -29,7 +29,14 @@ from dlbench.metrics import (
 from dlbench.models import ModelSpec
 from dlbench.rows import curve_rows, score_rows
 from dlbench.seeding import derive_seed
-from dlbench.splits import Split, SplitConfig, dev_and_test, make_splits, shared_duplicates
+from dlbench.splits import (
+    Split,
+    SplitConfig,
+    dev_and_test,
+    make_splits,
+    shared_duplicates,
+    split_record,
+)
 from dlbench.trainer import (
     Member,
     MemberResult,
@@ -189,9 +196,20 @@ def run(plan: Plan, engine: Engine | None = None) -> CVResult:
         "members": len(plan.members),
         "statuses": {s: statuses.count(s) for s in verdicts.STATUSES if s in statuses},
         "duplicates": plan.duplicates,
+        "splits": _split_records(plan),
         "seconds": round(time.perf_counter() - start, 3),
     }
     return CVResult(plan, scores, curves, _split_rows(plan), summary, info)
+
+
+def _split_records(plan: Plan) -> list[dict[str, Any]]:
+    """Each split's sizes and rows (and the refit's), for `compare` to pair runs by."""
+    fingerprint = plan.dataset.fingerprint()
+    records = [split_record(fingerprint, s.train, s.val, repeat=s.repeat, fold=s.fold)
+               for s in plan.splits]
+    if plan.test is not None:
+        records.append(split_record(fingerprint, plan.dev, plan.test, repeat=NA, fold=NA))
+    return records
 
 
 def _status(plan: Plan, result: MemberResult, chance: dict) -> str:

@@ -40,6 +40,7 @@ from dlbench.runners.grid import (
     score_table,
     scored,
 )
+from dlbench.splits import split_record
 from dlbench.stats import row_resamples
 from dlbench.trainer import (
     Member,
@@ -268,6 +269,8 @@ def _info(plan: Plan, finals: list[CellRun], trials: list[CellRun], edges: dict[
                      "test": len(first.evals["test"])},
             "evaluated_on_training_rows": plan.dataset.n_samples < TOO_SMALL_TO_SPLIT,
             "tuned_at_edge": edges,
+            "splits": [split_record(plan.dataset.fingerprint(), first.train,
+                                    first.evals["val"], first.evals["test"])],
             "device": str(resolve_device(plan.config.train.device)),
             "seconds": round(seconds, 3)}
 

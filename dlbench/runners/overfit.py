@@ -44,6 +44,7 @@ from dlbench.runners.grid import (
     stratified_sample,
 )
 from dlbench.seeding import SUBSAMPLE_KEY, derive_seed
+from dlbench.splits import split_record
 from dlbench.stats import row_resamples, seeds_estimate
 from dlbench.trainer import (
     Cost,
@@ -248,6 +249,8 @@ def run(plan: Plan, engine: Engine | None = None) -> OverfitResult:
             "rows": {"train": len(plan.split.train), "val": len(plan.split.val),
                      "test": len(plan.split.test)},
             "onset_rise": ONSET_RISE,
+            "splits": [split_record(plan.dataset.fingerprint(), plan.split.train,
+                                    plan.split.val, plan.split.test)],
             "device": str(resolve_device(plan.config.train.device)),
             "seconds": round(time.perf_counter() - start, 3)}
     return OverfitResult(plan, _scores(plan, runs), curve_table(runs), summary,

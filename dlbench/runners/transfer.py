@@ -41,7 +41,7 @@ from dlbench.runners.grid import (
     stratified_sample,
 )
 from dlbench.seeding import TARGET_SAMPLE_KEY, derive_seed
-from dlbench.splits import dev_and_test
+from dlbench.splits import dev_and_test, split_record
 from dlbench.stats import row_resamples
 from dlbench.trainer import Member, TrainConfig, model_shape, resolve_device
 
@@ -308,6 +308,9 @@ def run(plan: Plan, engine: Engine | None = None) -> TransferResult:
                        "checkpoint": config.source_checkpoint},
             "seed": config.seed, "seeds": config.seeds, "cells": len(runs),
             "primary_metric": plan.metrics[0].name, "test_rows": len(plan.targets[0].test),
+            "splits": [split_record(t.dataset.fingerprint(), rows, t.test, target=t.label,
+                                    size=n, seed=s)
+                       for t in plan.targets for (n, s), rows in sorted(t.rows.items())],
             "device": str(resolve_device(config.train.device)),
             "seconds": round(time.perf_counter() - start, 3)}
     quadrants = advice(config, plan.metrics[0], summary, scored_runs)
