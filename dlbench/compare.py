@@ -43,6 +43,7 @@ from scipy import stats as sps
 from dlbench import stats
 from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS
+from dlbench.results import verify
 from dlbench.stats import Estimate
 from dlbench.verdicts import STATUSES
 
@@ -165,9 +166,13 @@ def _manifest(scores: Path, directory: bool) -> dict[str, Any] | None:
                                "finished run")
         return None
     try:
-        return json.loads(file.read_text())
+        manifest = json.loads(file.read_text())
     except (OSError, ValueError) as e:
         raise DlbenchError(f"cannot read {file}: {e}") from None
+    damaged = verify(scores.parent, [scores.name, "timings.csv"])
+    if damaged:  # bytes changed since the run wrote them: its numbers are not the run's
+        raise DlbenchError(f"{damaged[0]}; rerun it, or compare an intact copy")
+    return manifest
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -207,8 +212,8 @@ def notes(baseline: Results, current: Results) -> list[str]:
                          "fold and seed labels")
             continue
         if base.command != now.command:
-            raise DlbenchError(f"{name}the baseline is a {base.command} run and the current a "
-                               f"{now.command} run; compare runs of the same command")
+            raise DlbenchError(f"{name}the baseline is a run of '{base.command}' and the current "
+                               f"one of '{now.command}'; compare runs of the same command")
         changed = _changed(_flat(base.config), _flat(now.config))
         if changed:
             found.append(f"{name}options differ ({', '.join(changed)}): rows are matched on "

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -309,10 +309,11 @@ def write_run(out_dir: Path, tables: dict[str, pd.DataFrame], manifest: dict[str
     return out_dir
 
 
-def verify(out_dir: Path) -> list[str]:
-    """What is wrong with a finished run's files: each file its manifest records whose bytes
-    are missing or differ from the sha256 written with it (empty: all intact). Runs written
-    before the checksums were recorded have none to check."""
+def verify(out_dir: Path, names: Iterable[str] | None = None) -> list[str]:
+    """What is wrong with a finished run's files: each file its manifest records (of `names`,
+    where given: the files a reader is about to use) whose bytes are missing or differ from the
+    sha256 written with it (empty: all intact). Runs written before the checksums were recorded
+    have none to check."""
     try:
         with open(out_dir / "manifest.json") as f:
             recorded = json.load(f).get(SHA256, {})
@@ -321,7 +322,8 @@ def verify(out_dir: Path) -> list[str]:
     except (OSError, ValueError, AttributeError) as e:
         return [f"{out_dir / 'manifest.json'} is unreadable or damaged ({type(e).__name__})"]
     problems = []
-    for name, expected in sorted(recorded.items()):
+    wanted = recorded.keys() if names is None else set(names) & recorded.keys()
+    for name, expected in sorted((name, recorded[name]) for name in wanted):
         try:
             if sha256(out_dir / name) != expected:
                 problems.append(f"{out_dir / name} is damaged: its sha256 differs from the "

@@ -15,6 +15,7 @@ from scipy import stats as sps
 
 from dlbench import compare, report, stats
 from dlbench.errors import DlbenchError
+from dlbench.results import sha256
 from tests.cli_helpers import invoke
 
 CV = ["cv", "--dataset", "iris", "--k", "5", "--repeats", "2", "--hidden", "16", "--seed", "0"]
@@ -67,11 +68,20 @@ def test_a_wide_tolerance_forgives_what_is_significant(runs):
     assert {r["verdict"] for r in json.loads(result.stdout)["rows"]} == {"unchanged"}
 
 
+def rerun_with(run: Path, out: Path, keep) -> Path:
+    """A copy of `run` as if it had written only the rows `keep` picks (its manifest's checksum
+    recomputed: a run of its own, not a damaged copy)."""
+    shutil.copytree(run, out)
+    scores = pd.read_csv(run / "scores.csv")
+    keep(scores).to_csv(out / "scores.csv", index=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["sha256"]["scores.csv"] = sha256(out / "scores.csv")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
 def test_missing_and_new_rows(runs, tmp_path):
-    scores = pd.read_csv(runs["base"] / "scores.csv")
-    (tmp_path / "less").mkdir()
-    scores[scores.metric != "roc_auc"].to_csv(tmp_path / "less" / "scores.csv", index=False)
-    shutil.copy(runs["base"] / "manifest.json", tmp_path / "less")
+    rerun_with(runs["base"], tmp_path / "less", lambda s: s[s.metric != "roc_auc"])
     missing = invoke("compare", runs["base"], tmp_path / "less")
     assert missing.exit_code == 1 and "missing" in missing.stdout
     new = invoke("compare", tmp_path / "less", runs["base"], "--format", "json")
@@ -84,9 +94,7 @@ def test_a_run_with_fewer_folds_is_missing_and_fails(runs, tmp_path):
     members it lacks fail the gate, whatever the remaining ones say."""
     for name, keep in (("one", lambda s: s[(s.fold == 0) & (s.repeat == 0)]),
                        ("lines", lambda s: s.iloc[:len(s) // 4])):  # chance rows last
-        shutil.copytree(runs["base"], tmp_path / name)
-        scores = pd.read_csv(runs["base"] / "scores.csv")
-        keep(scores).to_csv(tmp_path / name / "scores.csv", index=False)
+        rerun_with(runs["base"], tmp_path / name, keep)
         result = invoke("compare", runs["base"], tmp_path / name, "--format", "json")
         assert result.exit_code == 1, result.output
         rows = pd.DataFrame(json.loads(result.stdout)["rows"])
@@ -175,7 +183,9 @@ def test_markdown_is_a_table_for_a_ci_summary(runs):
      "--tolerance does not apply to --rank"),
     (["{base}", "{unfinished}"], "unfinished run (no manifest.json)"),
     (["{base}", "{cut}"], "truncated or damaged (line"),
-    (["{base}", "{optimize}"], "the baseline is a cv run and the current a optimize run"),
+    (["{base}", "{optimize}"], "the baseline is a run of 'cv' and the current one of 'optimize'"),
+    (["{base}", "{damaged}"], "scores.csv is damaged: its sha256 differs from the manifest's"),
+    (["{base}", "{shortened}"], "scores.csv is damaged: its sha256 differs from the manifest's"),
 ])
 def test_bad_input_is_exit_2_and_one_line(args, says, runs, tmp_path):
     (tmp_path / "empty").mkdir()
@@ -184,12 +194,19 @@ def test_bad_input_is_exit_2_and_one_line(args, says, runs, tmp_path):
                   other).exit_code == 0
     paths = {"base": runs["base"], "nowhere": tmp_path / "nowhere", "empty": tmp_path / "empty",
              "other": other, "unfinished": tmp_path / "unfinished", "cut": tmp_path / "cut",
-             "optimize": runs["optimize"]}
+             "optimize": runs["optimize"], "damaged": tmp_path / "damaged",
+             "shortened": tmp_path / "shortened"}
     (tmp_path / "unfinished").mkdir()  # a run that stopped before its manifest
     shutil.copy(runs["base"] / "scores.csv", tmp_path / "unfinished")
     shutil.copytree(runs["base"], tmp_path / "cut")  # a copy cut inside a line
     text = (runs["base"] / "scores.csv").read_text()
     (tmp_path / "cut" / "scores.csv").write_text(text[:len(text) // 2])
+    shutil.copytree(runs["base"], tmp_path / "damaged")  # one digit changed: still a valid CSV
+    digit = text.index(",0.") + 3
+    changed = text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:]
+    (tmp_path / "damaged" / "scores.csv").write_text(changed)
+    shutil.copytree(runs["base"], tmp_path / "shortened")  # cut at a line's end after the run
+    (tmp_path / "shortened" / "scores.csv").write_text(text[:text.index("\n", len(text) // 2) + 1])
     result = invoke("compare", *[a.format(**paths) for a in args])
     assert result.exit_code == 2, result.output
     [line] = result.stderr.splitlines()
