@@ -48,7 +48,7 @@ def cv_config(options: Mapping[str, Any], given: Collection[str]):
     [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (o["batchnorm"],))
-    train = replace(_train(o, _one_optimizer(o)), missing=_one("--missing", _missing(o)),
+    train = replace(_train(o, _one_optimizer(o, given)), missing=_one("--missing", _missing(o)),
                     features=_one("--features", _features(o)))
     return CVConfig(
         data=_data(o, given), model=model, train=train,
@@ -75,7 +75,7 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
             raise DlbenchError(f"{flag(option)} sets every entry's learning rate; drop --lr and "
                                "the entries' own lr=")
     optimizers = tuple(dict.fromkeys(parse_optimizers(entries, o["lr"], o["weight_decay"])))
-    _check_fills(entries, o)
+    _check_fills(entries, given)
     for option in ("missing", "features"):
         if o[option] is not None and o["init"] is not None:
             raise DlbenchError(f"--init records activations at initialisation on the "
@@ -115,7 +115,7 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
         depths=_unique(_ints("--depth", o["depth"])) if o["depth"] else (),
         train_rows=_train_rows(o["train_rows"]), train_rows_given="train_rows" in given,
         train_fractions=_fractions(o["train_fraction"]) if o["train_fraction"] else (1.0,),
-        train=_train(o, _one_optimizer(o, "overfit")), missing=_missing(o),
+        train=_train(o, _one_optimizer(o, given, "overfit")), missing=_missing(o),
         features=_features(o), seeds=o["seeds"], seed=o["seed"],
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"],
         stratify=o["stratify"], metrics=_names("--metrics", o["metrics"]),
@@ -159,7 +159,7 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
         body_lr_scale=o["body_lr_scale"], source_epochs=o["source_epochs"],
         source_checkpoint=None if o["source_checkpoint"] is None
         else str(o["source_checkpoint"]),
-        train=_train(o, _one_optimizer(o, "transfer")), seeds=o["seeds"], seed=o["seed"],
+        train=_train(o, _one_optimizer(o, given, "transfer")), seeds=o["seeds"], seed=o["seed"],
         similarity=similarity,
         different=None if o["different"] is None else DataSpec(o["different"]),
         metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
@@ -220,29 +220,26 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
         for bn in batchnorms))
 
 
-def _one_optimizer(o: Mapping[str, Any], command: str = "cv"):
+def _one_optimizer(o: Mapping[str, Any], given: Collection[str], command: str = "cv"):
     from dlbench.optim import parse_optimizers
 
     specs = parse_optimizers(o["opt"], o["lr"], o["weight_decay"])
     if len(specs) > 1:
         raise DlbenchError(f"{command} trains one optimizer: give one --opt entry "
                            "(dlbench optimize compares several)")
-    _check_fills(o["opt"], o)
+    _check_fills(o["opt"], given)
     return specs[0]
 
 
-def _check_fills(entries: str, o: Mapping[str, Any]) -> None:
-    """--lr / --weight-decay fill the entries that set none: refused when none is left."""
-    from dlbench.optim import parse_optimizers
+def _check_fills(entries: str, given: Collection[str]) -> None:
+    """--lr / --weight-decay fill the entries that set none: refused when given and none is
+    left. Whether it was given decides, never its value: `--lr 1e-3` is adam's default lr."""
+    from dlbench.optim import entry_keys
 
-    bare = parse_optimizers(entries)
-    for option, key in (("--lr", "lr"), ("--weight-decay", "weight_decay")):
-        if o[key] is None:
-            continue
-        filled = parse_optimizers(entries, **{key: o[key]})
-        if filled == bare:
-            raise DlbenchError(f"{option} fills --opt entries that set no {key}=, and every "
-                               f"entry sets its own; drop {option}")
+    for key in ("lr", "weight_decay"):
+        if key in given and all(key in keys for keys in entry_keys(entries)):
+            raise DlbenchError(f"{flag(key)} fills --opt entries that set no {key}=, and every "
+                               f"entry sets its own; drop {flag(key)}")
 
 
 def _missing(o: Mapping[str, Any]) -> tuple[str, ...]:

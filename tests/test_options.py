@@ -1,0 +1,59 @@
+"""Options never ignored without a word: every option either changes what runs, or is refused
+in one line before anything is generated or trained (or, where harmless, warned about)."""
+
+from __future__ import annotations
+
+import pytest
+from cli_helpers import assert_usage_error, invoke
+
+from dlbench.errors import DlbenchError
+from dlbench.optim import OptimSpec
+from dlbench.runners import cv, optimize, overfit, transfer
+
+RUNNERS = {"cv": cv, "optimize": optimize, "overfit": overfit, "transfer": transfer}
+
+
+@pytest.fixture
+def captured(monkeypatch) -> list:
+    """Every runner's prepare() records the config it gets, then stops the run (exit 2)."""
+    configs = []
+
+    def prepare(config):
+        configs.append(config)
+        raise DlbenchError("stopped by the test after the config was built")
+
+    for module in RUNNERS.values():
+        monkeypatch.setattr(module, "prepare", prepare)
+    return configs
+
+
+def built(captured: list, tmp_path, *args: str):
+    """The config a command line builds (checked without preparing or training anything)."""
+    out = tmp_path / "out"
+    assert "stopped by the test" in assert_usage_error(invoke(*args, "--out", out), out)
+    [config] = captured
+    return config
+
+
+# --- --lr and --weight-decay: refused when given and filling nothing, whatever their value ---
+
+
+@pytest.mark.parametrize(("command", "opt"), [("cv", "adam"), ("overfit", "adam"),
+                                              ("transfer", "adam"),
+                                              ("optimize", "sgd[lr=0.1],adam")])
+def test_lr_and_weight_decay_given_at_their_default_values_fill_the_entries(
+        captured, tmp_path, command, opt):
+    """adam's own lr is 1e-3 and its weight decay 0: written out, they still fill adam."""
+    config = built(captured, tmp_path, command, "--opt", opt, "--lr", "1e-3",
+                   "--weight-decay", "0")
+    optimizers = config.optimizers if command == "optimize" else (config.train.optimizer,)
+    assert OptimSpec("adam", 1e-3, (("weight_decay", 0.0),)) in optimizers
+
+
+@pytest.mark.parametrize("option", [["--lr", "1e-3"], ["--weight-decay", "0"]])
+def test_lr_or_weight_decay_that_fills_no_entry_is_refused_at_any_value(tmp_path, option):
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke(
+        "cv", "--dataset", "iris", "--opt", "adam[lr=1e-3,weight_decay=0]", *option,
+        "--out", out), out)
+    assert f"{option[0]} fills --opt entries" in message
