@@ -106,6 +106,14 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
     from dlbench.runners.overfit import OverfitConfig
 
     o = _checked_numbers(options) | {"dropout": 0.0}  # these are --reg entries here
+    # a capacity sweep's models are W wide (--width) and D deep (--depth); --hidden gives
+    # only what the sweep leaves: the depth for --width, the width for --depth
+    _refuse(given, "hidden", unless="width" not in given,
+            why="is replaced by --width, which sets every hidden layer's width (the number of "
+                "layers comes from --depth)")
+    if "depth" in given and "hidden" in given and len(_ints("--hidden", o["hidden"])) > 1:
+        raise DlbenchError("--depth sets the number of hidden layers, so --hidden gives their "
+                           "one width: give --hidden a single width, such as 64")
     [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (False,))

@@ -57,3 +57,23 @@ def test_lr_or_weight_decay_that_fills_no_entry_is_refused_at_any_value(tmp_path
         "cv", "--dataset", "iris", "--opt", "adam[lr=1e-3,weight_decay=0]", *option,
         "--out", out), out)
     assert f"{option[0]} fills --opt entries" in message
+
+
+# --- overfit's capacity sweep and --hidden -------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--width", "32", "--hidden", "64,64"], "--hidden is replaced by --width"),
+    (["--width", "32", "--depth", "1,2", "--hidden", "64"], "--hidden is replaced by --width"),
+    (["--depth", "3", "--hidden", "64,32"], "give --hidden a single width"),
+])
+def test_hidden_that_a_capacity_sweep_would_override_is_refused(captured, tmp_path, args, says):
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke("overfit", "--dataset", "digits", *args, "--out", out),
+                                 out)
+    assert says in message
+
+
+def test_a_depth_sweep_takes_its_width_from_hidden(captured, tmp_path):
+    config = built(captured, tmp_path, "overfit", "--depth", "1,3", "--hidden", "64")
+    assert [m.hidden for m in config.models()] == [(64,), (64, 64, 64)]
