@@ -74,14 +74,14 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
         if o[option] is not None and (o["lr"] is not None or "lr=" in (o["opt"] or "")):
             raise DlbenchError(f"{flag(option)} sets every entry's learning rate; drop --lr and "
                                "the entries' own lr=")
-    optimizers = tuple(dict.fromkeys(parse_optimizers(entries, o["lr"], o["weight_decay"])))
+    optimizers = _distinct("--opt", parse_optimizers(entries, o["lr"], o["weight_decay"]))
     _check_fills(entries, given)
     for option in ("missing", "features"):
         if o[option] is not None and o["init"] is not None:
             raise DlbenchError(f"--init records activations at initialisation on the "
                                f"preprocessed rows, without {flag(option)}; drop one of them")
-    depths = [_ints("--hidden", h) for h in o["hidden"]] if o["hidden"] else \
-        [(100,) * 5 if o["init"] else (128,)]
+    depths = _distinct("--hidden", [_ints("--hidden", h) for h in o["hidden"]]) \
+        if o["hidden"] else [(100,) * 5 if o["init"] else (128,)]
     models = _models(o, given, _names("--model", o["model"]), depths,
                      _names("--init", o["init"] or "default"),
                      _names("--activation", o["activation"]),
@@ -119,8 +119,8 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
                       (False,))
     return OverfitConfig(
         regularizers=tuple(parse_regularizers(o["reg"])), data=_data(o, given), model=model,
-        widths=_unique(_ints("--width", o["width"])) if o["width"] else (),
-        depths=_unique(_ints("--depth", o["depth"])) if o["depth"] else (),
+        widths=_distinct("--width", _ints("--width", o["width"])) if o["width"] else (),
+        depths=_distinct("--depth", _ints("--depth", o["depth"])) if o["depth"] else (),
         train_rows=_train_rows(o["train_rows"]), train_rows_given="train_rows" in given,
         train_fractions=_fractions(o["train_fraction"]) if o["train_fraction"] else (1.0,),
         train=_train(o, _one_optimizer(o, given, "overfit")), missing=_missing(o),
@@ -146,7 +146,7 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
             why="applies to --strategy finetune-all")
     _refuse(given, "source_epochs", unless=o["source_checkpoint"] is None,
             why="trains the source model, and --source-checkpoint loads it instead")
-    similarity = _unique(_names("--similarity", o["similarity"]))
+    similarity = _names("--similarity", o["similarity"])
     _refuse(given, "different", unless="different" in similarity,
             why="names the different target of --similarity similar,different")
     if o["preset"] is not None:
@@ -157,13 +157,14 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
         o |= {"strategy": "scratch,linear-probe,finetune-top,finetune-all,probe-early"}
         if "target_size" not in given:
             o["target_size"] = "25,1000"
-        elif len(_unique(_ints("--target-size", o["target_size"]))) != 2:
+        elif len(_distinct("--target-size", _ints("--target-size", o["target_size"]))) != 2:
             raise DlbenchError("--preset quadrants takes two --target-size values: a small "
                                "and a large one, such as 25,1000")
     return TransferConfig(
         source=DataSpec(o["source"]), target=DataSpec(o["target"]), model=model,
-        strategies=_unique(_names("--strategy", o["strategy"])),
-        target_sizes=_unique(_ints("--target-size", o["target_size"])), top=o["top"],
+        strategies=_names("--strategy", o["strategy"]),
+        target_sizes=_distinct("--target-size", _ints("--target-size", o["target_size"])),
+        top=o["top"],
         body_lr_scale=o["body_lr_scale"], source_epochs=o["source_epochs"],
         source_checkpoint=None if o["source_checkpoint"] is None
         else str(o["source_checkpoint"]),
@@ -261,14 +262,14 @@ def _missing(o: Mapping[str, Any]) -> tuple[str, ...]:
         if name not in IMPUTERS:
             raise DlbenchError(f"unknown --missing '{name}'; choose one of: "
                                f"{', '.join(IMPUTERS.names())}")
-    return tuple(dict.fromkeys(names))
+    return names
 
 
 def _features(o: Mapping[str, Any]) -> tuple[int, ...]:
     """--features '4,8' -> its counts; not given: (0,), every feature."""
     if o.get("features") is None:
         return (0,)
-    return tuple(dict.fromkeys(_ints("--features", o["features"])))
+    return _distinct("--features", _ints("--features", o["features"]))
 
 
 def _one(option: str, values: tuple) -> Any:
@@ -313,16 +314,23 @@ def _names(option: str, text: str | None) -> tuple[str, ...]:
     if not all(names):
         raise DlbenchError(f"{option} '{text}' has an empty item; list names separated by "
                            "single commas")
-    return names
+    return _distinct(option, names)
 
 
-def _unique(values: tuple) -> tuple:
-    """Each value once: a repeated one would train the same cell twice."""
-    return tuple(dict.fromkeys(values))
+def _distinct(option: str, values) -> tuple:
+    """The values, refused when one is repeated: it would train the same cell twice (or, as
+    before, be dropped without a word); the same rule as --reg's entries."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else f"{value}"
+            raise DlbenchError(f"{option} lists {text} twice; give each value once")
+        seen.add(value)
+    return tuple(values)
 
 
 def _batch_sizes(text: str, optimizers) -> tuple[int, ...]:
-    sizes = _unique(_ints("--batch-size", text))
+    sizes = _distinct("--batch-size", _ints("--batch-size", text))
     full = [o.name for o in optimizers if o.info.full_batch]
     if len(sizes) > 1 and full:
         raise DlbenchError(f"full-batch optimizers ({', '.join(dict.fromkeys(full))}) take "
@@ -340,7 +348,7 @@ def _fractions(text: str) -> tuple[float, ...]:
                            f"0.1,0.25,0.5,1; got '{text}'") from None
     if not all(0 < v <= 1 for v in values):
         raise DlbenchError(f"--train-fraction values must be in (0, 1], got '{text}'")
-    return tuple(dict.fromkeys(values))
+    return _distinct("--train-fraction", values)
 
 
 def _train_rows(text: str) -> int | None:

@@ -77,3 +77,30 @@ def test_hidden_that_a_capacity_sweep_would_override_is_refused(captured, tmp_pa
 def test_a_depth_sweep_takes_its_width_from_hidden(captured, tmp_path):
     config = built(captured, tmp_path, "overfit", "--depth", "1,3", "--hidden", "64")
     assert [m.hidden for m in config.models()] == [(64,), (64, 64, 64)]
+
+
+# --- a value listed twice: refused in every list option, as --reg none,none is -----------
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["transfer", "--target-size", "25,25"], "--target-size lists 25 twice"),
+    (["transfer", "--strategy", "scratch,linear-probe,scratch"], "--strategy lists scratch"),
+    (["transfer", "--similarity", "similar,different,similar"], "--similarity lists similar"),
+    (["optimize", "--opt", "sgd,adam,sgd"], "--opt lists sgd[lr=0.001] twice"),
+    (["optimize", "--opt", "sgd[lr=0.1],sgd", "--lr", "0.1"], "--opt lists sgd[lr=0.1] twice"),
+    (["optimize", "--hidden", "8,8", "--hidden", "8,8"], "--hidden lists 8,8 twice"),
+    (["optimize", "--batch-size", "16,64,16"], "--batch-size lists 16 twice"),
+    (["optimize", "--activation", "relu,tanh,relu"], "--activation lists relu twice"),
+    (["optimize", "--batchnorm", "on,on"], "--batchnorm lists on twice"),
+    (["optimize", "--features", "4,4", "--dataset", "wine"], "--features lists 4 twice"),
+    (["overfit", "--width", "8,8"], "--width lists 8 twice"),
+    (["overfit", "--depth", "1,2,1"], "--depth lists 1 twice"),
+    (["overfit", "--train-fraction", "0.5,0.50"], "--train-fraction lists 0.5 twice"),
+    (["overfit", "--missing", "mean,mean"], "--missing lists mean twice"),
+    (["cv", "--metrics", "accuracy,log_loss,accuracy"], "--metrics lists accuracy twice"),
+])
+def test_a_value_listed_twice_is_refused_in_every_list_option(captured, tmp_path, args, says):
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke(*args, "--out", out), out)
+    assert f"{says}" in message and message.endswith("give each value once"), message
+    assert not captured, "refused before any data are loaded"
