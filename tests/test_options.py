@@ -104,3 +104,35 @@ def test_a_value_listed_twice_is_refused_in_every_list_option(captured, tmp_path
     message = assert_usage_error(invoke(*args, "--out", out), out)
     assert f"{says}" in message and message.endswith("give each value once"), message
     assert not captured, "refused before any data are loaded"
+
+
+# --- transfer --------------------------------------------------------------------------------
+
+
+def test_a_model_without_layers_below_its_head_is_refused_for_what_it_is(tmp_path):
+    """The default --top 1 was blamed, though the user never gave it."""
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke(
+        "transfer", "--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "linear",
+        "--out", out), out)
+    assert "model linear has no layers below its head" in message and "--top" not in message
+    assert "mlp, resmlp, cnn1d, cnn2d" in message
+
+
+def test_a_top_the_user_gave_is_named_when_too_deep(tmp_path):
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke(
+        "transfer", "--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp",
+        "--hidden", "8", "--top", "2", "--target-size", "20", "--out", out), out)
+    assert message.startswith("error: --top 2: model mlp has 1 pretrained weight layers")
+
+
+@pytest.mark.parametrize(("source", "target", "warned"), [
+    ("digits[5-9]", "digits[5-9]", True), ("digits[0-9]", "digits", True),
+    ("digits[0-4]", "digits[5-9]", False)])
+def test_a_source_that_is_its_target_is_warned_about(source, target, warned):
+    plan = transfer.prepare(transfer.TransferConfig(
+        transfer.DataSpec(source), transfer.DataSpec(target),
+        transfer.ModelSpec("mlp", hidden=(8,)), target_sizes=(20,), seeds=1))
+    said = [w for w in plan.warnings if "measures no transfer" in w]
+    assert len(said) == warned, plan.warnings
