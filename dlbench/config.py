@@ -23,7 +23,7 @@ MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "in
 FUNCTION_ONLY = ("steps", "start", "tol")
 # `optimize --function` takes these; any other option given with it is refused
 FUNCTION_OPTIONS = ("opt", "lr", "weight_decay", "schedule", "warmup", "function", *FUNCTION_ONLY,
-                    "out", "fmt")
+                    "allow_large", "out", "fmt")
 
 
 def flag(name: str) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from cli_helpers import assert_usage_error, invoke
 
+from dlbench import sizes
 from dlbench.errors import DlbenchError
-from dlbench.optim import OptimSpec
-from dlbench.runners import cv, optimize, overfit, transfer
+from dlbench.optim import OptimSpec, parse_optimizers
+from dlbench.runners import cv, functions, optimize, overfit, transfer
 
 RUNNERS = {"cv": cv, "optimize": optimize, "overfit": overfit, "transfer": transfer}
 
@@ -136,3 +137,28 @@ def test_a_source_that_is_its_target_is_warned_about(source, target, warned):
         transfer.ModelSpec("mlp", hidden=(8,)), target_sizes=(20,), seeds=1))
     said = [w for w in plan.warnings if "measures no transfer" in w]
     assert len(said) == warned, plan.warnings
+
+
+# --- sizes estimated before anything starts ----------------------------------------------
+
+
+def never(*args, **kwargs):
+    raise AssertionError("reached before the run was refused")
+
+
+@pytest.mark.parametrize("args", [["--steps", "100000000"],
+                                  ["--steps", "10000000", "--opt", "newton"]])
+def test_paths_on_a_function_that_would_take_hours_are_refused_before_a_step(
+        tmp_path, monkeypatch, args):
+    monkeypatch.setattr(functions, "run", never)
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke("optimize", "--function", "rosenbrock", *args,
+                                        "--out", out), out)
+    assert f"of {int(args[1]):,} steps" in message and "--allow-large" in message, message
+
+
+def test_allow_large_lets_paths_on_a_function_run(tmp_path):
+    result = invoke("optimize", "--function", "rosenbrock", "--steps", "20", "--allow-large",
+                    "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sizes.check_paths(parse_optimizers("sgd,lbfgs"), 10**8, allow_large=True) > 2
