@@ -110,6 +110,23 @@ def check(dataset: Dataset, jobs: list[Job], device: torch.device, allow_large: 
     return size
 
 
+def check_count(models: int, epochs: int, allow_large: bool) -> None:
+    """Refuse, before any data are loaded or generated, a run whose count of models alone
+    exceeds the hours allowed: the per-member part of `estimate` (batch orders, curves, rows,
+    scoring), a floor of the whole estimate that needs no data."""
+    hours = count_hours(models, epochs)
+    if hours > MAX_HOURS and not allow_large:
+        raise DlbenchError(f"this run trains {models:,} models: at least ~{_duration(hours)} "
+                           "here for their bookkeeping alone, far beyond a quick measurement; "
+                           "use fewer seeds, cells or ensemble members, or pass --allow-large "
+                           "to run it anyway")
+
+
+def count_hours(models: int, epochs: int) -> float:
+    """The hours of `estimate` that depend on the count of models alone."""
+    return models * (MEMBER_SECONDS + epochs * MEMBER_EPOCH_SECONDS) / 3600
+
+
 def check_paths(optimizers: list, steps: int, allow_large: bool) -> float:
     """Paths on a 2-D function (`optimizers`: OptimSpecs, `steps` each): refused like a
     network run when they cannot fit or would take hours -> the estimated hours. A path that

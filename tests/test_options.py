@@ -4,12 +4,16 @@ in one line before anything is generated or trained (or, where harmless, warned 
 from __future__ import annotations
 
 import pytest
+import torch
 from cli_helpers import assert_usage_error, invoke
 
 from dlbench import sizes
+from dlbench.datasets import DataSpec, load_dataset
 from dlbench.errors import DlbenchError
+from dlbench.models import ModelSpec
 from dlbench.optim import OptimSpec, parse_optimizers
 from dlbench.runners import cv, functions, optimize, overfit, transfer
+from dlbench.trainer import TrainConfig
 
 RUNNERS = {"cv": cv, "optimize": optimize, "overfit": overfit, "transfer": transfer}
 
@@ -162,3 +166,26 @@ def test_allow_large_lets_paths_on_a_function_run(tmp_path):
                     "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert sizes.check_paths(parse_optimizers("sgd,lbfgs"), 10**8, allow_large=True) > 2
+
+
+def test_an_ensemble_too_large_to_train_is_refused_before_any_data(tmp_path, monkeypatch):
+    """ensemble[n=1000000] took a minute (its data, then three million members) to refuse."""
+    monkeypatch.setattr(overfit, "load_dataset", never)
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke("overfit", "--reg", "none,ensemble[n=1000000]",
+                                        "--seeds", "2", "--out", out), out)
+    assert "2,000,002 models" in message and "--allow-large" in message, message
+
+
+@pytest.mark.parametrize("members", [1, 50])
+def test_the_count_check_is_a_floor_of_the_whole_estimate(members):
+    """What check_count refuses without data, the full estimate would refuse too."""
+    data = load_dataset(DataSpec("iris"))
+    train = TrainConfig(OptimSpec("adam", 1e-3), epochs=7)
+    job = sizes.Job(ModelSpec("mlp", hidden=(8,)), (train, train), members, 100, 150)
+    size = sizes.estimate(data, [job], torch.device("cpu"))
+    assert size.models == 2 * members
+    assert size.hours >= sizes.count_hours(size.models, 7) > 0
+    with pytest.raises(DlbenchError, match="400,000 models"):
+        sizes.check_count(400_000, 60, allow_large=False)
+    sizes.check_count(400_000, 60, allow_large=True)

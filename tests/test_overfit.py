@@ -245,6 +245,8 @@ def test_the_model_side_regularizers_are_options_of_cv_and_optimize(tmp_path, ar
         assert manifest["command"] == command
 
 
-def test_a_repeated_width_is_one_cell(tmp_path):
-    run_overfit(tmp_path / "out", *SMALL, "--reg", "none", "--width", "8,8,4")
-    assert sorted(csv(tmp_path / "out", "summary").hidden) == ["4", "8"]
+def test_a_repeated_width_is_refused_as_a_repeated_regularizer_is(tmp_path):
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke("overfit", "--dataset", "digits", "--width", "8,8,4",
+                                        "--out", out), out)
+    assert "--width lists 8 twice" in message
