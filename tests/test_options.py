@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import assert_usage_error, invoke, stop_after_config
 
 from dlbench import sizes
 from dlbench.datasets import DataSpec, load_dataset
@@ -20,16 +20,8 @@ RUNNERS = {"cv": cv, "optimize": optimize, "overfit": overfit, "transfer": trans
 
 @pytest.fixture
 def captured(monkeypatch) -> list:
-    """Every runner's prepare() records the config it gets, then stops the run (exit 2)."""
-    configs = []
-
-    def prepare(config):
-        configs.append(config)
-        raise DlbenchError("stopped by the test after the config was built")
-
-    for module in RUNNERS.values():
-        monkeypatch.setattr(module, "prepare", prepare)
-    return configs
+    """Every runner records the config it gets, then stops the run (exit 2)."""
+    return stop_after_config(monkeypatch, *RUNNERS.values())
 
 
 def built(captured: list, tmp_path, *args: str):
