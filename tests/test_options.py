@@ -160,13 +160,20 @@ def test_allow_large_lets_paths_on_a_function_run(tmp_path):
     assert sizes.check_paths(parse_optimizers("sgd,lbfgs"), 10**8, allow_large=True) > 2
 
 
-def test_an_ensemble_too_large_to_train_is_refused_before_any_data(tmp_path, monkeypatch):
-    """ensemble[n=1000000] took a minute (its data, then three million members) to refuse."""
-    monkeypatch.setattr(overfit, "load_dataset", never)
+@pytest.mark.parametrize(("args", "models"), [
+    (["overfit", "--reg", "none,ensemble[n=1000000]", "--seeds", "2"], "2,000,002 models"),
+    (["optimize", "--seeds", "200000", "--opt", "sgd,adam"], "400,000 models"),
+    (["transfer", "--seeds", "100000", "--strategy", "scratch,linear-probe"],
+     "600,000 models")])
+def test_a_count_of_models_too_large_to_train_is_refused_before_any_data(
+        tmp_path, monkeypatch, args, models):
+    """overfit --reg 'ensemble[n=1000000]' took a minute (its data, then three million
+    members) to refuse; transfer --seeds 1000000 longer still."""
+    for module in RUNNERS.values():
+        monkeypatch.setattr(module, "load_dataset", never)
     out = tmp_path / "out"
-    message = assert_usage_error(invoke("overfit", "--reg", "none,ensemble[n=1000000]",
-                                        "--seeds", "2", "--out", out), out)
-    assert "2,000,002 models" in message and "--allow-large" in message, message
+    message = assert_usage_error(invoke(*args, "--out", out), out)
+    assert models in message and "--allow-large" in message, message
 
 
 @pytest.mark.parametrize("members", [1, 50])

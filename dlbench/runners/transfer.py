@@ -170,6 +170,9 @@ class Plan:
 
 
 def prepare(config: TransferConfig) -> Plan:
+    sizes.check_count(len(config.targets()) * len(config.target_sizes)  # before any data
+                      * len(config.strategies) * config.seeds, config.train.epochs,
+                      config.allow_large)
     source = load_dataset(config.source)
     layers = _layers(config.model, source)
     datasets = [(label, load_dataset(spec)) for label, spec in config.targets()]
