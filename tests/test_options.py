@@ -15,13 +15,13 @@ from dlbench.optim import OptimSpec, parse_optimizers
 from dlbench.runners import cv, functions, optimize, overfit, transfer
 from dlbench.trainer import TrainConfig
 
-RUNNERS = {"cv": cv, "optimize": optimize, "overfit": overfit, "transfer": transfer}
+RUNNERS = (cv, optimize, overfit, transfer)
 
 
 @pytest.fixture
 def captured(monkeypatch) -> list:
     """Every runner records the config it gets, then stops the run (exit 2)."""
-    return stop_after_config(monkeypatch, *RUNNERS.values())
+    return stop_after_config(monkeypatch, *RUNNERS)
 
 
 def built(captured: list, tmp_path, *args: str):
@@ -169,7 +169,7 @@ def test_a_count_of_models_too_large_to_train_is_refused_before_any_data(
         tmp_path, monkeypatch, args, models):
     """overfit --reg 'ensemble[n=1000000]' took a minute (its data, then three million
     members) to refuse; transfer --seeds 1000000 longer still."""
-    for module in RUNNERS.values():
+    for module in RUNNERS:
         monkeypatch.setattr(module, "load_dataset", never)
     out = tmp_path / "out"
     message = assert_usage_error(invoke(*args, "--out", out), out)
