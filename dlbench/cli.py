@@ -585,7 +585,11 @@ def _arguments(command, entry) -> list[str]:
             if value or param.secondary_opts:
                 args.append(param.opts[0] if value else param.secondary_opts[0])
             continue
-        for item in value if isinstance(value, list) else [value]:
+        values = value if isinstance(value, list) else [value]
+        if len(values) > 1 and not param.multiple:  # click would keep the last one
+            raise DlbenchError(f"--{key} takes one value, got a list of {len(values)}; only "
+                               "an option that may be repeated (optimize's hidden) takes a list")
+        for item in values:
             args += [param.opts[0], str(item).lower() if isinstance(item, bool) else str(item)]
     return args
 

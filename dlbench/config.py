@@ -23,7 +23,7 @@ MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "in
 FUNCTION_ONLY = ("steps", "start", "tol")
 # `optimize --function` takes these; any other option given with it is refused
 FUNCTION_OPTIONS = ("opt", "lr", "weight_decay", "schedule", "warmup", "function", *FUNCTION_ONLY,
-                    "out", "fmt")
+                    "allow_large", "out", "fmt")
 
 
 def flag(name: str) -> str:
@@ -48,7 +48,7 @@ def cv_config(options: Mapping[str, Any], given: Collection[str]):
     [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (o["batchnorm"],))
-    train = replace(_train(o, _one_optimizer(o)), missing=_one("--missing", _missing(o)),
+    train = replace(_train(o, _one_optimizer(o, given)), missing=_one("--missing", _missing(o)),
                     features=_one("--features", _features(o)))
     return CVConfig(
         data=_data(o, given), model=model, train=train,
@@ -74,14 +74,14 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
         if o[option] is not None and (o["lr"] is not None or "lr=" in (o["opt"] or "")):
             raise DlbenchError(f"{flag(option)} sets every entry's learning rate; drop --lr and "
                                "the entries' own lr=")
-    optimizers = tuple(dict.fromkeys(parse_optimizers(entries, o["lr"], o["weight_decay"])))
-    _check_fills(entries, o)
+    optimizers = _distinct("--opt", parse_optimizers(entries, o["lr"], o["weight_decay"]))
+    _check_fills(entries, given)
     for option in ("missing", "features"):
         if o[option] is not None and o["init"] is not None:
             raise DlbenchError(f"--init records activations at initialisation on the "
                                f"preprocessed rows, without {flag(option)}; drop one of them")
-    depths = [_ints("--hidden", h) for h in o["hidden"]] if o["hidden"] else \
-        [(100,) * 5 if o["init"] else (128,)]
+    depths = _distinct("--hidden", [_ints("--hidden", h) for h in o["hidden"]]) \
+        if o["hidden"] else [(100,) * 5 if o["init"] else (128,)]
     models = _models(o, given, _names("--model", o["model"]), depths,
                      _names("--init", o["init"] or "default"),
                      _names("--activation", o["activation"]),
@@ -106,16 +106,24 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
     from dlbench.runners.overfit import OverfitConfig
 
     o = _checked_numbers(options) | {"dropout": 0.0}  # these are --reg entries here
+    # a capacity sweep's models are W wide (--width) and D deep (--depth); --hidden gives
+    # only what the sweep leaves: the depth for --width, the width for --depth
+    _refuse(given, "hidden", unless="width" not in given,
+            why="is replaced by --width, which sets every hidden layer's width (the number of "
+                "layers comes from --depth)")
+    if "depth" in given and "hidden" in given and len(_ints("--hidden", o["hidden"])) > 1:
+        raise DlbenchError("--depth sets the number of hidden layers, so --hidden gives their "
+                           "one width: give --hidden a single width, such as 64")
     [model] = _models(o, given, [o["model"]], [_ints("--hidden", o["hidden"])],
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (False,))
     return OverfitConfig(
         regularizers=tuple(parse_regularizers(o["reg"])), data=_data(o, given), model=model,
-        widths=_unique(_ints("--width", o["width"])) if o["width"] else (),
-        depths=_unique(_ints("--depth", o["depth"])) if o["depth"] else (),
+        widths=_distinct("--width", _ints("--width", o["width"])) if o["width"] else (),
+        depths=_distinct("--depth", _ints("--depth", o["depth"])) if o["depth"] else (),
         train_rows=_train_rows(o["train_rows"]), train_rows_given="train_rows" in given,
         train_fractions=_fractions(o["train_fraction"]) if o["train_fraction"] else (1.0,),
-        train=_train(o, _one_optimizer(o, "overfit")), missing=_missing(o),
+        train=_train(o, _one_optimizer(o, given, "overfit")), missing=_missing(o),
         features=_features(o), seeds=o["seeds"], seed=o["seed"],
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"],
         stratify=o["stratify"], metrics=_names("--metrics", o["metrics"]),
@@ -138,7 +146,7 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
             why="applies to --strategy finetune-all")
     _refuse(given, "source_epochs", unless=o["source_checkpoint"] is None,
             why="trains the source model, and --source-checkpoint loads it instead")
-    similarity = _unique(_names("--similarity", o["similarity"]))
+    similarity = _names("--similarity", o["similarity"])
     _refuse(given, "different", unless="different" in similarity,
             why="names the different target of --similarity similar,different")
     if o["preset"] is not None:
@@ -149,17 +157,18 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
         o |= {"strategy": "scratch,linear-probe,finetune-top,finetune-all,probe-early"}
         if "target_size" not in given:
             o["target_size"] = "25,1000"
-        elif len(_unique(_ints("--target-size", o["target_size"]))) != 2:
+        elif len(_distinct("--target-size", _ints("--target-size", o["target_size"]))) != 2:
             raise DlbenchError("--preset quadrants takes two --target-size values: a small "
                                "and a large one, such as 25,1000")
     return TransferConfig(
         source=DataSpec(o["source"]), target=DataSpec(o["target"]), model=model,
-        strategies=_unique(_names("--strategy", o["strategy"])),
-        target_sizes=_unique(_ints("--target-size", o["target_size"])), top=o["top"],
+        strategies=_names("--strategy", o["strategy"]),
+        target_sizes=_distinct("--target-size", _ints("--target-size", o["target_size"])),
+        top=o["top"],
         body_lr_scale=o["body_lr_scale"], source_epochs=o["source_epochs"],
         source_checkpoint=None if o["source_checkpoint"] is None
         else str(o["source_checkpoint"]),
-        train=_train(o, _one_optimizer(o, "transfer")), seeds=o["seeds"], seed=o["seed"],
+        train=_train(o, _one_optimizer(o, given, "transfer")), seeds=o["seeds"], seed=o["seed"],
         similarity=similarity,
         different=None if o["different"] is None else DataSpec(o["different"]),
         metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
@@ -220,29 +229,26 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
         for bn in batchnorms))
 
 
-def _one_optimizer(o: Mapping[str, Any], command: str = "cv"):
+def _one_optimizer(o: Mapping[str, Any], given: Collection[str], command: str = "cv"):
     from dlbench.optim import parse_optimizers
 
     specs = parse_optimizers(o["opt"], o["lr"], o["weight_decay"])
     if len(specs) > 1:
         raise DlbenchError(f"{command} trains one optimizer: give one --opt entry "
                            "(dlbench optimize compares several)")
-    _check_fills(o["opt"], o)
+    _check_fills(o["opt"], given)
     return specs[0]
 
 
-def _check_fills(entries: str, o: Mapping[str, Any]) -> None:
-    """--lr / --weight-decay fill the entries that set none: refused when none is left."""
-    from dlbench.optim import parse_optimizers
+def _check_fills(entries: str, given: Collection[str]) -> None:
+    """--lr / --weight-decay fill the entries that set none: refused when given and none is
+    left. Whether it was given decides, never its value: `--lr 1e-3` is adam's default lr."""
+    from dlbench.optim import entry_keys
 
-    bare = parse_optimizers(entries)
-    for option, key in (("--lr", "lr"), ("--weight-decay", "weight_decay")):
-        if o[key] is None:
-            continue
-        filled = parse_optimizers(entries, **{key: o[key]})
-        if filled == bare:
-            raise DlbenchError(f"{option} fills --opt entries that set no {key}=, and every "
-                               f"entry sets its own; drop {option}")
+    for key in ("lr", "weight_decay"):
+        if key in given and all(key in keys for keys in entry_keys(entries)):
+            raise DlbenchError(f"{flag(key)} fills --opt entries that set no {key}=, and every "
+                               f"entry sets its own; drop {flag(key)}")
 
 
 def _missing(o: Mapping[str, Any]) -> tuple[str, ...]:
@@ -256,14 +262,14 @@ def _missing(o: Mapping[str, Any]) -> tuple[str, ...]:
         if name not in IMPUTERS:
             raise DlbenchError(f"unknown --missing '{name}'; choose one of: "
                                f"{', '.join(IMPUTERS.names())}")
-    return tuple(dict.fromkeys(names))
+    return names
 
 
 def _features(o: Mapping[str, Any]) -> tuple[int, ...]:
     """--features '4,8' -> its counts; not given: (0,), every feature."""
     if o.get("features") is None:
         return (0,)
-    return tuple(dict.fromkeys(_ints("--features", o["features"])))
+    return _distinct("--features", _ints("--features", o["features"]))
 
 
 def _one(option: str, values: tuple) -> Any:
@@ -308,16 +314,23 @@ def _names(option: str, text: str | None) -> tuple[str, ...]:
     if not all(names):
         raise DlbenchError(f"{option} '{text}' has an empty item; list names separated by "
                            "single commas")
-    return names
+    return _distinct(option, names)
 
 
-def _unique(values: tuple) -> tuple:
-    """Each value once: a repeated one would train the same cell twice."""
-    return tuple(dict.fromkeys(values))
+def _distinct(option: str, values) -> tuple:
+    """The values, refused when one is repeated: it would train the same cell twice (or, as
+    before, be dropped without a word); the same rule as --reg's entries."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else f"{value}"
+            raise DlbenchError(f"{option} lists {text} twice; give each value once")
+        seen.add(value)
+    return tuple(values)
 
 
 def _batch_sizes(text: str, optimizers) -> tuple[int, ...]:
-    sizes = _unique(_ints("--batch-size", text))
+    sizes = _distinct("--batch-size", _ints("--batch-size", text))
     full = [o.name for o in optimizers if o.info.full_batch]
     if len(sizes) > 1 and full:
         raise DlbenchError(f"full-batch optimizers ({', '.join(dict.fromkeys(full))}) take "
@@ -335,7 +348,7 @@ def _fractions(text: str) -> tuple[float, ...]:
                            f"0.1,0.25,0.5,1; got '{text}'") from None
     if not all(0 < v <= 1 for v in values):
         raise DlbenchError(f"--train-fraction values must be in (0, 1], got '{text}'")
-    return tuple(dict.fromkeys(values))
+    return _distinct("--train-fraction", values)
 
 
 def _train_rows(text: str) -> int | None:

@@ -161,6 +161,14 @@ def parse_optimizers(text: str, lr: float | None = None,
     return specs
 
 
+def entry_keys(text: str) -> list[set[str]]:
+    """The parameters each entry sets itself: 'sgd,adam[lr=0.3]' -> [set(), {'lr'}]."""
+    bodies = [grammar.read_entry(e, "--opt", _HELP)[1] or ""
+              for e in grammar.split_entries(text, "--opt", _HELP)]
+    return [{item.partition("=")[0].strip() for item in body.split(",") if item.strip()}
+            for body in bodies]
+
+
 def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> OptimSpec:
     name, body = grammar.read_entry(entry, "--opt", _HELP)
     info = OPTIMIZERS.get(name)

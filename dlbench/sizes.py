@@ -38,6 +38,12 @@ CPU_FLOPS, CUDA_FLOPS = 1e10, 1e12
 STEP_SECONDS = 50e-6  # per optimizer group and step
 MEMBER_EPOCH_SECONDS = 30e-6  # per member and epoch: its batch order, curves and rows
 MEMBER_SECONDS = 0.02  # per member: scoring its final predictions (scikit-learn metrics)
+# Paths on a 2-D function (optimize --function), measured on a 2-core CPU: a step costs
+# ~0.25 ms with an elementwise optimizer, ~0.7 ms (L-BFGS's line search) and ~1.3 ms (Newton's
+# Hessian) with a closure one; each step keeps a row of the path (its list, array and
+# DataFrame rows: ~400 bytes).
+PATH_STEP_SECONDS, CLOSURE_PATH_STEP_SECONDS = 3e-4, 1.5e-3
+PATH_ROW_BYTES = 500
 
 
 @dataclass(frozen=True)
@@ -98,18 +104,54 @@ def estimate(dataset: Dataset, jobs: list[Job], device: torch.device) -> Size:
 def check(dataset: Dataset, jobs: list[Job], device: torch.device, allow_large: bool) -> Size:
     """Refuse a run that cannot fit or would take hours, unless --allow-large."""
     size = estimate(dataset, jobs, device)
-    if allow_large:
-        return size
-    available = available_memory(device)
-    if size.peak_bytes > MEMORY_SHARE * available:
-        raise DlbenchError(f"this run needs {size.describe()}, more than the "
-                           f"{_bytes(available)} available; use fewer seeds, cells or smaller "
-                           "models, or pass --allow-large to try anyway")
-    if size.hours > MAX_HOURS:
-        raise DlbenchError(f"this run is {size.describe()}: far beyond a quick measurement; "
-                           "use fewer seeds, cells, epochs or smaller models, or pass "
-                           "--allow-large to run it anyway")
+    if not allow_large:
+        _refuse_large(size.peak_bytes, size.hours, size.describe(), device,
+                      "use fewer seeds, cells, epochs or smaller models")
     return size
+
+
+def check_count(models: int, epochs: int, allow_large: bool) -> None:
+    """Refuse, before any data are loaded or generated, a run whose count of models alone
+    exceeds the hours allowed: the per-member part of `estimate` (batch orders, curves, rows,
+    scoring), a floor of the whole estimate that needs no data."""
+    hours = count_hours(models, epochs)
+    if hours > MAX_HOURS and not allow_large:
+        raise DlbenchError(f"this run trains {models:,} models: at least ~{_duration(hours)} "
+                           "here for their bookkeeping alone, far beyond a quick measurement; "
+                           "use fewer seeds, cells or ensemble members, or pass --allow-large "
+                           "to run it anyway")
+
+
+def count_hours(models: int, epochs: int) -> float:
+    """The hours of `estimate` that depend on the count of models alone."""
+    return models * (MEMBER_SECONDS + epochs * MEMBER_EPOCH_SECONDS) / 3600
+
+
+def check_paths(optimizers: list, steps: int, allow_large: bool) -> float:
+    """Paths on a 2-D function (`optimizers`: OptimSpecs, `steps` each): refused like a
+    network run when they cannot fit or would take hours -> the estimated hours. A path that
+    diverges stops early: the estimate is its longest."""
+    closure = sum(not o.info.elementwise for o in optimizers)
+    seconds = steps * ((len(optimizers) - closure) * PATH_STEP_SECONDS
+                       + closure * CLOSURE_PATH_STEP_SECONDS)
+    peak, hours = (steps + 1) * len(optimizers) * PATH_ROW_BYTES, seconds / 3600
+    if not allow_large:
+        paths = f"{len(optimizers)} path{'s' if len(optimizers) > 1 else ''}"
+        _refuse_large(peak, hours, f"{paths} of {steps:,} steps, about "
+                      f"{_bytes(peak)} of memory (~{_duration(hours)} here)",
+                      torch.device("cpu"), "use fewer --steps or optimizers")
+    return hours
+
+
+def _refuse_large(peak_bytes: float, hours: float, what: str, device: torch.device,
+                  fewer: str) -> None:
+    available = available_memory(device)
+    if peak_bytes > MEMORY_SHARE * available:
+        raise DlbenchError(f"this run needs {what}, more than the {_bytes(available)} "
+                           f"available; {fewer}, or pass --allow-large to try anyway")
+    if hours > MAX_HOURS:
+        raise DlbenchError(f"this run is {what}: far beyond a quick measurement; {fewer}, or "
+                           "pass --allow-large to run it anyway")
 
 
 def available_memory(device: torch.device) -> float:

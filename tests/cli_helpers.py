@@ -7,6 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner, Result
 
 from dlbench.cli import app
+from dlbench.errors import DlbenchError
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})  # wide, so rich never folds a name or a cell label
 # what every run directory holds besides its results: what it runs, the lock of the live run,
@@ -30,3 +31,17 @@ def assert_usage_error(result: Result, out: Path) -> str:
     assert result.stdout == ""
     assert not out.exists(), f"{out} was created by a failing run"
     return lines[0]
+
+
+def stop_after_config(monkeypatch, *runners) -> list:
+    """Replaces each runner module's prepare(): it records the config it gets, then stops the
+    run (exit 2) — what the options built, with nothing loaded or trained. -> the configs."""
+    configs = []
+
+    def prepare(config):
+        configs.append(config)
+        raise DlbenchError("stopped by the test after the config was built")
+
+    for runner in runners:
+        monkeypatch.setattr(runner, "prepare", prepare)
+    return configs

@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import RUN_FILES, assert_usage_error, invoke
+from cli_helpers import RUN_FILES, assert_usage_error, invoke, stop_after_config
 from typer.testing import Result
 
 from dlbench import __version__, execution
 from dlbench.datasets import DATASETS, DataSpec, load_dataset
-from dlbench.errors import DlbenchError
 from dlbench.metrics import METRICS
 from dlbench.models import MODELS, ModelSpec
 from dlbench.optim import OPTIMIZERS, OptimSpec
@@ -241,14 +240,7 @@ def test_stdout_is_the_table_and_stderr_only_warnings_and_the_path(main_run):
 @pytest.fixture
 def captured(monkeypatch) -> list:
     """Replaces the runner's prepare(): records the config, then stops the run (exit 2)."""
-    configs = []
-
-    def prepare(config):
-        configs.append(config)
-        raise DlbenchError("stopped by the test after the config was built")
-
-    monkeypatch.setattr(cv_runner, "prepare", prepare)
-    return configs
+    return stop_after_config(monkeypatch, cv_runner)
 
 
 CONFIG_CASES = [

@@ -102,6 +102,8 @@ def test_an_entry_whose_options_changed_is_refused_before_anything_runs(ran, tmp
     ('command = "cv"\nworkers = 2', "--workers is set for the whole suite by dlbench run"),
     ('command = "fit"', "command must be one of cv, optimize, overfit, transfer, got 'fit'"),
     ('command = "cv"\nhidden = [[8]]', "hidden must be a string, number or boolean"),
+    ('command = "cv"\nk = [2, 3]', "suite entry 'bad': --k takes one value, got a list of 2"),
+    ('command = "overfit"\nreg = ["none", "l2"]', "--reg takes one value, got a list of 2"),
     ('command = "cv"\nclaim = 3', "claim is a sentence in quotes"),
 ])
 def test_a_bad_entry_is_one_line_naming_it_and_nothing_runs(entry, says, tmp_path):

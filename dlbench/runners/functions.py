@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from dlbench import verdicts
+from dlbench import sizes, verdicts
 from dlbench.cells import Cell, labels
 from dlbench.errors import DlbenchError
 from dlbench.functions import FUNCTIONS
@@ -31,6 +31,7 @@ def check(config) -> None:
         raise DlbenchError(f"--steps must be positive, got {config.steps}")
     if not (math.isfinite(config.tol) and config.tol > 0):
         raise DlbenchError(f"--tol must be positive, got {config.tol}")
+    sizes.check_paths(config.optimizer_grid(), config.steps, config.allow_large)
 
 
 def run(config, optimizers) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -113,6 +113,9 @@ class Plan:
 
 
 def prepare(config: OptimizeConfig) -> Plan:
+    # before any data: the cells without --lr-grid's rates already count this many models
+    sizes.check_count(len(grid(replace(config, lr_grid=()))) * config.seeds,
+                      config.train.epochs, config.allow_large)
     dataset = load_dataset(config.data)
     _check(config, dataset)
     entries = grid(replace(config, lr_grid=()))  # each --opt entry once, at its own rate

@@ -127,6 +127,9 @@ def _ensemble(cell: Cell) -> int:
 
 
 def prepare(config: OverfitConfig) -> Plan:
+    models = config.seeds * sum(r.members for r in config.regularizers) * len(
+        config.models()) * len(config.inputs()) * len(config.train_fractions)
+    sizes.check_count(models, config.train.epochs, config.allow_large)
     dataset = load_dataset(config.data)
     _check(config, dataset)
     metrics = resolve_metrics(list(config.metrics), dataset.task)

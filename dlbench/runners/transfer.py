@@ -25,7 +25,7 @@ from dlbench.datasets import Dataset, DataSpec, load_dataset
 from dlbench.errors import DlbenchError
 from dlbench.execution import Engine
 from dlbench.metrics import MetricInfo, resolve_metrics
-from dlbench.models import ModelSpec
+from dlbench.models import MODELS, ModelSpec
 from dlbench.optim import OptimSpec
 from dlbench.regimens import Regimen
 from dlbench.registry import Registry
@@ -170,14 +170,17 @@ class Plan:
 
 
 def prepare(config: TransferConfig) -> Plan:
+    sizes.check_count(len(config.targets()) * len(config.target_sizes)  # before any data
+                      * len(config.strategies) * config.seeds, config.train.epochs,
+                      config.allow_large)
     source = load_dataset(config.source)
+    layers = _layers(config.model, source)
     datasets = [(label, load_dataset(spec)) for label, spec in config.targets()]
     _check(config, source, [d for _, d in datasets])
     metrics = resolve_metrics(list(config.metrics), "classification")
-    layers = Layers(tuple(checkpoints.weight_layers(config.model, model_shape(source))))
     topped = [s for s in config.strategies if s in ("finetune-top", "probe-early")]
     below = len(layers.positions) - 1  # pretrained weight layers below the head
-    if topped and config.top > below:
+    if topped and config.top > below:  # below >= 1: only a --top the user gave gets here
         raise DlbenchError(f"--top {config.top}: model {config.model.name} has {below} "
                            "pretrained weight layers below its head; ask for at most that many")
     same = {"probe-early": "probe-early trains like scratch",
@@ -186,6 +189,8 @@ def prepare(config: TransferConfig) -> Plan:
         f"--top {config.top} covers every pretrained layer below the head, so "
         f"{' and '.join(same[s] for s in topped)}; the comparison needs more layers below the "
         "head than --top"]
+    warnings += [_same_data(source, dataset) for _, dataset in datasets
+                 if dataset.fingerprint() == source.fingerprint()]
     cells = [Cell(config.model, replace(config.train, regimen=Regimen(
         lr_scales=STRATEGIES.get(s).scales(layers, config.top, config.body_lr_scale))),
         (("strategy", s), ("target_size", n), ("similarity", label)))
@@ -209,6 +214,27 @@ def prepare(config: TransferConfig) -> Plan:
                                             skip=layers.head)
     return Plan(config, source, targets, metrics, layers, (source_dev, source_test), cells,
                 checkpoint, warnings)
+
+
+def _layers(model: ModelSpec, source: Dataset) -> Layers:
+    """The model's weight layers; refused when none lies below the head (the head is always
+    drawn afresh, so nothing pretrained would reach the target)."""
+    layers = Layers(tuple(checkpoints.weight_layers(model, model_shape(source))))
+    if len(layers.positions) < 2:
+        deep = [m.name for m in MODELS if {"hidden", "channels"} & set(m.uses)]
+        raise DlbenchError(f"model {model.name} has no layers below its head, and the head is "
+                           "drawn afresh on the target: nothing pretrained would transfer; use "
+                           f"a model with hidden layers: {', '.join(deep)}")
+    return layers
+
+
+def _same_data(source: Dataset, target: Dataset) -> str:
+    """A warning, not an error: the numbers are sound (source and target are cut into
+    training and test rows alike, so no test row is pretrained on), only the question is
+    empty — a user may run it on purpose, as the most similar target there is."""
+    return (f"the source {source.name} and the target {target.name} hold the same rows: the "
+            "pretrained model has already trained on every target training row, so this "
+            "measures no transfer; give another --source or --target")
 
 
 def _target(config: TransferConfig, label: str, dataset: Dataset) -> Target:
