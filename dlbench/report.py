@@ -561,6 +561,18 @@ def _counts_line(found: pd.DataFrame) -> str:
     return ", ".join(f"{n} {v}" for v, n in _counts(found).items() if n)
 
 
+def _nemenyi_note(ranked: Any, alpha: float) -> str:
+    """Pairs told apart, only after Friedman rejected equal ranks (Demšar 2006)."""
+    if ranked.nemenyi is None:
+        return (f"it does not reject equal ranks at α={alpha}, so no post-hoc test: which "
+                "methods differ is inconclusive")
+    pairs = [f"{a} vs {b}" for i, a in enumerate(ranked.nemenyi.index)
+             for b in ranked.nemenyi.columns[i + 1:] if ranked.nemenyi.loc[a, b] < alpha]
+    return (f"it rejects equal ranks at α={alpha}; significantly different (Nemenyi, mean ranks "
+            f"further apart than the critical difference {ranked.critical_difference:.3g}): "
+            + ("; ".join(pairs) or "none"))
+
+
 def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     """compare --rank: the methods by mean rank, and what the tests say."""
     from dlbench.ranking import ALPHA, ranks_table
@@ -570,11 +582,8 @@ def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     notes = [f"{ranked.scores.shape[0]} problems (rows of scores.csv in the output), "
              f"{ranked.scores.shape[1]} methods; rank 1 is best, ties share the mean rank"]
     if math.isfinite(p):
-        notes.append(f"Friedman: chi² {statistic:.3g}, p {p_value(p)}; Nemenyi critical "
-                     f"difference at α={ALPHA}: {ranked.critical_difference:.3g} mean ranks")
-        pairs = [f"{a} vs {b}" for i, a in enumerate(ranked.nemenyi.index)
-                 for b in ranked.nemenyi.columns[i + 1:] if ranked.nemenyi.loc[a, b] < ALPHA]
-        notes.append("significantly different (Nemenyi): " + ("; ".join(pairs) or "none"))
+        notes.append(f"Friedman: chi² {statistic:.3g}, p {p_value(p)}; "
+                     + _nemenyi_note(ranked, ALPHA))
     if ranked.wilcoxon is not None:
         notes.append(f"Wilcoxon signed-rank (two methods): statistic {ranked.wilcoxon[0]:.3g}, "
                      f"p {p_value(ranked.wilcoxon[1])}")
