@@ -397,8 +397,7 @@ def report_page(
     first (regressions at the top), then every run's summary table and figures."""
     from dlbench import html, results
 
-    if out.is_dir():
-        raise DlbenchError(f"--out {out} is a directory; give a file name like report.html")
+    html.check_out(out)
     text = html.page(paths)
     try:
         results.atomic_write(out, lambda f: f.write(text))

@@ -18,6 +18,9 @@ import pandas as pd
 from dlbench import __version__
 from dlbench.errors import DlbenchError
 
+HEAD = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # how every report begins
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        "<title>dlbench report</title>")
 MAX_ROWS = 200  # rows of a table shown; the CSV beside it holds them all
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -36,22 +39,51 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 """
 
 
+KINDS = {"compare": "compare", "compare --rank": "rank"}  # manifest command -> what it is
+
+
 def kind(path: Path) -> str:
-    """What a directory holds: compare, rank, run or suite."""
+    """What a directory holds, by its manifest.json (dlbench's: it names a command) or, for a
+    suite, its suite.json; anything else is refused, even with dlbench runs inside it."""
     if not path.exists():
         raise DlbenchError(f"{path} does not exist; give run, suite, compare or rank "
                            "directories")
-    if (path / "compare.csv").exists():
-        return "compare"
-    if (path / "ranks.csv").exists():
-        return "rank"
-    if (path / "manifest.json").exists():
-        return "run"
-    if path.is_dir() and any((p / "manifest.json").exists() for p in path.iterdir()):
+    command = _manifest(path).get("command")
+    if isinstance(command, str):
+        return KINDS.get(command, "run")
+    if (path / "suite.json").is_file():
         return "suite"
-    raise DlbenchError(f"{path} holds no finished results (no manifest.json, compare.csv or "
-                       "ranks.csv, nor runs below it); give run, suite, compare or rank "
-                       "directories")
+    runs = _runs(path) if path.is_dir() else []
+    if runs:
+        raise DlbenchError(f"{path} is not a dlbench suite (no suite.json) but holds "
+                           f"{len(runs)} run director{'y' if len(runs) == 1 else 'ies'} "
+                           f"({', '.join(r.name for r in runs[:3])}{', …' if len(runs) > 3 else ''}"
+                           "); give those runs themselves")
+    raise DlbenchError(f"{path} holds no finished results (no dlbench manifest.json or "
+                       "suite.json); give run, suite, compare or rank directories")
+
+
+def _runs(path: Path) -> list[Path]:
+    """The dlbench runs directly below `path`."""
+    return sorted(p for p in path.iterdir() if p.is_dir()
+                  and isinstance(_manifest(p).get("command"), str))
+
+
+def check_out(out: Path) -> None:
+    """--out may replace an earlier report, never another file."""
+    if out.is_dir():
+        raise DlbenchError(f"--out {out} is a directory; give a file name like report.html")
+    if out.exists() and not _is_report(out):
+        raise DlbenchError(f"--out {out} exists and is not a dlbench report; give a new file "
+                           "name (or remove that file)")
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return f.read(len(HEAD)) == HEAD
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def page(paths: list[Path]) -> str:
@@ -63,14 +95,12 @@ def page(paths: list[Path]) -> str:
             f"dlbench {__version__}</p>"]
     for what, path in kinds:
         body.append({"compare": _compare, "rank": _rank, "run": _run, "suite": _suite}[what](path))
-    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-            "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            f"<title>dlbench report</title><style>{STYLE}</style></head><body>"
+    return (HEAD + f"<style>{STYLE}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
 
 
 def _compare(path: Path) -> str:
-    rows = pd.read_csv(path / "compare.csv", keep_default_na=False, na_values=[""])
+    rows = _read_csv(path / "compare.csv", keep_default_na=False, na_values=[""])
     counts = rows["verdict"].value_counts()
     shown = rows[rows.verdict != "unchanged"]
     columns = [c for c in ("entry", "configuration", "split", "metric", "baseline_mean",
@@ -87,12 +117,12 @@ def _compare(path: Path) -> str:
 
 def _rank(path: Path) -> str:
     return (f"<h2>rank: {_e(path.name)}</h2>"
-            + _table(pd.read_csv(path / "ranks.csv")) + _images(path))
+            + _table(_read_csv(path / "ranks.csv")) + _images(path))
 
 
 def _suite(path: Path) -> str:
     """Its entries, each with the claim it measures when the suite file gave one."""
-    runs = sorted(p for p in path.iterdir() if (p / "manifest.json").exists())
+    runs = _runs(path)
     try:
         suite = json.loads((path / "suite.json").read_text())
     except (OSError, ValueError):
@@ -118,7 +148,7 @@ def _run(path: Path, level: int = 2, claim: str = "") -> str:
     if claim:
         parts.insert(1, f"<p><b>Claim:</b> {_e(claim)}</p>")
     if (path / "summary.csv").exists():
-        parts.append(_table(pd.read_csv(path / "summary.csv")))
+        parts.append(_table(_read_csv(path / "summary.csv")))
     return "".join(parts) + _images(path)
 
 
@@ -146,11 +176,21 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _read_csv(path: Path, **options) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DlbenchError(f"cannot read {path} ({reason}): it is damaged; rerun the command "
+                           "that wrote it, or leave its directory out") from None
+
+
 def _manifest(path: Path) -> dict:
     try:
-        return json.loads((path / "manifest.json").read_text())
+        found = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _anchor(path: Path) -> str:
