@@ -365,8 +365,10 @@ def number3(value: float) -> str:
 def _onset(row: Any) -> str:
     if not row.onset_seeds:
         return "none"
-    onset = f"{row.onset_epoch:.0f}"
-    return onset if row.onset_seeds == row.seeds else f"{onset} {row.onset_seeds}/{row.seeds}"
+    onset = f"{row.onset_epoch:g}"  # a median of epochs: whole, or halfway between two
+    # "4 1/3" would read as a fraction: the seeds that had an onset are counted in words
+    return onset if row.onset_seeds == row.seeds else \
+        f"{onset} ({int(row.onset_seeds)} of {int(row.seeds)})"
 
 
 def _overfit_notes(result: Any) -> list[str]:
@@ -377,7 +379,8 @@ def _overfit_notes(result: Any) -> list[str]:
     notes = [f"{rows['train']} train, {rows['val']} validation, {rows['test']} test rows, one "
              "split for every cell; curves in eval mode after each epoch",
              f"onset: median epoch of lowest validation loss over the seeds whose loss then "
-             f"ended ≥{run['onset_rise']:.0%} above it (k/n: only k seeds did; none: no seed)",
+             f"ended ≥{run['onset_rise']:.0%} above it ((k of n): only k of the n seeds did; "
+             "none: no seed)",
              f"gap: {gap} with the delivered weights (the last epoch's; early stopping's: its "
              f"restored best epoch's), mean over seeds; val best@epoch: {metric} with the "
              "weights of the epoch of lowest validation loss (mean epoch); val end: with the "
