@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Any
 
 import pandas as pd
@@ -451,17 +452,69 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
 def listing(title: str, rows: list[dict[str, Any]], columns: list[str],
             wrap: tuple[str, ...] = ("description",)) -> None:
     """A registry listing (`dlbench datasets`, `dlbench models`) as a table on stdout: short
-    columns never wrap; the `wrap` columns share the rest and wrap at spaces."""
+    columns never wrap; the `wrap` columns share the rest of the width and wrap between words
+    (or after a separator in a word longer than the column: `inverted|`), never inside one."""
+    heads = [c.replace("_", " ") for c in columns]
+    cells = [[_text(row[c]) for c in columns] for row in rows]
+    natural = [max([len(h)] + [len(line[i]) for line in cells]) for i, h in enumerate(heads)]
+    widths = _widths(natural, [c in wrap for c in columns],
+                     [max([len(h)] + [len(w) for line in cells for w in line[i].split()])
+                      for i, h in enumerate(heads)], stdout().width - (len(columns) - 1))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True, show_edge=False)
-    for c in columns:
-        if c in wrap:
-            table.add_column(c.replace("_", " "), ratio=1, min_width=16, overflow="fold")
-        else:
-            table.add_column(c.replace("_", " "), no_wrap=True)
-    for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
+                  padding=0, show_edge=False)  # the box's blank divider: one space apart
+    for head, width in zip(heads, widths, strict=True):
+        table.add_column(head, width=width, no_wrap=True)
+    for line in cells:
+        table.add_row(*(escape("\n".join(_wrap(text, width)))  # "[bn]" is text, not markup
+                        for text, width in zip(line, widths, strict=True)))
     _print_table(stdout(), table)
+
+
+def _widths(natural: list[int], wraps: list[bool], words: list[int], room: int) -> list[int]:
+    """Short columns their natural width; each wrapping one its longest word (the widest of
+    them less, if they cannot all have it), then the rest shared, the least wanting first."""
+    widths = [min(n, w) for n, w in zip(natural, words, strict=True)]
+    widths = [w if wrap else n for n, w, wrap in zip(natural, widths, wraps, strict=True)]
+    todo = [i for i, w in enumerate(wraps) if w]
+    free = room - sum(widths)
+    if free < 0 and todo:  # a word longer than the room breaks (after a separator in _wrap)
+        widest = max(todo, key=widths.__getitem__)
+        widths[widest] = max(widths[widest] + free, 8)
+        free = 0
+    todo.sort(key=lambda i: natural[i] - widths[i])
+    for k, i in enumerate(todo):
+        more = min(natural[i] - widths[i], free // (len(todo) - k))
+        widths[i] += more
+        free -= more
+    return widths
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Greedy lines of whole words; a word wider than the line breaks after its separators."""
+    pieces = [p for word in text.split() for p in _pieces(word, width)]
+    lines: list[str] = []
+    for piece, glued in pieces:
+        if lines and len(lines[-1]) + (not glued) + len(piece) <= width:
+            lines[-1] += ("" if glued else " ") + piece
+        else:
+            lines.append(piece)
+    return lines or [""]
+
+
+def _pieces(word: str, width: int) -> list[tuple[str, bool]]:
+    """(piece, glued to the one before): the word whole, or cut after '|', ',', '/', '='."""
+    if len(word) <= width:
+        return [(word, False)]
+    parts = re.findall(r"[^|,/=]*[|,/=]?", word)
+    return [(p, i > 0) for i, p in enumerate(filter(None, parts))]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _cell(value: Any) -> str:

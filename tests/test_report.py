@@ -158,3 +158,18 @@ def test_an_onset_never_reads_as_a_fraction(epoch, seeds, text):
     shown = report._onset(row)
     assert shown == text
     assert not re.search(r"\d \d+/\d", shown)
+
+
+@pytest.mark.parametrize("command", ["optimizers", "datasets", "regularizers", "models"])
+def test_listings_at_80_columns_cut_no_word(command):
+    """Every word of the unwrapped listing is whole at 80 columns; only a word wider than its
+    column may break, and then after a separator (`inverted|` `reversed|` `permuted`)."""
+    narrow = run80(command)
+    wide = CliRunner(env={"COLUMNS": "1000"}).invoke(app, [command]).stdout
+    assert_fits(narrow)
+    found = set(narrow.split())
+    for word in set(wide.split()) - {"─" * n for n in range(2000)}:
+        pieces = re.findall(r"[^|,/=]*[|,/=]?", word)
+        assert word in found or all(any(p in t for t in found) for p in pieces if p), word
+    if command == "optimizers":  # the issue's examples: whole
+        assert {"decoupled_weight_decay=false", "initial_accumulator_value=0,"} <= found
