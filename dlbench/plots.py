@@ -35,7 +35,8 @@ COLORS = plt.get_cmap("tab10").colors
 # A line's look beyond its colour: with 10 colours × 4 line styles × 5 markers, 200 lines
 # (cells, optimizers) all look different, and the first 10 differ in colour alone.
 LINESTYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v")
+# 7 markers against 10 colours (coprime): no two of the first 70 lines share a colour and marker
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LEGEND_FONT = 9  # points
 MAX_LEGEND_COLUMNS = 4
 
@@ -52,11 +53,12 @@ def _color(i: int):
 
 
 def _style(i: int) -> dict:
-    """The i-th line's colour, line style and marker: colour varies fastest, then line style,
-    then marker, so no two of the first len(COLORS) * len(LINESTYLES) * len(MARKERS) match."""
-    n, k = len(COLORS), len(LINESTYLES)
-    return {"color": COLORS[i % n], "ls": LINESTYLES[i // n % k],
-            "marker": MARKERS[i // (n * k) % len(MARKERS)]}
+    """The i-th line's colour, line style and marker. Colour and marker both change with every
+    line (10 colours, 7 markers: no (colour, marker) pair repeats in the first 70 lines), the
+    line style with every 10: no two of the first 10 · 4 · 7 = 280 lines look alike."""
+    n = len(COLORS)
+    return {"color": COLORS[i % n], "ls": LINESTYLES[i // n % len(LINESTYLES)],
+            "marker": MARKERS[i % len(MARKERS)]}
 
 
 def _finite(values: pd.Series) -> pd.Series:
@@ -743,27 +745,52 @@ def _size_axis(ax: plt.Axes, sizes: pd.Series, cells: int):
 def critical_difference_plot(path: str | Path, ranks: pd.Series, nemenyi: pd.DataFrame,
                              title: str) -> None:
     """The critical-difference diagram (Demšar 2006), drawn by scikit-posthocs: mean ranks on
-    an axis, methods not significantly different (Nemenyi) joined by a bar."""
+    an axis from 1 to k (every rank a method could have), methods not significantly different
+    (Nemenyi) joined by a bar, the labels at the axis's ends as in Demšar's figures."""
     import scikit_posthocs as sp
 
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.3 * len(ranks)), layout="constrained")
-    sp.critical_difference_diagram(ranks, nemenyi, ax=ax)
+    k = len(ranks)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.3 * k), layout="constrained")
+    drawn = sp.critical_difference_diagram(ranks, nemenyi, ax=ax)
+    for elbow, label in zip(drawn["elbows"], drawn["labels"], strict=True):
+        end = 1.0 if label.get_ha() == "right" else float(k)  # its side's end of the axis
+        elbow.set_xdata([end, *elbow.get_xdata()[1:]])
+        label.set_x(end - 0.02 * (k - 1) if end == 1.0 else end + 0.02 * (k - 1))
+    for artist in drawn["markers"] + drawn["elbows"]:
+        artist.set_clip_on(False)  # a method at rank 1 (or k) sits on the axis's end
+    ax.set_xlim(1, k)
+    ax.set_xticks(np.arange(1, k + 1))
     ax.set_title(title, fontsize=10)
     _save(fig, path)
 
 
+PROFILE_DODGE = 0.012  # share of problems between neighbouring methods' profile lines
+
+
 def profiles_plot(path: str | Path, profiles: pd.DataFrame, cost: str, title: str) -> None:
     """Performance profiles: the share of problems each method solves within τ× the cheapest
-    method's cost, τ from 1 to 4 (steps: a method solves a problem at one τ)."""
+    method's cost, τ from 1 to 4 (steps: a method solves a problem at one τ). Each method has
+    its own colour, line style and marker, and is shifted up or down by a little, so that
+    methods with equal profiles stay visible side by side (the legend says by how much)."""
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    for i, method in enumerate(profiles.columns):  # wider lines first: equal ones stay seen
-        style = _style(i) | {"marker": None, "lw": max(4.0 - 1.2 * i, 1.2)}
-        ax.step(profiles.index, profiles[method], where="post", label=method, **style)
+    k = len(profiles.columns)
+    every = max(1, len(profiles) // 8)
+    for i, method in enumerate(profiles.columns):
+        shift = PROFILE_DODGE * (i - (k - 1) / 2)
+        style = {"color": _color(i), "ls": LINESTYLES[i % len(LINESTYLES)],
+                 "marker": MARKERS[i % len(MARKERS)]}
+        ax.plot(profiles.index, profiles[method] + shift, drawstyle="steps-post", lw=1.8,
+                ms=5, markevery=(i % every, every), label=method, **style)
     ax.set_xlabel(f"τ: {cost.replace('_', ' ')} to the target ÷ the best method's")
     ax.set_ylabel("share of problems solved within τ")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.05, 1.05)
     ax.set_xlim(profiles.index.min(), profiles.index.max())
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    _legend_below(fig, ax.get_legend_handles_labels()[0])
+    handles = ax.get_legend_handles_labels()[0]
+    if k > 1:
+        handles.append(Line2D([], [], ls="none", label=f"lines shifted apart by "
+                                                        f"{PROFILE_DODGE:g} so equal ones "
+                                                        "stay visible"))
+    _legend_below(fig, handles)
     _save(fig, path)

@@ -744,3 +744,53 @@ def test_learning_curve_plot_title_and_legend_fit_and_clear_the_axes(tmp_path, f
     for b in (legend, suptitle):
         assert whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1
         assert not b.overlaps(box(ax))
+
+
+@pytest.mark.parametrize("n", [14, 70])
+def test_curves_plot_no_two_cells_share_a_colour_and_marker(tmp_path, figures, n):
+    """Beyond 10 cells the colours repeat: the marker still tells every cell apart (a line
+    style alone is lost where lines cross or crowd)."""
+    plots.curves_plot(tmp_path / "many.png", many_cells(n), f"{n} cells")
+    lines = figures[0].axes[0].get_lines()
+    pairs = {(to_hex(line.get_color()), line.get_marker()) for line in lines}
+    assert len(lines) == n and len(pairs) == n
+
+
+def test_styles_are_distinct_for_280_lines():
+    assert len({tuple(plots._style(i).values()) for i in range(280)}) == 280
+
+
+# --- compare --rank ----------------------------------------------------------------------------
+
+
+def test_critical_difference_axis_runs_from_1_to_k_with_labels_in_the_figure(tmp_path, figures):
+    """Demšar's diagram: the axis spans every rank a method could have, not just the ranks
+    found (1.75–2.38 here), so how far apart methods are reads against the whole scale."""
+    ranks = pd.Series({"momentum": 1.75, "adam": 1.875, "sgd lr=0.1": 2.375})
+    nemenyi = pd.DataFrame(0.5, index=ranks.index, columns=ranks.index)
+    plots.critical_difference_plot(tmp_path / "cd.png", ranks, nemenyi, "mean rank")
+    assert (tmp_path / "cd.png").read_bytes().startswith(PNG_MAGIC)
+    fig = figures[0]
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (1.0, 3.0)
+    assert list(ax.get_xticks()) == [1, 2, 3]
+    box = drawn_boxes(fig)
+    assert len(ax.texts) == 3
+    for text in ax.texts:  # every method's label whole inside the figure
+        assert box(text).x0 >= 0 and box(text).x1 <= fig.bbox.x1, text.get_text()
+
+
+def test_profiles_keep_equal_methods_visible(tmp_path, figures):
+    profiles = pd.DataFrame({"a": [1.0, 1.0, 1.0], "b": [0.5, 1.0, 1.0], "c": [0.5, 1.0, 1.0]},
+                            index=pd.Index([1.0, 2.0, 4.0], name="tau"))
+    plots.profiles_plot(tmp_path / "p.png", profiles, "grad_evals", "profiles")
+    assert_png(tmp_path / "p.png")
+    fig = figures[0]
+    lines = fig.axes[0].get_lines()
+    assert len({look(line) for line in lines}) == 3
+    assert len({line.get_marker() for line in lines}) == 3  # not told apart by colour alone
+    b, c = (np.asarray(line.get_ydata()) for line in lines[1:])
+    assert np.all(np.abs(b - c) > 0.005)  # equal profiles, drawn apart ...
+    assert np.all(np.abs(b - profiles["b"].to_numpy()) < 0.03)  # ... by a little
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("shifted apart" in label for label in labels)  # and the legend says so
