@@ -440,7 +440,8 @@ def activations_plot(path: str | Path, histograms: list[tuple[str, list[np.ndarr
     """One row per setting, one histogram per hidden layer of its activations on one batch.
 
     A row's x range comes from `activation_ranges` (keyed by the row label, or an activation
-    name that appears as a word in it), else ACTIVATION_RANGES, else the row's own values.
+    name that appears as a word in it), else ACTIVATION_RANGES; a row without one (relu) gives
+    each layer the range of its own values, since one layer's can be 10⁴× another's (std 1).
     """
     ncols = max([1, *(len(layers) for _, layers in histograms)])  # a row may have no layers
     nrows = max(1, len(histograms))
@@ -454,38 +455,45 @@ def activations_plot(path: str | Path, histograms: list[tuple[str, list[np.ndarr
     if not histograms:
         _no_data(rows[0].subplots(), "no activations recorded")
     for i, (subfig, (label, layers)) in enumerate(zip(rows, histograms, strict=False)):
-        lo, hi = _row_range(label, layers, activation_ranges)
+        fixed = _row_range(label, activation_ranges)
         axes = subfig.subplots(1, ncols, sharey=True, squeeze=False)[0]
         for j, ax in enumerate(axes):
             if j >= len(layers):
                 ax.axis("off")  # this setting has fewer hidden layers than the widest
                 continue
             values = np.asarray(layers[j], dtype=np.float64).ravel()
-            ax.hist(values[np.isfinite(values)], bins=30, range=(lo, hi), color=_color(i))
+            values = values[np.isfinite(values)]
+            lo, hi = fixed or _span(values)
+            ax.hist(values, bins=30, range=(lo, hi), color=_color(i))
             ax.set_xlim(lo, hi)
             ax.set_title(f"layer {j + 1}", fontsize=9)
             ax.tick_params(labelsize=8)
         axes[0].set_ylabel("count", fontsize=9)
         subfig.suptitle(label, fontsize=10, fontweight="bold", x=0.01, ha="left")
     fig.suptitle("Activation values per hidden layer (one batch)")
-    fig.supxlabel("activation value")
+    fig.supxlabel("activation value (sigmoid, tanh: their whole range; otherwise each "
+                  "layer's own range: read its ticks)")
     _save(fig, path)
 
 
-def _row_range(label: str, layers: list[np.ndarray],
-               given: dict[str, tuple[float, float]] | None) -> tuple[float, float]:
+def _row_range(label: str, given: dict[str, tuple[float, float]] | None
+               ) -> tuple[float, float] | None:
+    """A row's fixed x range: given for its label or an activation named in it; else None."""
     ranges = {**ACTIVATION_RANGES, **(given or {})}
     if label in ranges:
         return ranges[label]
     for name, span in ranges.items():
         if re.search(rf"\b{re.escape(name)}\b", label):
             return span
-    values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in layers] or [[]])
-    values = values[np.isfinite(values)]
+    return None
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    """The range of one layer's finite values (relu: [0, max])."""
     if values.size == 0:
         return 0.0, 1.0
     lo, hi = float(values.min()), float(values.max())
-    return lo, hi if hi > lo else lo + 1.0  # relu: [0, max]
+    return lo, hi if hi > lo else lo + 1.0
 
 
 # --- overfitting: training against validation ------------------------------------------------

@@ -415,12 +415,28 @@ def test_activations_plot_one_row_per_setting_one_panel_per_layer(tmp_path, figu
     assert axes[5].get_xlim() == (-0.5, 0.5)  # given for this row by its label
 
 
-def test_row_range_prefers_given_ranges_then_known_activations_then_data():
-    layers = [np.array([0.0, 2.0, 4.0])]
-    assert plots._row_range("std0.01 · tanh", layers, None) == (-1.0, 1.0)
-    assert plots._row_range("std0.01 · tanh", layers, {"tanh": (-2.0, 2.0)}) == (-2.0, 2.0)
-    assert plots._row_range("xavier · relu", layers, None) == (0.0, 4.0)
-    assert plots._row_range("hardsigmoid", [np.zeros(3)], None) == (0.0, 1.0)  # not 'sigmoid'
+def test_row_range_prefers_given_ranges_then_known_activations_then_each_layers_data():
+    assert plots._row_range("std0.01 · tanh", None) == (-1.0, 1.0)
+    assert plots._row_range("std0.01 · tanh", {"tanh": (-2.0, 2.0)}) == (-2.0, 2.0)
+    assert plots._row_range("xavier · relu", None) is None
+    assert plots._row_range("hardsigmoid", None) is None  # not 'sigmoid'
+    assert plots._span(np.array([0.0, 2.0, 4.0])) == (0.0, 4.0)
+    assert plots._span(np.zeros(3)) == (0.0, 1.0)
+
+
+def test_activations_plot_each_relu_layer_has_an_axis_fitting_its_own_values(tmp_path, figures):
+    """std 1 · relu: each layer's activations grow ~10× (here 10⁰ to 10⁴); on one shared axis
+    the first layers are a single bar at 0."""
+    rng = np.random.default_rng(0)
+    layers = [np.maximum(rng.normal(0, 10.0 ** j, 2000), 0) for j in range(5)]
+    plots.activations_plot(tmp_path / "acts.png", [("std1 · relu", layers)])
+    axes = [ax for ax in figures[0].axes if ax.axison]
+    for ax, values in zip(axes, layers, strict=True):
+        lo, hi = ax.get_xlim()
+        assert lo <= values.min() and hi >= values.max()  # covers its layer's data ...
+        assert hi <= 1.01 * values.max()  # ... and is not stretched to another layer's
+        heights = [patch.get_height() for patch in ax.patches]
+        assert sum(h > 0 for h in heights) >= 5  # a distribution, not one bar
 
 
 def test_activations_plot_with_nothing_to_show(tmp_path):
