@@ -822,11 +822,11 @@ def _transfer_figures(result) -> dict:
     from dlbench import checkpoints, plots
 
     s, info = result.summary, result.info
-    cell = s["strategy"] if not (s["similarity"] != "").any() else \
-        s["similarity"] + " · " + s["strategy"]
-    points = pd.DataFrame({"cell": cell, "train_rows": s["target_size"],
+    points = pd.DataFrame({"cell": s["strategy"], "train_rows": s["target_size"],
                            "split": "test", "metric": s["metric"], "mean": s["test_mean"],
                            "ci_low": s["test_ci_low"], "ci_high": s["test_ci_high"]})
+    if (s["similarity"] != "").any():  # the quadrants: a panel per target, sizes along x
+        points["panel"] = s["similarity"] + " target"
     target = "similar/different" if len(info["targets"]) > 1 else info["dataset"]["name"]
     title = (f"{info['source']['name']} → {target}: test {s['metric'].iloc[0]} "
              f"against target rows ({info['seeds']} seeds, 95% intervals)")

@@ -676,25 +676,24 @@ def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metr
     per cell, with 95% intervals as error bars.
 
     points: columns cell (the configuration without its fraction), train_rows, split ('train'
-    | 'val'), mean, ci_low, ci_high (NaN: no point, or no bar). Cells at one size are drawn a
-    little apart (DODGE), so that their error bars do not hide one another.
+    | 'val'), mean, ci_low, ci_high (NaN: no point, or no bar); optionally panel (one axes per
+    value, side by side on one y scale: transfer's similar and different targets). Cells at
+    one size are drawn a little apart (DODGE), so that their error bars do not hide one another.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     points = points[points["split"].isin(CURVE_LOOKS)].assign(
         **{c: _finite(points[c]) for c in ("train_rows", "mean", "ci_low", "ci_high")})
-    cells = list(dict.fromkeys(points["cell"]))
-    dodge = _size_axis(ax, points["train_rows"].dropna(), len(cells))
-    for i, cell in enumerate(cells):
-        for split, ls in CURVE_LOOKS.items():
-            rows = points[(points["cell"] == cell) & (points["split"] == split)]
-            rows = rows.sort_values("train_rows").assign(x=lambda r, i=i: dodge(r["train_rows"], i))
-            _draw_interval_line(ax, rows, _style(i)["color"], ls, SPLIT_MARKERS[split])
-    if points["mean"].notna().sum() == 0:
-        _no_data(ax, "no scores recorded" if points.empty else "no finite scores")
-    if metric.endswith("loss"):  # on the means: an interval reaching 0 runs off the bottom
-        _log_scale_if_wide(ax, points["mean"])
-    ax.set(ylabel=metric)
-    ax.grid(alpha=0.3)
+    panels = list(dict.fromkeys(points["panel"])) if "panel" in points else [None]
+    panels = panels or [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 if len(panels) == 1 else
+                                                      4.6 * len(panels), 4.8),
+                             sharey=True, squeeze=False, layout="constrained")
+    cells = list(dict.fromkeys(points["cell"]))  # one colour per cell in every panel
+    for ax, panel in zip(axes[0], panels, strict=True):
+        mine = points if panel is None else points[points["panel"] == panel]
+        _draw_learning_panel(ax, mine, cells, metric)
+        if panel is not None:
+            ax.set_title(str(panel), fontsize=10)
+    axes[0][0].set(ylabel=metric)
     handles = [Line2D([], [], color=_style(i)["color"], lw=1.8, label=str(cell))
                for i, cell in enumerate(cells)]
     handles += [Line2D([], [], color="gray", ls=ls, marker=SPLIT_MARKERS[split], ms=4,
@@ -705,6 +704,21 @@ def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metr
     _legend_below(fig, handles)
     fig.suptitle(_wrap(title, fig.get_size_inches()[0], font=12))
     _save(fig, path)
+
+
+def _draw_learning_panel(ax: plt.Axes, points: pd.DataFrame, cells: list, metric: str) -> None:
+    """One axes of learning_curve_plot: every cell of `cells` that has points here."""
+    dodge = _size_axis(ax, points["train_rows"].dropna(), len(cells))
+    for i, cell in enumerate(cells):
+        for split, ls in CURVE_LOOKS.items():
+            rows = points[(points["cell"] == cell) & (points["split"] == split)]
+            rows = rows.sort_values("train_rows").assign(x=lambda r, i=i: dodge(r["train_rows"], i))
+            _draw_interval_line(ax, rows, _style(i)["color"], ls, SPLIT_MARKERS[split])
+    if points["mean"].notna().sum() == 0:
+        _no_data(ax, "no scores recorded" if points.empty else "no finite scores")
+    if metric.endswith("loss"):  # on the means: an interval reaching 0 runs off the bottom
+        _log_scale_if_wide(ax, points["mean"])
+    ax.grid(alpha=0.3)
 
 
 SPLIT_MARKERS = {"train": "s", "val": "o", "test": "D"}

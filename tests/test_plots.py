@@ -810,3 +810,42 @@ def test_profiles_keep_equal_methods_visible(tmp_path, figures):
     assert np.all(np.abs(b - profiles["b"].to_numpy()) < 0.03)  # ... by a little
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("shifted apart" in label for label in labels)  # and the legend says so
+
+
+# --- transfer ------------------------------------------------------------------------------------
+
+STRATEGIES = ("scratch", "linear-probe", "finetune-last", "finetune-all", "finetune-lower-lr")
+
+
+def quadrant_summary() -> pd.DataFrame:
+    """transfer --preset quadrants' summary: 2 targets × 2 sizes × 5 strategies."""
+    rows = [{"similarity": sim, "target_size": size, "strategy": strategy, "metric": "accuracy",
+             "test_mean": 0.5 + 0.1 * k + 0.0001 * size, "test_ci_low": 0.45 + 0.1 * k,
+             "test_ci_high": 0.6 + 0.1 * k + 0.0001 * size}
+            for sim in ("similar", "different") for size in (50, 1000)
+            for k, strategy in enumerate(STRATEGIES)]
+    return pd.DataFrame(rows)
+
+
+def test_transfer_quadrants_get_a_panel_per_target(tmp_path, figures):
+    """Not 10 lines in one axes: a panel per target (similar, different), sizes along x, each
+    strategy one colour in both panels."""
+    from types import SimpleNamespace
+
+    from dlbench.cli import _transfer_figures
+
+    result = SimpleNamespace(summary=quadrant_summary(), source_weights={}, info={
+        "targets": {"similar": {}, "different": {}}, "dataset": {"name": "digits"},
+        "source": {"name": "digits[0-4]"}, "seeds": 2})
+    _transfer_figures(result)["transfer.png"](tmp_path / "transfer.png")
+    assert_png(tmp_path / "transfer.png")
+    axes = [ax for ax in figures[0].axes if ax.get_lines()]
+    assert [ax.get_title() for ax in axes] == ["similar target", "different target"]
+    colours = []
+    for ax in axes:  # the strategies' lines (error bars and their caps drawn without one)
+        lines = [line for line in ax.get_lines() if line.get_linestyle() != "None"]
+        assert len(lines) == len(STRATEGIES)
+        colours.append([to_hex(line.get_color()) for line in lines])
+        assert len(set(colours[-1])) == len(STRATEGIES)
+    assert colours[0] == colours[1]
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[1])  # one scale to compare on
