@@ -31,6 +31,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 12px; display
         overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+th.left, td.left { text-align: left; } th.right, td.right { text-align: right; }
 tr.regressed td, tr.missing td { background: #fde2e2; }
 tr.improved td { background: #e3f6e3; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
@@ -148,8 +149,33 @@ def _run(path: Path, level: int = 2, claim: str = "") -> str:
     if claim:
         parts.insert(1, f"<p><b>Claim:</b> {_e(claim)}</p>")
     if (path / "summary.csv").exists():
-        parts.append(_table(_read_csv(path / "summary.csv")))
+        parts.append(_summary(_read_csv(path / "summary.csv"), manifest))
     return "".join(parts) + _images(path)
+
+
+def _summary(summary: pd.DataFrame, manifest: dict) -> str:
+    """What the terminal showed: report.py's columns and cells for the run's command (2-D
+    function paths, whose summary is short, as written)."""
+    from rich.text import Text
+
+    from dlbench.report import GRIDS
+
+    grid = GRIDS.get(manifest.get("command"))
+    config = manifest.get("config") or {}
+    if grid is None or config.get("function"):
+        return _table(summary)
+    try:
+        columns, rows = grid(summary, config)
+    except (AttributeError, KeyError, TypeError, ValueError):  # another version's columns
+        return _table(summary) + ("<p class=note>summary.csv as written: its columns are not "
+                                  "the ones this version of dlbench shows.</p>")
+    head = "".join(f"<th class={justify}>{_e(name)}</th>" for name, justify in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td class={justify}>{_e(Text.from_markup(cell).plain)}</td>"
+                         for (_, justify), cell in zip(columns, row + [""] * len(columns),
+                                                       strict=False)) + "</tr>"
+        for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _images(path: Path) -> str:

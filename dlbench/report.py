@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 MARKS = {"equivalent": "≈", "inconclusive": "?", "better": "!"}
+Grid = tuple[list[tuple[str, str]], list[list[str]]]  # (name, justify) columns; rows of cells
 
 
 def stdout() -> Console:
@@ -128,21 +129,24 @@ def cv_title(plan: Any) -> str:
 
 
 def cv_table(result: Any) -> tuple[Table, list[str]]:
-    summary = result.summary
+    return _filled(cv_title(result.plan), *cv_grid(result.summary, {})), _cv_notes(result)
+
+
+def cv_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
     shown = summary[summary.split != "train"]
     time_order = (shown["unit"] == "folds").any()
     spread = ("last fold", "last") if time_order else ("std", "std")
-    table = _table(cv_title(result.plan), [
-        ("metric", "left"), ("mean", "right"), (spread[0], "right"), ("95% CI", "right"),
-        ("chance", "right"), ("p", "right"), ("beats", "left")])
-    for split, rows in shown.groupby("split", sort=False):
-        table.add_row(f"[bold]{split}[/]")  # a section per split: val, then test
-        for r in rows.itertuples():
+    columns = [("metric", "left"), ("mean", "right"), (spread[0], "right"),
+               ("95% CI", "right"), ("chance", "right"), ("p", "right"), ("beats", "left")]
+    rows = []
+    for split, part in shown.groupby("split", sort=False):
+        rows.append([f"[bold]{split}[/]"])  # a section per split: val, then test
+        for r in part.itertuples():
             beats = {True: "[green]yes[/]", False: "[red]no[/]"}.get(r.beats_chance, "—")
-            ci = interval(r.ci_low, r.ci_high) + ("*" if r.ci_clipped else "")
-            table.add_row(r.metric, number(r.mean), number(getattr(r, spread[1])), ci,
-                          number(r.chance), p_value(r.p_value), beats)
-    return table, _cv_notes(result)
+            ci = interval(r.ci_low, r.ci_high) + ("*" if _word(r.ci_clipped) == "True" else "")
+            rows.append([r.metric, number(r.mean), number(getattr(r, spread[1])), ci,
+                         number(r.chance), p_value(r.p_value), beats])
+    return columns, rows
 
 
 def _cv_notes(result: Any) -> list[str]:
@@ -195,28 +199,33 @@ def _ranged(result: Any, row: Any) -> str:
 
 def optimize_table(result: Any) -> tuple[Table, list[str]]:
     summary, run, config = result.summary, result.info, result.plan.config
-    target = config.target
+    optimizers = {(r.optimizer, r.lr) for r in summary.itertuples()}
+    shared = "".join(f" · {name} lr={lr:.3g}" for name, lr in optimizers) \
+        if len(optimizers) == 1 and len(summary) > 1 else ""  # not in the cells' labels then
+    title = (f"optimize · {run['dataset']['name']}{shared} · "
+             f"{plural(run['cells'], 'cell')} × {plural(run['seeds'], 'seed')} · "
+             f"{plural(config.train.epochs, 'epoch')} · {run['primary_metric']}")
+    grid = optimize_grid(summary, {"target": config.target})
+    return _filled(title, *grid), _optimize_notes(result)
+
+
+def optimize_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
+    target = config.get("target")
     columns = [("#", "right"), ("cell", "left"), ("val", "right"), ("±95%", "right"),
                ("Δ #1 ±95%", "right"), ("test", "right"), ("s/model", "right")]
     if target is not None:
         columns.append((f"to {target:g}", "right"))
-    optimizers = {(r.optimizer, r.lr) for r in summary.itertuples()}
-    shared = "".join(f" · {name} lr={lr:.3g}" for name, lr in optimizers) \
-        if len(optimizers) == 1 and len(summary) > 1 else ""  # not in the cells' labels then
-    table = _table(f"optimize · {run['dataset']['name']}{shared} · "
-                   f"{plural(run['cells'], 'cell')} × {plural(run['seeds'], 'seed')} · "
-                   f"{plural(config.train.epochs, 'epoch')} · {run['primary_metric']}",
-                   [*columns, ("status", "left")])
+    rows = []
     for r in summary.itertuples():
-        row = [f"{r.rank}{MARKS.get(r.vs_best, '')}", escape(r.cell), number(r.val_mean),
-               _half(r.val_ci_half) + ("*" if r.val_ci_clipped else ""),
+        row = [f"{r.rank}{MARKS.get(r.vs_best, '')}", escape(str(r.cell)), number(r.val_mean),
+               _half(r.val_ci_half) + ("*" if _word(r.val_ci_clipped) == "True" else ""),
                "best" if r.vs_best == "best" else plus_minus(r.diff_best, r.diff_ci_half),
                number(r.test_mean), _seconds(r.seconds_per_model)]
         if target is not None:
             row.append(_passes(r.passes_to_target))
         mixed = "," in str(r.statuses)
-        table.add_row(*row, _status(r.status) + ("~" if mixed else ""))  # "*" marks clipping
-    return table, _optimize_notes(result)
+        rows.append([*row, _status(r.status) + ("~" if mixed else "")])  # "*": clipping
+    return [*columns, ("status", "left")], rows
 
 
 def _optimize_notes(result: Any) -> list[str]:
@@ -278,47 +287,73 @@ VERSUS_NONE = {"better": "▲", "worse": "▼", "not significant": "", "baseline
 
 
 def overfit_table(result: Any) -> tuple[Table, list[str]]:
-    summary, run, config = result.summary, result.info, result.plan.config
+    run, config = result.info, result.plan.config
     opt = config.train.optimizer
-    table = _table(f"overfit · {run['dataset']['name']} · {opt.label} lr={opt.lr:g} · "
-                   f"{plural(config.train.epochs, 'epoch')} · {plural(run['seeds'], 'seed')} · "
-                   f"{run['primary_metric']}",
-                   [("cell", "left"), ("onset", "right"), ("gap", "right"),
-                    ("val best", "right"), ("val end", "right"), ("test ±95%", "right"),
-                    ("Δ none ±95%", "right")])
+    title = (f"overfit · {run['dataset']['name']} · {opt.label} lr={opt.lr:g} · "
+             f"{plural(config.train.epochs, 'epoch')} · {plural(run['seeds'], 'seed')} · "
+             f"{run['primary_metric']}")
+    return _filled(title, *overfit_grid(result.summary, {})), _overfit_notes(result)
+
+
+def overfit_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
+    columns = [("cell", "left"), ("onset", "right"), ("gap", "right"), ("val best", "right"),
+               ("val end", "right"), ("test ±95%", "right"), ("Δ none ±95%", "right")]
+    rows = []
     for r in summary.itertuples():
         status = "" if r.status == "ok" else f" ({r.status})"
-        table.add_row(escape(r.cell) + status, _onset(r), number3(r.gap_final),
-                      f"{number3(r.val_best_mean)}@{r.best_epoch:.0f}"
-                      if math.isfinite(r.best_epoch) else "—",
-                      number3(r.val_final_mean),
-                      f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
-                      "—" if r.vs_none in ("baseline", "", "too few seeds") else
-                      plus_minus(r.diff_none, r.diff_none_ci_half)
-                      + VERSUS_NONE.get(r.vs_none, ""))
-    return table, _overfit_notes(result)
+        rows.append([escape(str(r.cell)) + status, _onset(r), number3(r.gap_final),
+                     f"{number3(r.val_best_mean)}@{r.best_epoch:.0f}"
+                     if math.isfinite(r.best_epoch) else "—",
+                     number3(r.val_final_mean),
+                     f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
+                     "—" if _word(r.vs_none) in ("baseline", "", "too few seeds") else
+                     plus_minus(r.diff_none, r.diff_none_ci_half)
+                     + VERSUS_NONE.get(r.vs_none, "")])
+    return columns, rows
 
 
 def transfer_table(result: Any) -> tuple[Table, list[str]]:
-    summary, run, config = result.summary, result.info, result.plan.config
-    similar = bool(config.similarity)
-    target = "similar/different" if similar else run["dataset"]["name"]
-    table = _table(f"transfer · {run['source']['name']} → {target} · "
-                   f"{config.model.name} · {plural(run['seeds'], 'seed')} · "
-                   f"{run['primary_metric']}",
-                   [*([("target", "left")] if similar else []),
-                    ("rows", "right"), ("strategy", "left"), ("test ±95%", "right"),
-                    ("Δ next ±95%", "right"), ("winner", "left"), ("s/model", "right"),
-                    ("status", "left")])
+    run, config = result.info, result.plan.config
+    target = "similar/different" if config.similarity else run["dataset"]["name"]
+    title = (f"transfer · {run['source']['name']} → {target} · {config.model.name} · "
+             f"{plural(run['seeds'], 'seed')} · {run['primary_metric']}")
+    grid = transfer_grid(result.summary, {"similarity": config.similarity})
+    return _filled(title, *grid), _transfer_notes(result)
+
+
+def transfer_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
+    similar = bool(config.get("similarity"))
+    columns = [*([("target", "left")] if similar else []),
+               ("rows", "right"), ("strategy", "left"), ("test ±95%", "right"),
+               ("Δ next ±95%", "right"), ("winner", "left"), ("s/model", "right"),
+               ("status", "left")]
+    rows = []
     for r in summary.sort_values(["similarity", "target_size", "test_mean"],
                                  ascending=[False, True, False]).itertuples():
-        table.add_row(*([r.similarity] if similar else []), str(r.target_size),
-                      escape(r.strategy),
-                      f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
-                      plus_minus(r.diff_next, r.diff_next_ci_half) if r.winner else "",
-                      {"yes": "yes", "not significant": "n.s."}.get(r.winner, r.winner),
-                      _seconds(r.seconds_per_model), _status(r.status))
-    return table, _transfer_notes(result)
+        winner = _word(r.winner)
+        rows.append([*([r.similarity] if similar else []), str(r.target_size),
+                     escape(str(r.strategy)), f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
+                     plus_minus(r.diff_next, r.diff_next_ci_half) if winner else "",
+                     {"yes": "yes", "not significant": "n.s."}.get(winner, winner),
+                     _seconds(r.seconds_per_model), _status(r.status)])
+    return columns, rows
+
+
+GRIDS = {"cv": cv_grid, "optimize": optimize_grid, "overfit": overfit_grid,
+         "transfer": transfer_grid}  # a run's summary table, from summary.csv and its config
+
+
+def _filled(title: str, columns: list[tuple[str, str]], rows: list[list[str]]) -> Table:
+    table = _table(title, columns)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _word(value: Any) -> str:
+    """A text cell as read back from CSV, where an empty one is NaN."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else str(value)
 
 
 def _transfer_notes(result: Any) -> list[str]:

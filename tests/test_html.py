@@ -4,6 +4,7 @@ it)."""
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -165,3 +166,33 @@ def test_a_damaged_summary_is_one_line_naming_it(tmp_path):
     out = tmp_path / "report.html"
     line = assert_usage_error(invoke("report", run, "--out", out), out)
     assert f"cannot read {run / 'summary.csv'}" in line and "rerun" in line
+
+
+def html_rows(text: str) -> list[list[str]]:
+    """Every table row of the page, its cells as plain text (the header row first)."""
+    return [[html.unescape(re.sub("<[^>]+>", "", cell)) for cell in
+             re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", text, re.S)]
+
+
+@pytest.mark.parametrize("args", [
+    ["optimize", "--dataset", "iris", "--opt", "sgd[lr=0.1],adam[lr=0.01]", "--epochs", "3",
+     "--hidden", "8", "--seeds", "2", "--target-accuracy", "0.5"],
+    ["overfit", "--dataset", "iris", "--epochs", "4", "--width", "8", "--reg", "none,dropout",
+     "--seeds", "2"],
+    ["cv", "--dataset", "iris", "--k", "3", "--epochs", "2", "--hidden", "8"],
+], ids=["optimize", "overfit", "cv"])
+def test_a_runs_table_is_the_terminals(args, tmp_path):
+    """The same columns and cells as the terminal's table, not summary.csv's 40 columns."""
+    run = tmp_path / "run"
+    result = invoke(*args, "--out", run)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    terminal = [lines[rule - 1], *lines[rule + 1:]]
+    out = tmp_path / "report.html"
+    assert invoke("report", run, "--out", out).exit_code == 0
+    rows = html_rows(out.read_text())
+    assert 3 <= len(rows) <= len(terminal)
+    for cells, line in zip(rows, terminal, strict=False):  # 200 columns: a row is a line
+        assert " ".join(cells).split() == line.split(), (cells, line)
