@@ -32,10 +32,9 @@ MAX_MARKERS = 60  # iterate markers per path; a longer path is marked every k-th
 # Where an activation's values live; an activation missing here (relu) uses the data's range.
 ACTIVATION_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 COLORS = plt.get_cmap("tab10").colors
-# A line's look beyond its colour: with 10 colours × 4 line styles × 5 markers, 200 lines
-# (cells, optimizers) all look different, and the first 10 differ in colour alone.
+# A line's look beyond its colour (see _style): 10 colours × 4 line styles × 7 markers, 7 and
+# 10 coprime, so that no two of 70 lines share a colour and marker, nor of 280 all three.
 LINESTYLES = ("-", "--", ":", "-.")
-# 7 markers against 10 colours (coprime): no two of the first 70 lines share a colour and marker
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LEGEND_FONT = 9  # points
 MAX_LEGEND_COLUMNS = 4

@@ -552,14 +552,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return escape(str(value))  # "[batch norm]" is text, not rich markup
-
-
 # --- JSON ------------------------------------------------------------------------------------
 
 
