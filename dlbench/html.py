@@ -17,6 +17,7 @@ import pandas as pd
 
 from dlbench import __version__
 from dlbench.errors import DlbenchError
+from dlbench.report import GRIDS, compare_grid, ranks_grid
 
 HEAD = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # how every report begins
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
@@ -104,21 +105,18 @@ def _compare(path: Path) -> str:
     rows = _read_csv(path / "compare.csv", keep_default_na=False, na_values=[""])
     counts = rows["verdict"].value_counts()
     shown = rows[rows.verdict != "unchanged"]
-    columns = [c for c in ("entry", "configuration", "split", "metric", "baseline_mean",
-                           "current_mean", "delta", "delta_ci_low", "delta_ci_high", "p_value",
-                           "verdict") if c in rows]
     manifest = _manifest(path)
     return (f"<h2>compare: {_e(manifest.get('baseline', ''))} → "
             f"{_e(manifest.get('current', ''))}</h2><p class=counts>"
             + "".join(f"<span><b>{n}</b> {_e(v)}</span>" for v, n in counts.items()) + "</p>"
-            + (_table(shown[columns], verdicts=True) if len(shown) else
+            + (_grid(*compare_grid(shown), list(shown.verdict)) if len(shown) else
                "<p>Nothing regressed, improved, went missing or appeared.</p>")
             + f"<p class=note>{_e(manifest.get('rule', ''))}</p>")
 
 
 def _rank(path: Path) -> str:
     return (f"<h2>rank: {_e(path.name)}</h2>"
-            + _table(_read_csv(path / "ranks.csv")) + _images(path))
+            + _markup(*ranks_grid(_read_csv(path / "ranks.csv"))) + _images(path))
 
 
 def _suite(path: Path) -> str:
@@ -156,10 +154,6 @@ def _run(path: Path, level: int = 2, claim: str = "") -> str:
 def _summary(summary: pd.DataFrame, manifest: dict) -> str:
     """What the terminal showed: report.py's columns and cells for the run's command (2-D
     function paths, whose summary is short, as written)."""
-    from rich.text import Text
-
-    from dlbench.report import GRIDS
-
     grid = GRIDS.get(manifest.get("command"))
     config = manifest.get("config") or {}
     if grid is None or config.get("function"):
@@ -169,13 +163,29 @@ def _summary(summary: pd.DataFrame, manifest: dict) -> str:
     except (AttributeError, KeyError, TypeError, ValueError):  # another version's columns
         return _table(summary) + ("<p class=note>summary.csv as written: its columns are not "
                                   "the ones this version of dlbench shows.</p>")
+    return _markup(columns, rows)
+
+
+def _markup(columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
+    """report.py's cells, their rich markup (colours, escaped brackets) made plain text."""
+    from rich.text import Text
+
+    return _grid(columns, [[Text.from_markup(cell).plain for cell in row] for row in rows])
+
+
+def _grid(columns: list[tuple[str, str]], rows: list[list[str]],
+          verdicts: list[str] | None = None) -> str:
+    """A table of text cells (report.py's, for what the terminal shows); a row short of cells
+    ends blank; a verdict row is coloured by its verdict."""
     head = "".join(f"<th class={justify}>{_e(name)}</th>" for name, justify in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td class={justify}>{_e(Text.from_markup(cell).plain)}</td>"
-                         for (_, justify), cell in zip(columns, row + [""] * len(columns),
-                                                       strict=False)) + "</tr>"
-        for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        (f"<tr class='{_e(verdicts[i])}'>" if verdicts else "<tr>")
+        + "".join(f"<td class={justify}>{_e(cell)}</td>" for (_, justify), cell
+                  in zip(columns, [*row, *[""] * len(columns)], strict=False)) + "</tr>"
+        for i, row in enumerate(rows[:MAX_ROWS]))
+    more = (f"<p class=note>{len(rows) - MAX_ROWS} more rows in the CSV.</p>"
+            if len(rows) > MAX_ROWS else "")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
 def _images(path: Path) -> str:
@@ -185,15 +195,10 @@ def _images(path: Path) -> str:
         f"{_e(png.name)}</figcaption></figure>" for png in sorted(path.glob("*.png")))
 
 
-def _table(frame: pd.DataFrame, verdicts: bool = False) -> str:
-    head = "".join(f"<th>{_e(str(c))}</th>" for c in frame.columns)
-    rows = []
-    for _, row in frame.head(MAX_ROWS).iterrows():
-        kind_ = f" class='{_e(str(row['verdict']))}'" if verdicts else ""
-        rows.append(f"<tr{kind_}>" + "".join(f"<td>{_e(_cell(v))}</td>" for v in row) + "</tr>")
-    more = (f"<p class=note>{len(frame) - MAX_ROWS} more rows in the CSV.</p>"
-            if len(frame) > MAX_ROWS else "")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+def _table(frame: pd.DataFrame) -> str:
+    """A CSV as written (the first column its label)."""
+    columns = [(str(c), "left" if i == 0 else "right") for i, c in enumerate(frame.columns)]
+    return _grid(columns, [[_cell(v) for v in row] for row in frame.itertuples(index=False)])
 
 
 def _cell(value) -> str:

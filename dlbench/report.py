@@ -594,9 +594,8 @@ def show_compare(found: pd.DataFrame, title: str, notes: list[str], fmt: str,
         if lines:
             print("| " + " | ".join(COMPARE_COLUMNS) + " |")
             print("|" + "---|" * len(COMPARE_COLUMNS))
-            for cells in lines:
-                shown = [*cells[:2], number(cells[2]), number(cells[3]), *cells[4:]]
-                print("| " + " | ".join(c.replace("|", "\\|") for c in shown) + " |")
+            for cells in compare_grid(shown)[1]:
+                print("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
             print()
         for note in notes:
             print(f"{note}  ")
@@ -622,9 +621,17 @@ def show_compare(found: pd.DataFrame, title: str, notes: list[str], fmt: str,
 COMPARE_COLUMNS = ("setting", "metric", "baseline", "current", "Δ ±95%", "p", "verdict")
 
 
+def compare_grid(found: pd.DataFrame) -> Grid:
+    """The verdicts as text cells (markdown's, and the HTML report's)."""
+    rows = [[*cells[:2], number(cells[2]), number(cells[3]), *cells[4:]]
+            for cells in (_compare_cells(row) for _, row in found.iterrows())]
+    return [(c, "left" if c in ("setting", "metric", "verdict") else "right")
+            for c in COMPARE_COLUMNS], rows
+
+
 def _compare_cells(row: Any) -> list[Any]:
     """setting, metric, baseline mean, current mean, Δ ± half its 95% interval, p, verdict."""
-    setting = " · ".join(str(v) for v in (row["entry"], row["configuration"]) if v)
+    setting = " · ".join(_word(v) for v in (row["entry"], row["configuration"]) if _word(v))
     metric = f"{row['split']} {row['metric']}"
     means = [row.get(f"{side}_mean", math.nan) for side in ("baseline", "current")]
     delta = ""
@@ -656,6 +663,13 @@ def _nemenyi_note(ranked: Any, alpha: float) -> str:
             + ("; ".join(pairs) or "none"))
 
 
+def ranks_grid(table_rows: pd.DataFrame) -> Grid:
+    """ranks.csv's rows (ranking.ranks_table) as the table shows them."""
+    return ([("setting", "left"), ("mean rank", "right"), ("mean score", "right")],
+            [[escape(str(r.method)), f"{r.mean_rank:.2f}", number(r.mean_score)]
+             for r in table_rows.itertuples()])
+
+
 def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     """compare --rank: the methods by mean rank, and what the tests say."""
     from dlbench.ranking import ALPHA, ranks_table
@@ -684,10 +698,7 @@ def show_ranking(ranked: Any, title: str, fmt: str) -> None:
         for note in notes:
             print(f"{note}  ")
         return
-    table = _table(f"rank: {title}", [("setting", "left"), ("mean rank", "right"),
-                                      ("mean score", "right")])
-    for row in table_rows.itertuples():
-        table.add_row(escape(str(row.method)), f"{row.mean_rank:.2f}", number(row.mean_score))
+    table = _filled(f"rank: {title}", *ranks_grid(table_rows))
     console = stdout()
     _print_table(console, table)
     for note in notes:

@@ -196,3 +196,25 @@ def test_a_runs_table_is_the_terminals(args, tmp_path):
     assert 3 <= len(rows) <= len(terminal)
     for cells, line in zip(rows, terminal, strict=False):  # 200 columns: a row is a line
         assert " ".join(cells).split() == line.split(), (cells, line)
+
+
+def test_compare_verdicts_are_the_terminals_columns(page):
+    out, _ = page
+    header = html_rows(out.read_text())[0]  # the compare table comes first
+    assert header == ["setting", "metric", "baseline", "current", "Δ ±95%", "p", "verdict"]
+
+
+def test_a_rank_table_is_the_terminals(tmp_path):
+    from tests.test_ranking import SCORES, fake_run
+
+    runs = [fake_run(tmp_path / "in", p, SCORES.loc[p].to_dict(), {}) for p in SCORES.index]
+    result = invoke("compare", "--rank", *runs, "--out", tmp_path / "rank")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    out = tmp_path / "report.html"
+    assert invoke("report", tmp_path / "rank", "--out", out).exit_code == 0
+    rows = html_rows(out.read_text())
+    assert len(rows) == 1 + len(SCORES.columns)
+    for cells, line in zip(rows, [lines[rule - 1], *lines[rule + 1:]], strict=False):
+        assert " ".join(cells).split() == line.split(), (cells, line)
