@@ -403,8 +403,7 @@ def report_page(
     first (regressions at the top), then every run's summary table and figures."""
     from dlbench import html, results
 
-    if out.is_dir():
-        raise DlbenchError(f"--out {out} is a directory; give a file name like report.html")
+    html.check_out(out)
     text = html.page(paths)
     try:
         results.atomic_write(out, lambda f: f.write(text))
@@ -878,11 +877,11 @@ def _transfer_figures(result) -> dict:
     from dlbench import checkpoints, plots
 
     s, info = result.summary, result.info
-    cell = s["strategy"] if not (s["similarity"] != "").any() else \
-        s["similarity"] + " · " + s["strategy"]
-    points = pd.DataFrame({"cell": cell, "train_rows": s["target_size"],
+    points = pd.DataFrame({"cell": s["strategy"], "train_rows": s["target_size"],
                            "split": "test", "metric": s["metric"], "mean": s["test_mean"],
                            "ci_low": s["test_ci_low"], "ci_high": s["test_ci_high"]})
+    if (s["similarity"] != "").any():  # the quadrants: a panel per target, sizes along x
+        points["panel"] = s["similarity"] + " target"
     target = "similar/different" if len(info["targets"]) > 1 else info["dataset"]["name"]
     title = (f"{info['source']['name']} → {target}: test {s['metric'].iloc[0]} "
              f"against target rows ({info['seeds']} seeds, 95% intervals)")

@@ -32,10 +32,10 @@ MAX_MARKERS = 60  # iterate markers per path; a longer path is marked every k-th
 # Where an activation's values live; an activation missing here (relu) uses the data's range.
 ACTIVATION_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 COLORS = plt.get_cmap("tab10").colors
-# A line's look beyond its colour: with 10 colours × 4 line styles × 5 markers, 200 lines
-# (cells, optimizers) all look different, and the first 10 differ in colour alone.
+# A line's look beyond its colour (see _style): 10 colours × 4 line styles × 7 markers, 7 and
+# 10 coprime, so that no two of 70 lines share a colour and marker, nor of 280 all three.
 LINESTYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LEGEND_FONT = 9  # points
 MAX_LEGEND_COLUMNS = 4
 
@@ -52,11 +52,12 @@ def _color(i: int):
 
 
 def _style(i: int) -> dict:
-    """The i-th line's colour, line style and marker: colour varies fastest, then line style,
-    then marker, so no two of the first len(COLORS) * len(LINESTYLES) * len(MARKERS) match."""
-    n, k = len(COLORS), len(LINESTYLES)
-    return {"color": COLORS[i % n], "ls": LINESTYLES[i // n % k],
-            "marker": MARKERS[i // (n * k) % len(MARKERS)]}
+    """The i-th line's colour, line style and marker. Colour and marker both change with every
+    line (10 colours, 7 markers: no (colour, marker) pair repeats in the first 70 lines), the
+    line style with every 10: no two of the first 10 · 4 · 7 = 280 lines look alike."""
+    n = len(COLORS)
+    return {"color": COLORS[i % n], "ls": LINESTYLES[i // n % len(LINESTYLES)],
+            "marker": MARKERS[i % len(MARKERS)]}
 
 
 def _finite(values: pd.Series) -> pd.Series:
@@ -438,7 +439,8 @@ def activations_plot(path: str | Path, histograms: list[tuple[str, list[np.ndarr
     """One row per setting, one histogram per hidden layer of its activations on one batch.
 
     A row's x range comes from `activation_ranges` (keyed by the row label, or an activation
-    name that appears as a word in it), else ACTIVATION_RANGES, else the row's own values.
+    name that appears as a word in it), else ACTIVATION_RANGES; a row without one (relu) gives
+    each layer the range of its own values, since one layer's can be 10⁴× another's (std 1).
     """
     ncols = max([1, *(len(layers) for _, layers in histograms)])  # a row may have no layers
     nrows = max(1, len(histograms))
@@ -452,38 +454,45 @@ def activations_plot(path: str | Path, histograms: list[tuple[str, list[np.ndarr
     if not histograms:
         _no_data(rows[0].subplots(), "no activations recorded")
     for i, (subfig, (label, layers)) in enumerate(zip(rows, histograms, strict=False)):
-        lo, hi = _row_range(label, layers, activation_ranges)
+        fixed = _row_range(label, activation_ranges)
         axes = subfig.subplots(1, ncols, sharey=True, squeeze=False)[0]
         for j, ax in enumerate(axes):
             if j >= len(layers):
                 ax.axis("off")  # this setting has fewer hidden layers than the widest
                 continue
             values = np.asarray(layers[j], dtype=np.float64).ravel()
-            ax.hist(values[np.isfinite(values)], bins=30, range=(lo, hi), color=_color(i))
+            values = values[np.isfinite(values)]
+            lo, hi = fixed or _span(values)
+            ax.hist(values, bins=30, range=(lo, hi), color=_color(i))
             ax.set_xlim(lo, hi)
             ax.set_title(f"layer {j + 1}", fontsize=9)
             ax.tick_params(labelsize=8)
         axes[0].set_ylabel("count", fontsize=9)
         subfig.suptitle(label, fontsize=10, fontweight="bold", x=0.01, ha="left")
     fig.suptitle("Activation values per hidden layer (one batch)")
-    fig.supxlabel("activation value")
+    fig.supxlabel("activation value (sigmoid, tanh: their whole range; otherwise each "
+                  "layer's own range: read its ticks)")
     _save(fig, path)
 
 
-def _row_range(label: str, layers: list[np.ndarray],
-               given: dict[str, tuple[float, float]] | None) -> tuple[float, float]:
+def _row_range(label: str, given: dict[str, tuple[float, float]] | None
+               ) -> tuple[float, float] | None:
+    """A row's fixed x range: given for its label or an activation named in it; else None."""
     ranges = {**ACTIVATION_RANGES, **(given or {})}
     if label in ranges:
         return ranges[label]
     for name, span in ranges.items():
         if re.search(rf"\b{re.escape(name)}\b", label):
             return span
-    values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in layers] or [[]])
-    values = values[np.isfinite(values)]
+    return None
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    """The range of one layer's finite values (relu: [0, max])."""
     if values.size == 0:
         return 0.0, 1.0
     lo, hi = float(values.min()), float(values.max())
-    return lo, hi if hi > lo else lo + 1.0  # relu: [0, max]
+    return lo, hi if hi > lo else lo + 1.0
 
 
 # --- overfitting: training against validation ------------------------------------------------
@@ -666,25 +675,24 @@ def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metr
     per cell, with 95% intervals as error bars.
 
     points: columns cell (the configuration without its fraction), train_rows, split ('train'
-    | 'val'), mean, ci_low, ci_high (NaN: no point, or no bar). Cells at one size are drawn a
-    little apart (DODGE), so that their error bars do not hide one another.
+    | 'val'), mean, ci_low, ci_high (NaN: no point, or no bar); optionally panel (one axes per
+    value, side by side on one y scale: transfer's similar and different targets). Cells at
+    one size are drawn a little apart (DODGE), so that their error bars do not hide one another.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     points = points[points["split"].isin(CURVE_LOOKS)].assign(
         **{c: _finite(points[c]) for c in ("train_rows", "mean", "ci_low", "ci_high")})
-    cells = list(dict.fromkeys(points["cell"]))
-    dodge = _size_axis(ax, points["train_rows"].dropna(), len(cells))
-    for i, cell in enumerate(cells):
-        for split, ls in CURVE_LOOKS.items():
-            rows = points[(points["cell"] == cell) & (points["split"] == split)]
-            rows = rows.sort_values("train_rows").assign(x=lambda r, i=i: dodge(r["train_rows"], i))
-            _draw_interval_line(ax, rows, _style(i)["color"], ls, SPLIT_MARKERS[split])
-    if points["mean"].notna().sum() == 0:
-        _no_data(ax, "no scores recorded" if points.empty else "no finite scores")
-    if metric.endswith("loss"):  # on the means: an interval reaching 0 runs off the bottom
-        _log_scale_if_wide(ax, points["mean"])
-    ax.set(ylabel=metric)
-    ax.grid(alpha=0.3)
+    panels = list(dict.fromkeys(points["panel"])) if "panel" in points else [None]
+    panels = panels or [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 if len(panels) == 1 else
+                                                      4.6 * len(panels), 4.8),
+                             sharey=True, squeeze=False, layout="constrained")
+    cells = list(dict.fromkeys(points["cell"]))  # one colour per cell in every panel
+    for ax, panel in zip(axes[0], panels, strict=True):
+        mine = points if panel is None else points[points["panel"] == panel]
+        _draw_learning_panel(ax, mine, cells, metric)
+        if panel is not None:
+            ax.set_title(str(panel), fontsize=10)
+    axes[0][0].set(ylabel=metric)
     handles = [Line2D([], [], color=_style(i)["color"], lw=1.8, label=str(cell))
                for i, cell in enumerate(cells)]
     handles += [Line2D([], [], color="gray", ls=ls, marker=SPLIT_MARKERS[split], ms=4,
@@ -695,6 +703,21 @@ def learning_curve_plot(path: str | Path, points: pd.DataFrame, title: str, metr
     _legend_below(fig, handles)
     fig.suptitle(_wrap(title, fig.get_size_inches()[0], font=12))
     _save(fig, path)
+
+
+def _draw_learning_panel(ax: plt.Axes, points: pd.DataFrame, cells: list, metric: str) -> None:
+    """One axes of learning_curve_plot: every cell of `cells` that has points here."""
+    dodge = _size_axis(ax, points["train_rows"].dropna(), len(cells))
+    for i, cell in enumerate(cells):
+        for split, ls in CURVE_LOOKS.items():
+            rows = points[(points["cell"] == cell) & (points["split"] == split)]
+            rows = rows.sort_values("train_rows").assign(x=lambda r, i=i: dodge(r["train_rows"], i))
+            _draw_interval_line(ax, rows, _style(i)["color"], ls, SPLIT_MARKERS[split])
+    if points["mean"].notna().sum() == 0:
+        _no_data(ax, "no scores recorded" if points.empty else "no finite scores")
+    if metric.endswith("loss"):  # on the means: an interval reaching 0 runs off the bottom
+        _log_scale_if_wide(ax, points["mean"])
+    ax.grid(alpha=0.3)
 
 
 SPLIT_MARKERS = {"train": "s", "val": "o", "test": "D"}
@@ -743,27 +766,52 @@ def _size_axis(ax: plt.Axes, sizes: pd.Series, cells: int):
 def critical_difference_plot(path: str | Path, ranks: pd.Series, nemenyi: pd.DataFrame,
                              title: str) -> None:
     """The critical-difference diagram (Demšar 2006), drawn by scikit-posthocs: mean ranks on
-    an axis, methods not significantly different (Nemenyi) joined by a bar."""
+    an axis from 1 to k (every rank a method could have), methods not significantly different
+    (Nemenyi) joined by a bar, the labels at the axis's ends as in Demšar's figures."""
     import scikit_posthocs as sp
 
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.3 * len(ranks)), layout="constrained")
-    sp.critical_difference_diagram(ranks, nemenyi, ax=ax)
+    k = len(ranks)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.3 * k), layout="constrained")
+    drawn = sp.critical_difference_diagram(ranks, nemenyi, ax=ax)
+    for elbow, label in zip(drawn["elbows"], drawn["labels"], strict=True):
+        end = 1.0 if label.get_ha() == "right" else float(k)  # its side's end of the axis
+        elbow.set_xdata([end, *elbow.get_xdata()[1:]])
+        label.set_x(end - 0.02 * (k - 1) if end == 1.0 else end + 0.02 * (k - 1))
+    for artist in drawn["markers"] + drawn["elbows"]:
+        artist.set_clip_on(False)  # a method at rank 1 (or k) sits on the axis's end
+    ax.set_xlim(1, k)
+    ax.set_xticks(np.arange(1, k + 1))
     ax.set_title(title, fontsize=10)
     _save(fig, path)
 
 
+PROFILE_DODGE = 0.012  # share of problems between neighbouring methods' profile lines
+
+
 def profiles_plot(path: str | Path, profiles: pd.DataFrame, cost: str, title: str) -> None:
     """Performance profiles: the share of problems each method solves within τ× the cheapest
-    method's cost, τ from 1 to 4 (steps: a method solves a problem at one τ)."""
+    method's cost, τ from 1 to 4 (steps: a method solves a problem at one τ). Each method has
+    its own colour, line style and marker, and is shifted up or down by a little, so that
+    methods with equal profiles stay visible side by side (the legend says by how much)."""
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    for i, method in enumerate(profiles.columns):  # wider lines first: equal ones stay seen
-        style = _style(i) | {"marker": None, "lw": max(4.0 - 1.2 * i, 1.2)}
-        ax.step(profiles.index, profiles[method], where="post", label=method, **style)
+    k = len(profiles.columns)
+    every = max(1, len(profiles) // 8)
+    for i, method in enumerate(profiles.columns):
+        shift = PROFILE_DODGE * (i - (k - 1) / 2)
+        style = {"color": _color(i), "ls": LINESTYLES[i % len(LINESTYLES)],
+                 "marker": MARKERS[i % len(MARKERS)]}
+        ax.plot(profiles.index, profiles[method] + shift, drawstyle="steps-post", lw=1.8,
+                ms=5, markevery=(i % every, every), label=method, **style)
     ax.set_xlabel(f"τ: {cost.replace('_', ' ')} to the target ÷ the best method's")
     ax.set_ylabel("share of problems solved within τ")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.05, 1.05)
     ax.set_xlim(profiles.index.min(), profiles.index.max())
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    _legend_below(fig, ax.get_legend_handles_labels()[0])
+    handles = ax.get_legend_handles_labels()[0]
+    if k > 1:
+        handles.append(Line2D([], [], ls="none", label=f"lines shifted apart by "
+                                                        f"{PROFILE_DODGE:g} so equal ones "
+                                                        "stay visible"))
+    _legend_below(fig, handles)
     _save(fig, path)

@@ -10,7 +10,9 @@ one split; its cost, the median over seeds of what reaching the target took (opt
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,9 @@ class Ranking:
     scores: pd.DataFrame  # problems × methods: mean score
     ranks: pd.Series  # method -> mean rank over problems (1 = best)
     friedman: tuple[float, float]  # (chi-square statistic, p); NaN below 3 methods
-    nemenyi: pd.DataFrame | None  # methods × methods: p of equal ranks (Nemenyi)
+    # methods × methods: p of equal ranks (Nemenyi); None unless Friedman rejects at ALPHA,
+    # since a post-hoc test only follows a rejected omnibus test (Demšar 2006, section 3.2.2)
+    nemenyi: pd.DataFrame | None
     critical_difference: float  # Nemenyi's CD at ALPHA, in mean-rank units
     wilcoxon: tuple[float, float] | None  # two methods: (statistic, p)
 
@@ -38,6 +42,7 @@ class Ranking:
 def score_table(sides: list[Results], split: str, metric: str) -> pd.DataFrame:
     """problems × methods of mean scores; only methods every problem has."""
     rows: dict[str, pd.Series] = {}
+    seen: dict[str, str] = {}  # problem key -> the first problem's name
     for side in sides:
         for entry, frame in side.entries.items():
             chosen = frame[(frame.split == split) & (frame.metric == metric)]
@@ -47,6 +52,7 @@ def score_table(sides: list[Results], split: str, metric: str) -> pd.DataFrame:
                 continue
             method = chosen["cell"] if "cell" in chosen else chosen["model"]
             name = f"{side.path.name}/{entry}" if entry else side.path.name
+            _refuse_duplicate(seen, _problem_key(side.path / entry, frame), name)
             rows[name] = chosen.groupby(method.to_numpy())["value"].mean()
     if len(rows) < 2:
         raise DlbenchError(f"--rank needs at least 2 problems (results directories or suite "
@@ -57,6 +63,31 @@ def score_table(sides: list[Results], split: str, metric: str) -> pd.DataFrame:
         raise DlbenchError("--rank: the problems share fewer than 2 methods (configurations "
                            f"with the same label); found {', '.join(table.columns[:6])}")
     return shared
+
+
+def _problem_key(run: Path, frame: pd.DataFrame) -> str:
+    """What makes two problems the same: the run's configuration (its seed aside: another seed
+    of one configuration on the same data is a replicate, not another problem) and its data's
+    fingerprint, from manifest.json; a bare scores CSV, its configuration columns."""
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+        config = {k: v for k, v in manifest["config"].items() if k != "seed"}
+        return json.dumps([manifest.get("command"), config, manifest.get("dataset")],
+                          sort_keys=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        columns = [c for c in frame.columns if c not in ("value", "status", "member_seed",
+                                                         "seed", "repeat", "fold")]
+        return frame[columns].drop_duplicates().sort_values(columns).to_csv(index=False)
+
+
+def _refuse_duplicate(seen: dict[str, str], key: str, name: str) -> None:
+    """The same problem twice would count its block twice and shrink every p (Friedman's
+    blocks are independent problems)."""
+    if key in seen:
+        raise DlbenchError(f"--rank: {seen[key]} and {name} are the same problem (the same "
+                           "configuration on the same data, e.g. a rerun); give each problem "
+                           "once")
+    seen[key] = name
 
 
 def rank(scores: pd.DataFrame, metric: str) -> Ranking:
@@ -70,6 +101,7 @@ def rank(scores: pd.DataFrame, metric: str) -> Ranking:
     if k >= 3:
         result = sps.friedmanchisquare(*(scores[c].to_numpy() for c in scores.columns))
         friedman = (float(result.statistic), float(result.pvalue))
+    if friedman[1] < ALPHA:
         # scikit-posthocs ranks each block ascending: hand it "lower is better" values
         nemenyi = sp.posthoc_nemenyi_friedman((-better * scores).to_numpy())
         nemenyi.index = nemenyi.columns = scores.columns
@@ -87,8 +119,6 @@ def rank(scores: pd.DataFrame, metric: str) -> Ranking:
 def cost_table(paths: list, cost: str) -> pd.DataFrame:
     """problems × methods of the cost to reach the target (NaN: not reached), from the
     summary.csv of each run (or suite entry) in `paths`."""
-    from pathlib import Path
-
     column = f"{cost}_to_target"
     rows = {}
     for path in map(Path, paths):

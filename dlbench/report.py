@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 MARKS = {"equivalent": "≈", "inconclusive": "?", "better": "!"}
+Grid = tuple[list[tuple[str, str]], list[list[str]]]  # (name, justify) columns; rows of cells
 
 
 def stdout() -> Console:
@@ -128,21 +130,24 @@ def cv_title(plan: Any) -> str:
 
 
 def cv_table(result: Any) -> tuple[Table, list[str]]:
-    summary = result.summary
+    return _filled(cv_title(result.plan), *cv_grid(result.summary, {})), _cv_notes(result)
+
+
+def cv_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
     shown = summary[summary.split != "train"]
     time_order = (shown["unit"] == "folds").any()
     spread = ("last fold", "last") if time_order else ("std", "std")
-    table = _table(cv_title(result.plan), [
-        ("metric", "left"), ("mean", "right"), (spread[0], "right"), ("95% CI", "right"),
-        ("chance", "right"), ("p", "right"), ("beats", "left")])
-    for split, rows in shown.groupby("split", sort=False):
-        table.add_row(f"[bold]{split}[/]")  # a section per split: val, then test
-        for r in rows.itertuples():
+    columns = [("metric", "left"), ("mean", "right"), (spread[0], "right"),
+               ("95% CI", "right"), ("chance", "right"), ("p", "right"), ("beats", "left")]
+    rows = []
+    for split, part in shown.groupby("split", sort=False):
+        rows.append([f"[bold]{split}[/]"])  # a section per split: val, then test
+        for r in part.itertuples():
             beats = {True: "[green]yes[/]", False: "[red]no[/]"}.get(r.beats_chance, "—")
-            ci = interval(r.ci_low, r.ci_high) + ("*" if r.ci_clipped else "")
-            table.add_row(r.metric, number(r.mean), number(getattr(r, spread[1])), ci,
-                          number(r.chance), p_value(r.p_value), beats)
-    return table, _cv_notes(result)
+            ci = interval(r.ci_low, r.ci_high) + ("*" if _word(r.ci_clipped) == "True" else "")
+            rows.append([r.metric, number(r.mean), number(getattr(r, spread[1])), ci,
+                         number(r.chance), p_value(r.p_value), beats])
+    return columns, rows
 
 
 def _cv_notes(result: Any) -> list[str]:
@@ -195,28 +200,33 @@ def _ranged(result: Any, row: Any) -> str:
 
 def optimize_table(result: Any) -> tuple[Table, list[str]]:
     summary, run, config = result.summary, result.info, result.plan.config
-    target = config.target
+    optimizers = {(r.optimizer, r.lr) for r in summary.itertuples()}
+    shared = "".join(f" · {name} lr={lr:.3g}" for name, lr in optimizers) \
+        if len(optimizers) == 1 and len(summary) > 1 else ""  # not in the cells' labels then
+    title = (f"optimize · {run['dataset']['name']}{shared} · "
+             f"{plural(run['cells'], 'cell')} × {plural(run['seeds'], 'seed')} · "
+             f"{plural(config.train.epochs, 'epoch')} · {run['primary_metric']}")
+    grid = optimize_grid(summary, {"target": config.target})
+    return _filled(title, *grid), _optimize_notes(result)
+
+
+def optimize_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
+    target = config.get("target")
     columns = [("#", "right"), ("cell", "left"), ("val", "right"), ("±95%", "right"),
                ("Δ #1 ±95%", "right"), ("test", "right"), ("s/model", "right")]
     if target is not None:
         columns.append((f"to {target:g}", "right"))
-    optimizers = {(r.optimizer, r.lr) for r in summary.itertuples()}
-    shared = "".join(f" · {name} lr={lr:.3g}" for name, lr in optimizers) \
-        if len(optimizers) == 1 and len(summary) > 1 else ""  # not in the cells' labels then
-    table = _table(f"optimize · {run['dataset']['name']}{shared} · "
-                   f"{plural(run['cells'], 'cell')} × {plural(run['seeds'], 'seed')} · "
-                   f"{plural(config.train.epochs, 'epoch')} · {run['primary_metric']}",
-                   [*columns, ("status", "left")])
+    rows = []
     for r in summary.itertuples():
-        row = [f"{r.rank}{MARKS.get(r.vs_best, '')}", escape(r.cell), number(r.val_mean),
-               _half(r.val_ci_half) + ("*" if r.val_ci_clipped else ""),
+        row = [f"{r.rank}{MARKS.get(r.vs_best, '')}", escape(str(r.cell)), number(r.val_mean),
+               _half(r.val_ci_half) + ("*" if _word(r.val_ci_clipped) == "True" else ""),
                "best" if r.vs_best == "best" else plus_minus(r.diff_best, r.diff_ci_half),
                number(r.test_mean), _seconds(r.seconds_per_model)]
         if target is not None:
             row.append(_passes(r.passes_to_target))
         mixed = "," in str(r.statuses)
-        table.add_row(*row, _status(r.status) + ("~" if mixed else ""))  # "*" marks clipping
-    return table, _optimize_notes(result)
+        rows.append([*row, _status(r.status) + ("~" if mixed else "")])  # "*": clipping
+    return [*columns, ("status", "left")], rows
 
 
 def _optimize_notes(result: Any) -> list[str]:
@@ -278,47 +288,73 @@ VERSUS_NONE = {"better": "▲", "worse": "▼", "not significant": "", "baseline
 
 
 def overfit_table(result: Any) -> tuple[Table, list[str]]:
-    summary, run, config = result.summary, result.info, result.plan.config
+    run, config = result.info, result.plan.config
     opt = config.train.optimizer
-    table = _table(f"overfit · {run['dataset']['name']} · {opt.label} lr={opt.lr:g} · "
-                   f"{plural(config.train.epochs, 'epoch')} · {plural(run['seeds'], 'seed')} · "
-                   f"{run['primary_metric']}",
-                   [("cell", "left"), ("onset", "right"), ("gap", "right"),
-                    ("val best", "right"), ("val end", "right"), ("test ±95%", "right"),
-                    ("Δ none ±95%", "right")])
+    title = (f"overfit · {run['dataset']['name']} · {opt.label} lr={opt.lr:g} · "
+             f"{plural(config.train.epochs, 'epoch')} · {plural(run['seeds'], 'seed')} · "
+             f"{run['primary_metric']}")
+    return _filled(title, *overfit_grid(result.summary, {})), _overfit_notes(result)
+
+
+def overfit_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
+    columns = [("cell", "left"), ("onset", "right"), ("gap", "right"), ("val best", "right"),
+               ("val end", "right"), ("test ±95%", "right"), ("Δ none ±95%", "right")]
+    rows = []
     for r in summary.itertuples():
         status = "" if r.status == "ok" else f" ({r.status})"
-        table.add_row(escape(r.cell) + status, _onset(r), number3(r.gap_final),
-                      f"{number3(r.val_best_mean)}@{r.best_epoch:.0f}"
-                      if math.isfinite(r.best_epoch) else "—",
-                      number3(r.val_final_mean),
-                      f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
-                      "—" if r.vs_none in ("baseline", "", "too few seeds") else
-                      plus_minus(r.diff_none, r.diff_none_ci_half)
-                      + VERSUS_NONE.get(r.vs_none, ""))
-    return table, _overfit_notes(result)
+        rows.append([escape(str(r.cell)) + status, _onset(r), number3(r.gap_final),
+                     f"{number3(r.val_best_mean)}@{r.best_epoch:.0f}"
+                     if math.isfinite(r.best_epoch) else "—",
+                     number3(r.val_final_mean),
+                     f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
+                     "—" if _word(r.vs_none) in ("baseline", "", "too few seeds") else
+                     plus_minus(r.diff_none, r.diff_none_ci_half)
+                     + VERSUS_NONE.get(r.vs_none, "")])
+    return columns, rows
 
 
 def transfer_table(result: Any) -> tuple[Table, list[str]]:
-    summary, run, config = result.summary, result.info, result.plan.config
-    similar = bool(config.similarity)
-    target = "similar/different" if similar else run["dataset"]["name"]
-    table = _table(f"transfer · {run['source']['name']} → {target} · "
-                   f"{config.model.name} · {plural(run['seeds'], 'seed')} · "
-                   f"{run['primary_metric']}",
-                   [*([("target", "left")] if similar else []),
-                    ("rows", "right"), ("strategy", "left"), ("test ±95%", "right"),
-                    ("Δ next ±95%", "right"), ("winner", "left"), ("s/model", "right"),
-                    ("status", "left")])
+    run, config = result.info, result.plan.config
+    target = "similar/different" if config.similarity else run["dataset"]["name"]
+    title = (f"transfer · {run['source']['name']} → {target} · {config.model.name} · "
+             f"{plural(run['seeds'], 'seed')} · {run['primary_metric']}")
+    grid = transfer_grid(result.summary, {"similarity": config.similarity})
+    return _filled(title, *grid), _transfer_notes(result)
+
+
+def transfer_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
+    similar = bool(config.get("similarity"))
+    columns = [*([("target", "left")] if similar else []),
+               ("rows", "right"), ("strategy", "left"), ("test ±95%", "right"),
+               ("Δ next ±95%", "right"), ("winner", "left"), ("s/model", "right"),
+               ("status", "left")]
+    rows = []
     for r in summary.sort_values(["similarity", "target_size", "test_mean"],
                                  ascending=[False, True, False]).itertuples():
-        table.add_row(*([r.similarity] if similar else []), str(r.target_size),
-                      escape(r.strategy),
-                      f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
-                      plus_minus(r.diff_next, r.diff_next_ci_half) if r.winner else "",
-                      {"yes": "yes", "not significant": "n.s."}.get(r.winner, r.winner),
-                      _seconds(r.seconds_per_model), _status(r.status))
-    return table, _transfer_notes(result)
+        winner = _word(r.winner)
+        rows.append([*([r.similarity] if similar else []), str(r.target_size),
+                     escape(str(r.strategy)), f"{number3(r.test_mean)}±{_half(r.test_ci_half)}",
+                     plus_minus(r.diff_next, r.diff_next_ci_half) if winner else "",
+                     {"yes": "yes", "not significant": "n.s."}.get(winner, winner),
+                     _seconds(r.seconds_per_model), _status(r.status)])
+    return columns, rows
+
+
+GRIDS = {"cv": cv_grid, "optimize": optimize_grid, "overfit": overfit_grid,
+         "transfer": transfer_grid}  # a run's summary table, from summary.csv and its config
+
+
+def _filled(title: str, columns: list[tuple[str, str]], rows: list[list[str]]) -> Table:
+    table = _table(title, columns)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _word(value: Any) -> str:
+    """A text cell as read back from CSV, where an empty one is NaN."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else str(value)
 
 
 def _transfer_notes(result: Any) -> list[str]:
@@ -372,8 +408,10 @@ def number3(value: float) -> str:
 def _onset(row: Any) -> str:
     if not row.onset_seeds:
         return "none"
-    onset = f"{row.onset_epoch:.0f}"
-    return onset if row.onset_seeds == row.seeds else f"{onset} {row.onset_seeds}/{row.seeds}"
+    onset = f"{row.onset_epoch:g}"  # a median of epochs: whole, or halfway between two
+    # "4 1/3" would read as a fraction: the seeds that had an onset are counted in words
+    return onset if row.onset_seeds == row.seeds else \
+        f"{onset} ({int(row.onset_seeds)} of {int(row.seeds)})"
 
 
 def _overfit_notes(result: Any) -> list[str]:
@@ -384,7 +422,8 @@ def _overfit_notes(result: Any) -> list[str]:
     notes = [f"{rows['train']} train, {rows['val']} validation, {rows['test']} test rows, one "
              "split for every cell; curves in eval mode after each epoch",
              f"onset: median epoch of lowest validation loss over the seeds whose loss then "
-             f"ended ≥{run['onset_rise']:.0%} above it (k/n: only k seeds did; none: no seed)",
+             f"ended ≥{run['onset_rise']:.0%} above it ((k of n): only k of the n seeds did; "
+             "none: no seed)",
              f"gap: {gap} with the delivered weights (the last epoch's; early stopping's: its "
              f"restored best epoch's), mean over seeds; val best@epoch: {metric} with the "
              "weights of the epoch of lowest validation loss (mean epoch); val end: with the "
@@ -455,25 +494,69 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
 def listing(title: str, rows: list[dict[str, Any]], columns: list[str],
             wrap: tuple[str, ...] = ("description",)) -> None:
     """A registry listing (`dlbench datasets`, `dlbench models`) as a table on stdout: short
-    columns never wrap; the `wrap` columns share the rest and wrap at spaces."""
+    columns never wrap; the `wrap` columns share the rest of the width and wrap between words
+    (or after a separator in a word longer than the column: `inverted|`), never inside one."""
+    heads = [c.replace("_", " ") for c in columns]
+    cells = [[_text(row[c]) for c in columns] for row in rows]
+    natural = [max([len(h)] + [len(line[i]) for line in cells]) for i, h in enumerate(heads)]
+    widths = _widths(natural, [c in wrap for c in columns],
+                     [max([len(h)] + [len(w) for line in cells for w in line[i].split()])
+                      for i, h in enumerate(heads)], stdout().width - (len(columns) - 1))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True, show_edge=False)
-    for c in columns:
-        if c in wrap:
-            table.add_column(c.replace("_", " "), ratio=1, min_width=16, overflow="fold")
-        else:
-            table.add_column(c.replace("_", " "), no_wrap=True)
-    for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
+                  padding=0, show_edge=False)  # the box's blank divider: one space apart
+    for head, width in zip(heads, widths, strict=True):
+        table.add_column(head, width=width, no_wrap=True)
+    for line in cells:
+        table.add_row(*(escape("\n".join(_wrap(text, width)))  # "[bn]" is text, not markup
+                        for text, width in zip(line, widths, strict=True)))
     _print_table(stdout(), table)
 
 
-def _cell(value: Any) -> str:
+def _widths(natural: list[int], wraps: list[bool], words: list[int], room: int) -> list[int]:
+    """Short columns their natural width; each wrapping one its longest word (the widest of
+    them less, if they cannot all have it), then the rest shared, the least wanting first."""
+    widths = [min(n, w) for n, w in zip(natural, words, strict=True)]
+    widths = [w if wrap else n for n, w, wrap in zip(natural, widths, wraps, strict=True)]
+    todo = [i for i, w in enumerate(wraps) if w]
+    free = room - sum(widths)
+    if free < 0 and todo:  # a word longer than the room breaks (after a separator in _wrap)
+        widest = max(todo, key=widths.__getitem__)
+        widths[widest] = max(widths[widest] + free, 8)
+        free = 0
+    todo.sort(key=lambda i: natural[i] - widths[i])
+    for k, i in enumerate(todo):
+        more = min(natural[i] - widths[i], free // (len(todo) - k))
+        widths[i] += more
+        free -= more
+    return widths
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Greedy lines of whole words; a word wider than the line breaks after its separators."""
+    pieces = [p for word in text.split() for p in _pieces(word, width)]
+    lines: list[str] = []
+    for piece, glued in pieces:
+        if lines and len(lines[-1]) + (not glued) + len(piece) <= width:
+            lines[-1] += ("" if glued else " ") + piece
+        else:
+            lines.append(piece)
+    return lines or [""]
+
+
+def _pieces(word: str, width: int) -> list[tuple[str, bool]]:
+    """(piece, glued to the one before): the word whole, or cut after '|', ',', '/', '='."""
+    if len(word) <= width:
+        return [(word, False)]
+    parts = re.findall(r"[^|,/=]*[|,/=]?", word)
+    return [(p, i > 0) for i, p in enumerate(filter(None, parts))]
+
+
+def _text(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return escape(str(value))  # "[batch norm]" is text, not rich markup
+    return str(value)
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -518,9 +601,8 @@ def show_compare(found: pd.DataFrame, title: str, notes: list[str], fmt: str,
         if lines:
             print("| " + " | ".join(COMPARE_COLUMNS) + " |")
             print("|" + "---|" * len(COMPARE_COLUMNS))
-            for cells in lines:
-                shown = [*cells[:2], number(cells[2]), number(cells[3]), *cells[4:]]
-                print("| " + " | ".join(c.replace("|", "\\|") for c in shown) + " |")
+            for cells in compare_grid(shown)[1]:
+                print("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
             print()
         for note in notes:
             print(f"{note}  ")
@@ -546,9 +628,17 @@ def show_compare(found: pd.DataFrame, title: str, notes: list[str], fmt: str,
 COMPARE_COLUMNS = ("setting", "metric", "baseline", "current", "Δ ±95%", "p", "verdict")
 
 
+def compare_grid(found: pd.DataFrame) -> Grid:
+    """The verdicts as text cells (markdown's, and the HTML report's)."""
+    rows = [[*cells[:2], number(cells[2]), number(cells[3]), *cells[4:]]
+            for cells in (_compare_cells(row) for _, row in found.iterrows())]
+    return [(c, "left" if c in ("setting", "metric", "verdict") else "right")
+            for c in COMPARE_COLUMNS], rows
+
+
 def _compare_cells(row: Any) -> list[Any]:
     """setting, metric, baseline mean, current mean, Δ ± half its 95% interval, p, verdict."""
-    setting = " · ".join(str(v) for v in (row["entry"], row["configuration"]) if v)
+    setting = " · ".join(_word(v) for v in (row["entry"], row["configuration"]) if _word(v))
     metric = f"{row['split']} {row['metric']}"
     means = [row.get(f"{side}_mean", math.nan) for side in ("baseline", "current")]
     delta = ""
@@ -568,6 +658,25 @@ def _counts_line(found: pd.DataFrame) -> str:
     return ", ".join(f"{n} {v}" for v, n in _counts(found).items() if n)
 
 
+def _nemenyi_note(ranked: Any, alpha: float) -> str:
+    """Pairs told apart, only after Friedman rejected equal ranks (Demšar 2006)."""
+    if ranked.nemenyi is None:
+        return (f"it does not reject equal ranks at α={alpha}, so no post-hoc test: which "
+                "methods differ is inconclusive")
+    pairs = [f"{a} vs {b}" for i, a in enumerate(ranked.nemenyi.index)
+             for b in ranked.nemenyi.columns[i + 1:] if ranked.nemenyi.loc[a, b] < alpha]
+    return (f"it rejects equal ranks at α={alpha}; significantly different (Nemenyi, mean ranks "
+            f"further apart than the critical difference {ranked.critical_difference:.3g}): "
+            + ("; ".join(pairs) or "none"))
+
+
+def ranks_grid(table_rows: pd.DataFrame) -> Grid:
+    """ranks.csv's rows (ranking.ranks_table) as the table shows them."""
+    return ([("setting", "left"), ("mean rank", "right"), ("mean score", "right")],
+            [[escape(str(r.method)), f"{r.mean_rank:.2f}", number(r.mean_score)]
+             for r in table_rows.itertuples()])
+
+
 def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     """compare --rank: the methods by mean rank, and what the tests say."""
     from dlbench.ranking import ALPHA, ranks_table
@@ -577,11 +686,8 @@ def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     notes = [f"{ranked.scores.shape[0]} problems (rows of scores.csv in the output), "
              f"{ranked.scores.shape[1]} methods; rank 1 is best, ties share the mean rank"]
     if math.isfinite(p):
-        notes.append(f"Friedman: chi² {statistic:.3g}, p {p_value(p)}; Nemenyi critical "
-                     f"difference at α={ALPHA}: {ranked.critical_difference:.3g} mean ranks")
-        pairs = [f"{a} vs {b}" for i, a in enumerate(ranked.nemenyi.index)
-                 for b in ranked.nemenyi.columns[i + 1:] if ranked.nemenyi.loc[a, b] < ALPHA]
-        notes.append("significantly different (Nemenyi): " + ("; ".join(pairs) or "none"))
+        notes.append(f"Friedman: chi² {statistic:.3g}, p {p_value(p)}; "
+                     + _nemenyi_note(ranked, ALPHA))
     if ranked.wilcoxon is not None:
         notes.append(f"Wilcoxon signed-rank (two methods): statistic {ranked.wilcoxon[0]:.3g}, "
                      f"p {p_value(ranked.wilcoxon[1])}")
@@ -599,10 +705,7 @@ def show_ranking(ranked: Any, title: str, fmt: str) -> None:
         for note in notes:
             print(f"{note}  ")
         return
-    table = _table(f"rank: {title}", [("setting", "left"), ("mean rank", "right"),
-                                      ("mean score", "right")])
-    for row in table_rows.itertuples():
-        table.add_row(escape(str(row.method)), f"{row.mean_rank:.2f}", number(row.mean_score))
+    table = _filled(f"rank: {title}", *ranks_grid(table_rows))
     console = stdout()
     _print_table(console, table)
     for note in notes:

@@ -4,6 +4,7 @@ it)."""
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.cli_helpers import invoke
+from tests.cli_helpers import assert_usage_error, invoke
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(
@@ -114,3 +115,106 @@ def test_report_bad_input_is_one_line(args, says, tmp_path):
     result = invoke("report", *[a.format(**paths) for a in args])
     assert result.exit_code == 2 and says in result.stderr, result.output
     assert len(result.stderr.splitlines()) == 1
+
+
+def fake_run(path: Path, summary: str = "cell,mean\na,0.9\n") -> Path:
+    """A run directory as the report reads it: a dlbench manifest and a summary."""
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text('{"command": "cv", "seconds": 1.0}')
+    (path / "summary.csv").write_text(summary)
+    return path
+
+
+def test_a_directory_of_stray_runs_is_not_a_suite(tmp_path):
+    for name in ("a", "b"):
+        fake_run(tmp_path / "stray" / name)
+    (tmp_path / "stray" / "other").mkdir()  # not a run
+    out = tmp_path / "report.html"
+    line = assert_usage_error(invoke("report", tmp_path / "stray", "--out", out), out)
+    assert "not a dlbench suite (no suite.json) but holds 2 run directories (a, b)" in line
+    (tmp_path / "stray" / "suite.json").write_text('{"entries": []}')  # one dlbench wrote
+    assert invoke("report", tmp_path / "stray", "--out", out).exit_code == 0
+    assert "suite: stray" in out.read_text()
+
+
+def test_other_programs_manifests_are_not_runs(tmp_path):
+    for name in ("web", "app"):  # a web app's manifest.json names no dlbench command
+        (tmp_path / "apps" / name).mkdir(parents=True)
+        (tmp_path / "apps" / name / "manifest.json").write_text('{"name": "my app"}')
+    out = tmp_path / "report.html"
+    for path in (tmp_path / "apps", tmp_path / "apps" / "web"):
+        assert "holds no finished results" in assert_usage_error(
+            invoke("report", path, "--out", out), out)
+
+
+def test_out_never_overwrites_a_file_that_is_not_a_report(tmp_path):
+    run = fake_run(tmp_path / "run")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    result = invoke("report", run, "--out", notes)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+    assert "is not a dlbench report" in result.stderr and result.stdout == ""
+    assert notes.read_text() == "my notes"
+    page = tmp_path / "report.html"  # an earlier report is replaced
+    assert invoke("report", run, "--out", page).exit_code == 0
+    assert invoke("report", run, run, "--out", page).exit_code == 0
+    assert page.read_text().count("cv: run") == 2
+
+
+def test_a_damaged_summary_is_one_line_naming_it(tmp_path):
+    run = fake_run(tmp_path / "run", 'cell,mean\n"a,0.9\n')  # an unclosed quote
+    out = tmp_path / "report.html"
+    line = assert_usage_error(invoke("report", run, "--out", out), out)
+    assert f"cannot read {run / 'summary.csv'}" in line and "rerun" in line
+
+
+def html_rows(text: str) -> list[list[str]]:
+    """Every table row of the page, its cells as plain text (the header row first)."""
+    return [[html.unescape(re.sub("<[^>]+>", "", cell)) for cell in
+             re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", text, re.S)]
+
+
+@pytest.mark.parametrize("args", [
+    ["optimize", "--dataset", "iris", "--opt", "sgd[lr=0.1],adam[lr=0.01]", "--epochs", "3",
+     "--hidden", "8", "--seeds", "2", "--target-accuracy", "0.5"],
+    ["overfit", "--dataset", "iris", "--epochs", "4", "--width", "8", "--reg", "none,dropout",
+     "--seeds", "2"],
+    ["cv", "--dataset", "iris", "--k", "3", "--epochs", "2", "--hidden", "8"],
+], ids=["optimize", "overfit", "cv"])
+def test_a_runs_table_is_the_terminals(args, tmp_path):
+    """The same columns and cells as the terminal's table, not summary.csv's 40 columns."""
+    run = tmp_path / "run"
+    result = invoke(*args, "--out", run)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    terminal = [lines[rule - 1], *lines[rule + 1:]]
+    out = tmp_path / "report.html"
+    assert invoke("report", run, "--out", out).exit_code == 0
+    rows = html_rows(out.read_text())
+    assert 3 <= len(rows) <= len(terminal)
+    for cells, line in zip(rows, terminal, strict=False):  # 200 columns: a row is a line
+        assert " ".join(cells).split() == line.split(), (cells, line)
+
+
+def test_compare_verdicts_are_the_terminals_columns(page):
+    out, _ = page
+    header = html_rows(out.read_text())[0]  # the compare table comes first
+    assert header == ["setting", "metric", "baseline", "current", "Δ ±95%", "p", "verdict"]
+
+
+def test_a_rank_table_is_the_terminals(tmp_path):
+    from tests.test_ranking import SCORES, fake_run
+
+    runs = [fake_run(tmp_path / "in", p, SCORES.loc[p].to_dict(), {}) for p in SCORES.index]
+    result = invoke("compare", "--rank", *runs, "--out", tmp_path / "rank")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    out = tmp_path / "report.html"
+    assert invoke("report", tmp_path / "rank", "--out", out).exit_code == 0
+    rows = html_rows(out.read_text())
+    assert len(rows) == 1 + len(SCORES.columns)
+    for cells, line in zip(rows, [lines[rule - 1], *lines[rule + 1:]], strict=False):
+        assert " ".join(cells).split() == line.split(), (cells, line)

@@ -415,12 +415,28 @@ def test_activations_plot_one_row_per_setting_one_panel_per_layer(tmp_path, figu
     assert axes[5].get_xlim() == (-0.5, 0.5)  # given for this row by its label
 
 
-def test_row_range_prefers_given_ranges_then_known_activations_then_data():
-    layers = [np.array([0.0, 2.0, 4.0])]
-    assert plots._row_range("std0.01 · tanh", layers, None) == (-1.0, 1.0)
-    assert plots._row_range("std0.01 · tanh", layers, {"tanh": (-2.0, 2.0)}) == (-2.0, 2.0)
-    assert plots._row_range("xavier · relu", layers, None) == (0.0, 4.0)
-    assert plots._row_range("hardsigmoid", [np.zeros(3)], None) == (0.0, 1.0)  # not 'sigmoid'
+def test_row_range_prefers_given_ranges_then_known_activations_then_each_layers_data():
+    assert plots._row_range("std0.01 · tanh", None) == (-1.0, 1.0)
+    assert plots._row_range("std0.01 · tanh", {"tanh": (-2.0, 2.0)}) == (-2.0, 2.0)
+    assert plots._row_range("xavier · relu", None) is None
+    assert plots._row_range("hardsigmoid", None) is None  # not 'sigmoid'
+    assert plots._span(np.array([0.0, 2.0, 4.0])) == (0.0, 4.0)
+    assert plots._span(np.zeros(3)) == (0.0, 1.0)
+
+
+def test_activations_plot_each_relu_layer_has_an_axis_fitting_its_own_values(tmp_path, figures):
+    """std 1 · relu: each layer's activations grow ~10× (here 10⁰ to 10⁴); on one shared axis
+    the first layers are a single bar at 0."""
+    rng = np.random.default_rng(0)
+    layers = [np.maximum(rng.normal(0, 10.0 ** j, 2000), 0) for j in range(5)]
+    plots.activations_plot(tmp_path / "acts.png", [("std1 · relu", layers)])
+    axes = [ax for ax in figures[0].axes if ax.axison]
+    for ax, values in zip(axes, layers, strict=True):
+        lo, hi = ax.get_xlim()
+        assert lo <= values.min() and hi >= values.max()  # covers its layer's data ...
+        assert hi <= 1.01 * values.max()  # ... and is not stretched to another layer's
+        heights = [patch.get_height() for patch in ax.patches]
+        assert sum(h > 0 for h in heights) >= 5  # a distribution, not one bar
 
 
 def test_activations_plot_with_nothing_to_show(tmp_path):
@@ -744,3 +760,92 @@ def test_learning_curve_plot_title_and_legend_fit_and_clear_the_axes(tmp_path, f
     for b in (legend, suptitle):
         assert whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1
         assert not b.overlaps(box(ax))
+
+
+@pytest.mark.parametrize("n", [14, 70])
+def test_curves_plot_no_two_cells_share_a_colour_and_marker(tmp_path, figures, n):
+    """Beyond 10 cells the colours repeat: the marker still tells every cell apart (a line
+    style alone is lost where lines cross or crowd)."""
+    plots.curves_plot(tmp_path / "many.png", many_cells(n), f"{n} cells")
+    lines = figures[0].axes[0].get_lines()
+    pairs = {(to_hex(line.get_color()), line.get_marker()) for line in lines}
+    assert len(lines) == n and len(pairs) == n
+
+
+def test_styles_are_distinct_for_280_lines():
+    assert len({tuple(plots._style(i).values()) for i in range(280)}) == 280
+
+
+# --- compare --rank ----------------------------------------------------------------------------
+
+
+def test_critical_difference_axis_runs_from_1_to_k_with_labels_in_the_figure(tmp_path, figures):
+    """Demšar's diagram: the axis spans every rank a method could have, not just the ranks
+    found (1.75–2.38 here), so how far apart methods are reads against the whole scale."""
+    ranks = pd.Series({"momentum": 1.75, "adam": 1.875, "sgd lr=0.1": 2.375})
+    nemenyi = pd.DataFrame(0.5, index=ranks.index, columns=ranks.index)
+    plots.critical_difference_plot(tmp_path / "cd.png", ranks, nemenyi, "mean rank")
+    assert (tmp_path / "cd.png").read_bytes().startswith(PNG_MAGIC)
+    fig = figures[0]
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (1.0, 3.0)
+    assert list(ax.get_xticks()) == [1, 2, 3]
+    box = drawn_boxes(fig)
+    assert len(ax.texts) == 3
+    for text in ax.texts:  # every method's label whole inside the figure
+        assert box(text).x0 >= 0 and box(text).x1 <= fig.bbox.x1, text.get_text()
+
+
+def test_profiles_keep_equal_methods_visible(tmp_path, figures):
+    profiles = pd.DataFrame({"a": [1.0, 1.0, 1.0], "b": [0.5, 1.0, 1.0], "c": [0.5, 1.0, 1.0]},
+                            index=pd.Index([1.0, 2.0, 4.0], name="tau"))
+    plots.profiles_plot(tmp_path / "p.png", profiles, "grad_evals", "profiles")
+    assert_png(tmp_path / "p.png")
+    fig = figures[0]
+    lines = fig.axes[0].get_lines()
+    assert len({look(line) for line in lines}) == 3
+    assert len({line.get_marker() for line in lines}) == 3  # not told apart by colour alone
+    b, c = (np.asarray(line.get_ydata()) for line in lines[1:])
+    assert np.all(np.abs(b - c) > 0.005)  # equal profiles, drawn apart ...
+    assert np.all(np.abs(b - profiles["b"].to_numpy()) < 0.03)  # ... by a little
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("shifted apart" in label for label in labels)  # and the legend says so
+
+
+# --- transfer ------------------------------------------------------------------------------------
+
+STRATEGIES = ("scratch", "linear-probe", "finetune-last", "finetune-all", "finetune-lower-lr")
+
+
+def quadrant_summary() -> pd.DataFrame:
+    """transfer --preset quadrants' summary: 2 targets × 2 sizes × 5 strategies."""
+    rows = [{"similarity": sim, "target_size": size, "strategy": strategy, "metric": "accuracy",
+             "test_mean": 0.5 + 0.1 * k + 0.0001 * size, "test_ci_low": 0.45 + 0.1 * k,
+             "test_ci_high": 0.6 + 0.1 * k + 0.0001 * size}
+            for sim in ("similar", "different") for size in (50, 1000)
+            for k, strategy in enumerate(STRATEGIES)]
+    return pd.DataFrame(rows)
+
+
+def test_transfer_quadrants_get_a_panel_per_target(tmp_path, figures):
+    """Not 10 lines in one axes: a panel per target (similar, different), sizes along x, each
+    strategy one colour in both panels."""
+    from types import SimpleNamespace
+
+    from dlbench.cli import _transfer_figures
+
+    result = SimpleNamespace(summary=quadrant_summary(), source_weights={}, info={
+        "targets": {"similar": {}, "different": {}}, "dataset": {"name": "digits"},
+        "source": {"name": "digits[0-4]"}, "seeds": 2})
+    _transfer_figures(result)["transfer.png"](tmp_path / "transfer.png")
+    assert_png(tmp_path / "transfer.png")
+    axes = [ax for ax in figures[0].axes if ax.get_lines()]
+    assert [ax.get_title() for ax in axes] == ["similar target", "different target"]
+    colours = []
+    for ax in axes:  # the strategies' lines (error bars and their caps drawn without one)
+        lines = [line for line in ax.get_lines() if line.get_linestyle() != "None"]
+        assert len(lines) == len(STRATEGIES)
+        colours.append([to_hex(line.get_color()) for line in lines])
+        assert len(set(colours[-1])) == len(STRATEGIES)
+    assert colours[0] == colours[1]
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[1])  # one scale to compare on

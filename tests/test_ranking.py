@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from dlbench import ranking
-from tests.cli_helpers import invoke
+from tests.cli_helpers import assert_usage_error, invoke
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -134,3 +135,56 @@ def test_rank_options_without_rank_are_refused(problems):
     assert result.exit_code == 2 and "--metric applies to --rank" in result.stderr
     three = invoke("compare", *problems[:3])
     assert three.exit_code == 2 and "BASELINE CURRENT (2 paths), got 3" in three.stderr
+
+
+# 6 problems × 5 methods where Friedman does not reject (p 0.063) but Nemenyi alone would call
+# a pair (columns 2 and 4) different (p 0.049): a random search over rank tables found it
+UNREJECTED = pd.DataFrame([[1, 4, 2, 3, 0], [3, 2, 0, 4, 1], [4, 2, 0, 1, 3], [0, 3, 1, 2, 4],
+                           [2, 4, 1, 3, 0], [1, 4, 0, 3, 2]], columns=list("vwxyz"),
+                          index=[f"q{i}" for i in range(6)], dtype=float)
+
+
+def test_no_post_hoc_test_unless_friedman_rejects():
+    ranked = ranking.rank(UNREJECTED, "accuracy")
+    assert ranked.friedman[1] > ranking.ALPHA
+    assert ranked.nemenyi is None  # Demšar (2006): the post-hoc test follows a rejection only
+    assert ranking.rank(SCORES, "accuracy").friedman[1] < ranking.ALPHA  # the contrast
+    assert ranking.rank(SCORES, "accuracy").nemenyi is not None
+
+
+def test_rank_says_inconclusive_when_friedman_does_not_reject(tmp_path):
+    runs = [fake_run(tmp_path / "in", p, UNREJECTED.loc[p].to_dict(), {}) for p in
+            UNREJECTED.index]
+    result = invoke("compare", "--rank", *runs, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "significantly different" not in result.stdout
+    assert "inconclusive" in result.stdout and "no post-hoc test" in result.stdout
+    assert not (tmp_path / "out" / "nemenyi.csv").exists()
+
+
+def with_manifest(run: Path, data: str, **config) -> Path:
+    (run / "manifest.json").write_text(json.dumps({
+        "command": "optimize", "config": {"epochs": 15, "seed": 0, **config},
+        "dataset": {"name": data, "fingerprint": "f" + data}}))
+    return run
+
+
+def test_a_problem_given_twice_is_refused(problems, tmp_path):
+    rerun = tmp_path / "rerun"
+    shutil.copytree(problems[0].parent, rerun)  # the same runs under another directory
+    out = tmp_path / "out"
+    line = assert_usage_error(invoke("compare", "--rank", *problems, rerun / problems[0].name,
+                                     "--out", out), out)
+    assert f"{problems[0].name} and {problems[0].name} are the same problem" in line
+
+
+def test_the_same_configuration_with_another_seed_is_the_same_problem(problems, tmp_path):
+    for run in problems:
+        with_manifest(run, run.name)
+    data = problems[0].name
+    twin = with_manifest(shutil.copytree(problems[0], tmp_path / "twin"), data, seed=7)
+    out = tmp_path / "out"
+    assert "same problem" in assert_usage_error(
+        invoke("compare", "--rank", *problems, twin, "--out", out), out)
+    other = with_manifest(shutil.copytree(problems[0], tmp_path / "longer"), data, epochs=30)
+    assert invoke("compare", "--rank", *problems, other, "--out", out).exit_code == 0

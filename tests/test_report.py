@@ -147,3 +147,29 @@ def test_tied_cells_list_the_best_first(tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary["rank"].tolist() == [1, 1]  # both fit xor perfectly
     assert summary.vs_best.iloc[0] == "best"
+
+
+@pytest.mark.parametrize("epoch, seeds, text", [(4.0, 1, "4 (1 of 3)"), (4.5, 2, "4.5 (2 of 3)"),
+                                                (7.0, 3, "7")])
+def test_an_onset_never_reads_as_a_fraction(epoch, seeds, text):
+    """The median onset over the seeds that had one, and how many did, in words: "4 1/3" read
+    as four and a third."""
+    row = pd.Series({"onset_epoch": epoch, "onset_seeds": seeds, "seeds": 3})
+    shown = report._onset(row)
+    assert shown == text
+    assert not re.search(r"\d \d+/\d", shown)
+
+
+@pytest.mark.parametrize("command", ["optimizers", "datasets", "regularizers", "models"])
+def test_listings_at_80_columns_cut_no_word(command):
+    """Every word of the unwrapped listing is whole at 80 columns; only a word wider than its
+    column may break, and then after a separator (`inverted|` `reversed|` `permuted`)."""
+    narrow = run80(command)
+    wide = CliRunner(env={"COLUMNS": "1000"}).invoke(app, [command]).stdout
+    assert_fits(narrow)
+    found = set(narrow.split())
+    for word in set(wide.split()) - {"─" * n for n in range(2000)}:
+        pieces = re.findall(r"[^|,/=]*[|,/=]?", word)
+        assert word in found or all(any(p in t for t in found) for p in pieces if p), word
+    if command == "optimizers":  # the issue's examples: whole
+        assert {"decoupled_weight_decay=false", "initial_accumulator_value=0,"} <= found
