@@ -21,7 +21,8 @@ tolerance on average": that rule calls a change regressed whose interval still h
 smaller than the tolerance, i.e. it reports more than its numbers show. The price: with few
 units a real drop just beyond the tolerance may stay "unchanged"; a lost member (fewer rows,
 or members that diverged only now) fails the gate whatever the test says. "improved" is the
-mirror test: better by more than the tolerance.
+mirror test: better by more than the tolerance. "untested": no test could be made (fewer than
+two units on a side, or no spread): never read as "unchanged"; give the runs more seeds or splits.
 `--rope R` adds the probability that the difference lies within ±R (practically equivalent):
 the correlated Bayesian t-test (Corani & Benavoli 2015), whose posterior is a Student t with the
 same location, scale and degrees of freedom as the test above.
@@ -52,7 +53,7 @@ DEFAULT_TOLERANCE = 0.01  # relative, in the worse direction, for every metric n
 MEMBER = ("seed", "repeat", "fold")  # members, not configuration
 TIMING = "seconds"  # --tolerance seconds:+N%: wall time, from repeated timings (timings.csv)
 DROPPED = ("member_seed", "cell", "value", "status")  # neither configuration nor member
-VERDICTS = ("regressed", "missing", "improved", "new", "unchanged")  # the table's order
+VERDICTS = ("regressed", "missing", "untested", "improved", "new", "unchanged")  # the table's order
 FAILURES = ("regressed", "missing")
 
 
@@ -410,6 +411,8 @@ def _judged(base: pd.DataFrame, now: pd.DataFrame, sides: tuple, identity: bool,
         verdict = "regressed"
     elif p_better < ALPHA:
         verdict = "improved"
+    elif not math.isfinite(p_worse):  # one unit a side (or no spread): nothing was tested
+        verdict = "untested"
     interval = estimate.interval()
     found = (_side("baseline", units[0]) | _side("current", units[1])
              | {"delta": estimate.mean, "delta_ci_low": interval.low,

@@ -651,7 +651,7 @@ def _compare_cells(row: Any) -> list[Any]:
 
 def _counts(found: pd.DataFrame) -> dict[str, int]:
     return {v: int((found.verdict == v).sum()) for v in
-            ("regressed", "missing", "improved", "new", "unchanged")}
+            ("regressed", "missing", "untested", "improved", "new", "unchanged")}
 
 
 def _counts_line(found: pd.DataFrame) -> str:

@@ -188,8 +188,15 @@ def advised_versus_each(advised: Scored, others: dict[str, Scored], margin: floa
         diff, shown = versus_best(advised, other, margin, greater_is_better)
         if shown == "too few seeds" and not np.isfinite(other.per_seed).any():
             shown = "better"
+        elif shown in SHOWN_AT_LEAST_AS_GOOD and _diverged_alone(advised, other):
+            shown = "diverged more"  # the seeds it lost are not in the pairs: not shown as good
         outcomes[name] = (diff, shown)
     return outcomes
+
+
+def _diverged_alone(advised: Scored, other: Scored) -> bool:
+    """Whether the advised diverged on a seed where the other delivered a model."""
+    return bool((~np.isfinite(advised.per_seed) & np.isfinite(other.per_seed)).any())
 
 
 def agreement(shown: Sequence[str]) -> str:

@@ -254,6 +254,13 @@ def test_seeds_are_paired_and_judged_one_sided_against_the_tolerance():
     assert row["verdict"] == "regressed"
 
 
+def test_one_unit_a_side_is_untested_never_unchanged():
+    """With one seed a side no test exists: a drop of 0.6 must not read "unchanged"."""
+    [row] = compare.compare(results(frame({0: 0.9})), results(frame({0: 0.3})), {}).to_dict(
+        "records")
+    assert row["verdict"] == "untested" and row["test"].startswith("none")
+
+
 def test_a_drop_not_shown_beyond_the_tolerance_is_not_regressed():
     """Significantly below 0 (two-sided p < 0.05), but the interval holds drops smaller than
     the tolerance: the one-sided test against the tolerance does not call it regressed."""

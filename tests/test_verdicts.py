@@ -125,3 +125,12 @@ def test_advice_agrees_only_when_shown_against_each_other_and_a_diverged_one_is_
     assert verdicts.agreement([]) == "inconclusive"  # nothing compared, nothing shown
     gone = verdicts.advised_versus_each(diverged, {"b": clearly_worse}, 0.01, True)
     assert verdicts.agreement([shown for _, shown in gone.values()]) == "diverged"
+
+
+def test_an_advised_strategy_that_diverged_on_some_seeds_does_not_agree():
+    """Its 2 finite seeds equal the other's, but it lost 3 of 5 where the other did not: the
+    pairs over the seeds left must not make it "equivalent"."""
+    other = scored([0.80, 0.81, 0.79, 0.80, 0.81], 0.001)
+    advised = scored([0.80, 0.81, math.nan, math.nan, math.nan], 0.001)
+    [(_, shown)] = verdicts.advised_versus_each(advised, {"b": other}, 0.05, True).values()
+    assert shown == "diverged more" and verdicts.agreement([shown]) == "inconclusive"
