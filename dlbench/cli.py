@@ -997,6 +997,8 @@ def main() -> None:
         code = 0
     except SystemExit as e:
         code = e.code
+    except KeyboardInterrupt:  # after the command's own handling: its files are complete
+        code = 130
     for sig in (signal.SIGINT, signal.SIGTERM):  # the command is over: nothing to interrupt
         signal.signal(sig, signal.SIG_IGN)
     if not isinstance(code, int):  # SystemExit("message") or None, as Python would treat them
