@@ -254,6 +254,20 @@ def test_seeds_are_paired_and_judged_one_sided_against_the_tolerance():
     assert row["verdict"] == "regressed"
 
 
+def test_regressed_exactly_when_the_shown_interval_lies_beyond_the_tolerance():
+    """The verdict and the table's 95% interval of Δ never contradict each other: across many
+    drops near the tolerance, regressed <=> the whole interval is below -tolerance."""
+    rng = np.random.default_rng(0)
+    agree = []
+    for _ in range(60):
+        base = rng.normal(0.9, 0.01, 6)
+        now = base + rng.normal(-0.02, 0.015, 6)
+        [row] = compare.compare(results(frame(dict(enumerate(base)))),
+                                results(frame(dict(enumerate(now)))), {}).to_dict("records")
+        agree.append((row["verdict"] == "regressed") == (row["delta_ci_high"] < -row["tolerance"]))
+    assert all(agree)
+
+
 def test_one_unit_a_side_is_untested_never_unchanged():
     """With one seed a side no test exists: a drop of 0.6 must not read "unchanged"."""
     [row] = compare.compare(results(frame({0: 0.9})), results(frame({0: 0.3})), {}).to_dict(
