@@ -18,6 +18,7 @@ import pandas as pd
 from dlbench import __version__
 from dlbench.errors import DlbenchError
 from dlbench.report import GRIDS, compare_grid, ranks_grid
+from dlbench.results import verify
 
 HEAD = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # how every report begins
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
@@ -208,6 +209,10 @@ def _cell(value) -> str:
 
 
 def _read_csv(path: Path, **options) -> pd.DataFrame:
+    damaged = verify(path.parent, [path.name])  # against the sha256 its manifest recorded
+    if damaged:
+        raise DlbenchError(f"{damaged[0]}; rerun the command that wrote it, or leave its "
+                           "directory out")
     try:
         return pd.read_csv(path, **options)
     except (OSError, ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError

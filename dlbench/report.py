@@ -650,8 +650,9 @@ def _compare_cells(row: Any) -> list[Any]:
 
 
 def _counts(found: pd.DataFrame) -> dict[str, int]:
-    return {v: int((found.verdict == v).sum()) for v in
-            ("regressed", "missing", "untested", "improved", "new", "unchanged")}
+    from dlbench.compare import VERDICTS  # the table's order, every verdict (0 where none)
+
+    return {v: int((found.verdict == v).sum()) for v in VERDICTS}
 
 
 def _counts_line(found: pd.DataFrame) -> str:

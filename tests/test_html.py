@@ -168,6 +168,20 @@ def test_a_damaged_summary_is_one_line_naming_it(tmp_path):
     assert f"cannot read {run / 'summary.csv'}" in line and "rerun" in line
 
 
+def test_a_summary_changed_after_its_run_is_refused_by_its_checksum(tmp_path):
+    """Still a valid CSV, but not the bytes the run wrote: its numbers are not the run's."""
+    run = tmp_path / "run"
+    assert invoke("cv", "--dataset", "iris", "--k", "2", "--epochs", "1", "--out",
+                  run).exit_code == 0
+    text = (run / "summary.csv").read_text()
+    digit = text.index(",0.") + 3
+    (run / "summary.csv").write_text(text[:digit] + str((int(text[digit]) + 1) % 10)
+                                     + text[digit + 1:])
+    out = tmp_path / "report.html"
+    line = assert_usage_error(invoke("report", run, "--out", out), out)
+    assert f"{run / 'summary.csv'} is damaged: its sha256 differs" in line and "rerun" in line
+
+
 def html_rows(text: str) -> list[list[str]]:
     """Every table row of the page, its cells as plain text (the header row first)."""
     return [[html.unescape(re.sub("<[^>]+>", "", cell)) for cell in
