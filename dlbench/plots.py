@@ -322,7 +322,8 @@ _STATUS_ORDER = {"ok": 0, "stalled": 1, "unstable": 2, "diverged": 3}  # a point
 # How a point of each status is drawn (in its optimizer's colour) and named in the legend.
 _STATUS_MARKS = {
     "ok": ({"marker": "o", "ms": 6}, "ok"),
-    "stalled": ({"marker": "o", "ms": 6, "mfc": "white", "mew": 1.5}, "stalled (barely moved)"),
+    "stalled": ({"marker": "o", "ms": 6, "mfc": "white", "mew": 1.5},
+                "stalled (learned nothing usable)"),
     "unstable": ({"marker": "^", "ms": 8}, "unstable (loss rose; at its final value)"),
     "diverged": ({"marker": "x", "ms": 9, "mew": 2}, "diverged (at top edge)"),
 }

@@ -303,7 +303,8 @@ def test_lr_sweep_plot_marks_diverged_at_the_top_without_stretching_the_axis(tmp
     assert max(finite) < min(min(h) for h in heights) - 0.05  # never level with a real loss
     assert marked(ax, marker="o", markerfacecolor="white")  # stalled
     labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
-    assert {"sgd", "adam", "ok", "stalled (barely moved)", "diverged (at top edge)"} <= set(labels)
+    assert {"sgd", "adam", "ok", "stalled (learned nothing usable)",
+            "diverged (at top edge)"} <= set(labels)
     assert "chosen by --tune" not in labels  # a plain grid chose nothing
     assert ax.get_ylabel() == "final training loss, eval mode (mean over seeds)"
 
@@ -320,7 +321,7 @@ def test_lr_sweep_plot_draws_the_tuning_trials_and_rings_the_chosen_rates(tmp_pa
     assert {(x, y) for line in triangles for x, y in zip(*line.get_data(), strict=True)} \
         == {(1.0, 9.0), (1e-2, 8.0)}  # unstable: at its finite loss
     labels = [t.get_text() for t in figures[0].legends[0].get_texts()]
-    assert {"ok", "stalled (barely moved)", "unstable (loss rose; at its final value)",
+    assert {"ok", "stalled (learned nothing usable)", "unstable (loss rose; at its final value)",
             "diverged (at top edge)", "chosen by --tune (best validation score)"} <= set(labels)
 
 
