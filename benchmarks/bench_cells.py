@@ -3,19 +3,19 @@
 What is measured
     (a) Members per stack. One cell — digits, mlp hidden 128, adam lr 1e-3, `--epochs` (20)
         epochs, batch 32, cpu — trained with M members for M in MEMBERS (1, 2, 4, ..., 64) by
-        `dlbench.trainer.train_grid(dataset, spec, [config], members)` at 1 torch thread. The
+        `dlbench.engine.trainer.train_grid(dataset, spec, [config], members)` at 1 torch thread. The
         members are M seeds (0..M-1) on the same rows: a fixed 75/25 split of digits (a
         permutation drawn with seed 0). The sweep runs `--repeats` times, ascending then
         descending. Figures: median and best seconds, seconds per member, and the speed-up per
         member against M=1 (M × seconds(1) ÷ seconds(M)): how the cost grows with the work.
 
     (b) Cells per second. A grid of 8 cells — mlp of hidden width 16, 32, ..., 128, each its
-        own task (`dlbench.cells.tasks`), 4 seeds each on the same split, `--epochs` epochs —
+        own task (`dlbench.engine.cells.tasks`), 4 seeds each on the same split, `--epochs` epochs —
         run by each executor:
 
         inline      Engine(ExecutionConfig(threads=1)): in this process (also what
                     --workers 1 gives: a pool is started only for more than one worker);
-        pool of 1   dlbench.execution.Pool(1, threads=1) driven directly: a real one-worker
+        pool of 1   dlbench.engine.execution.Pool(1, threads=1) driven directly: a real one-worker
                     process pool, which no ExecutionConfig gives (the pool's own overhead);
         workers=2   Engine(ExecutionConfig(workers=2)): a two-worker pool, 1 thread each.
 
@@ -50,12 +50,12 @@ import torch
 import typer
 from rich.table import Table
 
-from dlbench.cells import Cell, tasks
-from dlbench.datasets import Dataset, DataSpec, load_dataset
-from dlbench.execution import Engine, ExecutionConfig, Pool, Results, Task
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec
-from dlbench.trainer import Member, TrainConfig, train_grid
+from dlbench.data.datasets import Dataset, DataSpec, load_dataset
+from dlbench.engine.cells import Cell, tasks
+from dlbench.engine.execution import Engine, ExecutionConfig, Pool, Results, Task
+from dlbench.engine.trainer import Member, TrainConfig, train_grid
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 
 DATASET = "digits"
 HIDDEN = 128
@@ -118,7 +118,7 @@ def members_table(times: dict[int, list[float]]) -> Table:
 
 
 class DirectPool:
-    """`dlbench.execution.Pool` driven without an Engine: ExecutionConfig(workers=1) runs
+    """`dlbench.engine.execution.Pool` driven without an Engine: ExecutionConfig(workers=1) runs
     inline, so this is the only way to time a one-worker pool. Engine-like: `run`, a context."""
 
     def __init__(self, workers: int, threads: int):

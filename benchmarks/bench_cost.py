@@ -36,7 +36,7 @@ def config(opt: str, epochs: int) -> runner.OptimizeConfig:
     """The config the CLI builds for `dlbench optimize --dataset digits --opt OPT ...`."""
     from typer.testing import CliRunner
 
-    from dlbench import cli
+    from dlbench.cli import app as cli
 
     seen = []
     original = cli._run

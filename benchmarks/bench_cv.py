@@ -9,13 +9,13 @@ What is measured
     i.e. 12 MLPs (64-128-10, ReLU) on sklearn's digits, one per split of a 4-fold × 3-repeat
     stratified k-fold, done two ways:
 
-    dlbench  the cv runner exactly as `dlbench.cli.cv` drives it: the same `CVConfig`, then
+    dlbench  the cv runner exactly as `dlbench.cli.app.cv` drives it: the same `CVConfig`, then
              `prepare(config)` and `run(plan)` — everything `run` does (stacked training, every
              metric, the chance baseline, the curves, the summary) — but no file writing and no
              progress bar.
     plain    what a typical user writes: load digits, take the *same* 12 splits from
-             `dlbench.splits.make_splits` (same `SplitConfig` as the runner), and per split fit a
-             StandardScaler on the training rows, build nn.Sequential(Linear(64, 128), ReLU,
+             `dlbench.data.splits.make_splits` (same `SplitConfig` as the runner), and per split
+             fit a StandardScaler on the training rows, build nn.Sequential(Linear(64, 128), ReLU,
              Linear(128, 10)), torch.optim.Adam(lr=1e-3, torch defaults), DataLoader(
              TensorDataset(...), batch_size=32, shuffle=True), train for the epochs, then score
              accuracy on the validation rows.
@@ -48,12 +48,12 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlbench.datasets import DataSpec
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec
+from dlbench.data.datasets import DataSpec
+from dlbench.data.splits import SplitConfig, make_splits
+from dlbench.engine.trainer import TrainConfig
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners import cv as runner
-from dlbench.splits import SplitConfig, make_splits
-from dlbench.trainer import TrainConfig
 
 DATASET = "digits"
 HIDDEN = 128
@@ -65,7 +65,8 @@ SEED = 0
 
 
 def cv_config(epochs: int) -> runner.CVConfig:
-    """The CVConfig `dlbench.cli.cv` builds for the benchmarked command line (its defaults else)."""
+    """The CVConfig `dlbench.cli.app.cv` builds for the benchmarked command line (its defaults
+    else)."""
     return runner.CVConfig(
         data=DataSpec(DATASET, None, None, None, None, False),
         model=ModelSpec("mlp", (HIDDEN,), (16, 32), "relu", False, 0.0, "default"),

@@ -10,7 +10,7 @@ What is measured
     learning rate (no --lr: sgd, momentum, nesterov and adam 1e-3, adagrad and rmsprop 1e-2),
     times three seeds — on one train/validation split, done two ways:
 
-    dlbench  the optimize runner exactly as `dlbench.cli.optimize` drives it: the same
+    dlbench  the optimize runner exactly as `dlbench.cli.app.optimize` drives it: the same
              `OptimizeConfig` (checked, untimed, against the one the CLI builds for that command
              line), then `prepare(config)` and `run(plan)` — everything `run` does (one stack of
              3 seeds per optimizer, every metric on train/val/test, the curves, the sweep, the
@@ -62,11 +62,11 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlbench.datasets import DataSpec, load_dataset
-from dlbench.models import ModelSpec
-from dlbench.optim import parse_optimizers
+from dlbench.data.datasets import DataSpec, load_dataset
+from dlbench.engine.trainer import TrainConfig
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import parse_optimizers
 from dlbench.runners import optimize as runner
-from dlbench.trainer import TrainConfig
 
 DATASET = "mnist1d"
 HIDDEN = 128
@@ -82,7 +82,7 @@ def command(epochs: int) -> list[str]:
 
 
 def optimize_config(epochs: int) -> runner.OptimizeConfig:
-    """The OptimizeConfig `dlbench.cli.optimize` builds for the benchmarked command line."""
+    """The OptimizeConfig `dlbench.cli.app.optimize` builds for the benchmarked command line."""
     return runner.OptimizeConfig(
         optimizers=tuple(parse_optimizers(OPT, None, None)), function=None, steps=100,
         start=None, tol=1e-3, data=DataSpec(DATASET, None, None),
@@ -144,7 +144,7 @@ def check_cli_config(config: runner.OptimizeConfig, epochs: int) -> None:
     """The benchmarked config is the one the CLI builds for the command line (untimed)."""
     from typer.testing import CliRunner
 
-    from dlbench import cli
+    from dlbench.cli import app as cli
 
     seen: list[runner.OptimizeConfig] = []
     with mock.patch.object(cli, "_run", lambda _r, cfg, _o, _f, _c: seen.append(cfg)):

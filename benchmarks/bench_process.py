@@ -13,7 +13,7 @@ What is measured
              its mean validation accuracy is read back from that directory's scores.csv.
     plain    `python plain.py EPOCHS`, a script this benchmark writes to a temporary file
              (PLAIN_SCRIPT below): what a typical user writes — load digits, take the *same* 12
-             splits from `dlbench.splits.make_splits` (the SplitConfig the CLI builds for those
+             splits from `dlbench.data.splits.make_splits` (the SplitConfig the CLI builds for those
              options), and per split fit a StandardScaler on the training rows, build
              nn.Sequential(Linear(64, 128), ReLU, Linear(128, 10)), torch.optim.Adam(lr=1e-3),
              DataLoader(TensorDataset(...), batch_size=32, shuffle=True), train for the epochs,
@@ -73,7 +73,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlbench.splits import SplitConfig, make_splits
+from dlbench.data.splits import SplitConfig, make_splits
 
 EPOCHS = int(sys.argv[1])
 X, y = load_digits(return_X_y=True)

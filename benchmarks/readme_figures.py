@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from dlbench.cli import app
+from dlbench.cli.app import app
 
 RUNNER = CliRunner(env={"COLUMNS": "80"})
 

@@ -1,3 +1,3 @@
-from dlbench.cli import main
+from dlbench.cli.app import main
 
 main()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner, Result
 
-from dlbench.cli import app
+from dlbench.cli.app import app
 from dlbench.errors import DlbenchError
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})  # wide, so rich never folds a name or a cell label

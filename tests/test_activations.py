@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from dlbench.activations import (
+from dlbench.errors import DlbenchError
+from dlbench.nn.activations import (
     STAT_RULES,
     LayerActivations,
     activation_rows,
     capture,
     layer_stats,
 )
-from dlbench.errors import DlbenchError
-from dlbench.models import ACTIVATIONS, Activation, ModelSpec, Shape, build_model
+from dlbench.nn.models import ACTIVATIONS, Activation, ModelSpec, Shape, build_model
 
 DEEP = (100,) * 5
 N_IN = 100

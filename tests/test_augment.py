@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dlbench.augment import AUGMENT_KEY, Augment, augment_batch, check, generators
+from dlbench.data.augment import AUGMENT_KEY, Augment, augment_batch, check, generators
 from dlbench.errors import DlbenchError
 from dlbench.seeding import derive_seed
 

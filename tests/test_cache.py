@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlbench import cache, datasets
-from dlbench.datasets import DataSpec, _mnist1d_arrays, load_dataset
+from dlbench.data import cache, datasets
+from dlbench.data.datasets import DataSpec, _mnist1d_arrays, load_dataset
 
 N = 200  # rows: generating mnist1d[n=200] takes a few milliseconds
 SPEC = DataSpec(f"mnist1d[n={N}]")
@@ -260,7 +260,7 @@ _LOAD = f"""
 import sys, time
 from pathlib import Path
 import numpy as np
-from dlbench import datasets
+from dlbench.data import datasets
 
 barrier, me, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 generate, generated = datasets._make_mnist1d, []

@@ -1,9 +1,9 @@
 """Cell labels and coordinates."""
 
-from dlbench.cells import Cell, labels
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec
-from dlbench.trainer import TrainConfig
+from dlbench.engine.cells import Cell, labels
+from dlbench.engine.trainer import TrainConfig
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 
 
 def cell(opt: str, lr: float, **model) -> Cell:
@@ -34,7 +34,7 @@ def test_coords_are_one_column_per_axis():
 def test_a_new_axis_is_a_registry_entry_and_runner_values_are_tags():
     from dataclasses import replace
 
-    from dlbench.cells import AXES
+    from dlbench.engine.cells import AXES
 
     base = cell("adam", 0.01)
     tagged = [replace(base, tags=(("regularizer", "none"), ("train_fraction", f)))

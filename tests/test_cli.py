@@ -19,14 +19,15 @@ import torch
 from cli_helpers import RUN_FILES, assert_usage_error, invoke, stop_after_config
 from typer.testing import Result
 
-from dlbench import __version__, execution
-from dlbench.datasets import DATASETS, DataSpec, load_dataset
-from dlbench.metrics import METRICS
-from dlbench.models import MODELS, ModelSpec
-from dlbench.optim import OPTIMIZERS, OptimSpec
+from dlbench import __version__
+from dlbench.data.datasets import DATASETS, DataSpec, load_dataset
+from dlbench.data.splits import SplitConfig
+from dlbench.engine import execution
+from dlbench.engine.trainer import TrainConfig
+from dlbench.evaluate.metrics import METRICS
+from dlbench.nn.models import MODELS, ModelSpec
+from dlbench.optim.optimizers import OPTIMIZERS, OptimSpec
 from dlbench.runners import cv as cv_runner
-from dlbench.splits import SplitConfig
-from dlbench.trainer import TrainConfig
 
 FAST = ["--epochs", "1", "--hidden", "8"]
 KEY = ["dataset", "model", "optimizer", "lr", "protocol", "repeat", "fold", "seed"]
@@ -739,7 +740,7 @@ def test_cv_help_lists_the_options():
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from typer.testing import CliRunner; from dlbench.cli import app; "
+    code = ("import sys; from typer.testing import CliRunner; from dlbench.cli.app import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -771,7 +772,7 @@ def test_a_run_never_imports_torch_dynamo(tmp_path):
     not compilable; dlbench steps without them. The optimizers, a schedule and a closure
     optimizer all run here."""
     code = ("import atexit, sys; atexit.register(lambda: print('torch._dynamo' in sys.modules)); "
-            "from dlbench.cli import main; sys.argv[1:] = ['optimize', '--dataset', 'iris', "
+            "from dlbench.cli.app import main; sys.argv[1:] = ['optimize', '--dataset', 'iris', "
             "'--hidden', '4', '--epochs', '2', '--seeds', '1', '--opt', 'sgd,adam,lbfgs,newton',"
             f" '--schedule', 'cosine', '--out', {str(tmp_path / 'out')!r}]; main()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -840,7 +841,7 @@ def test_beats_chance_is_a_named_one_sided_test(main_run):
         ours = val[val.metric == metric].groupby(["repeat", "fold"]).value.mean()
         base = chance[chance.metric == metric].set_index(["repeat", "fold"]).value
         diffs = (ours - base.reindex(ours.index)).to_numpy()
-        from dlbench.stats import paired_p_value
+        from dlbench.evaluate.stats import paired_p_value
         expected = paired_p_value(diffs, n_train=100, n_test=50,
                                   alternative="greater" if better == "higher" else "less")
         assert row.p_value == pytest.approx(expected)

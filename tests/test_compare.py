@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from dlbench import compare, report, stats
 from dlbench.errors import DlbenchError
+from dlbench.evaluate import compare, stats
+from dlbench.output import report
 from dlbench.results import sha256
 from tests.cli_helpers import invoke
 

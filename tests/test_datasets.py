@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from dlbench.datasets import (
+from dlbench.data.datasets import (
     DATASETS,
     TASKS,
     TRANSFORMS,

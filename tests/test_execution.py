@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlbench import execution
-from dlbench.cells import Cell, tasks
-from dlbench.datasets import DataSpec, load_dataset
+from dlbench.data.datasets import DataSpec, load_dataset
+from dlbench.engine import execution
+from dlbench.engine.cells import Cell, tasks
+from dlbench.engine.execution import Engine, ExecutionConfig, Store, check_execution, digest
+from dlbench.engine.trainer import Member, TrainConfig
 from dlbench.errors import DlbenchError
-from dlbench.execution import Engine, ExecutionConfig, Store, check_execution, digest
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec
-from dlbench.trainer import Member, TrainConfig
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 
 TRAIN = TrainConfig(OptimSpec("adam", 1e-2), epochs=3, batch_size=32, device="cpu")
 

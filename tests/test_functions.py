@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dlbench.errors import DlbenchError
-from dlbench.functions import FUNCTIONS, FunctionInfo, evaluate_grid
+from dlbench.optim.functions import FUNCTIONS, FunctionInfo, evaluate_grid
 
 ALL = list(FUNCTIONS)
 BOUNDED = [info for info in ALL if info.minima]

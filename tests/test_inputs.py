@@ -13,13 +13,13 @@ from sklearn.feature_selection import SelectKBest, f_classif, f_regression
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 
-from dlbench import trainer
-from dlbench.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.preprocess import IMPUTERS, fit_inputs, indicator_columns
+from dlbench.engine import trainer
+from dlbench.engine.trainer import TrainConfig, check_config, train, train_grid
 from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec
-from dlbench.preprocess import IMPUTERS, fit_inputs, indicator_columns
-from dlbench.trainer import TrainConfig, check_config, train, train_grid
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 from tests.cli_helpers import assert_usage_error, invoke
 from tests.test_trainer import (
     assert_results_match_alone,

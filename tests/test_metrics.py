@@ -10,7 +10,7 @@ import pytest
 from sklearn import metrics as skm
 
 from dlbench.errors import DlbenchError
-from dlbench.metrics import (
+from dlbench.evaluate.metrics import (
     METRICS,
     Predictions,
     chance_predictions,

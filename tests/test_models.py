@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from dlbench.datasets import DATASETS, DataSpec, load_dataset
+from dlbench.data.datasets import DATASETS, DataSpec, load_dataset
+from dlbench.engine.trainer import Member, TrainConfig, train
 from dlbench.errors import DlbenchError
-from dlbench.models import (
+from dlbench.nn.models import (
     ACTIVATIONS,
     INITS,
     MODELS,
@@ -16,8 +17,7 @@ from dlbench.models import (
     build_model,
     check_spec,
 )
-from dlbench.optim import OptimSpec
-from dlbench.trainer import Member, TrainConfig, train
+from dlbench.optim.optimizers import OptimSpec
 
 SMALL = {"hidden": (8,), "channels": (4,)}
 

@@ -9,9 +9,10 @@ import torch
 from test_models import one_member
 from test_trainer import assert_member_matches_alone, make_dataset, make_members
 
-from dlbench.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.datasets import Dataset, DataSpec, load_dataset
+from dlbench.engine.trainer import TrainConfig, check_model_fits, train
 from dlbench.errors import DlbenchError
-from dlbench.models import (
+from dlbench.nn.models import (
     FractionalMaxPool,
     Lambda,
     MemberRandom,
@@ -23,8 +24,7 @@ from dlbench.models import (
     check_spec,
     normalize,
 )
-from dlbench.optim import OptimSpec
-from dlbench.trainer import TrainConfig, check_model_fits, train
+from dlbench.optim.optimizers import OptimSpec
 
 ADAM = TrainConfig(OptimSpec("adam", 0.01), epochs=3, batch_size=16)
 
@@ -222,7 +222,7 @@ def test_normalize_resets_the_regularizers_a_model_does_not_have():
 
 
 def test_size_estimates_count_each_layer_of_nested_and_dropconnect_models_once():
-    from dlbench import sizes
+    from dlbench.engine import sizes
 
     shape = Shape(8, None, 3)
     plain = sizes._per_model(ModelSpec("mlp", hidden=(8, 8)), shape)
@@ -232,7 +232,7 @@ def test_size_estimates_count_each_layer_of_nested_and_dropconnect_models_once()
 
 
 def test_dropout_zeroes_units_in_training_and_is_the_identity_at_evaluation():
-    from dlbench.models import StackedDropout
+    from dlbench.nn.models import StackedDropout
 
     layer = StackedDropout(0.5)
     layer.seeds = [1, 2]

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from dlbench.datasets import DataSpec, load_dataset
+from dlbench.data.datasets import DataSpec, load_dataset
+from dlbench.engine.trainer import Member, TrainConfig, minimize, plan_stacks, train
 from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec
-from dlbench.optim import OPTIMIZERS, OptimSpec, build_optimizer, parse_optimizers
-from dlbench.schedules import SCHEDULES, lr_factor
-from dlbench.trainer import Member, TrainConfig, minimize, plan_stacks, train
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OPTIMIZERS, OptimSpec, build_optimizer, parse_optimizers
+from dlbench.optim.schedules import SCHEDULES, lr_factor
 
 
 def test_the_grammar_reads_entries_with_their_parameters():
@@ -177,7 +177,7 @@ def test_the_schedule_sets_the_optimizer_rate_each_step():
 
 def test_curvature_wins_on_rosenbrock():
     """60 steps: L-BFGS and Newton reach the minimum; first-order methods crawl the valley."""
-    from dlbench.functions import FUNCTIONS
+    from dlbench.optim.functions import FUNCTIONS
 
     info = FUNCTIONS.get("rosenbrock")
     final = {}

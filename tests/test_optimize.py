@@ -20,11 +20,11 @@ import torch
 from cli_helpers import RUN_FILES, assert_usage_error, invoke
 from typer.testing import Result
 
-from dlbench.functions import FUNCTIONS
-from dlbench.models import ACTIVATIONS, INITS, MODELS
-from dlbench.optim import OPTIMIZERS, format_value
+from dlbench.nn.models import ACTIVATIONS, INITS, MODELS
+from dlbench.optim.functions import FUNCTIONS
+from dlbench.optim.optimizers import OPTIMIZERS, format_value
+from dlbench.optim.schedules import SCHEDULES
 from dlbench.runners import optimize as runner
-from dlbench.schedules import SCHEDULES
 
 SMALL = ["--epochs", "3", "--seeds", "2", "--hidden", "8"]
 CELL_COLUMNS = ["cell", "model", "hidden", "init", "activation", "batchnorm", "preprocess",
@@ -451,7 +451,7 @@ def test_the_final_rate_is_the_trial_with_the_best_validation_accuracy(tuned):
 def test_trials_never_receive_test_rows(tmp_path, monkeypatch):
     """The trainer seam records what each call is given: trials (called from inside the tuner)
     get the first seed with validation rows only; every final cell gets the same members."""
-    from dlbench import trainer
+    from dlbench.engine import trainer
 
     calls = []
     real = trainer.train_grid
@@ -772,12 +772,13 @@ def test_a_model_that_learned_is_never_stalled_and_finite_is_never_diverged(fast
 
 
 def test_an_unstable_trial_can_be_chosen_a_diverged_one_never():
-    from dlbench.cells import Cell
-    from dlbench.metrics import METRICS, Predictions
-    from dlbench.models import ModelSpec
-    from dlbench.optim import OptimSpec
+    from dlbench.engine.cells import Cell
+    from dlbench.engine.predictions import Predictions
+    from dlbench.engine.trainer import Member, MemberResult, TrainConfig
+    from dlbench.evaluate.metrics import METRICS
+    from dlbench.nn.models import ModelSpec
+    from dlbench.optim.optimizers import OptimSpec
     from dlbench.runners import tuning
-    from dlbench.trainer import Member, MemberResult, TrainConfig
 
     y = np.array([0, 1, 0, 1])
 
@@ -829,7 +830,7 @@ def test_newton_gives_the_same_numbers_on_a_rerun(tmp_path):
 
 
 def test_a_sweep_over_two_models_draws_a_line_each(tmp_path, monkeypatch):
-    from dlbench import plots
+    from dlbench.output import plots
 
     seen = []
     def record(path, sweep, title):

@@ -7,13 +7,13 @@ import pytest
 import torch
 from cli_helpers import assert_usage_error, invoke, stop_after_config
 
-from dlbench import sizes
-from dlbench.datasets import DataSpec, load_dataset
+from dlbench.data.datasets import DataSpec, load_dataset
+from dlbench.engine import sizes
+from dlbench.engine.trainer import TrainConfig
 from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec, parse_optimizers
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec, parse_optimizers
 from dlbench.runners import cv, functions, optimize, overfit, transfer
-from dlbench.trainer import TrainConfig
 
 RUNNERS = (cv, optimize, overfit, transfer)
 

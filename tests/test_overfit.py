@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlbench.cells import AXES
+from dlbench.engine.cells import AXES
+from dlbench.engine.regularizers import REGULARIZERS, parse_regularizers
 from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec
-from dlbench.regularizers import REGULARIZERS, parse_regularizers
+from dlbench.nn.models import ModelSpec
 from dlbench.runners import overfit as runner
 from dlbench.runners.overfit import OverfitConfig, onset
 from tests.cli_helpers import RUN_FILES, assert_usage_error, invoke

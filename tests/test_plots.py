@@ -11,10 +11,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from dlbench import plots
-from dlbench.functions import FUNCTIONS
-from dlbench.optim import parse_optimizers
-from dlbench.trainer import TrainConfig, minimize
+from dlbench.engine.trainer import TrainConfig, minimize
+from dlbench.optim.functions import FUNCTIONS
+from dlbench.optim.optimizers import parse_optimizers
+from dlbench.output import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -833,7 +833,7 @@ def test_transfer_quadrants_get_a_panel_per_target(tmp_path, figures):
     strategy one colour in both panels."""
     from types import SimpleNamespace
 
-    from dlbench.cli import _transfer_figures
+    from dlbench.cli.app import _transfer_figures
 
     result = SimpleNamespace(summary=quadrant_summary(), source_weights={}, info={
         "targets": {"similar": {}, "different": {}}, "dataset": {"name": "digits"},

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from dlbench.datasets import Dataset
-from dlbench.models import ModelSpec
-from dlbench.preprocess import PREPROCESSORS, fit_affine
-from dlbench.trainer import Member, TrainConfig, train
+from dlbench.data.datasets import Dataset
+from dlbench.data.preprocess import PREPROCESSORS, fit_affine
+from dlbench.engine.trainer import Member, TrainConfig, train
+from dlbench.nn.models import ModelSpec
 
 
 def test_scalers_transform_training_rows_as_documented():

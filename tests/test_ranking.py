@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from dlbench import ranking
+from dlbench.evaluate import ranking
 from tests.cli_helpers import assert_usage_error, invoke
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

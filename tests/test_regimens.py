@@ -10,13 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbench.augment import Augment
-from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec, Shape, build_model
-from dlbench.optim import OptimSpec, build_optimizer
-from dlbench.preprocess import fit_affine
-from dlbench.regimens import Regimen, cycle_ends, cyclic_factor
-from dlbench.trainer import (
+from dlbench.data.augment import Augment
+from dlbench.data.preprocess import fit_affine
+from dlbench.engine.regimens import Regimen, cycle_ends, cyclic_factor
+from dlbench.engine.trainer import (
     Member,
     TrainConfig,
     check_train,
@@ -25,6 +22,9 @@ from dlbench.trainer import (
     train,
     train_grid,
 )
+from dlbench.errors import DlbenchError
+from dlbench.nn.models import ModelSpec, Shape, build_model
+from dlbench.optim.optimizers import OptimSpec, build_optimizer
 from tests.test_trainer import make_dataset, make_members, to_plain
 
 SPEC = ModelSpec("mlp", hidden=(12, 8))
@@ -128,7 +128,7 @@ def test_members_of_different_regimens_share_a_stack_and_each_equals_its_plain_l
 def test_l2_adds_its_penalty_and_its_gradient_is_two_lambda_w():
     """Member 0 (λ2 = 0.5) adds 0.5·Σw² and gets the gradient 2·0.5·w; member 1 (λ2 = 0)
     adds nothing and gets no gradient from it."""
-    from dlbench import regimens
+    from dlbench.engine import regimens
 
     model = build_model(SPEC, Shape(8, None, 3), [1, 2])
     weights = [p for n, p in model.named_parameters() if n in regimens.weight_norm_dims(model)]
@@ -340,7 +340,7 @@ def test_bad_regimens_are_clear_errors_before_training(config, fragment):
 
 def test_an_augmented_member_equals_its_plain_loop_short_last_batches_included():
     """Noise drawn for a member's real rows only, from its own generator, in batch order."""
-    from dlbench.augment import generators
+    from dlbench.data.augment import generators
 
     ds, members = make_dataset(), make_members()  # 40, 39, 41 rows: padded last batches
     cfg = TrainConfig(OptimSpec("sgd", 0.1), epochs=3, batch_size=16,

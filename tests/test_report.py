@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dlbench import report
-from dlbench.cli import app
-from dlbench.verdicts import STATUSES
+from dlbench.cli.app import app
+from dlbench.evaluate.verdicts import STATUSES
+from dlbench.output import report
 
 NARROW = CliRunner(env={"COLUMNS": "80"})
 

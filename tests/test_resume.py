@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from dlbench import results
-from dlbench.execution import Store
+from dlbench.engine.execution import Store
 from tests.cli_helpers import assert_usage_error, invoke
 
 # six tasks (three widths, with and without dropout), each long enough to be caught midway

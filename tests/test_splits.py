@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dlbench.errors import DlbenchError
-from dlbench.splits import (
+from dlbench.data.splits import (
     PROTOCOLS,
     Split,
     SplitConfig,
@@ -16,6 +15,7 @@ from dlbench.splits import (
     shared_duplicates,
     split_test,
 )
+from dlbench.errors import DlbenchError
 
 N = 60
 rng = np.random.default_rng(0)

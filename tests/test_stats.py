@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from dlbench.stats import (
+from dlbench.evaluate.stats import (
     corrected_t_interval,
     paired_p_value,
     row_resamples,

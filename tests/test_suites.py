@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dlbench import cli, suites
+from dlbench.cli import app as cli
+from dlbench.cli import suites
 from dlbench.errors import DlbenchError
 from tests.cli_helpers import assert_usage_error, invoke
 

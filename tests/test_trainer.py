@@ -15,9 +15,11 @@ from plain_layers import (
 )
 from torch import nn
 
-from dlbench import trainer
-from dlbench.datasets import Dataset
-from dlbench.models import (
+from dlbench.data.datasets import Dataset
+from dlbench.data.preprocess import fit_affine
+from dlbench.engine import trainer
+from dlbench.engine.trainer import Member, TrainConfig, epoch_order, plan_stacks, train, train_grid
+from dlbench.nn.models import (
     FractionalMaxPool,
     Lambda,
     ModelSpec,
@@ -30,10 +32,8 @@ from dlbench.models import (
     StackedSequential,
     build_model,
 )
-from dlbench.optim import OPTIMIZERS, OptimSpec, build_optimizer
-from dlbench.preprocess import fit_affine
-from dlbench.schedules import build_scheduler
-from dlbench.trainer import Member, TrainConfig, epoch_order, plan_stacks, train, train_grid
+from dlbench.optim.optimizers import OPTIMIZERS, OptimSpec, build_optimizer
+from dlbench.optim.schedules import build_scheduler
 
 
 def make_dataset(n=150, d=8, classes=3, task="classification", seed=0) -> Dataset:

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from dlbench import checkpoints, verdicts
-from dlbench.datasets import DataSpec
-from dlbench.metrics import METRICS
-from dlbench.models import ModelSpec, Shape, build_model
-from dlbench.optim import OptimSpec
+from dlbench.data.datasets import DataSpec
+from dlbench.engine import checkpoints
+from dlbench.engine.trainer import TrainConfig
+from dlbench.evaluate import verdicts
+from dlbench.evaluate.metrics import METRICS
+from dlbench.nn.models import ModelSpec, Shape, build_model
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners import transfer as runner
-from dlbench.trainer import TrainConfig
 from tests.cli_helpers import RUN_FILES, assert_usage_error, invoke
 
 DIGITS = ("--source", "digits[0-4]", "--target", "digits[5-9]", "--model", "mlp",

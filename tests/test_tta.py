@@ -9,13 +9,13 @@ import pytest
 import torch
 from scipy.special import softmax
 
-from dlbench import tta
+from dlbench.data.preprocess import fit_affine
+from dlbench.engine import tta
+from dlbench.engine.regularizers import parse_regularizers
+from dlbench.engine.trainer import TrainConfig, build_model, check_config, train, train_grid
 from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec
-from dlbench.preprocess import fit_affine
-from dlbench.regularizers import parse_regularizers
-from dlbench.trainer import TrainConfig, build_model, check_config, train, train_grid
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 from tests.cli_helpers import invoke
 from tests.test_trainer import make_dataset, make_members, shape_of, to_plain
 
@@ -121,8 +121,8 @@ def test_overfit_compares_tta_with_none_on_digits(tmp_path):
 
 
 def test_tta_and_snapshots_both_average_so_one_is_refused():
-    from dlbench.regimens import Regimen
-    from dlbench.trainer import check_train
+    from dlbench.engine.regimens import Regimen
+    from dlbench.engine.trainer import check_train
 
     with pytest.raises(DlbenchError, match="use one of them"):
         check_train(replace(CFG, tta=2, regimen=Regimen(snapshots=2)))

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlbench import verdicts
 from dlbench.errors import DlbenchError
-from dlbench.verdicts import GIVE_BACK, NEAR_CHANCE, RISE, STALLED_FRACTION, Scored, judge
+from dlbench.evaluate import verdicts
+from dlbench.evaluate.verdicts import GIVE_BACK, NEAR_CHANCE, RISE, STALLED_FRACTION, Scored, judge
 from tests.cli_helpers import invoke
 
 

@@ -13,23 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlbench import sizes, stats, verdicts
-from dlbench.cells import Cell, tasks
-from dlbench.datasets import Dataset, DataSpec, load_dataset
-from dlbench.errors import DlbenchError
-from dlbench.execution import Engine
-from dlbench.metrics import (
-    METRICS,
-    MetricInfo,
-    Predictions,
-    chance_predictions,
-    resolve_metrics,
-    score,
-)
-from dlbench.models import ModelSpec
-from dlbench.rows import curve_rows, score_rows
-from dlbench.seeding import derive_seed
-from dlbench.splits import (
+from dlbench.data.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.splits import (
     Split,
     SplitConfig,
     dev_and_test,
@@ -37,13 +22,29 @@ from dlbench.splits import (
     shared_duplicates,
     split_record,
 )
-from dlbench.trainer import (
+from dlbench.engine import sizes
+from dlbench.engine.cells import Cell, tasks
+from dlbench.engine.execution import Engine
+from dlbench.engine.trainer import (
     Member,
     MemberResult,
     TrainConfig,
     check_config,
     resolve_device,
 )
+from dlbench.errors import DlbenchError
+from dlbench.evaluate import stats, verdicts
+from dlbench.evaluate.metrics import (
+    METRICS,
+    MetricInfo,
+    Predictions,
+    chance_predictions,
+    resolve_metrics,
+    score,
+)
+from dlbench.evaluate.rows import curve_rows, score_rows
+from dlbench.nn.models import ModelSpec
+from dlbench.seeding import derive_seed
 
 CHANCE = "chance"  # the model name of the baseline rows
 ALPHA = 0.05  # "beats chance": the one-sided test's level

@@ -12,13 +12,14 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from dlbench import sizes, verdicts
-from dlbench.cells import Cell, labels
+from dlbench.engine import sizes
+from dlbench.engine.cells import Cell, labels
+from dlbench.engine.trainer import minimize
 from dlbench.errors import DlbenchError
-from dlbench.functions import FUNCTIONS
-from dlbench.models import ModelSpec
-from dlbench.schedules import check_schedule
-from dlbench.trainer import minimize
+from dlbench.evaluate import verdicts
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.functions import FUNCTIONS
+from dlbench.optim.schedules import check_schedule
 
 COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
 

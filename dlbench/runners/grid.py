@@ -16,17 +16,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from dlbench import verdicts
-from dlbench.cells import Cell, labels, tasks
-from dlbench.datasets import Dataset
-from dlbench.execution import Engine
-from dlbench.metrics import MetricInfo, Predictions
-from dlbench.models import ModelSpec
-from dlbench.rows import curve_rows, score_rows
-from dlbench.seeding import derive_seed
-from dlbench.splits import SplitConfig, dev_and_test, make_splits
-from dlbench.stats import Interval
-from dlbench.trainer import (
+from dlbench.data.datasets import Dataset
+from dlbench.data.splits import SplitConfig, dev_and_test, make_splits
+from dlbench.engine.cells import Cell, labels, tasks
+from dlbench.engine.execution import Engine
+from dlbench.engine.predictions import Predictions
+from dlbench.engine.trainer import (
     Member,
     MemberResult,
     check_model_fits,
@@ -34,6 +29,12 @@ from dlbench.trainer import (
     check_task,
     check_train,
 )
+from dlbench.evaluate import verdicts
+from dlbench.evaluate.metrics import MetricInfo
+from dlbench.evaluate.rows import curve_rows, score_rows
+from dlbench.evaluate.stats import Interval
+from dlbench.nn.models import ModelSpec
+from dlbench.seeding import derive_seed
 
 TOO_SMALL_TO_SPLIT = 20  # fewer rows (xor's 4-point table): train and evaluate on all of them
 FRACTION = 0.2  # the validation and test shares when not given

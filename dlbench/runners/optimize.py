@@ -18,15 +18,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlbench import sizes, verdicts
-from dlbench.activations import init_study
-from dlbench.cells import Cell
-from dlbench.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.splits import split_record
+from dlbench.engine import sizes
+from dlbench.engine.cells import Cell
+from dlbench.engine.execution import Engine
+from dlbench.engine.trainer import (
+    Member,
+    MemberResult,
+    TrainConfig,
+    resolve_device,
+)
 from dlbench.errors import DlbenchError
-from dlbench.execution import Engine
-from dlbench.metrics import MetricInfo, resolve_metrics
-from dlbench.models import ModelSpec
-from dlbench.optim import OptimSpec
+from dlbench.evaluate import verdicts
+from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
+from dlbench.evaluate.stats import row_resamples
+from dlbench.nn.activations import init_study
+from dlbench.nn.models import ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners import tuning
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
@@ -39,14 +48,6 @@ from dlbench.runners.grid import (
     run_cells,
     score_table,
     scored,
-)
-from dlbench.splits import split_record
-from dlbench.stats import row_resamples
-from dlbench.trainer import (
-    Member,
-    MemberResult,
-    TrainConfig,
-    resolve_device,
 )
 
 

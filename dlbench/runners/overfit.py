@@ -19,16 +19,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlbench import sizes, verdicts
-from dlbench.cells import Cell, labels
-from dlbench.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.splits import split_record
+from dlbench.engine import sizes
+from dlbench.engine.cells import Cell, labels
+from dlbench.engine.execution import Engine
+from dlbench.engine.predictions import averaged
+from dlbench.engine.regularizers import Regularizer, parse_regularizers
+from dlbench.engine.trainer import (
+    Cost,
+    Member,
+    MemberResult,
+    TrainConfig,
+    resolve_device,
+)
 from dlbench.errors import DlbenchError
-from dlbench.execution import Engine
-from dlbench.metrics import MetricInfo, averaged, resolve_metrics
-from dlbench.models import MODELS, ModelSpec, Shape
-from dlbench.optim import OptimSpec
-from dlbench.regularizers import Regularizer, parse_regularizers
-from dlbench.rows import score_rows, value_rows
+from dlbench.evaluate import verdicts
+from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
+from dlbench.evaluate.rows import score_rows, value_rows
+from dlbench.evaluate.stats import row_resamples, seeds_estimate
+from dlbench.nn.models import MODELS, ModelSpec, Shape
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
     CellRun,
@@ -44,15 +55,6 @@ from dlbench.runners.grid import (
     stratified_sample,
 )
 from dlbench.seeding import SUBSAMPLE_KEY, derive_seed
-from dlbench.splits import split_record
-from dlbench.stats import row_resamples, seeds_estimate
-from dlbench.trainer import (
-    Cost,
-    Member,
-    MemberResult,
-    TrainConfig,
-    resolve_device,
-)
 
 ONSET_RISE = 0.05  # overfitting: the validation loss ends >= 5% above its minimum
 DEFAULT_REG = "none,l2[strength=1e-3],dropout[p=0.5],early-stop[patience=5]"

@@ -19,15 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlbench import checkpoints, sizes, verdicts
-from dlbench.cells import Cell, tasks
-from dlbench.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.datasets import Dataset, DataSpec, load_dataset
+from dlbench.data.splits import dev_and_test, split_record
+from dlbench.engine import checkpoints, sizes
+from dlbench.engine.cells import Cell, tasks
+from dlbench.engine.execution import Engine
+from dlbench.engine.regimens import Regimen
+from dlbench.engine.trainer import Member, TrainConfig, model_shape, resolve_device
 from dlbench.errors import DlbenchError
-from dlbench.execution import Engine
-from dlbench.metrics import MetricInfo, resolve_metrics
-from dlbench.models import MODELS, ModelSpec
-from dlbench.optim import OptimSpec
-from dlbench.regimens import Regimen
+from dlbench.evaluate import verdicts
+from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
+from dlbench.evaluate.stats import row_resamples
+from dlbench.nn.models import MODELS, ModelSpec
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.registry import Registry
 from dlbench.runners.grid import (
     CellRun,
@@ -41,9 +45,6 @@ from dlbench.runners.grid import (
     stratified_sample,
 )
 from dlbench.seeding import TARGET_SAMPLE_KEY, derive_seed
-from dlbench.splits import dev_and_test, split_record
-from dlbench.stats import row_resamples
-from dlbench.trainer import Member, TrainConfig, model_shape, resolve_device
 
 SOURCE_SEED = 1_000  # the source model's member seed, derived with the run seed
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from dlbench.cells import Cell
-from dlbench.metrics import MetricInfo, score
+from dlbench.engine.cells import Cell
+from dlbench.engine.trainer import Member, MemberResult
+from dlbench.evaluate.metrics import MetricInfo, score
 from dlbench.seeding import derive_seed
-from dlbench.trainer import Member, MemberResult
 
 RANGE = (1e-4, 1.0)  # log-spaced rates are searched here unless --lr-grid gives a range
 KEY = 1_000_037  # derives the trials' seed, apart from every final seed

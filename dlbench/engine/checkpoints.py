@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dlbench.errors import DlbenchError
-from dlbench.models import (
+from dlbench.nn.models import (
     Lambda,
     ModelSpec,
     Shape,

@@ -443,7 +443,7 @@ class Shape:
 
     @classmethod
     def of(cls, dataset: Any) -> Shape:
-        """The shape a model needs for a dataset (a dlbench.datasets.Dataset)."""
+        """The shape a model needs for a dataset (a dlbench.data.datasets.Dataset)."""
         outputs = 1 if dataset.task == "regression" else dataset.n_classes
         return cls(dataset.n_features, dataset.input_shape, outputs)
 

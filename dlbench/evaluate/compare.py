@@ -42,12 +42,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from dlbench import stats
 from dlbench.errors import DlbenchError
-from dlbench.metrics import METRICS
+from dlbench.evaluate import stats
+from dlbench.evaluate.metrics import METRICS
+from dlbench.evaluate.stats import Estimate
+from dlbench.evaluate.verdicts import STATUSES
 from dlbench.results import verify
-from dlbench.stats import Estimate
-from dlbench.verdicts import STATUSES
 
 # Level of the one-sided tests against the tolerance: 0.025, so that "regressed" holds exactly
 # when the table's two-sided 95% interval of Δ lies wholly beyond the tolerance (at 0.05 a

@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dlbench import grammar
-from dlbench.augment import Augment
+from dlbench.data.augment import Augment
+from dlbench.engine.trainer import TrainConfig
 from dlbench.errors import DlbenchError
-from dlbench.models import ModelSpec
+from dlbench.nn.models import ModelSpec
 from dlbench.registry import Registry
-from dlbench.trainer import TrainConfig
 
 _HELP = "write e.g. 'none,l2[strength=1e-3],dropout[p=0.5]' (see `dlbench regularizers`)"
 Change = Callable[[ModelSpec, TrainConfig, dict[str, Any], bool], tuple[ModelSpec, TrainConfig]]

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dlbench.datasets import Dataset
-from dlbench.errors import DlbenchError
-from dlbench.models import DropConnect, ModelSpec, Shape, StackedConv, StackedLinear, build_model
-from dlbench.trainer import (
+from dlbench.data.datasets import Dataset
+from dlbench.engine.trainer import (
     EVAL_FLOATS,
     GATHER_FLOATS,
     TrainConfig,
@@ -24,6 +22,8 @@ from dlbench.trainer import (
     rows_per_step,
     steps_per_epoch,
 )
+from dlbench.errors import DlbenchError
+from dlbench.nn.models import DropConnect, ModelSpec, Shape, StackedConv, StackedLinear, build_model
 
 FLOAT = 4  # bytes: training is float32
 ROW_BYTES = 1500  # a tidy result row as a Python dict before it becomes a DataFrame

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.metrics import MetricInfo, Predictions, score
-from dlbench.trainer import MemberResult
+from dlbench.engine.predictions import Predictions
+from dlbench.engine.trainer import MemberResult
+from dlbench.evaluate.metrics import MetricInfo, score
 
 
 def score_rows(result: MemberResult, key: dict[str, Any], metrics: Sequence[MetricInfo],

@@ -21,10 +21,10 @@ import typer.core
 from typer.exceptions import Abort, TyperException
 
 from dlbench import __version__
-from dlbench.config import FUNCTION_OPT, NETWORK_OPT
+from dlbench.cli.config import FUNCTION_OPT, NETWORK_OPT
+from dlbench.cli.suites import RESERVED
+from dlbench.engine.execution import DEFAULT_THREADS, Interrupted, Stopped
 from dlbench.errors import DlbenchError
-from dlbench.execution import DEFAULT_THREADS, Interrupted, Stopped
-from dlbench.suites import RESERVED
 
 
 class _OneLineErrors(typer.core.TyperGroup):
@@ -206,7 +206,7 @@ def cv(ctx: typer.Context, dataset: DatasetOpt = "digits", data: DataOpt = None,
        dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
        fmt: FormatOpt = "table") -> None:
     """Hold-out, k-fold and iterated k-fold estimates with confidence intervals, leakage-safe."""
-    from dlbench.config import cv_config
+    from dlbench.cli.config import cv_config
     from dlbench.runners import cv as runner
 
     _check_format(fmt)
@@ -278,7 +278,7 @@ def optimize(
         dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
         fmt: FormatOpt = "table") -> None:
     """Optimizers on 2-D test functions and on networks: curves, sweeps, tuning, init studies."""
-    from dlbench.config import optimize_config
+    from dlbench.cli.config import optimize_config
     from dlbench.runners import functions
     from dlbench.runners import optimize as runner
 
@@ -328,7 +328,7 @@ def overfit(
         dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
         fmt: FormatOpt = "table") -> None:
     """Capacity and regularizers on train-vs-validation curves: overfitting onset and gap."""
-    from dlbench.config import overfit_config
+    from dlbench.cli.config import overfit_config
     from dlbench.runners import overfit as runner
 
     _check_format(fmt)
@@ -384,7 +384,7 @@ def transfer(
         dask_local: DaskLocalOpt = 0, threads: ThreadsOpt = DEFAULT_THREADS,
         fmt: FormatOpt = "table") -> None:
     """Pretrain, then linear-probe or fine-tune, against training from scratch."""
-    from dlbench.config import transfer_config
+    from dlbench.cli.config import transfer_config
     from dlbench.runners import transfer as runner
 
     _check_format(fmt)
@@ -401,7 +401,8 @@ def report_page(
                        ] = Path("report.html")) -> None:
     """One HTML page of results that opens in any browser without a server: compare verdicts
     first (regressions at the top), then every run's summary table and figures."""
-    from dlbench import html, results
+    from dlbench import results
+    from dlbench.output import html
 
     html.check_out(out)
     text = html.page(paths)
@@ -431,10 +432,12 @@ def run_suite(
         threads: ThreadsOpt = DEFAULT_THREADS) -> None:
     """Run a benchmark suite: every entry is checked first, then each runs into its own
     directory, keeping what already finished there."""
-    from dlbench import report, results, suites
-    from dlbench.config import execution_config
-    from dlbench.execution import Engine, check_execution
-    from dlbench.progress import progress_bar
+    from dlbench import results
+    from dlbench.cli import suites
+    from dlbench.cli.config import execution_config
+    from dlbench.engine.execution import Engine, check_execution
+    from dlbench.output import report
+    from dlbench.output.progress import progress_bar
 
     loaded = suites.load(suite)
     if timings < 0:
@@ -516,7 +519,7 @@ def _timed(e: _Entry, n: int, execution) -> int:
     import pandas as pd
 
     from dlbench import results
-    from dlbench.execution import Engine
+    from dlbench.engine.execution import Engine
 
     path = e.out / "timings.csv"
     done = pd.read_csv(path)["seconds"].tolist() if path.exists() else []
@@ -595,7 +598,7 @@ def _arguments(command, entry) -> list[str]:
 
 def _recipe(command: str):
     """A command's config builder and runner."""
-    from dlbench import config
+    from dlbench.cli import config
     from dlbench.runners import cv, optimize, overfit, transfer
 
     return {"cv": (config.cv_config, cv), "optimize": (config.optimize_config, optimize),
@@ -637,8 +640,9 @@ def compare(
     """Compare results with a baseline: exit 1 when something regressed (shown worse than
     its tolerance) or went missing, 0 when nothing did. With --rank: methods
     ranked across problems."""
-    from dlbench import compare as judge
-    from dlbench import report, results
+    from dlbench import results
+    from dlbench.evaluate import compare as judge
+    from dlbench.output import report
 
     if fmt not in ("table", "markdown", "json"):
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, markdown, json")
@@ -689,9 +693,11 @@ def compare(
 def _rank(paths: list[Path], metric: str, split: str, cost: str | None, out: Path | None,
           fmt: str) -> None:
     """compare --rank: every input checked, then the ranking, its files and its table."""
-    from dlbench import compare as judge
-    from dlbench import plots, ranking, report, results
-    from dlbench.metrics import METRICS
+    from dlbench import results
+    from dlbench.evaluate import compare as judge
+    from dlbench.evaluate import ranking
+    from dlbench.evaluate.metrics import METRICS
+    from dlbench.output import plots, report
 
     if metric not in METRICS:
         raise DlbenchError(f"--metric: unknown metric '{metric}'; choose from: "
@@ -734,10 +740,11 @@ def _check_format(fmt: str) -> None:
 def _run(runner, config, ctx: typer.Context, fmt: str, command: str) -> None:
     """Validate everything (data, sizes, executor, the results directory), then train, write,
     report."""
-    from dlbench import report, results
-    from dlbench.config import execution_config
-    from dlbench.execution import Engine, check_execution
-    from dlbench.progress import progress_bar
+    from dlbench import results
+    from dlbench.cli.config import execution_config
+    from dlbench.engine.execution import Engine, check_execution
+    from dlbench.output import report
+    from dlbench.output.progress import progress_bar
 
     out, resume = ctx.params["out"], ctx.params["resume"]
     results.check_out(out, resume)
@@ -765,7 +772,7 @@ def _execute(command: str, runner, config, plan, out: Path | None, resume: bool,
     (Ctrl-C, SIGTERM, a killed worker, a full disk), one line says what was kept and how to
     finish."""
     from dlbench import results
-    from dlbench.execution import Store, WorkerLost
+    from dlbench.engine.execution import Store, WorkerLost
 
     record = {"command": command, "config": config.record()}
     with results.claimed(out, command, record, resume, lambda w: _warn([w])) as out_dir:
@@ -837,7 +844,7 @@ def _figures(command: str, result) -> dict:
 
 
 def _optimize_figures(result) -> dict:
-    from dlbench import plots
+    from dlbench.output import plots
 
     final = result.curves[result.curves.phase == "final"]
     seeds = result.info["seeds"]
@@ -854,7 +861,7 @@ def _optimize_figures(result) -> dict:
 def _overfit_figures(result) -> dict:
     import pandas as pd
 
-    from dlbench import plots
+    from dlbench.output import plots
 
     info, config = result.info, result.plan.config
     seeds = f"{config.seeds} seed{'s' if config.seeds > 1 else ''}"
@@ -874,7 +881,8 @@ def _overfit_figures(result) -> dict:
 def _transfer_figures(result) -> dict:
     import pandas as pd
 
-    from dlbench import checkpoints, plots
+    from dlbench.engine import checkpoints
+    from dlbench.output import plots
 
     s, info = result.summary, result.info
     points = pd.DataFrame({"cell": s["strategy"], "train_rows": s["target_size"],
@@ -900,8 +908,9 @@ def _sweep_title(result) -> str:
 
 def _run_functions(runner, config, ctx: typer.Context, fmt: str) -> None:
     """Paths on a 2-D function: no cells, and a second's work (so no --resume or executors)."""
-    from dlbench import report, results
-    from dlbench.functions import FUNCTIONS
+    from dlbench import results
+    from dlbench.optim.functions import FUNCTIONS
+    from dlbench.output import report
 
     out = ctx.params["out"]
     results.check_out(out)
@@ -913,8 +922,9 @@ def _run_functions(runner, config, ctx: typer.Context, fmt: str) -> None:
 
 def _execute_functions(runner, config, out: Path | None, resume: bool = False):
     """Run paths on a function into their claimed directory -> (summary, the directory)."""
-    from dlbench import plots, results
-    from dlbench.functions import FUNCTIONS
+    from dlbench import results
+    from dlbench.optim.functions import FUNCTIONS
+    from dlbench.output import plots
 
     info = FUNCTIONS.get(config.function)
     record = {"command": "optimize", "config": config.record()}
@@ -932,8 +942,8 @@ def _execute_functions(runner, config, out: Path | None, resume: bool = False):
 @app.command()
 def optimizers() -> None:
     """List the optimizers with their defaults (the --opt grammar's names and parameters)."""
-    from dlbench.optim import OPTIMIZERS, format_value
-    from dlbench.report import listing
+    from dlbench.optim.optimizers import OPTIMIZERS, format_value
+    from dlbench.output.report import listing
 
     rows = [{"name": o.name, "class": o.cls.__name__,
              "defaults": ", ".join(f"{k}={format_value(v)}"
@@ -947,8 +957,8 @@ def optimizers() -> None:
 @app.command()
 def datasets() -> None:
     """List the built-in datasets."""
-    from dlbench.datasets import DATASETS, describe
-    from dlbench.report import listing
+    from dlbench.data.datasets import DATASETS, describe
+    from dlbench.output.report import listing
 
     rows = [describe(info) for info in DATASETS]
     for row in rows:
@@ -960,9 +970,9 @@ def datasets() -> None:
 @app.command()
 def regularizers() -> None:
     """List the regularizers of `dlbench overfit --reg` with their parameters."""
+    from dlbench.engine.regularizers import REGULARIZERS
     from dlbench.grammar import format_value
-    from dlbench.regularizers import REGULARIZERS
-    from dlbench.report import listing
+    from dlbench.output.report import listing
 
     rows = [{"name": r.name, "defaults": ", ".join(f"{k}={format_value(v)}"
                                                    for k, v in r.defaults.items()) or "—",
@@ -974,8 +984,8 @@ def regularizers() -> None:
 @app.command()
 def models() -> None:
     """List the models and the options each one uses."""
-    from dlbench.models import MODELS
-    from dlbench.report import listing
+    from dlbench.nn.models import MODELS
+    from dlbench.output.report import listing
 
     rows = [{"name": m.name, "tasks": ", ".join(m.tasks), "options": m.options,
              "description": m.description} for m in MODELS]

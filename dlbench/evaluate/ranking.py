@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from dlbench.compare import Results
 from dlbench.errors import DlbenchError
-from dlbench.metrics import METRICS
+from dlbench.evaluate.compare import Results
+from dlbench.evaluate.metrics import METRICS
 
 ALPHA = 0.05
 TAUS = np.linspace(1.0, 4.0, 61)  # performance profiles: up to 4× the best method's cost

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dlbench.datasets import Dataset
-from dlbench.execution import ENGINE_VERSION, Task, digest
-from dlbench.models import MODELS, ModelSpec
+from dlbench.data.datasets import Dataset
+from dlbench.engine.execution import ENGINE_VERSION, Task, digest
+from dlbench.engine.trainer import Member, TrainConfig, resolve_device
+from dlbench.nn.models import MODELS, ModelSpec
 from dlbench.registry import Registry
-from dlbench.trainer import Member, TrainConfig, resolve_device
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,16 @@ import torch
 import torch.nn.functional as F
 from scipy.special import softmax
 
-from dlbench import regimens, tta
-from dlbench.augment import augment_batch
-from dlbench.augment import check as check_augment
-from dlbench.augment import generators as augment_generators
-from dlbench.datasets import Dataset
+from dlbench.data.augment import augment_batch
+from dlbench.data.augment import check as check_augment
+from dlbench.data.augment import generators as augment_generators
+from dlbench.data.datasets import Dataset
+from dlbench.data.preprocess import IMPUTERS, PREPROCESSORS, fit_inputs, indicator_columns
+from dlbench.engine import regimens, tta
+from dlbench.engine.predictions import Predictions, averaged
+from dlbench.engine.regimens import Regimen
 from dlbench.errors import DlbenchError
-from dlbench.metrics import Predictions, averaged
-from dlbench.models import (
+from dlbench.nn.models import (
     MODELS,
     ModelSpec,
     Shape,
@@ -41,11 +43,9 @@ from dlbench.models import (
     batch_statistics,
     build_model,
 )
-from dlbench.models import check_spec as check_model
-from dlbench.optim import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec, step
-from dlbench.preprocess import IMPUTERS, PREPROCESSORS, fit_inputs, indicator_columns
-from dlbench.regimens import Regimen
-from dlbench.schedules import build_scheduler, check_schedule
+from dlbench.nn.models import check_spec as check_model
+from dlbench.optim.optimizers import NEWTON_MAX_PARAMS, OptimSpec, build_optimizer, check_spec, step
+from dlbench.optim.schedules import build_scheduler, check_schedule
 from dlbench.seeding import TRAIN_SAMPLE_KEY, derive_seed
 
 DEVICES = ("auto", "cpu", "cuda")

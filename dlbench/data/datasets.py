@@ -388,7 +388,7 @@ def _mnist1d_arrays(n: int = _MNIST1D_N) -> tuple[np.ndarray, np.ndarray, int]:
     The key needs no import of mnist1d (0.5 s, matplotlib included): a hit costs milliseconds."""
     from importlib.metadata import version
 
-    from dlbench import cache
+    from dlbench.data import cache
 
     key = {"layout": 1, "num_samples": n,  # layout: what the file holds, bump if it changes
            **{package: version(package) for package in ("mnist1d", "numpy", "scipy")}}

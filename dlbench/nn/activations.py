@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dlbench.data.preprocess import fit_affine
 from dlbench.errors import DlbenchError
-from dlbench.models import Activation, Shape, StackedModel, batch_statistics, build_model
-from dlbench.preprocess import fit_affine
+from dlbench.nn.models import Activation, Shape, StackedModel, batch_statistics, build_model
 from dlbench.registry import Registry
 
 Mask = Callable[[np.ndarray], np.ndarray]  # values -> boolean array of the same shape

@@ -24,7 +24,7 @@ from matplotlib import ticker  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from dlbench.functions import FunctionInfo, evaluate_grid  # noqa: E402
+from dlbench.optim.functions import FunctionInfo, evaluate_grid  # noqa: E402
 
 DPI = 120
 GRID = 300  # contour grid points per axis

@@ -35,8 +35,8 @@ def flag(name: str) -> str:
 
 def cv_config(options: Mapping[str, Any], given: Collection[str]):
     """The frozen config of `dlbench cv`."""
+    from dlbench.data.splits import SplitConfig
     from dlbench.runners.cv import CVConfig
-    from dlbench.splits import SplitConfig
 
     o = _checked_numbers(options)
     _refuse(given, "k", "repeats", unless=o["protocol"] == "kfold",
@@ -60,7 +60,7 @@ def cv_config(options: Mapping[str, Any], given: Collection[str]):
 
 def optimize_config(options: Mapping[str, Any], given: Collection[str]):
     """The frozen config of `dlbench optimize` (2-D functions or networks)."""
-    from dlbench.optim import parse_optimizers
+    from dlbench.optim.optimizers import parse_optimizers
     from dlbench.runners.optimize import OptimizeConfig
 
     o = _checked_numbers(options)
@@ -102,7 +102,7 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
 
 def overfit_config(options: Mapping[str, Any], given: Collection[str]):
     """The frozen config of `dlbench overfit`."""
-    from dlbench.regularizers import parse_regularizers
+    from dlbench.engine.regularizers import parse_regularizers
     from dlbench.runners.overfit import OverfitConfig
 
     o = _checked_numbers(options) | {"dropout": 0.0}  # these are --reg entries here
@@ -132,7 +132,7 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
 
 def transfer_config(options: Mapping[str, Any], given: Collection[str]):
     """The frozen config of `dlbench transfer`."""
-    from dlbench.datasets import DataSpec
+    from dlbench.data.datasets import DataSpec
     from dlbench.runners.transfer import TransferConfig
 
     o = _checked_numbers(options) | {"dropout": 0.0}
@@ -179,14 +179,14 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
 
 def execution_config(o: Mapping[str, Any]):
     """Where the cells run (never part of a run's config: it changes no number)."""
-    from dlbench.execution import ExecutionConfig
+    from dlbench.engine.execution import ExecutionConfig
 
     return ExecutionConfig(workers=o["workers"], scheduler=o["scheduler"],
                            dask_local=o["dask_local"], threads=o["threads"])
 
 
 def _data(o: Mapping[str, Any], given: Collection[str]):
-    from dlbench.datasets import DataSpec
+    from dlbench.data.datasets import DataSpec
 
     if o["data"] is not None and "dataset" in given:
         raise DlbenchError("--data and --dataset both name the data; give one of them")
@@ -198,7 +198,7 @@ def _data(o: Mapping[str, Any], given: Collection[str]):
 
 def _train(o: Mapping[str, Any], optimizer):
     """The training options; `optimizer` None: every cell sets its own."""
-    from dlbench.trainer import TrainConfig
+    from dlbench.engine.trainer import TrainConfig
 
     base = TrainConfig()
     if optimizer is None:  # the grid sets these per cell
@@ -211,7 +211,7 @@ def _train(o: Mapping[str, Any], optimizer):
 def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, activations,
             batchnorms) -> tuple:
     """Every model of the grid; an option none of the models uses is refused when given."""
-    from dlbench.models import MODELS, ModelSpec, normalize
+    from dlbench.nn.models import MODELS, ModelSpec, normalize
 
     infos = [MODELS.get(name) for name in names]
     for option in MODEL_OPTIONS:
@@ -230,7 +230,7 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
 
 
 def _one_optimizer(o: Mapping[str, Any], given: Collection[str], command: str = "cv"):
-    from dlbench.optim import parse_optimizers
+    from dlbench.optim.optimizers import parse_optimizers
 
     specs = parse_optimizers(o["opt"], o["lr"], o["weight_decay"])
     if len(specs) > 1:
@@ -243,7 +243,7 @@ def _one_optimizer(o: Mapping[str, Any], given: Collection[str], command: str = 
 def _check_fills(entries: str, given: Collection[str]) -> None:
     """--lr / --weight-decay fill the entries that set none: refused when given and none is
     left. Whether it was given decides, never its value: `--lr 1e-3` is adam's default lr."""
-    from dlbench.optim import entry_keys
+    from dlbench.optim.optimizers import entry_keys
 
     for key in ("lr", "weight_decay"):
         if key in given and all(key in keys for keys in entry_keys(entries)):
@@ -253,7 +253,7 @@ def _check_fills(entries: str, given: Collection[str]) -> None:
 
 def _missing(o: Mapping[str, Any]) -> tuple[str, ...]:
     """--missing 'mean,median' -> its fills; not given: ("none",), complete data only."""
-    from dlbench.preprocess import IMPUTERS
+    from dlbench.data.preprocess import IMPUTERS
 
     if o.get("missing") is None:
         return ("none",)

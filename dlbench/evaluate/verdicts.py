@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlbench.engine.predictions import Predictions
+from dlbench.engine.trainer import MemberResult
 from dlbench.errors import DlbenchError
-from dlbench.metrics import MetricInfo, Predictions, chance_predictions
-from dlbench.stats import Estimate, seeds_and_rows_estimate
-from dlbench.trainer import MemberResult
+from dlbench.evaluate.metrics import MetricInfo, chance_predictions
+from dlbench.evaluate.stats import Estimate, seeds_and_rows_estimate
 
 STATUSES = ("ok", "stalled", "unstable", "diverged")  # in order of severity
 GIVE_BACK = 0.5  # unstable: the loss gave back more than this share of its best improvement ...

@@ -650,7 +650,7 @@ def _compare_cells(row: Any) -> list[Any]:
 
 
 def _counts(found: pd.DataFrame) -> dict[str, int]:
-    from dlbench.compare import VERDICTS  # the table's order, every verdict (0 where none)
+    from dlbench.evaluate.compare import VERDICTS  # the table's order, every verdict (0 where none)
 
     return {v: int((found.verdict == v).sum()) for v in VERDICTS}
 
@@ -680,7 +680,7 @@ def ranks_grid(table_rows: pd.DataFrame) -> Grid:
 
 def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     """compare --rank: the methods by mean rank, and what the tests say."""
-    from dlbench.ranking import ALPHA, ranks_table
+    from dlbench.evaluate.ranking import ALPHA, ranks_table
 
     table_rows = ranks_table(ranked)
     statistic, p = ranked.friedman

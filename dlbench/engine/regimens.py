@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlbench.augment import Augment
+from dlbench.data.augment import Augment
 from dlbench.errors import DlbenchError
-from dlbench.models import StackedConv, StackedLinear
+from dlbench.nn.models import StackedConv, StackedLinear
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dlbench import __version__
 from dlbench.errors import DlbenchError
-from dlbench.report import GRIDS, compare_grid, ranks_grid
+from dlbench.output.report import GRIDS, compare_grid, ranks_grid
 from dlbench.results import verify
 
 HEAD = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # how every report begins

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:
-    from dlbench.datasets import Dataset
-    from dlbench.models import ModelSpec
-    from dlbench.trainer import Member, MemberResult, TrainConfig
+    from dlbench.data.datasets import Dataset
+    from dlbench.engine.trainer import Member, MemberResult, TrainConfig
+    from dlbench.nn.models import ModelSpec
 
 Results = list[list["MemberResult"]]  # results[cell][member]
 
@@ -166,7 +166,7 @@ def run_task(dataset: Dataset, task: Task, threads: int | None = None,
     are not returned."""
     import torch
 
-    from dlbench.trainer import train_grid
+    from dlbench.engine.trainer import train_grid
 
     if threads is not None:
         torch.set_num_threads(threads)
