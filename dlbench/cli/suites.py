@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlbench.cli.commands import COMMANDS
 from dlbench.errors import DlbenchError
 
-COMMANDS = ("cv", "optimize", "overfit", "transfer")
 # set once for the whole suite by `dlbench run`, never per entry
 RESERVED = ("out", "resume", "workers", "scheduler", "dask-local", "threads", "format")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # an entry's name is its directory's name
@@ -35,7 +35,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # an entry's name is its direc
 @dataclass(frozen=True)
 class Entry:
     name: str
-    command: str  # one of COMMANDS
+    command: str  # a key of COMMANDS, the command table
     options: dict[str, Any]  # option (without "--") -> value, a list for a repeated option
     claim: str = ""  # what the entry measures, in words (`claim = "..."`; shown by the report)
 

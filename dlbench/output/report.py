@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -30,15 +31,15 @@ def stdout() -> Console:
     return Console(width=120)
 
 
-def show(command: str, result: Any, fmt: str, console: Console | None = None) -> None:
-    """The summary of a finished run: a table with its notes, or JSON."""
+def show(result: Any, fmt: str, table: Callable[[Any], tuple[Table, list[str]]],
+         console: Console | None = None) -> None:
+    """The summary of a finished run: `table(result)` (a table and its notes; the command's
+    own, e.g. cv_table), or JSON."""
     if fmt == "json":  # plain JSON on stdout, nothing else, so it pipes into jq or a script
         _print_json(result.summary, result.info)
         return
     console = console or stdout()
-    tables = {"cv": cv_table, "optimize": optimize_table, "overfit": overfit_table,
-              "transfer": transfer_table}
-    table, notes = tables[command](result)
+    table, notes = table(result)
     _print_table(console, table)
     for note in notes:  # wrapped at words to the terminal's width
         console.print(note, style="dim", highlight=False)
@@ -462,6 +463,14 @@ def _passes(value: float) -> str:
 
 
 # --- 2-D functions and listings --------------------------------------------------------------
+
+
+def show_functions(result: Any, fmt: str) -> None:
+    """A finished `optimize --function` run (runners.functions' result)."""
+    from dlbench.optim.functions import FUNCTIONS
+
+    config = result.plan.config
+    print_functions(result.summary, FUNCTIONS.get(config.function), config, fmt)
 
 
 def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> None:

@@ -51,6 +51,9 @@ ALPHA = 0.05  # "beats chance": the one-sided test's level
 NA = -1  # repeat/fold/seed where not applicable (chance has no seed; the refit has no fold)
 
 
+TRAINS_CELLS = True  # the Runner protocol (runners/base.py): its cells run through an Engine
+
+
 @dataclass(frozen=True)
 class CVConfig:
     data: DataSpec = field(default_factory=DataSpec)

@@ -7,7 +7,9 @@ as networks (trainer.minimize), one path per optimizer entry.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,40 @@ from dlbench.optim.functions import FUNCTIONS
 from dlbench.optim.schedules import check_schedule
 
 COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
+TRAINS_CELLS = False  # the Runner protocol (runners/base.py): a second's work, run directly
+
+
+@dataclass(eq=False)
+class Plan:
+    config: Any  # an OptimizeConfig with a function
+    warnings: list[str] = field(default_factory=list)
+    total_epochs: int = 0  # no cells: nothing for a progress bar to count
+
+
+@dataclass(eq=False)
+class FunctionResult:
+    plan: Plan
+    trajectories: pd.DataFrame  # one row per cell × step
+    summary: pd.DataFrame  # one row per cell: where its path ended, when it arrived
+    info: dict[str, Any]  # the manifest's addition: the wall time
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"trajectories": self.trajectories, "summary": self.summary}
+
+
+def prepare(config) -> Plan:
+    check(config)
+    return Plan(config)
+
+
+def run(plan: Plan, engine: Any = None) -> FunctionResult:
+    """Each optimizer's path (`engine` unused: no cells to place)."""
+    started = time.perf_counter()
+    trajectories, summary = paths(plan.config, plan.config.optimizer_grid())
+    return FunctionResult(plan, trajectories, summary,
+                          {"seconds": round(time.perf_counter() - started, 3)})
 
 
 def check(config) -> None:
@@ -35,7 +71,7 @@ def check(config) -> None:
     sizes.check_paths(config.optimizer_grid(), config.steps, config.allow_large)
 
 
-def run(config, optimizers) -> tuple[pd.DataFrame, pd.DataFrame]:
+def paths(config, optimizers) -> tuple[pd.DataFrame, pd.DataFrame]:
     """-> (trajectories: one row per cell × step, summary: one row per cell)."""
     check(config)
     info = FUNCTIONS.get(config.function)

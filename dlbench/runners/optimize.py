@@ -50,6 +50,8 @@ from dlbench.runners.grid import (
     scored,
 )
 
+TRAINS_CELLS = True  # the Runner protocol (runners/base.py): its cells run through an Engine
+
 
 @dataclass(frozen=True)
 class OptimizeConfig:

@@ -60,6 +60,9 @@ ONSET_RISE = 0.05  # overfitting: the validation loss ends >= 5% above its minim
 DEFAULT_REG = "none,l2[strength=1e-3],dropout[p=0.5],early-stop[patience=5]"
 
 
+TRAINS_CELLS = True  # the Runner protocol (runners/base.py): its cells run through an Engine
+
+
 @dataclass(frozen=True)
 class OverfitConfig:
     regularizers: tuple[Regularizer, ...] = tuple(parse_regularizers(DEFAULT_REG))

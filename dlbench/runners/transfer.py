@@ -96,6 +96,9 @@ for _info in (
     STRATEGIES.add(_info)
 
 
+TRAINS_CELLS = True  # the Runner protocol (runners/base.py): its cells run through an Engine
+
+
 @dataclass(frozen=True)
 class TransferConfig:
     source: DataSpec = field(default_factory=lambda: DataSpec("mnist1d[0-4,n=12000]"))

@@ -1,0 +1,143 @@
+"""`dlbench compare`: two runs judged against a tolerance (exit 1 on a regression), or with
+--rank, methods ranked across problems."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlbench.errors import DlbenchError
+
+
+def compare(
+        ctx: typer.Context,
+        paths: Annotated[list[Path], typer.Argument(
+            help="BASELINE CURRENT: results directories, suite directories or scores.csv "
+                 "files. With --rank: two or more results or suite directories.",
+            metavar="PATH", show_default=False)],
+        tolerance: Annotated[str | None, typer.Option(
+            help="How much worse each metric may get before it counts, relative ('%') or in "
+                 "its units: 'accuracy:-1%,loss:+5%' (default 1% of the baseline for every "
+                 "metric); 'seconds:+20%' also compares wall time (needs dlbench run "
+                 "--timings).")] = None,
+        rope: Annotated[float | None, typer.Option(
+            help="Also the probability that the difference lies within ±ROPE (practically "
+                 "equivalent; correlated Bayesian t-test), in the metric's units.")] = None,
+        all_rows: Annotated[bool, typer.Option(
+            "--all", help="List the unchanged rows too.")] = False,
+        rank: Annotated[bool, typer.Option(
+            "--rank", help="Rank the methods (configurations) across the problems (each "
+                           "directory or suite entry): Friedman, Nemenyi, Wilcoxon for two.")
+                        ] = False,
+        metric: Annotated[str, typer.Option(help="--rank: the metric ranked.")] = "accuracy",
+        split: Annotated[str, typer.Option(help="--rank: the split ranked.")] = "val",
+        cost: Annotated[str | None, typer.Option(
+            help="--rank: also performance profiles of this cost to the target (grad_evals, "
+                 "passes, epochs, seconds; runs of optimize --target-accuracy).")] = None,
+        out: Annotated[Path | None, typer.Option(
+            help="Also write the verdicts (compare.csv) here, for `dlbench report`; --rank: "
+                 "where its CSVs and PNGs go (default results/rank-<timestamp>/).")] = None,
+        fmt: Annotated[str, typer.Option(
+            "--format", help="table | markdown (a CI job summary) | json.")] = "table") -> None:
+    """Compare results with a baseline: exit 1 when something regressed (shown worse than
+    its tolerance) or went missing, 0 when nothing did. With --rank: methods
+    ranked across problems."""
+    if fmt not in ("table", "markdown", "json"):
+        raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, markdown, json")
+    given = {name for name in ("tolerance", "rope", "all_rows", "metric", "split", "cost")
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+    own = {"metric", "split", "cost"}  # --rank's; the others judge two runs
+    for name in sorted(given - own if rank else given & own):
+        option = "--all" if name == "all_rows" else f"--{name}"
+        raise DlbenchError(f"{option} does not apply to --rank; drop it" if rank else
+                           f"{option} applies to --rank; drop it or add --rank")
+    if rank:
+        _rank(paths, metric, split, cost, out, fmt)
+        return
+    raise typer.Exit(_judge(paths, tolerance, rope, out, fmt, all_rows))
+
+
+def _judge(paths: list[Path], tolerance: str | None, rope: float | None, out: Path | None,
+           fmt: str, all_rows: bool) -> int:
+    """compare BASELINE CURRENT: the verdicts, their table and compare.csv -> the exit code."""
+    from dlbench import results
+    from dlbench.evaluate import compare as judge
+    from dlbench.output import report
+
+    if len(paths) != 2:
+        raise DlbenchError(f"compare takes BASELINE CURRENT (2 paths), got {len(paths)}; "
+                           "--rank compares more")
+    if rope is not None and not (rope > 0 and math.isfinite(rope)):
+        raise DlbenchError(f"--rope must be a positive number, got {rope:g}")
+    tolerances = judge.parse_tolerance(tolerance)
+    results.check_out(out)
+    base_path, now_path = paths
+    baseline, current = judge.load(base_path), judge.load(now_path)
+    notes = [f"regressed: shown worse than its tolerance, one-sided p < {judge.ALPHA} "
+             "(non-inferiority; p is that test's, in the direction Δ points); units are the "
+             "resampled splits (seeds averaged within each, corrected resampled t of Nadeau & "
+             "Bengio 2003) or else the seeds (t), paired where both runs used the same rows; "
+             "missing rows or members count as failures", *judge.notes(baseline, current)]
+    if rope is not None:
+        notes.append(f"p_equivalent (json): posterior probability that the difference lies "
+                     f"within ±{rope:g} (correlated Bayesian t-test)")
+    if judge.TIMING in tolerances:
+        notes.append("wall time: geometric means of each side's timings (dlbench run "
+                     "--timings N), Welch t on log seconds; both sides' load is part of it: "
+                     "time them on the same quiet machine")
+    found = judge.compare(baseline, current, tolerances, rope)
+    if out is not None:  # compare.csv, every row: what `dlbench report` shows
+        record = {"command": "compare", "config": {"baseline": str(base_path),
+                                                   "current": str(now_path),
+                                                   "tolerance": tolerance, "rope": rope}}
+        with results.claimed(out, "compare", record) as out_dir:
+            results.write_run(out_dir, {"compare": found}, {
+                **record, "baseline": str(base_path), "current": str(now_path),
+                "rule": notes[0], **results.environment()})
+    report.show_compare(found, f"compare {base_path} → {now_path}", notes, fmt, all_rows)
+    return 1 if found.verdict.isin(judge.FAILURES).any() else 0
+
+
+def _rank(paths: list[Path], metric: str, split: str, cost: str | None, out: Path | None,
+          fmt: str) -> None:
+    """compare --rank: every input checked, then the ranking, its files and its table."""
+    from dlbench import results
+    from dlbench.evaluate import compare as judge
+    from dlbench.evaluate import ranking
+    from dlbench.evaluate.metrics import METRICS
+    from dlbench.output import plots, report
+
+    if metric not in METRICS:
+        raise DlbenchError(f"--metric: unknown metric '{metric}'; choose from: "
+                           f"{', '.join(METRICS.names())}")
+    if cost is not None and cost not in ranking.COSTS:
+        raise DlbenchError(f"--cost: unknown cost '{cost}'; choose one of: "
+                           f"{', '.join(ranking.COSTS)}")
+    results.check_out(out)
+    scores = ranking.score_table([judge.load(p) for p in paths], split, metric)
+    costs = ranking.cost_table(paths, cost) if cost is not None else None
+    ranked = ranking.rank(scores, metric)
+    title = f"{metric} on {split}, {len(scores)} problems"
+    tables = {"ranks": ranking.ranks_table(ranked),
+              "scores": scores.rename_axis("problem").reset_index()}
+    figures = {}
+    if ranked.nemenyi is not None:
+        tables["nemenyi"] = ranked.nemenyi.rename_axis("method").reset_index()
+        figures["critical_difference.png"] = lambda p: plots.critical_difference_plot(
+            p, ranked.ranks, ranked.nemenyi, f"mean rank, {title} (bars join methods "
+            f"Nemenyi cannot tell apart at α={ranking.ALPHA})")
+    if costs is not None:
+        profile = ranking.profiles(costs)
+        tables["profiles"] = profile.reset_index()
+        figures["profiles.png"] = lambda p: plots.profiles_plot(
+            p, profile, cost, f"performance profiles: {cost} to the target, {len(costs)} "
+            "problems")
+    record = {"command": "compare --rank", "config": {
+        "paths": [str(p) for p in paths], "metric": metric, "split": split, "cost": cost}}
+    with results.claimed(out, "rank", record) as out_dir:
+        results.write_run(out_dir, tables, {**record, **results.environment()}, figures)
+    report.show_ranking(ranked, title, fmt)
+    typer.echo(f"results: {out_dir}", err=True)

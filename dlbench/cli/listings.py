@@ -1,0 +1,53 @@
+"""The registry listings: `dlbench optimizers`, `datasets`, `regularizers`, `models`."""
+
+from __future__ import annotations
+
+
+def optimizers() -> None:
+    """List the optimizers with their defaults (the --opt grammar's names and parameters)."""
+    from dlbench.optim.optimizers import OPTIMIZERS, format_value
+    from dlbench.output.report import listing
+
+    rows = [{"name": o.name, "class": o.cls.__name__,
+             "defaults": ", ".join(f"{k}={format_value(v)}"
+                                   for k, v in o.signature_defaults().items()),
+             "stacked": "yes" if o.elementwise else "alone, full batch",
+             "description": o.description} for o in OPTIMIZERS]
+    listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"],
+            wrap=("defaults", "stacked", "description"))
+
+
+def datasets() -> None:
+    """List the built-in datasets."""
+    from dlbench.data.datasets import DATASETS, describe
+    from dlbench.output.report import listing
+
+    rows = [describe(info) for info in DATASETS]
+    for row in rows:
+        row["task"] = f"{row['classes']} classes" if row["classes"] else row["task"]
+        row["test"] = "fixed" if row["fixed_test"] else "—"
+    listing("datasets", rows, ["name", "samples", "features", "task", "test", "description"])
+
+
+def regularizers() -> None:
+    """List the regularizers of `dlbench overfit --reg` with their parameters."""
+    from dlbench.engine.regularizers import REGULARIZERS
+    from dlbench.grammar import format_value
+    from dlbench.output.report import listing
+
+    rows = [{"name": r.name, "defaults": ", ".join(f"{k}={format_value(v)}"
+                                                   for k, v in r.defaults.items()) or "—",
+             "description": r.description} for r in REGULARIZERS]
+    listing("regularizers", rows, ["name", "defaults", "description"],
+            wrap=("defaults", "description"))
+
+
+def models() -> None:
+    """List the models and the options each one uses."""
+    from dlbench.nn.models import MODELS
+    from dlbench.output.report import listing
+
+    rows = [{"name": m.name, "tasks": ", ".join(m.tasks), "options": m.options,
+             "description": m.description} for m in MODELS]
+    listing("models", rows, ["name", "tasks", "options", "description"],
+            wrap=("tasks", "options", "description"))
