@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 import inspect
 import re
 import sys
@@ -395,7 +396,7 @@ def _metrics() -> list[str]:
 
 def _names(module: str, registry: str) -> Callable[[], list[str]]:
     def names() -> list[str]:
-        return getattr(__import__(module, fromlist=[registry]), registry).names()
+        return getattr(importlib.import_module(module), registry).names()
 
     return names
 
