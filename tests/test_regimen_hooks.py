@@ -1,0 +1,162 @@
+"""The regimen-hook protocol: a regimen written outside dlbench (one Hook subclass, one REGIMENS
+entry) trains through the normal path and keeps the exactness contract; and the weight-decay
+convention: the optimizer's own weight_decay never decays a bias or a batch-norm parameter."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlbench.data.preprocess import fit_affine
+from dlbench.engine.regimens import REGIMENS, Batch, Hook, Regimen, RegimenInfo, weight_norm_dims
+from dlbench.engine.stepper import Stepper
+from dlbench.engine.trainer import TrainConfig, epoch_order, plan_stacks, train, train_grid
+from dlbench.nn.models import ModelSpec, Shape, build_model
+from dlbench.optim.optimizers import OptimSpec, parse_optimizers
+from tests.test_trainer import make_dataset, make_members, to_plain
+
+SPEC = ModelSpec("mlp", hidden=(12, 8))
+
+
+@dataclass(frozen=True)
+class Smoothed(Regimen):
+    smoothing: float = 0.0  # ε: the target puts 1 − ε on its class, ε spread over all classes
+
+
+class LabelSmoothing(Hook):
+    """Label smoothing as a new contributor would add it: (1 − ε)·CE + ε·mean over classes of
+    −log p, per member, written as the data loss plus ε·(that mean − CE)."""
+
+    def __init__(self, stack, values):
+        super().__init__(stack, values)
+        self.eps = torch.tensor([v or 0.0 for v in values], device=stack.device)  # (M,)
+
+    def loss(self, total: torch.Tensor, batch: Batch) -> torch.Tensor:
+        uniform = -batch.out.log_softmax(-1).mean(-1)  # (M, B)
+        extra = self.eps[:, None] * (uniform - batch.loss) * batch.share
+        return total + extra.sum()
+
+
+@pytest.fixture
+def smoothing(monkeypatch):
+    """The regimen registered for one test (the registry is restored after it)."""
+    info = RegimenInfo("label-smoothing", LabelSmoothing,
+                       lambda r: getattr(r, "smoothing", 0.0) or None)
+    monkeypatch.setitem(REGIMENS._entries, info.name, info)
+
+
+def cfg(smoothing: float = 0.0) -> TrainConfig:
+    return TrainConfig(OptimSpec("adam", 0.01), epochs=3, batch_size=16,
+                       regimen=Smoothed(smoothing=smoothing))
+
+
+def plain_smoothed(ds, member, eps):
+    """One model, one loop, torch's own label smoothing -> its weights (stacked names)."""
+    net = to_plain(build_model(SPEC, Shape.of(ds), [member.seed]), 0)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    scale, shift = fit_affine("standardize", ds.X[member.train])
+    X, y = torch.as_tensor(ds.X * scale + shift), torch.as_tensor(ds.y)
+    for epoch in range(1, 4):
+        rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
+        for s in range(0, len(rows), 16):
+            batch = torch.as_tensor(rows[s:s + 16])
+            loss = F.cross_entropy(net(X[batch]), y[batch], label_smoothing=eps)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    return {name: tensor for i, m in zip((0, 2, 4), linears, strict=True)
+            for name, tensor in ((f"layers.{i}.weight", m.weight.detach().T),
+                                 (f"layers.{i}.bias", m.bias.detach()[None]))}
+
+
+def assert_weights_close(got: dict, expected: dict) -> None:
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_regimen_defined_outside_dlbench_trains_each_member_as_its_plain_loop(smoothing):
+    ds, members = make_dataset(), make_members()
+    smooth, plain = cfg(0.2), cfg(0.0)
+    assert len(plan_stacks(members, [plain, smooth])) == 1  # one stack of 6 members
+    grid = train_grid(ds, SPEC, [plain, smooth], members)
+    for eps, results in zip((0.0, 0.2), grid, strict=True):
+        for result, member in zip(results, members, strict=True):
+            assert_weights_close(result.weights, plain_smoothed(ds, member, eps))
+    for unsmoothed, smoothed in zip(*grid, strict=True):  # the effect is visible
+        assert not torch.allclose(unsmoothed.weights["layers.4.weight"],
+                                  smoothed.weights["layers.4.weight"], atol=1e-3)
+
+
+def test_a_new_regimens_member_alone_equals_it_in_a_stack_of_three(smoothing):
+    ds, members = make_dataset(), make_members()
+    stacked = train(ds, SPEC, cfg(0.1), members)[0]
+    [alone] = train(ds, SPEC, cfg(0.1), members[:1])
+    for name, value in alone.weights.items():
+        torch.testing.assert_close(stacked.weights[name], value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stacked.curve("val", "loss"), alone.curve("val", "loss"),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_an_unregistered_regimen_value_changes_nothing():
+    """Without its REGIMENS entry the field is data only: no hook reads it."""
+    ds, [member] = make_dataset(), make_members(n_train=(40,))
+    [with_value] = train(ds, SPEC, cfg(0.3), [member])
+    [without] = train(ds, SPEC, cfg(0.0), [member])
+    for name, value in without.weights.items():
+        assert torch.equal(with_value.weights[name], value)
+
+
+# --- one weight-decay convention ---------------------------------------------------------------
+
+
+def test_adamw_decays_the_weights_and_never_a_bias_or_batch_norm():
+    """`--opt adamw` (its default weight_decay 0.01) on a zero gradient: Adam's own update is 0,
+    so what moves is the decay alone: weights shrink by 1 − lr·0.01, biases and batch-norm
+    parameters stay exactly as they were."""
+    [spec] = parse_optimizers("adamw", lr=0.5)
+    model = build_model(ModelSpec("mlp", hidden=(6,), batchnorm=True), Shape(4, None, 3), [0, 1])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    weights = weight_norm_dims(model)
+    step = Stepper(list(model.named_parameters()), [(TrainConfig(spec), slice(0, 2))], 1, 1,
+                   weights)
+    step(lambda: sum((p * 0).sum() for p in model.parameters()))
+    assert set(weights) == {"layers.0.weight", "layers.3.weight"}
+    assert {n for n in before if "bias" in n or n.startswith("layers.1.")} == \
+        set(before) - set(weights)  # biases and the batch norm's scale and shift
+    for name, p in model.named_parameters():
+        factor = 1 - 0.5 * 0.01 if name in weights else 1.0
+        torch.testing.assert_close(p.detach(), before[name] * factor, rtol=0, atol=0)
+
+
+def test_adamw_trains_as_torchs_adamw_with_biases_in_a_group_without_decay():
+    ds, members = make_dataset(), make_members()
+    config = TrainConfig(OptimSpec("adamw", 0.05), epochs=3, batch_size=16)
+    for result, member in zip(train(ds, SPEC, config, members), members, strict=True):
+        expected, everything = (_plain_adamw(ds, member, biases) for biases in (0.0, 0.01))
+        assert_weights_close(result.weights, expected)
+        assert not torch.allclose(result.weights["layers.0.bias"], everything["layers.0.bias"],
+                                  rtol=1e-5, atol=1e-7)  # decaying biases too would differ
+
+
+def _plain_adamw(ds, member, bias_decay):
+    net = to_plain(build_model(SPEC, Shape.of(ds), [member.seed]), 0)
+    weights = [m.weight for m in net if isinstance(m, torch.nn.Linear)]
+    biases = [m.bias for m in net if isinstance(m, torch.nn.Linear)]
+    opt = torch.optim.AdamW([{"params": weights, "weight_decay": 0.01},
+                             {"params": biases, "weight_decay": bias_decay}], lr=0.05)
+    scale, shift = fit_affine("standardize", ds.X[member.train])
+    X, y = torch.as_tensor(ds.X * scale + shift), torch.as_tensor(ds.y)
+    for epoch in range(1, 4):
+        rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
+        for s in range(0, len(rows), 16):
+            batch = torch.as_tensor(rows[s:s + 16])
+            loss = F.cross_entropy(net(X[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {f"layers.{i}.{kind}": (w.detach().T if kind == "weight" else b.detach()[None])
+            for i, w, b in zip((0, 2, 4), weights, biases, strict=True)
+            for kind in ("weight", "bias")}
