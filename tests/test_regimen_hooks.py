@@ -3,19 +3,20 @@ entry) trains through the normal path and keeps the exactness contract; and the 
 convention: the optimizer's own weight_decay never decays a bias or a batch-norm parameter."""
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dlbench.data.preprocess import fit_affine
 from dlbench.engine.regimens import REGIMENS, Batch, Hook, Regimen, RegimenInfo, weight_norm_dims
 from dlbench.engine.stepper import Stepper
-from dlbench.engine.trainer import TrainConfig, epoch_order, plan_stacks, train, train_grid
+from dlbench.engine.trainer import TrainConfig, plan_stacks, train, train_grid
 from dlbench.nn.models import ModelSpec, Shape, build_model
 from dlbench.optim.optimizers import OptimSpec, parse_optimizers
-from tests.test_trainer import make_dataset, make_members, to_plain
+from tests.test_regimens import assert_weights, plain_loop
+from tests.test_trainer import make_dataset, make_members
 
 SPEC = ModelSpec("mlp", hidden=(12, 8))
 
@@ -52,39 +53,17 @@ def cfg(smoothing: float = 0.0) -> TrainConfig:
                        regimen=Smoothed(smoothing=smoothing))
 
 
-def plain_smoothed(ds, member, eps):
-    """One model, one loop, torch's own label smoothing -> its weights (stacked names)."""
-    net = to_plain(build_model(SPEC, Shape.of(ds), [member.seed]), 0)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    scale, shift = fit_affine("standardize", ds.X[member.train])
-    X, y = torch.as_tensor(ds.X * scale + shift), torch.as_tensor(ds.y)
-    for epoch in range(1, 4):
-        rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
-        for s in range(0, len(rows), 16):
-            batch = torch.as_tensor(rows[s:s + 16])
-            loss = F.cross_entropy(net(X[batch]), y[batch], label_smoothing=eps)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    return {name: tensor for i, m in zip((0, 2, 4), linears, strict=True)
-            for name, tensor in ((f"layers.{i}.weight", m.weight.detach().T),
-                                 (f"layers.{i}.bias", m.bias.detach()[None]))}
-
-
-def assert_weights_close(got: dict, expected: dict) -> None:
-    for name, value in expected.items():
-        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-5)
-
-
 def test_a_regimen_defined_outside_dlbench_trains_each_member_as_its_plain_loop(smoothing):
     ds, members = make_dataset(), make_members()
     smooth, plain = cfg(0.2), cfg(0.0)
     assert len(plan_stacks(members, [plain, smooth])) == 1  # one stack of 6 members
     grid = train_grid(ds, SPEC, [plain, smooth], members)
-    for eps, results in zip((0.0, 0.2), grid, strict=True):
+    for config, results in zip((plain, smooth), grid, strict=True):
+        eps = config.regimen.smoothing
         for result, member in zip(results, members, strict=True):
-            assert_weights_close(result.weights, plain_smoothed(ds, member, eps))
+            net, _, _ = plain_loop(ds, SPEC, config, member,
+                                   criterion=partial(F.cross_entropy, label_smoothing=eps))
+            assert_weights(result, SPEC, ds, net)
     for unsmoothed, smoothed in zip(*grid, strict=True):  # the effect is visible
         assert not torch.allclose(unsmoothed.weights["layers.4.weight"],
                                   smoothed.weights["layers.4.weight"], atol=1e-3)
@@ -135,28 +114,15 @@ def test_adamw_trains_as_torchs_adamw_with_biases_in_a_group_without_decay():
     ds, members = make_dataset(), make_members()
     config = TrainConfig(OptimSpec("adamw", 0.05), epochs=3, batch_size=16)
     for result, member in zip(train(ds, SPEC, config, members), members, strict=True):
-        expected, everything = (_plain_adamw(ds, member, biases) for biases in (0.0, 0.01))
-        assert_weights_close(result.weights, expected)
-        assert not torch.allclose(result.weights["layers.0.bias"], everything["layers.0.bias"],
-                                  rtol=1e-5, atol=1e-7)  # decaying biases too would differ
+        expected, everything = (plain_loop(ds, SPEC, config, member, optimizer=partial(
+            _adamw, bias_decay=decay))[0] for decay in (0.0, 0.01))
+        assert_weights(result, SPEC, ds, expected)
+        with pytest.raises(AssertionError):  # decaying the biases too would differ
+            assert_weights(result, SPEC, ds, everything)
 
 
-def _plain_adamw(ds, member, bias_decay):
-    net = to_plain(build_model(SPEC, Shape.of(ds), [member.seed]), 0)
-    weights = [m.weight for m in net if isinstance(m, torch.nn.Linear)]
-    biases = [m.bias for m in net if isinstance(m, torch.nn.Linear)]
-    opt = torch.optim.AdamW([{"params": weights, "weight_decay": 0.01},
-                             {"params": biases, "weight_decay": bias_decay}], lr=0.05)
-    scale, shift = fit_affine("standardize", ds.X[member.train])
-    X, y = torch.as_tensor(ds.X * scale + shift), torch.as_tensor(ds.y)
-    for epoch in range(1, 4):
-        rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
-        for s in range(0, len(rows), 16):
-            batch = torch.as_tensor(rows[s:s + 16])
-            loss = F.cross_entropy(net(X[batch]), y[batch])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return {f"layers.{i}.{kind}": (w.detach().T if kind == "weight" else b.detach()[None])
-            for i, w, b in zip((0, 2, 4), weights, biases, strict=True)
-            for kind in ("weight", "bias")}
+def _adamw(net, bias_decay):
+    weights = [m.weight for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    others = [p for p in net.parameters() if all(p is not w for w in weights)]
+    return torch.optim.AdamW([{"params": weights, "weight_decay": 0.01},
+                              {"params": others, "weight_decay": bias_decay}], lr=0.05)
