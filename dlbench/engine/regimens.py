@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from dlbench.engine.predictions import Predictions, averaged
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import StackedConv, StackedLinear
 from dlbench.registry import Registry
+
+if TYPE_CHECKING:  # stepper.py calls the hooks, so it imports this module
+    from dlbench.engine.stepper import Group
 
 
 @dataclass(frozen=True)
@@ -208,10 +211,10 @@ class Hook:
         """The stacked objective, a sum over members: add each member's own term."""
         return total
 
-    def before_step(self, group: Any) -> None:
-        """Before one config's optimizer step (a stepper.Group: its members' slices)."""
+    def before_step(self, group: Group) -> None:
+        """Before one config's optimizer step, on its members' slices."""
 
-    def after_step(self, group: Any) -> None:
+    def after_step(self, group: Group) -> None:
         """After one config's optimizer step, before its schedule steps."""
 
     def after_epoch(self, end: EpochEnd) -> None:
@@ -285,7 +288,7 @@ class Decay(Hook):
     """Decoupled weight decay at the current rate, before the step (as AdamW does)."""
 
     @torch.no_grad()
-    def before_step(self, group: Any) -> None:
+    def before_step(self, group: Group) -> None:
         decay = self.values[group.rows.start]
         if decay is not None:
             for w, _, g in group.weights:
@@ -295,7 +298,7 @@ class Decay(Hook):
 class MaxNorm(Hook):
     """Each unit's incoming weights clipped to a norm after every step."""
 
-    def after_step(self, group: Any) -> None:
+    def after_step(self, group: Group) -> None:
         max_norm = self.values[group.rows.start]
         if max_norm is not None:
             for w, dims, _ in group.weights:

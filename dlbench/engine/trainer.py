@@ -193,6 +193,7 @@ def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[floa
     "ok"/"diverged"). A path stops at the first non-finite value.
     """
     point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    # the point is the model's one weight: an optimizer's weight decay acts on it
     step = Stepper([("point", point)], [(config, slice(None))], 1, steps, {"point": ()})
     path = [[*start, float(objective(point.detach())), 0]]
     for _ in range(steps):
