@@ -10,7 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlbench.engine.regimens import REGIMENS, Batch, Hook, Regimen, RegimenInfo, weight_norm_dims
+from dlbench.data.augment import Augment
+from dlbench.engine.regimens import (
+    REGIMENS,
+    Batch,
+    Hook,
+    Regimen,
+    RegimenInfo,
+    Stack,
+    build_hooks,
+    weight_norm_dims,
+)
 from dlbench.engine.stepper import Stepper
 from dlbench.engine.trainer import TrainConfig, plan_stacks, train, train_grid
 from dlbench.nn.models import ModelSpec, Shape, build_model
@@ -86,6 +96,22 @@ def test_an_unregistered_regimen_value_changes_nothing():
     [without] = train(ds, SPEC, cfg(0.0), [member])
     for name, value in without.weights.items():
         assert torch.equal(with_value.weights[name], value)
+
+
+def test_a_default_regimen_builds_no_hook_and_each_entry_acts_only_where_asked():
+    """Every registered regimen reads None (off) from a default Regimen, so a plain stack runs
+    no hook; a member that asks for one gets exactly that entry's hook."""
+    ds, members = make_dataset(), make_members()
+    model = build_model(SPEC, Shape.of(ds), [m.seed for m in members])
+    stack = Stack(model, [slice(0, 3)], [m.seed for m in members], None,
+                  {"train": [m.train for m in members]}, 3, torch.device("cpu"), best=False)
+    assert build_hooks(stack, [Regimen()] * 3) == []
+    asked = {"penalty": Regimen(l2=0.1), "decay": Regimen(decay=0.1),
+             "max-norm": Regimen(max_norm=1.0), "snapshots": Regimen(snapshots=2),
+             "augment": Regimen(augment=Augment(noise=0.1))}
+    for name, regimen in asked.items():
+        hooks = build_hooks(stack, [regimen] * 3)
+        assert [type(h) for h in hooks] == [REGIMENS.get(name).hook], name
 
 
 # --- one weight-decay convention ---------------------------------------------------------------
