@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from dlbench.data.datasets import Dataset, DataSpec, load_dataset
 from dlbench.data.preprocess import IMPUTERS, fit_inputs, indicator_columns
 from dlbench.engine import trainer
+from dlbench.engine.inputs import StackData
 from dlbench.engine.trainer import TrainConfig, check_config, train, train_grid
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec
@@ -84,7 +85,7 @@ def test_evaluation_rows_never_change_a_members_fill_or_its_training():
     X[evaluated] = np.where(np.isnan(X[evaluated]), np.nan, X[evaluated] * 100 + 7)
     moved = replace(ds, X=X)  # the same missing cells, other values on every evaluation row
     cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=2, batch_size=16, missing="mean")
-    a, b = (trainer._StackData(data, members, [cfg] * 3, torch.device("cpu"))
+    a, b = (StackData(data, members, [cfg] * 3, torch.device("cpu"))
             for data in (ds, moved))
     for name in ("fill", "scale", "shift"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)

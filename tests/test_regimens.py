@@ -30,9 +30,10 @@ from tests.test_trainer import make_dataset, make_members, to_plain
 SPEC = ModelSpec("mlp", hidden=(12, 8))
 
 
-def plain_loop(ds, spec, cfg: TrainConfig, member: Member, optimizer=None):
+def plain_loop(ds, spec, cfg: TrainConfig, member: Member, optimizer=None,
+               criterion=F.cross_entropy):
     """One model, one loop, every regimen written out by hand -> (net, running losses,
-    validation losses after each epoch (epoch 0 first))."""
+    validation losses after each epoch (epoch 0 first)); `criterion`: the data loss."""
     r = cfg.regimen
     net = to_plain(build_model(spec, Shape.of(ds), [member.seed]), 0)
     if member.init is not None:
@@ -44,12 +45,14 @@ def plain_loop(ds, spec, cfg: TrainConfig, member: Member, optimizer=None):
     scales = {n: r.lr_scale(_stacked_name(n)) for n in named}
     for n, p in named.items():
         p.requires_grad_(scales[n] > 0)
-    groups = {}
-    for n, p in named.items():
+    groups = {}  # (lr multiplier, a weight?) -> parameters: the optimizer's own weight decay
+    for n, p in named.items():  # acts on the weights only, never a bias
         if scales[n] > 0:
-            groups.setdefault(scales[n], []).append(p)
+            groups.setdefault((scales[n], any(p is w for w in weights)), []).append(p)
     opt = optimizer(net) if optimizer else build_optimizer(
-        cfg.optimizer, [{"params": ps, "lr": cfg.optimizer.lr * s} for s, ps in groups.items()])
+        cfg.optimizer, [{"params": ps, "lr": cfg.optimizer.lr * s}
+                        | ({} if weight or not _decays(cfg) else {"weight_decay": 0.0})
+                        for (s, weight), ps in groups.items()])
     scale, shift = fit_affine(cfg.preprocess, ds.X[member.train])
     X, y = torch.as_tensor(ds.X * scale + shift), torch.as_tensor(ds.y)
     val = torch.as_tensor(member.evals["val"])
@@ -66,7 +69,7 @@ def plain_loop(ds, spec, cfg: TrainConfig, member: Member, optimizer=None):
         seen = 0.0
         for s in range(0, len(rows), cfg.batch_size):
             batch = torch.as_tensor(rows[s:s + cfg.batch_size])
-            loss = F.cross_entropy(net(X[batch]), y[batch])
+            loss = criterion(net(X[batch]), y[batch])
             objective = loss + sum(r.l1 * w.abs().sum() + r.l2 * w.square().sum()
                                    for w in weights)
             opt.zero_grad()
@@ -83,6 +86,10 @@ def plain_loop(ds, spec, cfg: TrainConfig, member: Member, optimizer=None):
         running.append(seen / len(rows))
         vals.append(val_loss())
     return net, running, vals
+
+
+def _decays(cfg: TrainConfig) -> bool:
+    return "weight_decay" in cfg.optimizer.info.signature_defaults()
 
 
 def _stacked_name(plain: str) -> str:

@@ -18,6 +18,8 @@ from torch import nn
 from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import fit_affine
 from dlbench.engine import trainer
+from dlbench.engine.loop import own_seconds
+from dlbench.engine.predict import train_sample
 from dlbench.engine.trainer import Member, TrainConfig, epoch_order, plan_stacks, train, train_grid
 from dlbench.nn.models import (
     FractionalMaxPool,
@@ -106,12 +108,20 @@ def shape_of(ds: Dataset) -> Shape:
     return trainer.model_shape(ds)
 
 
+def decay_groups(net: nn.Module) -> list[dict]:
+    """The weight-decay convention written out: the optimizer's own weight_decay acts on the
+    weights of linear and convolution layers; biases and batch-norm parameters get 0."""
+    weights = [m.weight for m in net.modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d)]
+    others = [p for p in net.parameters() if all(p is not w for w in weights)]
+    return [{"params": weights}] + ([{"params": others, "weight_decay": 0.0}] if others else [])
+
+
 def train_alone(ds: Dataset, spec: ModelSpec, cfg: TrainConfig, member: Member,
                 inputs: np.ndarray | None = None):
     """A plain one-model loop: same initial weights, batch order and hyperparameters.
     `inputs`: every row as the model sees it (default: the preprocessing's affine)."""
     net = to_plain(build_model(spec, shape_of(ds), [member.seed]), 0)
-    opt = build_optimizer(cfg.optimizer, net.parameters())
+    opt = build_optimizer(cfg.optimizer, decay_groups(net))
     total = cfg.epochs * math.ceil(len(member.train) / cfg.batch_size)
     scheduler = build_scheduler(opt, cfg.schedule, total, cfg.warmup)
     if inputs is None:
@@ -346,11 +356,11 @@ def test_own_seconds_split_shared_work_evenly_and_each_step_over_its_members():
         group_seconds = [3.0, 1.0]
 
     groups = [(None, slice(0, 3)), (None, slice(3, 4))]
-    seconds = trainer._own_seconds(12.0, Step(), groups, 4)
+    seconds = own_seconds(12.0, Step(), groups, 4)
     assert seconds == pytest.approx([2.0 + 1.0, 2.0 + 1.0, 2.0 + 1.0, 2.0 + 1.0])
     assert sum(seconds) == pytest.approx(12.0)  # every second is someone's
     Step.group_seconds = [0.0, 4.0]
-    assert trainer._own_seconds(12.0, Step(), groups, 4) == pytest.approx([2, 2, 2, 6])
+    assert own_seconds(12.0, Step(), groups, 4) == pytest.approx([2, 2, 2, 6])
 
 
 def test_every_members_seconds_grow_every_epoch_in_a_grid():
@@ -390,9 +400,9 @@ def test_curves_sample_at_most_1024_training_rows_and_never_score_test():
                      [member])
     assert {split for _, split, _, _ in result.curves} == {"train", "val"}  # test: once
     assert set(result.predictions) == {"train", "val", "test"}
-    sample = trainer._train_sample(member)
+    sample = train_sample(member)
     assert len(sample) == trainer.TRAIN_CURVE_ROWS and set(sample) <= set(member.train)
-    assert np.array_equal(sample, trainer._train_sample(member))  # the same rows every epoch
+    assert np.array_equal(sample, train_sample(member))  # the same rows every epoch
     final = [v for e, split, metric, v in result.curves
              if (e, split, metric) == (2, "train", "loss")][0]
     pred = result.predictions["train"]  # every training row, in member.train's order

@@ -40,7 +40,7 @@ Results = list[list["MemberResult"]]  # results[cell][member]
 EXECUTORS = ("inline", "pool", "dask")
 # Bump when a change alters any number a cell gives: stored cells of older runs then no longer
 # match, so --resume trains them again instead of mixing numbers of two engines.
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: an optimizer's own weight_decay no longer decays biases and batch norm
 DEFAULT_THREADS = 1  # torch threads per process (see ExecutionConfig.threads)
 
 

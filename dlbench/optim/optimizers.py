@@ -104,7 +104,9 @@ for _info in (
               description="per-weight rates from a running mean of squared gradients"),
     OptimInfo("adam", torch.optim.Adam,
               description="momentum + RMSProp with bias correction; coupled L2 weight decay"),
-    OptimInfo("adamw", torch.optim.AdamW, description="Adam with decoupled weight decay"),
+    OptimInfo("adamw", torch.optim.AdamW,
+              description="Adam with decoupled weight decay of the weights (never biases "
+                          "or batch norm)"),
     # max_eval: torch derives max_iter*5//4 = 1, which leaves the line search no evaluation
     OptimInfo("lbfgs", torch.optim.LBFGS,
               {"max_iter": 1, "max_eval": 25, "line_search_fn": "strong_wolfe"},
