@@ -104,7 +104,8 @@ class OptimizerOptions:
     # Learning rate of every --opt entry that sets none (default: the optimizer's own).
     lr: float | None = None
     # Weight decay of every --opt entry that sets none (adamw: decoupled; default: the
-    # optimizer's own).
+    # optimizer's own), on the weights of linear and conv layers only, never on biases or
+    # batch norm.
     weight_decay: float | None = None
     # Learning-rate schedule, stepped per optimizer step: {schedules|}.
     schedule: str = "constant"
