@@ -130,8 +130,9 @@ def _counts(pred: Predictions, W: np.ndarray) -> np.ndarray:
     return W
 
 
-def _weighted_mean(pred: Predictions, W: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(B,) mean of per-row values over each resample; NaN if it is empty or draws a non-finite."""
+def weighted_mean(pred: Predictions, W: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(B,) mean of per-row values (n,) over each resample; NaN if it is empty or draws a
+    non-finite. The weighted form of any metric that is a mean over rows (accuracy, top-k)."""
     W = _counts(pred, W)
     values = np.asarray(values, np.float64)
     bad = ~np.isfinite(values)
@@ -147,7 +148,7 @@ def _residual(pred: Predictions) -> np.ndarray:
 
 def _weighted_squared_error(pred: Predictions, W: np.ndarray, scale: float = 1.0) -> np.ndarray:
     with np.errstate(over="ignore"):
-        return _weighted_mean(pred, W, (_residual(pred) / scale) ** 2)
+        return weighted_mean(pred, W, (_residual(pred) / scale) ** 2)
 
 
 def _weighted_loss(pred: Predictions, W: np.ndarray) -> np.ndarray:
@@ -229,7 +230,7 @@ def _weighted_log_loss(pred: Predictions, W: np.ndarray) -> np.ndarray:
     valid = (np.isfinite(proba) & (proba >= 0) & (proba <= 1)).all(1)
     p_true = proba[np.arange(len(proba)), np.asarray(pred.y_true, np.int64)]
     nll = -np.log(np.clip(np.where(valid, p_true, 1.0), eps, 1 - eps))
-    return _weighted_mean(pred, W, np.where(valid, nll, np.nan))
+    return weighted_mean(pred, W, np.where(valid, nll, np.nan))
 
 
 def _weighted_roc_auc(pred: Predictions, W: np.ndarray) -> np.ndarray:
@@ -306,7 +307,7 @@ METRICS.add(
         tasks=CLASSIFICATION,
         greater_is_better=True,
         fn=lambda p: skm.accuracy_score(p.y_true, p.y_pred),
-        weighted=lambda p, W: _weighted_mean(p, W, p.y_true == p.y_pred),
+        weighted=lambda p, W: weighted_mean(p, W, p.y_true == p.y_pred),
         description="fraction of rows whose predicted class is right",
         bounds=(0.0, 1.0),
     )
@@ -417,7 +418,7 @@ METRICS.add(
         tasks=REGRESSION,
         greater_is_better=False,
         fn=lambda p: skm.mean_absolute_error(p.y_true, p.y_pred),
-        weighted=lambda p, W: _weighted_mean(p, W, np.abs(_residual(p))),
+        weighted=lambda p, W: weighted_mean(p, W, np.abs(_residual(p))),
         description="mean absolute error, in target units",
         bounds=(0.0, math.inf),
         margin="1%",
