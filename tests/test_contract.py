@@ -400,7 +400,8 @@ def assert_it_acts(name: str, case: Case, result: MemberResult) -> None:
     except AssertionError:
         return
     pytest.fail(f"regularizer {name} at its test values changes nothing on its test case, so "
-                "the contract test cannot tell it from none; declare test values that act")
+                "the contract test cannot tell it from none; declare test values that act "
+                "(UNDECLARED_TEST_VALUES, until its entry can declare them)")
 
 
 # --- the check can fail ------------------------------------------------------------------------
