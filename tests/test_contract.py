@@ -270,7 +270,9 @@ class PlainRegimen:
             opt, steps * epochs // self.r.snapshots)
 
     def stopped(self, epoch: int, val_loss: float, net: nn.Module, epochs: int) -> bool:
-        """Early stopping after an epoch; True once it stops (the best weights then restored)."""
+        """Early stopping after an epoch; True once it stops (the best weights then restored).
+        Epoch 0 is scored in eval mode, which the trainer's batch statistics at epoch 0 match
+        only without batch norm (early-stop's test model has none)."""
         if not self.r.patience:
             return False
         if val_loss < self.best[0]:
