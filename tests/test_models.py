@@ -19,8 +19,6 @@ from dlbench.nn.models import (
 )
 from dlbench.optim.optimizers import OptimSpec
 
-SMALL = {"hidden": (8,), "channels": (4,)}
-
 
 def one_member(ds, n_train=None, seed=0):
     rows = np.random.default_rng(seed).permutation(ds.n_samples)
@@ -31,8 +29,12 @@ def one_member(ds, n_train=None, seed=0):
 
 
 def dataset_for(model: str):
-    name = {"cnn2d": "digits", "cnn1d": "mnist1d"}.get(model, "wine")
-    return load_dataset(DataSpec(name))
+    """Real data of the shape the model entry declares for its tests: digits' 8×8 images, or
+    a table (wine)."""
+    needs = MODELS.get(model).test_input
+    ds = load_dataset(DataSpec("wine" if needs is None else "digits"))
+    assert ds.input_shape == needs, f"no dataset here is shaped {needs} for model {model}"
+    return ds
 
 
 @pytest.mark.parametrize("model", MODELS.names())
@@ -41,7 +43,8 @@ def test_every_model_trains_and_its_loss_falls(model):
     if ds.n_samples > 600:  # keep the test quick: a subset of rows is plenty to see learning
         ds = type(ds)(ds.name, ds.X[:600], ds.y[:600], ds.task, ds.classes, ds.input_shape)
     cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=4, batch_size=32)
-    [result] = train(ds, ModelSpec(model, **SMALL), cfg, [one_member(ds)])
+    [result] = train(ds, ModelSpec(model, **MODELS.get(model).test_fields), cfg,
+                     [one_member(ds)])
     losses = [v for _, split, metric, v in result.curves if (split, metric) == ("train", "loss")]
     assert result.status == "ok" and len(losses) == 5  # epoch 0 (the start) and 4 epochs
     assert losses[-1] < losses[0]
@@ -93,8 +96,9 @@ def test_batchnorm_layers_have_no_bias_before_them():
 
 def test_output_shapes():
     x = torch.randn(3, 7, 64)  # (M, B, d) with digits' 8×8 images flattened
-    for name in MODELS.names():
-        model = build_model(ModelSpec(name, **SMALL), Shape(64, (1, 8, 8), 10), [0, 1, 2])
+    for info in MODELS:
+        model = build_model(ModelSpec(info.name, **info.test_fields), Shape(64, (1, 8, 8), 10),
+                            [0, 1, 2])
         assert model(x).shape == (3, 7, 10)
 
 

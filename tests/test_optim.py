@@ -10,7 +10,13 @@ from dlbench.data.datasets import DataSpec, load_dataset
 from dlbench.engine.trainer import Member, TrainConfig, minimize, plan_stacks, train
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec
-from dlbench.optim.optimizers import OPTIMIZERS, OptimSpec, build_optimizer, parse_optimizers
+from dlbench.optim.optimizers import (
+    OPTIMIZERS,
+    OptimInfo,
+    OptimSpec,
+    build_optimizer,
+    parse_optimizers,
+)
 from dlbench.optim.schedules import SCHEDULES, lr_factor
 
 
@@ -66,15 +72,21 @@ def test_weight_decay_on_an_optimizer_without_it_is_an_error():
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_lowers_the_loss(name):
     ds = load_dataset(DataSpec("iris"))
-    lr = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.1, "rmsprop": 0.01,
-          "adam": 0.02, "adamw": 0.02}.get(name)  # lbfgs, newton: their default lr=1
-    spec = parse_optimizers(name, lr=lr)[0]
+    spec = parse_optimizers(name, lr=OPTIMIZERS.get(name).test_lr)[0]
     rows = np.arange(ds.n_samples)
     members = [Member({"seed": s}, s, rows) for s in range(2)]
     results = train(ds, ModelSpec("linear"), TrainConfig(spec, epochs=5, batch_size=16), members)
     for r in results:
         loss = [v for _, split, metric, v in r.curves if (split, metric) == ("train", "loss")]
         assert r.status == "ok" and loss[-1] < 0.8 * loss[0], (name, loss)
+
+
+def test_an_entry_stacks_only_when_it_says_it_is_elementwise():
+    """Stacking an optimizer that reduces across weights would mix members: not by default."""
+    assert not OptimInfo("plugged", torch.optim.SGD).elementwise
+    stacked = {o.name for o in OPTIMIZERS if o.elementwise}
+    assert stacked == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}
+    assert all(o.full_batch for o in OPTIMIZERS if not o.elementwise)  # L-BFGS, Newton
 
 
 def test_full_batch_optimizers_train_each_member_alone():

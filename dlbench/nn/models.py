@@ -11,6 +11,7 @@ layer like any other, initialised, masked and seeded wherever it sits in the tre
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -456,6 +457,11 @@ class ModelInfo:
     uses: tuple[str, ...]  # the ModelSpec fields it reads; the others are ignored
     build: Callable[[ModelSpec, int, Shape], tuple[list[nn.Module], tuple[int, ...] | None]]
     loss: str = "default"  # "default" (cross-entropy / MSE by task), "perceptron" or "adaline"
+    # its tests' build (tests/test_contract.py sweeps every entry): ModelSpec fields that keep it
+    # tiny yet show its structure, and the per-sample input shape it needs, (C, H, W) for
+    # images; None: a table of features
+    test_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    test_input: tuple[int, ...] | None = None
 
     @property
     def options(self) -> str:
@@ -562,22 +568,24 @@ MODELS.add(ModelInfo(
 MODELS.add(ModelInfo(
     "mlp", "multi-layer perceptron: linear → [batch norm] → activation → [dropout] per layer",
     ("classification", "regression"),
-    ("hidden", "activation", "batchnorm", "dropout", "init", "dropconnect"), _build_mlp))
+    ("hidden", "activation", "batchnorm", "dropout", "init", "dropconnect"), _build_mlp,
+    test_fields={"hidden": (5,)}))
 MODELS.add(ModelInfo(
     "resmlp", "residual MLP, as in the MNIST-1D paper's experiments: linear to width w, then "
     "blocks x + (linear → [bn] → act → [dropout]), then a linear head",
     ("classification", "regression"),
     ("hidden", "activation", "batchnorm", "dropout", "init", "stochastic_depth", "dropconnect"),
-    _build_resmlp))
+    _build_resmlp, test_fields={"hidden": (5, 5)}))  # equal widths, two blocks: nesting shows
 MODELS.add(ModelInfo(
     "cnn1d", "1-D conv blocks (conv k=3 → [bn] → act → maxpool 2), then a linear head; sequences",
     ("classification", "regression"),
-    ("channels", "activation", "batchnorm", "dropout", "init", "dropconnect"), _build_cnn(1)))
+    ("channels", "activation", "batchnorm", "dropout", "init", "dropconnect"), _build_cnn(1),
+    test_fields={"channels": (3, 4)}))  # a table of d features is a 1×d sequence
 MODELS.add(ModelInfo(
     "cnn2d", "2-D conv blocks (conv 3×3 → [bn] → act → pool), then a linear head; images",
     ("classification", "regression"),
     ("channels", "activation", "batchnorm", "dropout", "init", "dropconnect", "pool"),
-    _build_cnn(2)))
+    _build_cnn(2), test_fields={"channels": (3, 4)}, test_input=(1, 8, 8)))
 
 # The options only some models have, and what each does, to name the models that do.
 _ONLY_SOME = {"stochastic_depth": "drops residual blocks", "dropconnect": "drops hidden weights",

@@ -78,11 +78,16 @@ class OptimInfo:
     cls: type[torch.optim.Optimizer]
     defaults: dict[str, Any] = field(default_factory=dict)  # over the class's own defaults
     # elementwise: each weight is updated from its own gradient history only, so stacked
-    # members stay independent and exact. Otherwise (L-BFGS's line search, Newton's Hessian
-    # couple all weights) each member trains alone.
-    elementwise: bool = True
+    # members stay independent and exact. Not unless an entry says so: anything else (L-BFGS's
+    # line search, Newton's Hessian, a per-tensor norm couple all weights) trains each member
+    # alone, which is exact for any optimizer, only slower.
+    elementwise: bool = False
     full_batch: bool = False  # takes a closure over the whole training set each step
     description: str = ""
+    # the learning rate the tests train it with (tests/test_contract.py, tests/test_optim.py):
+    # a few steps on a tiny model move its weights measurably without diverging; None: the
+    # sweep refuses the entry until it declares one
+    test_lr: float | None = None
 
     def signature_defaults(self) -> dict[str, Any]:
         """Every hyperparameter with its effective default (class default, then ours)."""
@@ -93,26 +98,35 @@ class OptimInfo:
 
 OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
 for _info in (
-    OptimInfo("sgd", torch.optim.SGD, {}, description="plain stochastic gradient descent"),
-    OptimInfo("momentum", torch.optim.SGD, {"momentum": 0.9},
+    # test_lr: plain SGD on standardized inputs takes 0.1 safely
+    OptimInfo("sgd", torch.optim.SGD, {}, elementwise=True, test_lr=0.1,
+              description="plain stochastic gradient descent"),
+    # momentum 0.9 multiplies the effective step up to 10x: half SGD's rate stays stable
+    OptimInfo("momentum", torch.optim.SGD, {"momentum": 0.9}, elementwise=True, test_lr=0.05,
               description="SGD with heavy-ball momentum 0.9"),
     OptimInfo("nesterov", torch.optim.SGD, {"momentum": 0.9, "nesterov": True},
-              description="SGD with Nesterov momentum 0.9"),
-    OptimInfo("adagrad", torch.optim.Adagrad,
+              elementwise=True, test_lr=0.05, description="SGD with Nesterov momentum 0.9"),
+    # AdaGrad's steps shrink as squared gradients add up: it starts as large as SGD's
+    OptimInfo("adagrad", torch.optim.Adagrad, elementwise=True, test_lr=0.1,
               description="per-weight rates from the sum of squared gradients"),
-    OptimInfo("rmsprop", torch.optim.RMSprop,
+    # normalised steps of about lr per weight from the first step: 0.01 keeps them small
+    OptimInfo("rmsprop", torch.optim.RMSprop, elementwise=True, test_lr=0.01,
               description="per-weight rates from a running mean of squared gradients"),
-    OptimInfo("adam", torch.optim.Adam,
+    # Adam's steps are about lr per weight whatever the gradient's scale: 0.02 moves a tiny
+    # model within a few steps
+    OptimInfo("adam", torch.optim.Adam, elementwise=True, test_lr=0.02,
               description="momentum + RMSProp with bias correction; coupled L2 weight decay"),
-    OptimInfo("adamw", torch.optim.AdamW,
+    OptimInfo("adamw", torch.optim.AdamW, elementwise=True, test_lr=0.02,
               description="Adam with decoupled weight decay of the weights (never biases "
                           "or batch norm)"),
-    # max_eval: torch derives max_iter*5//4 = 1, which leaves the line search no evaluation
+    # max_eval: torch derives max_iter*5//4 = 1, which leaves the line search no evaluation.
+    # test_lr 1: the line search scales the step itself
     OptimInfo("lbfgs", torch.optim.LBFGS,
               {"max_iter": 1, "max_eval": 25, "line_search_fn": "strong_wolfe"},
-              elementwise=False, full_batch=True,
+              full_batch=True, test_lr=1.0,
               description="L-BFGS, full batch; one iteration per step, strong-Wolfe line search"),
-    OptimInfo("newton", Newton, {}, elementwise=False, full_batch=True,
+    # test_lr 1: the full Newton step, exact on a quadratic
+    OptimInfo("newton", Newton, {}, full_batch=True, test_lr=1.0,
               description=f"exact Newton (Hessian solve), full batch; 2-D functions and models "
                           f"of at most {NEWTON_MAX_PARAMS} parameters"),
 ):
