@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 import torch
-from test_trainer import to_plain
+from test_trainer import decay_groups, to_plain
 from torch import nn
 
 from dlbench.data.augment import augment_batch
@@ -293,7 +293,9 @@ def plain_run(case: Case, member: Member) -> tuple[nn.Module, list[float]]:
         pytest.fail(f"model {case.spec.name} has no plain counterpart ({e}); add its layer to "
                     "tests/plain_layers.py and test_trainer.to_plain")
     spec = config.optimizer
-    opt = spec.info.cls(net.parameters(), **spec.kwargs())  # torch's own, never fused
+    decays = {**spec.info.signature_defaults(), **spec.kwargs()}.get("weight_decay")
+    params = decay_groups(net) if decays else net.parameters()  # the decay convention
+    opt = spec.info.cls(params, **spec.kwargs())  # torch's own, never fused
     scale, shift = fit_affine(config.preprocess, data.X[member.train])
     X, y = torch.as_tensor(data.X * scale + shift), torch.as_tensor(data.y)
     regimen = PlainRegimen(config.regimen, net, member.seed, data.input_shape)
