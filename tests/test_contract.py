@@ -77,10 +77,6 @@ IMAGES = (1, 8, 8)  # regularizers: shaped data, so tta and augment's shifts app
 # the weights within two steps), and 21 parameters keep Newton's Hessian cheap. Stacked
 # weights of every layer kind are swept with the models.
 OPTIMIZER_MODEL = ModelSpec("linear")
-# Test values the regularizer entries do not declare yet (they belong in the entries, whose
-# module is being reshaped elsewhere): max-norm's default c=3 never binds on a tiny model after
-# a few steps (unit norms stay below 2), so at its default a broken max-norm would pass.
-UNDECLARED_TEST_VALUES = {"max-norm": "max-norm[c=0.5]"}
 
 
 def make_data(input_shape: tuple[int, ...] | None = None, seed: int = 0) -> Dataset:
@@ -158,13 +154,15 @@ def optimizer_case(info: OptimInfo) -> Case:
 
 
 def regularizer_case(name: str) -> Case:
-    """A regularizer entry at its default parameters (UNDECLARED_TEST_VALUES aside), turned
+    """A regularizer entry at its test parameters (RegularizerInfo.test_params), turned
     into a model and training as the overfit runner does (`Regularizer.apply`), on the first
     registered model it changes (dropout: the first with hidden layers; stochastic depth:
     resmlp; ...); an entry that changes no model (none, ensemble) on the first model. Its
     neighbours train without it where the model allows (members of other regimens share a
     stack), else at half the rate."""
-    [reg] = parse_regularizers(UNDECLARED_TEST_VALUES.get(name, name))
+    info = REGULARIZERS.get(name)
+    [reg] = parse_regularizers(name)
+    reg = replace(reg, params=tuple(sorted({**dict(reg.params), **info.test_params}.items())))
     tries = [(tiny_spec(info), *reg.apply(tiny_spec(info), adam(REG_EPOCHS), shaped=True))
              for info in MODELS]  # (model, regularized model, regularized training)
     acts = [t for t in tries if normalize(t[1]) != normalize(t[0]) or t[2] != adam(REG_EPOCHS)]
@@ -233,11 +231,12 @@ class PlainRegimen:
     KNOWN = {"l1", "l2", "decay", "max_norm", "patience", "snapshots", "augment"}
 
     def __init__(self, regimen: Regimen, net: nn.Module, seed: int, input_shape):
-        unknown = [f.name for f in dataclasses.fields(Regimen)
-                   if getattr(regimen, f.name) != getattr(Regimen(), f.name)
+        unknown = [f.name for f in dataclasses.fields(regimen)  # a subclass's fields too
+                   if getattr(regimen, f.name) != getattr(type(regimen)(), f.name)
                    and f.name not in self.KNOWN]
         if unknown:
-            pytest.fail(f"Regimen.{unknown[0]} has no plain counterpart; write one in "
+            pytest.fail(f"{type(regimen).__name__}.{unknown[0]} has no plain counterpart; write "
+                        "one in "
                         "tests/test_contract.py's PlainRegimen")
         self.r, self.input_shape = regimen, input_shape
         self.weights = [m.weight for m in net.modules()
@@ -405,7 +404,7 @@ def assert_it_acts(name: str, case: Case, result: MemberResult) -> None:
         return
     pytest.fail(f"regularizer {name} at its test values changes nothing on its test case, so "
                 "the contract test cannot tell it from none; declare test values that act "
-                "(UNDECLARED_TEST_VALUES, until its entry can declare them)")
+                "(its entry's test_params)")
 
 
 # --- the check can fail ------------------------------------------------------------------------

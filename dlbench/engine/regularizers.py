@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dlbench import grammar
@@ -35,6 +35,9 @@ class RegularizerInfo:
     # (model, training, parameters, shaped data?) -> the cell's model and training
     change: Change = lambda model, train, p, shaped: (model, train)
     ranges: dict[str, Range] | None = None  # a parameter's values (default: >= 0)
+    # the parameters its tests set over the defaults (tests/test_contract.py), where the
+    # defaults would not act on a tiny model in a few steps
+    test_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ for _info in (
                     {"p": PROBABILITY}),
     RegularizerInfo("max-norm", "each unit's incoming weight vector clipped to norm c after "
                     "every step", {"c": 3.0},
-                    lambda m, t, p, s: (m, _regimen(t, max_norm=p["c"])), {"c": POSITIVE}),
+                    lambda m, t, p, s: (m, _regimen(t, max_norm=p["c"])), {"c": POSITIVE},
+                    test_params={"c": 0.5}),  # c=3 never binds: unit norms stay below 2
     RegularizerInfo("ensemble", "the averaged probabilities of n members per seed (each its "
                     "own initial weights and batch order), against one member", {"n": 5},
                     ranges={"n": AT_LEAST_2}),
