@@ -33,21 +33,13 @@ GRID = "sgd,rmsprop,adam,adagrad"
 
 
 def config(opt: str, epochs: int) -> runner.OptimizeConfig:
-    """The config the CLI builds for `dlbench optimize --dataset digits --opt OPT ...`."""
-    from typer.testing import CliRunner
+    """The config the CLI builds for `dlbench optimize --dataset digits --opt OPT ...`: its
+    options dataclass through the command table's builder, as the command line goes."""
+    from dlbench.cli.commands import COMMANDS, values
+    from dlbench.cli.options import OptimizeOptions
 
-    from dlbench.cli import app as cli
-
-    seen = []
-    original = cli._run
-    cli._run = lambda _runner, cfg, *_: seen.append(cfg)
-    try:
-        CliRunner().invoke(cli.app, ["optimize", "--dataset", "digits", "--opt", opt,
-                                     "--seeds", "3", "--epochs", str(epochs)])
-    finally:
-        cli._run = original
-    [built] = seen
-    return built
+    given = {"dataset": "digits", "opt": opt, "seeds": 3, "epochs": epochs}
+    return COMMANDS["optimize"].build(values(OptimizeOptions(**given)), set(given))
 
 
 def cell_rows(opt: str, epochs: int) -> tuple[dict, float]:

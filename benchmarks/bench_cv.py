@@ -9,7 +9,7 @@ What is measured
     i.e. 12 MLPs (64-128-10, ReLU) on sklearn's digits, one per split of a 4-fold × 3-repeat
     stratified k-fold, done two ways:
 
-    dlbench  the cv runner exactly as `dlbench.cli.app.cv` drives it: the same `CVConfig`, then
+    dlbench  the cv runner exactly as `dlbench cv` drives it: the same `CVConfig`, then
              `prepare(config)` and `run(plan)` — everything `run` does (stacked training, every
              metric, the chance baseline, the curves, the summary) — but no file writing and no
              progress bar.
@@ -65,7 +65,7 @@ SEED = 0
 
 
 def cv_config(epochs: int) -> runner.CVConfig:
-    """The CVConfig `dlbench.cli.app.cv` builds for the benchmarked command line (its defaults
+    """The CVConfig `dlbench cv` builds for the benchmarked command line (its defaults
     else)."""
     return runner.CVConfig(
         data=DataSpec(DATASET, None, None, None, None, False),

@@ -10,7 +10,7 @@ What is measured
     learning rate (no --lr: sgd, momentum, nesterov and adam 1e-3, adagrad and rmsprop 1e-2),
     times three seeds — on one train/validation split, done two ways:
 
-    dlbench  the optimize runner exactly as `dlbench.cli.app.optimize` drives it: the same
+    dlbench  the optimize runner exactly as `dlbench optimize` drives it: the same
              `OptimizeConfig` (checked, untimed, against the one the CLI builds for that command
              line), then `prepare(config)` and `run(plan)` — everything `run` does (one stack of
              3 seeds per optimizer, every metric on train/val/test, the curves, the sweep, the
@@ -82,7 +82,7 @@ def command(epochs: int) -> list[str]:
 
 
 def optimize_config(epochs: int) -> runner.OptimizeConfig:
-    """The OptimizeConfig `dlbench.cli.app.optimize` builds for the benchmarked command line."""
+    """The OptimizeConfig `dlbench optimize` builds for the benchmarked command line."""
     return runner.OptimizeConfig(
         optimizers=tuple(parse_optimizers(OPT, None, None)), function=None, steps=100,
         start=None, tol=1e-3, data=DataSpec(DATASET, None, None),

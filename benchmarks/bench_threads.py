@@ -6,7 +6,7 @@ What is measured
         dlbench cv --k 4 --repeats 3
 
     (digits, mlp 128, adam lr 1e-3, batch 32, 20 epochs: 12 members in one stack), as
-    `dlbench.cli.app.cv` drives it: its `CVConfig` (bench_cv.cv_config), `prepare(config)` once,
+    `dlbench cv` drives it: its `CVConfig` (bench_cv.cv_config), `prepare(config)` once,
     then `run(plan, engine)` timed inside `with Engine(ExecutionConfig(threads=T))` for T in
     (1, 2), in three conditions:
 
