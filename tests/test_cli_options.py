@@ -129,6 +129,15 @@ def test_every_route_is_a_runner():
         assert isinstance(route.module(), Runner), route.runner
 
 
+def test_every_route_shows_its_run_with_a_table_function_of_the_report():
+    """A route names its table function by a string (read when a run is shown): a typo would
+    only fail after a run trained, so it is checked here."""
+    from dlbench.output import report
+
+    for route in (r for c in COMMANDS.values() for r in c.routes):
+        assert route.table is None or callable(getattr(report, route.table, None)), route.table
+
+
 def test_optimize_routes_a_function_to_its_paths():
     command = COMMANDS["optimize"]
     with_function = command.build(values(options.OptimizeOptions(function="rosenbrock")),

@@ -833,12 +833,12 @@ def test_transfer_quadrants_get_a_panel_per_target(tmp_path, figures):
     strategy one colour in both panels."""
     from types import SimpleNamespace
 
-    from dlbench.cli.app import _transfer_figures
+    from dlbench.cli.figures import transfer_figures
 
     result = SimpleNamespace(summary=quadrant_summary(), source_weights={}, info={
         "targets": {"similar": {}, "different": {}}, "dataset": {"name": "digits"},
         "source": {"name": "digits[0-4]"}, "seeds": 2})
-    _transfer_figures(result)["transfer.png"](tmp_path / "transfer.png")
+    transfer_figures(result)["transfer.png"](tmp_path / "transfer.png")
     assert_png(tmp_path / "transfer.png")
     axes = [ax for ax in figures[0].axes if ax.get_lines()]
     assert [ax.get_title() for ax in axes] == ["similar target", "different target"]

@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dlbench.cli import app as cli
-from dlbench.cli import suites
+from dlbench.cli import run, suites
 from dlbench.errors import DlbenchError
 from tests.cli_helpers import assert_usage_error, invoke
 
@@ -136,7 +135,7 @@ def test_shipped_suites_are_valid_before_anything_runs(tmp_path):
         if path.name == "smoke.toml":
             assert commands == set(suites.COMMANDS)  # the smoke run touches every command
         for entry in suite.entries:
-            prepared = cli._prepared(entry, tmp_path / path.stem / entry.name)
+            prepared = run._prepared(entry, tmp_path / path.stem / entry.name)
             assert prepared.state == "new"
             assert prepared.plan.total_epochs > 0 if "function" not in entry.options \
                 else prepared.plan is None

@@ -3,8 +3,9 @@ the options of each training command as frozen dataclasses (`options`), the one 
 training commands (`commands`: options, config builder, runner, table, figures), the path every
 training command runs (`execute`), the option values turned into frozen configs (`config`),
 benchmark suites (`suites`: the file; `run`: `dlbench run`), and a module per other command
-(`compare`, `report`, `listings`) and for the figures a run draws (`figures`). It parses and
-checks, calls a runner, and hands the result to `output`; it computes nothing itself.
+(`compare`, `page` for `dlbench report`, `listings`) and for the figures a run draws
+(`figures`). It parses and checks, calls a runner, and hands the result to `output`; it
+computes nothing itself.
 
 Layer 6, the top. May import every layer.
 """

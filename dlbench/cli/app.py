@@ -2,8 +2,8 @@
 
 The training commands (cv, optimize, overfit, transfer) are generated from the command table
 (cli/commands.py) and their options dataclasses (cli/options.py); the others live in a module
-each: run (suites), compare, report, listings. torch and the runners are imported inside the
-commands, so `dlbench --help` stays instant.
+each: run (suites), compare, page (`dlbench report`), listings. torch and the runners are
+imported inside the commands, so `dlbench --help` stays instant.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ import typer.core
 from typer.exceptions import Abort, TyperException
 
 from dlbench import __version__
-from dlbench.cli import compare, listings, report, run
+from dlbench.cli import compare, listings, page, run
 from dlbench.cli.commands import COMMANDS
 from dlbench.cli.execute import register
-from dlbench.cli.figures import transfer_figures as _transfer_figures  # noqa: F401 (tests' name)
-from dlbench.cli.run import _prepared  # noqa: F401 (a suite entry, prepared: tests call it)
 from dlbench.engine.execution import Interrupted, Stopped
 from dlbench.errors import DlbenchError
 
@@ -80,7 +78,7 @@ def _main(version: Annotated[bool, typer.Option(
 
 for _command in COMMANDS.values():  # cv, optimize, overfit, transfer: one table, one path
     register(app, _command)
-app.command(name="report")(report.report_page)
+app.command(name="report")(page.report_page)
 app.command(name="run")(run.run_suite)
 app.command()(compare.compare)
 for _listing in (listings.optimizers, listings.datasets, listings.regularizers,

@@ -11,9 +11,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlbench.cli import config, figures, options
+
+if TYPE_CHECKING:
+    from dlbench.runners.base import Runner
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,12 @@ class Route:
     """What runs a config, and how its finished run is shown and drawn."""
 
     runner: str  # its module under dlbench.runners (a runners.base.Runner)
-    table: str  # output.report's function result -> (table, notes); "" for its own show
+    table: str | None  # the name of output.report's function result -> (table, notes), looked
+    #                    up when the run is shown (importing output.report here would slow
+    #                    --help); None: report.show_functions, which prints its own
     figures: Callable[[Any], dict]  # result -> {file name: writer(path)}: PNGs, extra files
 
-    def module(self):
+    def module(self) -> Runner:
         """The runner module, looked up when the run starts (tests may patch its prepare)."""
         return importlib.import_module(f"dlbench.runners.{self.runner}")
 
@@ -32,7 +37,7 @@ class Route:
         """The summary on stdout: the route's table and notes, or JSON."""
         from dlbench.output import report
 
-        if not self.table:
+        if self.table is None:
             report.show_functions(result, fmt)
         else:
             report.show(result, fmt, getattr(report, self.table))
@@ -53,7 +58,7 @@ class Command:
         return self.routes[-1] if getattr(built, "function", None) else self.routes[0]
 
 
-FUNCTIONS = Route("functions", "", figures.function_figures)
+FUNCTIONS = Route("functions", None, figures.function_figures)
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("cv", "Hold-out, k-fold and iterated k-fold estimates with confidence intervals, "
             "leakage-safe.", options.CVOptions, config.cv_config,

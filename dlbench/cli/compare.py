@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from dlbench.cli.execute import check_format, given
 from dlbench.errors import DlbenchError
 
 
@@ -45,12 +46,10 @@ def compare(
     """Compare results with a baseline: exit 1 when something regressed (shown worse than
     its tolerance) or went missing, 0 when nothing did. With --rank: methods
     ranked across problems."""
-    if fmt not in ("table", "markdown", "json"):
-        raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, markdown, json")
-    given = {name for name in ("tolerance", "rope", "all_rows", "metric", "split", "cost")
-             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+    check_format(fmt, ("table", "markdown", "json"))
+    asked = given(ctx) & {"tolerance", "rope", "all_rows", "metric", "split", "cost"}
     own = {"metric", "split", "cost"}  # --rank's; the others judge two runs
-    for name in sorted(given - own if rank else given & own):
+    for name in sorted(asked - own if rank else asked & own):
         option = "--all" if name == "all_rows" else f"--{name}"
         raise DlbenchError(f"{option} does not apply to --rank; drop it" if rank else
                            f"{option} applies to --rank; drop it or add --rank")

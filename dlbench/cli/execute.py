@@ -15,7 +15,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -23,6 +23,9 @@ from dlbench.cli.commands import Command, Route, values
 from dlbench.cli.options import OptionsCommand, command_function
 from dlbench.engine.execution import Interrupted, Stopped
 from dlbench.errors import DlbenchError
+
+if TYPE_CHECKING:  # pandas behind them: not at import, so --help stays instant
+    from dlbench.runners.base import Plan, Result, Runner
 
 
 def register(app: typer.Typer, command: Command) -> None:
@@ -45,9 +48,9 @@ def given(ctx: typer.Context) -> set[str]:
             if ctx.get_parameter_source(name).name == "COMMANDLINE"}
 
 
-def check_format(fmt: str) -> None:
-    if fmt not in ("table", "json"):
-        raise DlbenchError(f"unknown format '{fmt}'; choose one of: table, json")
+def check_format(fmt: str, formats: tuple[str, ...] = ("table", "json")) -> None:
+    if fmt not in formats:
+        raise DlbenchError(f"unknown format '{fmt}'; choose one of: {', '.join(formats)}")
 
 
 def run_command(command: Command, ctx: typer.Context, chosen: Any) -> None:
@@ -92,55 +95,54 @@ def engine_for(execution, plan, description: str) -> Iterator[Any]:
         yield engine
 
 
-def execute(command: str, route: Route, runner, config, plan, out: Path | None, resume: bool,
-            engine, hint: Callable[[Path], str]):
+def execute(command: str, route: Route, runner: Runner, config, plan: Plan, out: Path | None,
+            resume: bool, engine, hint: Callable[[Path], str]) -> tuple[Result, Path]:
     """Run a prepared plan into its claimed directory -> (result, the directory): through
-    `engine`'s cells, or directly for a runner without cells."""
-    if not runner.TRAINS_CELLS:
-        return _execute_direct(command, route, runner, config, plan, out, resume)
-    return _execute_cells(command, route, runner, config, plan, out, resume, engine, hint)
-
-
-def _execute_direct(command: str, route: Route, runner, config, plan, out: Path | None,
-                    resume: bool):
-    """A second's work (paths on a function): no cells, no store, no executor."""
+    `engine`'s cells, or directly (`engine` None: paths on a function, a second's work with no
+    cells, no store, no executor)."""
     from dlbench import results
 
     record = {"command": command, "config": config.record()}
     with results.claimed(out, command, record, resume, lambda w: warn([w])) as out_dir:
-        result = runner.run(plan)
-        manifest = {"command": command, **results.environment(), "config": config.record(),
-                    **result.info}
-        results.write_run(out_dir, result.tables, manifest, route.figures(result))
+        if engine is None:
+            result = runner.run(plan)
+            _write(out_dir, command, route, config, result)
+        else:
+            result = _train(out_dir, command, route, runner, config, plan, engine, hint)
     return result, out_dir
 
 
-def _execute_cells(command: str, route: Route, runner, config, plan, out: Path | None,
-                   resume: bool, engine, hint: Callable[[Path], str]):
-    """Train a prepared plan into its claimed directory (its finished cells kept, the others
-    trained by `engine`) and write its files -> (result, the directory). However it stops
-    (Ctrl-C, SIGTERM, a killed worker, a full disk), one line says what was kept and how to
-    finish."""
+def _train(out_dir: Path, command: str, route: Route, runner: Runner, config, plan: Plan,
+           engine, hint: Callable[[Path], str]) -> Result:
+    """Train a plan's cells (the finished ones kept in the directory's store, the others
+    trained by `engine`) and write its files. However it stops (Ctrl-C, SIGTERM, a killed
+    worker, a full disk), one line says what was kept and how to finish."""
     from dlbench import results
     from dlbench.engine.execution import Store, WorkerLost
 
-    record = {"command": command, "config": config.record()}
-    with results.claimed(out, command, record, resume, lambda w: warn([w])) as out_dir:
-        store = Store(out_dir / results.CELLS)
-        engine.use(store)
-        try:
-            result = runner.run(plan, engine)
-            warn(_rejected(store))
-            manifest = {"command": command, **results.environment(), "config": config.record(),
-                        "execution": engine.config.record() | {
-                            "cells_trained": engine.trained, "cells_resumed": engine.resumed},
-                        **result.info}
-            results.write_run(out_dir, result.tables, manifest, route.figures(result))
-        except (Interrupted, KeyboardInterrupt):
-            raise Interrupted(f"interrupted: {_kept(out_dir, store, hint)}") from None
-        except (WorkerLost, OSError) as e:
-            raise Stopped(f"{_why(e)}; {_kept(out_dir, store, hint)}") from None
-    return result, out_dir
+    store = Store(out_dir / results.CELLS)
+    engine.use(store)
+    try:
+        result = runner.run(plan, engine)
+        warn(_rejected(store))
+        _write(out_dir, command, route, config, result, {"execution": engine.config.record() | {
+            "cells_trained": engine.trained, "cells_resumed": engine.resumed}})
+    except (Interrupted, KeyboardInterrupt):
+        raise Interrupted(f"interrupted: {_kept(out_dir, store, hint)}") from None
+    except (WorkerLost, OSError) as e:
+        raise Stopped(f"{_why(e)}; {_kept(out_dir, store, hint)}") from None
+    return result
+
+
+def _write(out_dir: Path, command: str, route: Route, config, result: Result,
+           more: dict[str, Any] | None = None) -> None:
+    """A finished run's tables, manifest (the config, the environment, `more`, the result's
+    own record) and figures."""
+    from dlbench import results
+
+    manifest = {"command": command, **results.environment(), "config": config.record(),
+                **(more or {}), **result.info}
+    results.write_run(out_dir, result.tables, manifest, route.figures(result))
 
 
 def finish_hint(out: Path | None) -> Callable[[Path], str]:

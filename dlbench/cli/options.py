@@ -376,7 +376,8 @@ def help_template(cls: type, name: str) -> str:
     where a command only changes a group's default, the group's."""
     for klass in cls.__mro__:
         if name in getattr(klass, "__annotations__", {}):
-            text = _comments(inspect.getsourcefile(klass))[klass.__name__].get(name, "")
+            source = inspect.getsourcefile(klass)  # None in an install without sources
+            text = _comments(source)[klass.__name__].get(name, "") if source else ""
             if text:
                 return text
     return ""
