@@ -404,8 +404,9 @@ def _names(module: str, registry: str) -> Callable[[], list[str]]:
 
 
 FILLS: dict[str, Callable[[], list[str]]] = {  # a placeholder -> the names it lists
-    "function_opt": lambda: [FUNCTION_OPT],
-    "network_opt": lambda: [NETWORK_OPT],
+    # the default entries one by one, so the help wraps between them (the grammar takes spaces)
+    "function_opt": lambda: FUNCTION_OPT.replace("],", "] ").split(),
+    "network_opt": lambda: NETWORK_OPT.replace("],", "] ").split(),
     "activations": _names("dlbench.nn.models", "ACTIVATIONS"),
     "inits": _names("dlbench.nn.models", "INITS"),
     "pools": _names("dlbench.nn.models", "POOLS"),
