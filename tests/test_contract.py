@@ -466,6 +466,37 @@ def test_an_optimizer_without_the_flag_trains_each_member_alone_and_stays_exact(
     check_plain(case, check_stacking(case))
 
 
+def test_an_optimizer_neither_elementwise_nor_full_batch_is_listed_and_sized_as_minibatch(
+        register, monkeypatch):
+    """Not elementwise is not full batch: such an optimizer trains each member alone, but on
+    minibatches, one gradient evaluation a step, and takes per-layer rates."""
+    from dlbench.cli import listings
+    from dlbench.engine import sizes
+    from dlbench.output import report
+
+    register(OPTIMIZERS, OptimInfo("normalized-sgd", NormalizedSGD, test_lr=0.05))
+    listed = {}
+    monkeypatch.setattr(report, "listing", lambda title, rows, *a, **k: listed.update(
+        {row["name"]: row["stacked"] for row in rows}))
+    listings.optimizers()
+    assert (listed["normalized-sgd"], listed["sgd"], listed["lbfgs"]) == (
+        "alone", "yes", "alone, full batch")
+
+    def size(name: str) -> sizes.Size:
+        config = TrainConfig(OptimSpec(name, 0.05), epochs=EPOCHS, batch_size=BATCH)
+        job = sizes.Job(OPTIMIZER_MODEL, (config,), members=2, n_train=40, n_eval=60)
+        return sizes.estimate(make_data(), [job], torch.device("cpu"))
+
+    normalized, sgd = size("normalized-sgd"), size("sgd")
+    assert normalized.flops == sgd.flops  # the same minibatch steps, no line search
+    assert normalized.group_steps == 2 * sgd.group_steps  # but each of 2 members alone
+    paths = [sizes.check_paths([OptimSpec(name, 0.05)], 100, False)
+             for name in ("normalized-sgd", "sgd", "lbfgs")]
+    assert paths[0] == paths[1] < paths[2]
+    trainer.check_train(TrainConfig(OptimSpec("normalized-sgd", 0.05),
+                                    regimen=Regimen(lr_scales=(("layers.0.", 0.1),))))
+
+
 def test_an_entry_that_cannot_be_swept_says_what_it_must_declare(register):
     untested = register(OPTIMIZERS, OptimInfo("untested", torch.optim.SGD, elementwise=True))
     with pytest.raises(pytest.fail.Exception, match="untested declares no test_lr"):

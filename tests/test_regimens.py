@@ -337,7 +337,7 @@ def test_mse_loss_for_classes_trains_on_softmax_probabilities():
     (TrainConfig(epochs=3, regimen=Regimen(snapshots=5)), "at least one epoch per snapshot"),
     (TrainConfig(schedule="cosine", regimen=Regimen(snapshots=2)), "drop --schedule"),
     (TrainConfig(OptimSpec("lbfgs", 1.0), regimen=Regimen(lr_scales=(("layers.0.", 0.1),))),
-     "elementwise optimizer"),
+     "need a minibatch optimizer"),
     (TrainConfig(loss="hinge"), "unknown loss 'hinge'; choose one of: cross-entropy, mse"),
 ])
 def test_bad_regimens_are_clear_errors_before_training(config, fragment):

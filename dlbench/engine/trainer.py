@@ -91,9 +91,10 @@ def check_train(config: TrainConfig) -> None:
     if config.regimen.snapshots and (config.schedule != "constant" or config.warmup):
         raise DlbenchError("snapshot ensembles set their own cyclic learning rate; drop "
                            "--schedule and --warmup")
-    if config.regimen.lr_scales and not config.optimizer.info.elementwise:
+    if config.regimen.lr_scales and config.optimizer.info.full_batch:
+        # L-BFGS and Newton read one parameter group's options only
         raise DlbenchError(f"{config.optimizer.name} takes one learning rate for every weight; "
-                           "per-layer rates and frozen layers need an elementwise optimizer")
+                           "per-layer rates and frozen layers need a minibatch optimizer")
 
 
 def check_model_fits(spec: ModelSpec, dataset: Dataset) -> int:
@@ -138,7 +139,8 @@ def plan_stacks(members: list[Member], configs: list[TrainConfig]) -> list[list[
 
     Every pair of elementwise configs sharing epochs, batch size, device and a member's steps per
     epoch joins one stack, each config with its own optimizer over its members' slices; pairs
-    of closure optimizers (L-BFGS, Newton: a reduction across all weights) train alone.
+    of any other optimizer (L-BFGS, Newton, a per-tensor norm: a reduction across weights)
+    train alone.
     """
     stacks: dict[tuple, list[tuple[int, int]]] = {}
     alone: list[list[tuple[int, int]]] = []
