@@ -34,17 +34,11 @@ from dlbench.data.augment import generators as augment_generators
 from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import fit_affine
 from dlbench.engine import trainer
+from dlbench.engine.losses import LOSSES
+from dlbench.engine.members import Member, MemberResult, TrainConfig, epoch_order, model_shape
 from dlbench.engine.regimens import Regimen
 from dlbench.engine.regularizers import REGULARIZERS, parse_regularizers
-from dlbench.engine.trainer import (
-    Member,
-    MemberResult,
-    TrainConfig,
-    epoch_order,
-    plan_stacks,
-    train,
-    train_grid,
-)
+from dlbench.engine.trainer import plan_stacks, train, train_grid
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import (
     ACTIVATIONS,
@@ -210,7 +204,7 @@ def check_plain(case: Case, result: MemberResult) -> None:
     net, losses = plain_run(case, member)
     np.testing.assert_allclose(result.curve("train", "running_loss"), losses,
                                err_msg="running loss", **PLAIN_TOL)
-    stacked = build_model(case.spec, trainer.model_shape(case.data), [0])
+    stacked = build_model(case.spec, model_shape(case.data), [0])
     stacked.load_state_dict({k: v.unsqueeze(0) for k, v in result.weights.items()})
     expected = to_plain(stacked, 0).state_dict()
     for name, value in net.state_dict().items():
@@ -287,7 +281,7 @@ def plain_run(case: Case, member: Member) -> tuple[nn.Module, list[float]]:
     training loss of each epoch as the optimizer saw it)."""
     config, data = case.config, case.data
     try:
-        net = to_plain(build_model(case.spec, trainer.model_shape(data), [member.seed]), 0)
+        net = to_plain(build_model(case.spec, model_shape(data), [member.seed]), 0)
     except AssertionError as e:
         pytest.fail(f"model {case.spec.name} has no plain counterpart ({e}); add its layer to "
                     "tests/plain_layers.py and test_trainer.to_plain")
@@ -322,10 +316,10 @@ def plain_run(case: Case, member: Member) -> tuple[nn.Module, list[float]]:
 
 def _plain_loss(spec: ModelSpec):
     """The model entry's training loss on one model's (B, outputs) outputs -> the batch mean.
-    The per-sample formulas are the models' definitions (trainer.LOSSES); stacking is what is
+    The per-sample formulas are the models' definitions (losses.LOSSES); stacking is what is
     under test."""
     kind = MODELS.get(spec.name).loss
-    per_sample = trainer.LOSSES["cross_entropy" if kind == "default" else kind]
+    per_sample = LOSSES["cross_entropy" if kind == "default" else kind]
     return lambda out, y: per_sample(out[None], y[None])[0].mean()
 
 

@@ -12,16 +12,10 @@ from torch import nn
 
 from dlbench.data.augment import Augment
 from dlbench.data.preprocess import fit_affine
+from dlbench.engine.loop import load_member
+from dlbench.engine.members import Member, TrainConfig, epoch_order
 from dlbench.engine.regimens import Regimen, cycle_ends, cyclic_factor
-from dlbench.engine.trainer import (
-    Member,
-    TrainConfig,
-    check_train,
-    epoch_order,
-    load_member,
-    train,
-    train_grid,
-)
+from dlbench.engine.trainer import check_train, train, train_grid
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec, Shape, build_model
 from dlbench.optim.optimizers import OptimSpec, build_optimizer

@@ -18,7 +18,7 @@ from typing import Any
 
 from dlbench.data.datasets import Dataset
 from dlbench.engine.execution import ENGINE_VERSION, Task, digest
-from dlbench.engine.trainer import Member, TrainConfig, resolve_device
+from dlbench.engine.members import Member, TrainConfig, resolve_device
 from dlbench.nn.models import MODELS, ModelSpec
 from dlbench.registry import Registry
 

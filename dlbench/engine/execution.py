@@ -32,7 +32,7 @@ from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:
     from dlbench.data.datasets import Dataset
-    from dlbench.engine.trainer import Member, MemberResult, TrainConfig
+    from dlbench.engine.members import Member, MemberResult, TrainConfig
     from dlbench.nn.models import ModelSpec
 
 Results = list[list["MemberResult"]]  # results[cell][member]

@@ -14,14 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from dlbench.data.datasets import Dataset
-from dlbench.engine.trainer import (
-    EVAL_FLOATS,
-    GATHER_FLOATS,
-    TrainConfig,
-    model_shape,
-    rows_per_step,
-    steps_per_epoch,
-)
+from dlbench.engine.inference import EVAL_FLOATS
+from dlbench.engine.loop import GATHER_FLOATS
+from dlbench.engine.members import TrainConfig, model_shape, rows_per_step, steps_per_epoch
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import DropConnect, ModelSpec, Shape, StackedConv, StackedLinear, build_model
 

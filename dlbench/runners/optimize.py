@@ -23,12 +23,7 @@ from dlbench.data.splits import split_record
 from dlbench.engine import sizes
 from dlbench.engine.cells import Cell
 from dlbench.engine.execution import Engine
-from dlbench.engine.trainer import (
-    Member,
-    MemberResult,
-    TrainConfig,
-    resolve_device,
-)
+from dlbench.engine.members import Member, MemberResult, TrainConfig, resolve_device
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
