@@ -316,7 +316,7 @@ def plain_run(case: Case, member: Member) -> tuple[nn.Module, list[float]]:
 
 def _plain_loss(spec: ModelSpec):
     """The model entry's training loss on one model's (B, outputs) outputs -> the batch mean.
-    The per-sample formulas are the models' definitions (losses.LOSSES); stacking is what is
+    The per-sample formulas are the models' definitions (engine.losses.LOSSES); stacking is what is
     under test."""
     kind = MODELS.get(spec.name).loss
     per_sample = LOSSES["cross_entropy" if kind == "default" else kind]
