@@ -53,7 +53,8 @@ from rich.table import Table
 from dlbench.data.datasets import Dataset, DataSpec, load_dataset
 from dlbench.engine.cells import Cell, tasks
 from dlbench.engine.execution import Engine, ExecutionConfig, Pool, Results, Task
-from dlbench.engine.trainer import Member, TrainConfig, train_grid
+from dlbench.engine.members import Member, TrainConfig
+from dlbench.engine.trainer import train_grid
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.optimizers import OptimSpec
 

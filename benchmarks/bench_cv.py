@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dlbench.data.datasets import DataSpec
 from dlbench.data.splits import SplitConfig, make_splits
-from dlbench.engine.trainer import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners import cv as runner

@@ -63,7 +63,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dlbench.data.datasets import DataSpec, load_dataset
-from dlbench.engine.trainer import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.optimizers import parse_optimizers
 from dlbench.runners import optimize as runner

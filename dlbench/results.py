@@ -1,4 +1,4 @@
-"""Run directories and result files. Only this module writes them (the data cache in cache.py
+"""Run directories and result files. Only this module writes them (the data cache in data/cache.py
 keeps its own files).
 
 A run directory is claimed before anything trains: created (exclusively, for a default name),

@@ -1,7 +1,7 @@
 """Cell labels and coordinates."""
 
 from dlbench.engine.cells import Cell, labels
-from dlbench.engine.trainer import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.optimizers import OptimSpec
 

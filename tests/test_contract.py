@@ -34,17 +34,11 @@ from dlbench.data.augment import generators as augment_generators
 from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import fit_affine
 from dlbench.engine import trainer
+from dlbench.engine.losses import LOSSES
+from dlbench.engine.members import Member, MemberResult, TrainConfig, epoch_order, model_shape
 from dlbench.engine.regimens import Regimen
 from dlbench.engine.regularizers import REGULARIZERS, parse_regularizers
-from dlbench.engine.trainer import (
-    Member,
-    MemberResult,
-    TrainConfig,
-    epoch_order,
-    plan_stacks,
-    train,
-    train_grid,
-)
+from dlbench.engine.trainer import plan_stacks, train, train_grid
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import (
     ACTIVATIONS,
@@ -210,7 +204,7 @@ def check_plain(case: Case, result: MemberResult) -> None:
     net, losses = plain_run(case, member)
     np.testing.assert_allclose(result.curve("train", "running_loss"), losses,
                                err_msg="running loss", **PLAIN_TOL)
-    stacked = build_model(case.spec, trainer.model_shape(case.data), [0])
+    stacked = build_model(case.spec, model_shape(case.data), [0])
     stacked.load_state_dict({k: v.unsqueeze(0) for k, v in result.weights.items()})
     expected = to_plain(stacked, 0).state_dict()
     for name, value in net.state_dict().items():
@@ -287,7 +281,7 @@ def plain_run(case: Case, member: Member) -> tuple[nn.Module, list[float]]:
     training loss of each epoch as the optimizer saw it)."""
     config, data = case.config, case.data
     try:
-        net = to_plain(build_model(case.spec, trainer.model_shape(data), [member.seed]), 0)
+        net = to_plain(build_model(case.spec, model_shape(data), [member.seed]), 0)
     except AssertionError as e:
         pytest.fail(f"model {case.spec.name} has no plain counterpart ({e}); add its layer to "
                     "tests/plain_layers.py and test_trainer.to_plain")
@@ -322,10 +316,10 @@ def plain_run(case: Case, member: Member) -> tuple[nn.Module, list[float]]:
 
 def _plain_loss(spec: ModelSpec):
     """The model entry's training loss on one model's (B, outputs) outputs -> the batch mean.
-    The per-sample formulas are the models' definitions (trainer.LOSSES); stacking is what is
+    The per-sample formulas are the models' definitions (engine.losses.LOSSES); stacking is what is
     under test."""
     kind = MODELS.get(spec.name).loss
-    per_sample = trainer.LOSSES["cross_entropy" if kind == "default" else kind]
+    per_sample = LOSSES["cross_entropy" if kind == "default" else kind]
     return lambda out, y: per_sample(out[None], y[None])[0].mean()
 
 
@@ -464,6 +458,37 @@ def test_an_optimizer_without_the_flag_trains_each_member_alone_and_stays_exact(
     case = optimizer_case(info)
     assert len(plan_stacks(make_members(), [case.config, case.other])) == 4  # each alone
     check_plain(case, check_stacking(case))
+
+
+def test_an_optimizer_neither_elementwise_nor_full_batch_is_listed_and_sized_as_minibatch(
+        register, monkeypatch):
+    """Not elementwise is not full batch: such an optimizer trains each member alone, but on
+    minibatches, one gradient evaluation a step, and takes per-layer rates."""
+    from dlbench.cli import listings
+    from dlbench.engine import sizes
+    from dlbench.output import report
+
+    register(OPTIMIZERS, OptimInfo("normalized-sgd", NormalizedSGD, test_lr=0.05))
+    listed = {}
+    monkeypatch.setattr(report, "listing", lambda title, rows, *a, **k: listed.update(
+        {row["name"]: row["stacked"] for row in rows}))
+    listings.optimizers()
+    assert (listed["normalized-sgd"], listed["sgd"], listed["lbfgs"]) == (
+        "alone", "yes", "alone, full batch")
+
+    def size(name: str) -> sizes.Size:
+        config = TrainConfig(OptimSpec(name, 0.05), epochs=EPOCHS, batch_size=BATCH)
+        job = sizes.Job(OPTIMIZER_MODEL, (config,), members=2, n_train=40, n_eval=60)
+        return sizes.estimate(make_data(), [job], torch.device("cpu"))
+
+    normalized, sgd = size("normalized-sgd"), size("sgd")
+    assert normalized.flops == sgd.flops  # the same minibatch steps, no line search
+    assert normalized.group_steps == 2 * sgd.group_steps  # but each of 2 members alone
+    paths = [sizes.check_paths([OptimSpec(name, 0.05)], 100, False)
+             for name in ("normalized-sgd", "sgd", "lbfgs")]
+    assert paths[0] == paths[1] < paths[2]
+    trainer.check_train(TrainConfig(OptimSpec("normalized-sgd", 0.05),
+                                    regimen=Regimen(lr_scales=(("layers.0.", 0.1),))))
 
 
 def test_an_entry_that_cannot_be_swept_says_what_it_must_declare(register):

@@ -19,7 +19,7 @@ from dlbench.data.datasets import DataSpec, load_dataset
 from dlbench.engine import execution
 from dlbench.engine.cells import Cell, tasks
 from dlbench.engine.execution import Engine, ExecutionConfig, Store, check_execution, digest
-from dlbench.engine.trainer import Member, TrainConfig
+from dlbench.engine.members import Member, TrainConfig
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.optimizers import OptimSpec

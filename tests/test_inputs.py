@@ -17,9 +17,10 @@ from dlbench.data.datasets import Dataset, DataSpec, load_dataset
 from dlbench.data.preprocess import IMPUTERS, fit_inputs, indicator_columns
 from dlbench.engine import trainer
 from dlbench.engine.inputs import StackData
-from dlbench.engine.trainer import TrainConfig, check_config, train, train_grid
+from dlbench.engine.members import TrainConfig
+from dlbench.engine.trainer import check_config, train, train_grid
 from dlbench.errors import DlbenchError
-from dlbench.nn.models import ModelSpec
+from dlbench.nn.models import ModelSpec, build_model
 from dlbench.optim.optimizers import OptimSpec
 from tests.cli_helpers import assert_usage_error, invoke
 from tests.test_trainer import (
@@ -125,7 +126,7 @@ def test_the_kept_features_are_the_k_best_by_f_on_the_training_rows(task):
 def test_a_zeroed_feature_is_a_removed_input_of_the_first_layer():
     ds, members = make_dataset(), make_members()
     cfg = TrainConfig(OptimSpec("adam", 0.01), epochs=2, batch_size=16, features=2)
-    start = trainer.build_model(SPEC, shape_of(ds), [m.seed for m in members]).state_dict()
+    start = build_model(SPEC, shape_of(ds), [m.seed for m in members]).state_dict()
     for m, (member, result) in enumerate(zip(members, train(ds, SPEC, cfg, members),
                                              strict=True)):
         kept = fit_inputs(ds.X[member.train], ds.y[member.train], ds.task,
@@ -209,7 +210,7 @@ def test_infinite_values_stay_refused_with_missing(tmp_path):
 def test_to_plain_of_the_wider_model_reads_every_column():
     """The models are built for the indicator columns too (the reference loop relies on it)."""
     ds = with_holes()
-    net = to_plain(trainer.build_model(SPEC, shape_of(ds), [0]), 0)
+    net = to_plain(build_model(SPEC, shape_of(ds), [0]), 0)
     assert net[0].in_features == ds.n_features + len(HOLES)
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dlbench.data.datasets import DATASETS, DataSpec, load_dataset
-from dlbench.engine.trainer import Member, TrainConfig, train
+from dlbench.engine.members import Member, TrainConfig
+from dlbench.engine.trainer import train
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import (
     ACTIVATIONS,

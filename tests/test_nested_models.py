@@ -10,7 +10,8 @@ from test_models import one_member
 from test_trainer import assert_member_matches_alone, make_dataset, make_members
 
 from dlbench.data.datasets import Dataset, DataSpec, load_dataset
-from dlbench.engine.trainer import TrainConfig, check_model_fits, train
+from dlbench.engine.members import TrainConfig
+from dlbench.engine.trainer import check_model_fits, train
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import (
     FractionalMaxPool,

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dlbench.data.datasets import DataSpec, load_dataset
-from dlbench.engine.trainer import Member, TrainConfig, minimize, plan_stacks, train
+from dlbench.engine.members import Member, TrainConfig
+from dlbench.engine.trainer import minimize, plan_stacks, train
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.optimizers import (

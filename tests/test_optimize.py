@@ -773,8 +773,8 @@ def test_a_model_that_learned_is_never_stalled_and_finite_is_never_diverged(fast
 
 def test_an_unstable_trial_can_be_chosen_a_diverged_one_never():
     from dlbench.engine.cells import Cell
+    from dlbench.engine.members import Member, MemberResult, TrainConfig
     from dlbench.engine.predictions import Predictions
-    from dlbench.engine.trainer import Member, MemberResult, TrainConfig
     from dlbench.evaluate.metrics import METRICS
     from dlbench.nn.models import ModelSpec
     from dlbench.optim.optimizers import OptimSpec

@@ -9,7 +9,7 @@ from cli_helpers import assert_usage_error, invoke, stop_after_config
 
 from dlbench.data.datasets import DataSpec, load_dataset
 from dlbench.engine import sizes
-from dlbench.engine.trainer import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.optimizers import OptimSpec, parse_optimizers

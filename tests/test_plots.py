@@ -11,7 +11,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from dlbench.engine.trainer import TrainConfig, minimize
+from dlbench.engine.members import TrainConfig
+from dlbench.engine.trainer import minimize
 from dlbench.optim.functions import FUNCTIONS
 from dlbench.optim.optimizers import parse_optimizers
 from dlbench.output import plots

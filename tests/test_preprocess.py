@@ -5,7 +5,8 @@ import pytest
 
 from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import PREPROCESSORS, fit_affine
-from dlbench.engine.trainer import Member, TrainConfig, train
+from dlbench.engine.members import Member, TrainConfig
+from dlbench.engine.trainer import train
 from dlbench.nn.models import ModelSpec
 
 

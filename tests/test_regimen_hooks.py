@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dlbench.data.augment import Augment
+from dlbench.engine.members import TrainConfig
 from dlbench.engine.regimens import (
     REGIMENS,
     Batch,
@@ -22,7 +23,7 @@ from dlbench.engine.regimens import (
     weight_norm_dims,
 )
 from dlbench.engine.stepper import Stepper
-from dlbench.engine.trainer import TrainConfig, plan_stacks, train, train_grid
+from dlbench.engine.trainer import plan_stacks, train, train_grid
 from dlbench.nn.models import ModelSpec, Shape, build_model
 from dlbench.optim.optimizers import OptimSpec, parse_optimizers
 from tests.test_regimens import assert_weights, plain_loop

@@ -12,16 +12,10 @@ from torch import nn
 
 from dlbench.data.augment import Augment
 from dlbench.data.preprocess import fit_affine
+from dlbench.engine.loop import load_member
+from dlbench.engine.members import Member, TrainConfig, epoch_order
 from dlbench.engine.regimens import Regimen, cycle_ends, cyclic_factor
-from dlbench.engine.trainer import (
-    Member,
-    TrainConfig,
-    check_train,
-    epoch_order,
-    load_member,
-    train,
-    train_grid,
-)
+from dlbench.engine.trainer import check_train, train, train_grid
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec, Shape, build_model
 from dlbench.optim.optimizers import OptimSpec, build_optimizer
@@ -337,7 +331,7 @@ def test_mse_loss_for_classes_trains_on_softmax_probabilities():
     (TrainConfig(epochs=3, regimen=Regimen(snapshots=5)), "at least one epoch per snapshot"),
     (TrainConfig(schedule="cosine", regimen=Regimen(snapshots=2)), "drop --schedule"),
     (TrainConfig(OptimSpec("lbfgs", 1.0), regimen=Regimen(lr_scales=(("layers.0.", 0.1),))),
-     "elementwise optimizer"),
+     "need a minibatch optimizer"),
     (TrainConfig(loss="hinge"), "unknown loss 'hinge'; choose one of: cross-entropy, mse"),
 ])
 def test_bad_regimens_are_clear_errors_before_training(config, fragment):

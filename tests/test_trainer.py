@@ -17,10 +17,10 @@ from torch import nn
 
 from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import fit_affine
-from dlbench.engine import trainer
+from dlbench.engine.inference import TRAIN_CURVE_ROWS, train_sample
 from dlbench.engine.loop import own_seconds
-from dlbench.engine.predict import train_sample
-from dlbench.engine.trainer import Member, TrainConfig, epoch_order, plan_stacks, train, train_grid
+from dlbench.engine.members import Member, TrainConfig, epoch_order, model_shape
+from dlbench.engine.trainer import plan_stacks, train, train_grid
 from dlbench.nn.models import (
     FractionalMaxPool,
     Lambda,
@@ -105,7 +105,7 @@ def to_plain(stacked: nn.Module, m: int, batchnorm: type[nn.Module] = nn.BatchNo
 
 
 def shape_of(ds: Dataset) -> Shape:
-    return trainer.model_shape(ds)
+    return model_shape(ds)
 
 
 def decay_groups(net: nn.Module) -> list[dict]:
@@ -405,7 +405,7 @@ def test_curves_sample_at_most_1024_training_rows_and_never_score_test():
     assert {split for _, split, _, _ in result.curves} == {"train", "val"}  # test: once
     assert set(result.predictions) == {"train", "val", "test"}
     sample = train_sample(member)
-    assert len(sample) == trainer.TRAIN_CURVE_ROWS and set(sample) <= set(member.train)
+    assert len(sample) == TRAIN_CURVE_ROWS and set(sample) <= set(member.train)
     assert np.array_equal(sample, train_sample(member))  # the same rows every epoch
     final = [v for e, split, metric, v in result.curves
              if (e, split, metric) == (2, "train", "loss")][0]

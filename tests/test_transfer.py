@@ -14,7 +14,7 @@ import torch
 
 from dlbench.data.datasets import DataSpec
 from dlbench.engine import checkpoints
-from dlbench.engine.trainer import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import METRICS
 from dlbench.nn.models import ModelSpec, Shape, build_model

@@ -11,10 +11,11 @@ from scipy.special import softmax
 
 from dlbench.data.preprocess import fit_affine
 from dlbench.engine import tta
+from dlbench.engine.members import TrainConfig
 from dlbench.engine.regularizers import parse_regularizers
-from dlbench.engine.trainer import TrainConfig, build_model, check_config, train, train_grid
+from dlbench.engine.trainer import check_config, train, train_grid
 from dlbench.errors import DlbenchError
-from dlbench.nn.models import ModelSpec
+from dlbench.nn.models import ModelSpec, build_model
 from dlbench.optim.optimizers import OptimSpec
 from tests.cli_helpers import invoke
 from tests.test_trainer import make_dataset, make_members, shape_of, to_plain

@@ -11,10 +11,17 @@ def optimizers() -> None:
     rows = [{"name": o.name, "class": o.cls.__name__,
              "defaults": ", ".join(f"{k}={format_value(v)}"
                                    for k, v in o.signature_defaults().items()),
-             "stacked": "yes" if o.elementwise else "alone, full batch",
+             "stacked": _stacking(o),
              "description": o.description} for o in OPTIMIZERS]
     listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"],
             wrap=("defaults", "stacked", "description"))
+
+
+def _stacking(info) -> str:
+    """How an optimizer trains: stacked, or each member alone (and then on full batches or not)."""
+    if info.elementwise:
+        return "yes"
+    return "alone, full batch" if info.full_batch else "alone"
 
 
 def datasets() -> None:

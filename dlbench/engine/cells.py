@@ -18,7 +18,7 @@ from typing import Any
 
 from dlbench.data.datasets import Dataset
 from dlbench.engine.execution import ENGINE_VERSION, Task, digest
-from dlbench.engine.trainer import Member, TrainConfig, resolve_device
+from dlbench.engine.members import Member, TrainConfig, resolve_device
 from dlbench.nn.models import MODELS, ModelSpec
 from dlbench.registry import Registry
 
@@ -116,8 +116,9 @@ def tasks(dataset: Dataset, cells: list[Cell], members_of: Callable[[Cell], list
           best: bool = False, weights: bool = False) -> list[tuple[Task, list[int]]]:
     """The cells as tasks, each with its cells' indices: cells of one model on the same members
     (`members_of` returns the same list object for them) whose configs can share a stack — a
-    closure optimizer's cell trains alone. Exactly the stacks the trainer would form, so a
-    cell's numbers do not depend on how tasks are spread over workers."""
+    cell of a non-elementwise optimizer (L-BFGS, Newton, a per-tensor norm) trains alone.
+    Exactly the stacks the trainer would form, so a cell's numbers do not depend on how tasks
+    are spread over workers."""
     groups: dict[tuple, list[int]] = {}
     for i, cell in enumerate(cells):
         t = cell.train

@@ -1,7 +1,7 @@
 """Where cells run, and what is kept of them as they finish.
 
 A *task* is the unit of work: the cells of one model that share their members and can share a
-stack (one elementwise optimizer group, or one closure optimizer's cell alone). `run_task` is a
+stack (one elementwise optimizer group, or any other optimizer's cell alone). `run_task` is a
 top-level, picklable function — dataset and task in, each cell's member results out (weights only
 when asked) — so any executor can run it:
 
@@ -32,7 +32,7 @@ from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:
     from dlbench.data.datasets import Dataset
-    from dlbench.engine.trainer import Member, MemberResult, TrainConfig
+    from dlbench.engine.members import Member, MemberResult, TrainConfig
     from dlbench.nn.models import ModelSpec
 
 Results = list[list["MemberResult"]]  # results[cell][member]

@@ -8,7 +8,7 @@ import torch
 
 from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import fit_inputs, indicator_columns
-from dlbench.engine.training import Member, TrainConfig
+from dlbench.engine.members import Member, TrainConfig
 
 
 class StackData:

@@ -13,13 +13,10 @@ import numpy as np
 import torch
 
 from dlbench.data.datasets import Dataset
+from dlbench.engine.inference import curve_rows, evaluate, predict, splits, to_predictions
 from dlbench.engine.inputs import StackData, padded
 from dlbench.engine.losses import loss_kind, per_sample_loss
-from dlbench.engine.predict import curve_rows, evaluate, predict, splits, to_predictions
-from dlbench.engine.predictions import Predictions
-from dlbench.engine.regimens import Batch, EpochEnd, Finish, Stack, build_hooks, weight_norm_dims
-from dlbench.engine.stepper import Stepper, config_groups
-from dlbench.engine.training import (
+from dlbench.engine.members import (
     Cost,
     Member,
     MemberResult,
@@ -30,6 +27,9 @@ from dlbench.engine.training import (
     rows_per_step,
     steps_per_epoch,
 )
+from dlbench.engine.predictions import Predictions
+from dlbench.engine.regimens import Batch, EpochEnd, Finish, Stack, build_hooks, weight_norm_dims
+from dlbench.engine.stepper import Stepper, config_groups
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import (
     ModelSpec,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dlbench.data.datasets import Dataset
-from dlbench.engine.training import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import MODELS, ModelSpec
 

@@ -17,7 +17,8 @@ the forward pass), `loss` (the stacked objective: a hook adds each member's own 
 `after_epoch` (after each epoch's evaluation; may stop a member), and `before_predict` /
 `after_predict` (around the final predictions). A new regimen is one Hook subclass and one
 `REGIMENS` entry that reads its per-member value from a `Regimen` field (the `--reg` registry in
-regularizers.py then sets that field).
+regularizers.py then sets that field), plus its plain one-model version in
+tests/test_contract.py's `PlainRegimen`, which the contract test trains it against.
 
 The weight-decay convention, for every path that decays or penalises: "weights" are the weight
 tensors of linear and convolution layers (`weight_norm_dims`); biases and batch-norm parameters

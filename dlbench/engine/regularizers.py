@@ -18,7 +18,7 @@ from typing import Any
 
 from dlbench import grammar
 from dlbench.data.augment import Augment
-from dlbench.engine.trainer import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec
 from dlbench.registry import Registry

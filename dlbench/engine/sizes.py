@@ -14,14 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from dlbench.data.datasets import Dataset
-from dlbench.engine.trainer import (
-    EVAL_FLOATS,
-    GATHER_FLOATS,
-    TrainConfig,
-    model_shape,
-    rows_per_step,
-    steps_per_epoch,
-)
+from dlbench.engine.inference import EVAL_FLOATS
+from dlbench.engine.loop import GATHER_FLOATS
+from dlbench.engine.members import TrainConfig, model_shape, rows_per_step, steps_per_epoch
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import DropConnect, ModelSpec, Shape, StackedConv, StackedLinear, build_model
 
@@ -77,7 +72,7 @@ def estimate(dataset: Dataset, jobs: list[Job], device: torch.device) -> Size:
     for job in jobs:
         params, macs, activations = _per_model(job.spec, shape)
         stacked = sum(c.optimizer.info.elementwise for c in job.configs)
-        width = stacked * job.members or 1  # members training at once (closure ones: alone)
+        width = stacked * job.members or 1  # members training at once (the others: alone)
         batch = max(rows_per_step(c, job.n_train) for c in job.configs)
         chunk = max(64, EVAL_FLOATS // (width * max(dataset.n_features, 1)))  # as the trainer
         eval_rows = width * min(job.n_eval, chunk)
@@ -87,7 +82,7 @@ def estimate(dataset: Dataset, jobs: list[Job], device: torch.device) -> Size:
         for c in job.configs:
             size = rows_per_step(c, job.n_train)
             steps = steps_per_epoch(job.n_train, size) * c.epochs
-            evals = steps * (1 if c.optimizer.info.elementwise else 3)  # a line search: ~3
+            evals = steps * (3 if c.optimizer.info.full_batch else 1)  # a line search: ~3
             flops += job.members * (6 * macs * evals * size + 2 * macs * c.epochs * job.n_eval)
             group_steps += steps * (1 if c.optimizer.info.elementwise else job.members)
             member_epochs += job.members * c.epochs
@@ -131,7 +126,7 @@ def check_paths(optimizers: list, steps: int, allow_large: bool) -> float:
     """Paths on a 2-D function (`optimizers`: OptimSpecs, `steps` each): refused like a
     network run when they cannot fit or would take hours -> the estimated hours. A path that
     diverges stops early: the estimate is its longest."""
-    closure = sum(not o.info.elementwise for o in optimizers)
+    closure = sum(o.info.full_batch for o in optimizers)
     seconds = steps * ((len(optimizers) - closure) * PATH_STEP_SECONDS
                        + closure * CLOSURE_PATH_STEP_SECONDS)
     peak, hours = (steps + 1) * len(optimizers) * PATH_ROW_BYTES, seconds / 3600

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from dlbench.engine import regimens
+from dlbench.engine.members import Member, TrainConfig
 from dlbench.engine.regimens import Hook
-from dlbench.engine.training import Member, TrainConfig
 from dlbench.optim.optimizers import OptimSpec, build_optimizer, step
 from dlbench.optim.schedules import build_scheduler
 

@@ -11,10 +11,13 @@ hyperparameters. It holds because
   and a member with fewer rows has its short last batch padded with zero-weight rows that no
   loss, gradient or batch-norm statistic sees.
 
-The trainer's parts, each in its module: training.py (what it takes and gives), loop.py (one
-stack's epochs), stepper.py (optimizers and schedules over each config's slices), regimens.py
-(what a regimen adds, as hooks on the loop), losses.py, inputs.py (each member's input
-pipeline) and predict.py (eval-mode curves and predictions). This module is their public face.
+The trainer's parts, each in its engine/ module: members.py (what it takes and gives:
+TrainConfig, Member, MemberResult, Cost), loop.py (one stack's epochs), stepper.py (optimizers
+and schedules over each config's slices), regimens.py (what a regimen adds, as hooks on the
+loop), losses.py, inputs.py (each member's input pipeline) and inference.py (a trained stack run
+on rows: eval-mode curves and predictions). This module is their public face: the checks before
+training, how members group into stacks, and the calls that train them (`train`,
+`train_grid`, `minimize`); import the types from members.py.
 """
 
 from __future__ import annotations
@@ -29,22 +32,17 @@ from dlbench.data.augment import check as check_augment
 from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import IMPUTERS, PREPROCESSORS
 from dlbench.engine import regimens, tta
-from dlbench.engine.loop import GATHER_FLOATS, load_member, train_stack
-from dlbench.engine.losses import LOSSES, TRAINING_LOSSES, loss_kind
-from dlbench.engine.predict import EVAL_FLOATS, TRAIN_CURVE_ROWS
-from dlbench.engine.stepper import Stepper
-from dlbench.engine.training import (
-    DEVICES,
-    Cost,
+from dlbench.engine.loop import train_stack
+from dlbench.engine.losses import TRAINING_LOSSES, loss_kind
+from dlbench.engine.members import (
     Member,
     MemberResult,
     TrainConfig,
-    epoch_order,
     model_shape,
     resolve_device,
-    rows_per_step,
     steps_per_epoch,
 )
+from dlbench.engine.stepper import Stepper
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec, build_model
 from dlbench.nn.models import check_spec as check_model
@@ -52,11 +50,8 @@ from dlbench.optim.optimizers import NEWTON_MAX_PARAMS, check_spec
 from dlbench.optim.schedules import check_schedule
 
 __all__ = [
-    "DEVICES", "EVAL_FLOATS", "GATHER_FLOATS", "LOSSES", "TRAINING_LOSSES", "TRAIN_CURVE_ROWS",
-    "Cost", "Member", "MemberResult", "TrainConfig", "build_model", "check_config",
-    "check_inputs", "check_model_fits", "check_pair", "check_task", "check_train",
-    "epoch_order", "load_member", "minimize", "model_shape", "plan_stacks", "resolve_device",
-    "rows_per_step", "steps_per_epoch", "train", "train_grid",
+    "check_config", "check_inputs", "check_model_fits", "check_pair", "check_task", "check_train",
+    "minimize", "plan_stacks", "train", "train_grid",
 ]
 
 
@@ -91,9 +86,10 @@ def check_train(config: TrainConfig) -> None:
     if config.regimen.snapshots and (config.schedule != "constant" or config.warmup):
         raise DlbenchError("snapshot ensembles set their own cyclic learning rate; drop "
                            "--schedule and --warmup")
-    if config.regimen.lr_scales and not config.optimizer.info.elementwise:
+    if config.regimen.lr_scales and config.optimizer.info.full_batch:
+        # L-BFGS and Newton read one parameter group's options only
         raise DlbenchError(f"{config.optimizer.name} takes one learning rate for every weight; "
-                           "per-layer rates and frozen layers need an elementwise optimizer")
+                           "per-layer rates and frozen layers need a minibatch optimizer")
 
 
 def check_model_fits(spec: ModelSpec, dataset: Dataset) -> int:
@@ -138,7 +134,8 @@ def plan_stacks(members: list[Member], configs: list[TrainConfig]) -> list[list[
 
     Every pair of elementwise configs sharing epochs, batch size, device and a member's steps per
     epoch joins one stack, each config with its own optimizer over its members' slices; pairs
-    of closure optimizers (L-BFGS, Newton: a reduction across all weights) train alone.
+    of any other optimizer (L-BFGS, Newton, a per-tensor norm: a reduction across weights)
+    train alone.
     """
     stacks: dict[tuple, list[tuple[int, int]]] = {}
     alone: list[list[tuple[int, int]]] = []

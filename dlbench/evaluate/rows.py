@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from dlbench.engine.members import MemberResult
 from dlbench.engine.predictions import Predictions
-from dlbench.engine.trainer import MemberResult
 from dlbench.evaluate.metrics import MetricInfo, score
 
 

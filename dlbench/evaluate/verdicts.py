@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlbench.engine.members import MemberResult
 from dlbench.engine.predictions import Predictions
-from dlbench.engine.trainer import MemberResult
 from dlbench.errors import DlbenchError
 from dlbench.evaluate.metrics import MetricInfo, chance_predictions
 from dlbench.evaluate.stats import Estimate, seeds_and_rows_estimate

@@ -158,7 +158,7 @@ class OptimSpec:
         return {**self.info.defaults, **dict(self.params), "lr": self.lr}
 
 
-# --- the grammar (grammar.py): name[key=value,...] entries, comma-separated ----------------
+# --- the grammar (dlbench/grammar.py): name[key=value,...] entries, comma-separated ---------------
 
 _HELP = "write e.g. 'sgd,momentum[lr=0.1],adam[lr=0.3,betas=0.9/0.999]'"
 

@@ -153,7 +153,7 @@ def _run(path: Path, level: int = 2, claim: str = "") -> str:
 
 
 def _summary(summary: pd.DataFrame, manifest: dict) -> str:
-    """What the terminal showed: report.py's columns and cells for the run's command (2-D
+    """What the terminal showed: output/report.py's columns and cells for the run's command (2-D
     function paths, whose summary is short, as written)."""
     grid = GRIDS.get(manifest.get("command"))
     config = manifest.get("config") or {}
@@ -168,7 +168,7 @@ def _summary(summary: pd.DataFrame, manifest: dict) -> str:
 
 
 def _markup(columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
-    """report.py's cells, their rich markup (colours, escaped brackets) made plain text."""
+    """output/report.py's cells, their rich markup (colours, escaped brackets) made plain text."""
     from rich.text import Text
 
     return _grid(columns, [[Text.from_markup(cell).plain for cell in row] for row in rows])
@@ -176,7 +176,7 @@ def _markup(columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
 
 def _grid(columns: list[tuple[str, str]], rows: list[list[str]],
           verdicts: list[str] | None = None) -> str:
-    """A table of text cells (report.py's, for what the terminal shows); a row short of cells
+    """A table of text cells (output/report.py's, for what the terminal shows); a row short of cells
     ends blank; a verdict row is coloured by its verdict."""
     head = "".join(f"<th class={justify}>{_e(name)}</th>" for name, justify in columns)
     body = "".join(

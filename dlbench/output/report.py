@@ -172,7 +172,7 @@ def _cv_notes(result: Any) -> list[str]:
 
 
 def status_meanings(task: str) -> dict[str, str]:
-    """What each status word means, in a note's words (verdicts.py decides them)."""
+    """What each status word means, in a note's words (evaluate/verdicts.py decides them)."""
     stalled = ("validation accuracy stayed near chance, whatever the training loss did"
                if task == "classification" else "the training loss barely fell")
     return {"diverged": "a training loss became NaN/inf: its scores are NaN and left out",

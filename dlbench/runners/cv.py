@@ -25,13 +25,8 @@ from dlbench.data.splits import (
 from dlbench.engine import sizes
 from dlbench.engine.cells import Cell, tasks
 from dlbench.engine.execution import Engine
-from dlbench.engine.trainer import (
-    Member,
-    MemberResult,
-    TrainConfig,
-    check_config,
-    resolve_device,
-)
+from dlbench.engine.members import Member, MemberResult, TrainConfig, resolve_device
+from dlbench.engine.trainer import check_config
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import stats, verdicts
 from dlbench.evaluate.metrics import (

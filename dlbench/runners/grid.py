@@ -20,15 +20,9 @@ from dlbench.data.datasets import Dataset
 from dlbench.data.splits import SplitConfig, dev_and_test, make_splits
 from dlbench.engine.cells import Cell, labels, tasks
 from dlbench.engine.execution import Engine
+from dlbench.engine.members import Member, MemberResult
 from dlbench.engine.predictions import Predictions
-from dlbench.engine.trainer import (
-    Member,
-    MemberResult,
-    check_model_fits,
-    check_pair,
-    check_task,
-    check_train,
-)
+from dlbench.engine.trainer import check_model_fits, check_pair, check_task, check_train
 from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo
 from dlbench.evaluate.rows import curve_rows, score_rows

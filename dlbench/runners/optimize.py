@@ -23,12 +23,7 @@ from dlbench.data.splits import split_record
 from dlbench.engine import sizes
 from dlbench.engine.cells import Cell
 from dlbench.engine.execution import Engine
-from dlbench.engine.trainer import (
-    Member,
-    MemberResult,
-    TrainConfig,
-    resolve_device,
-)
+from dlbench.engine.members import Member, MemberResult, TrainConfig, resolve_device
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
@@ -66,7 +61,7 @@ class OptimizeConfig:
     missing: tuple[str, ...] = ("none",)  # missing-value fills of the grid ("none": complete)
     features: tuple[int, ...] = (0,)  # feature counts kept of the grid (0: every feature)
     batch_sizes: tuple[int, ...] = (32,)  # batch-size variants (different sizes: other stacks)
-    losses: tuple[str, ...] = ("default",)  # training-loss variants (trainer.TRAINING_LOSSES)
+    losses: tuple[str, ...] = ("default",)  # training-loss variants (engine.losses.TRAINING_LOSSES)
     train: TrainConfig = field(default_factory=TrainConfig)  # epochs, batch, schedule, device
     lr_grid: tuple[float, ...] = ()  # every optimizer at each of these learning rates
     tune_budget: int = 0  # > 0: --tune lr with this many trials per optimizer

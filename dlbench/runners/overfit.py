@@ -24,15 +24,9 @@ from dlbench.data.splits import split_record
 from dlbench.engine import sizes
 from dlbench.engine.cells import Cell, labels
 from dlbench.engine.execution import Engine
+from dlbench.engine.members import Cost, Member, MemberResult, TrainConfig, resolve_device
 from dlbench.engine.predictions import averaged
 from dlbench.engine.regularizers import Regularizer, parse_regularizers
-from dlbench.engine.trainer import (
-    Cost,
-    Member,
-    MemberResult,
-    TrainConfig,
-    resolve_device,
-)
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo, resolve_metrics

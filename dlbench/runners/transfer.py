@@ -24,8 +24,8 @@ from dlbench.data.splits import dev_and_test, split_record
 from dlbench.engine import checkpoints, sizes
 from dlbench.engine.cells import Cell, tasks
 from dlbench.engine.execution import Engine
+from dlbench.engine.members import Member, TrainConfig, model_shape, resolve_device
 from dlbench.engine.regimens import Regimen
-from dlbench.engine.trainer import Member, TrainConfig, model_shape, resolve_device
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo, resolve_metrics

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from dlbench.engine.cells import Cell
-from dlbench.engine.trainer import Member, MemberResult
+from dlbench.engine.members import Member, MemberResult
 from dlbench.evaluate.metrics import MetricInfo, score
 from dlbench.seeding import derive_seed
 

@@ -14,8 +14,8 @@ from dlbench.data.datasets import Dataset
 from dlbench.engine import tta
 from dlbench.engine.inputs import StackData, padded
 from dlbench.engine.losses import member_stats, per_sample_loss
+from dlbench.engine.members import Member
 from dlbench.engine.predictions import Predictions, averaged
-from dlbench.engine.training import Member
 from dlbench.nn.models import StackedModel
 from dlbench.seeding import TRAIN_SAMPLE_KEY, derive_seed
 

@@ -28,7 +28,7 @@ class TrainConfig:
     epochs: int = 20  # passes over each member's training rows
     batch_size: int = 32  # rows per step and member; full-batch optimizers take all rows
     preprocess: str = "standardize"  # fitted on each member's training rows only
-    schedule: str = "constant"  # lr schedule, stepped once per optimizer step (schedules.py)
+    schedule: str = "constant"  # lr schedule, stepped once per optimizer step (optim/schedules.py)
     warmup: int = 0  # optimizer steps of linear warm-up before the schedule
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     loss: str = "default"  # "default" (the model's own), "cross-entropy" or "mse" (see LOSSES)
@@ -119,7 +119,6 @@ def steps_per_epoch(n_rows: int, batch_size: int) -> int:
 
 def rows_per_step(config: TrainConfig, n_train: int) -> int:
     return n_train if config.optimizer.info.full_batch else config.batch_size
-
 
 
 def model_shape(dataset: Dataset) -> Shape:
