@@ -23,7 +23,7 @@ from dlbench import __version__
 from dlbench.data.datasets import DATASETS, DataSpec, load_dataset
 from dlbench.data.splits import SplitConfig
 from dlbench.engine import execution
-from dlbench.engine.trainer import TrainConfig
+from dlbench.engine.members import TrainConfig
 from dlbench.evaluate.metrics import METRICS
 from dlbench.nn.models import MODELS, ModelSpec
 from dlbench.optim.optimizers import OPTIMIZERS, OptimSpec

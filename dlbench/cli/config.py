@@ -198,7 +198,7 @@ def _data(o: Mapping[str, Any], given: Collection[str]):
 
 def _train(o: Mapping[str, Any], optimizer):
     """The training options; `optimizer` None: every cell sets its own."""
-    from dlbench.engine.trainer import TrainConfig
+    from dlbench.engine.members import TrainConfig
 
     base = TrainConfig()
     if optimizer is None:  # the grid sets these per cell
