@@ -93,6 +93,7 @@ class _Run:
         for epoch in range(epochs + 1):
             if epoch > 0:
                 self.model.train()
+                self.step.train()
                 running = self._train_epoch(epoch)
                 stats = self._evaluate() | {"running": running}
             found = {split: s.cpu().numpy() for split, s in stats.items()}
@@ -109,6 +110,7 @@ class _Run:
 
     def _evaluate(self) -> dict[str, torch.Tensor]:
         self.model.eval()
+        self.step.eval()  # a schedule-free optimizer's evaluation weights
         return {split: evaluate(self.model, self.data, rows, self.kind)[0]
                 for split, rows in self.evaluated.items()}
 
@@ -184,6 +186,7 @@ class _Run:
         hooks leave them (early stopping: its best epoch's; snapshots: their average). Both
         average a member's test-time copies when its config asks for them (the curves, scored
         after each epoch, never do)."""
+        self.step.eval()  # predictions and weights are a schedule-free optimizer's eval ones
         for hook in self.hooks:
             hook.before_predict()
         self.model.eval()

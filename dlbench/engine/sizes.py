@@ -71,8 +71,8 @@ def estimate(dataset: Dataset, jobs: list[Job], device: torch.device) -> Size:
     group_steps = models = member_epochs = 0
     for job in jobs:
         params, macs, activations = _per_model(job.spec, shape)
-        stacked = sum(c.optimizer.info.elementwise for c in job.configs)
-        width = stacked * job.members or 1  # members training at once (the others: alone)
+        stacked = sum(not c.optimizer.info.full_batch for c in job.configs)
+        width = stacked * job.members or 1  # members training at once (full batch: alone)
         batch = max(rows_per_step(c, job.n_train) for c in job.configs)
         chunk = max(64, EVAL_FLOATS // (width * max(dataset.n_features, 1)))  # as the trainer
         eval_rows = width * min(job.n_eval, chunk)

@@ -1,6 +1,19 @@
 """Stepping: each config's optimizer and schedule over its members' slices of the stacked
 weights, with the regimen hooks around every step.
 
+Leaf views: an optimizer that is neither elementwise nor full batch (a per-tensor norm, a trust
+ratio, a matrix preconditioner, global clipping, SAM, a schedule-free optimizer: anything that is
+not a function of each weight's own gradient history) never sees the stacked tensors. It gets,
+for each member, its own instance over one leaf Parameter per stacked parameter that shares
+storage with the member's slice (no stack axis), the member's slice of the stacked gradient as
+each leaf's grad. The forward and backward stay stacked; only the steps are per member. Such an
+optimizer must update its parameters in place (the first step checks that each leaf still
+shares the stack's storage). One whose `step` has a `closure` parameter without a default gets
+a closure that re-evaluates the stacked objective and sets that member's leaf grads (exact for
+the member: its loss depends only on its weights; the value it returns is the whole stack's
+objective). An optimizer with callable `train()` and `eval()` methods (schedule-free) is
+switched to eval before every evaluation and prediction, and back to train before training.
+
 An optimizer's own weight_decay (`--weight-decay`, adamw's default) follows the weight-decay
 convention of regimens.py: its parameter group of weights takes it, every other parameter
 (biases, batch-norm) is a group with weight_decay 0.
@@ -8,6 +21,7 @@ convention of regimens.py: its parameter group of weights takes it, every other 
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,10 +33,23 @@ import torch
 from dlbench.engine import regimens
 from dlbench.engine.members import Member, TrainConfig
 from dlbench.engine.regimens import Hook
-from dlbench.optim.optimizers import OptimSpec, build_optimizer, step
+from dlbench.errors import DlbenchError
+from dlbench.optim.optimizers import OptimInfo, OptimSpec, build_optimizer, step
 from dlbench.optim.schedules import build_scheduler
 
 Named = list[tuple[str, torch.Tensor]]  # (name, tensor) pairs, the model's order
+
+
+def per_member(info: OptimInfo) -> bool:
+    """Whether an optimizer steps each member's own leaf views (see the module docstring):
+    neither elementwise (which steps the stacked slices) nor full batch (which trains alone)."""
+    return not info.elementwise and not info.full_batch
+
+
+def wants_closure(opt: torch.optim.Optimizer) -> bool:
+    """A minibatch optimizer asks for a closure by a `closure` parameter without a default."""
+    found = inspect.signature(type(opt).step).parameters.get("closure")
+    return found is not None and found.default is inspect.Parameter.empty
 
 
 def config_groups(pairs: list[tuple[TrainConfig, Member]]) -> list[tuple[TrainConfig, slice]]:
@@ -43,47 +70,62 @@ class Group:
     opt: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR | None  # None: constant, nothing to step
     rows: slice  # its members along the stack axis
+    at: slice | int  # what indexes its part of a stacked tensor: rows, or one member (leaves)
     views: list[tuple[torch.nn.Parameter, torch.Tensor]]  # (its slice, the stacked parameter)
     # its trained weights: (tensor, a unit's incoming axes, index of its optimizer param group)
     weights: list[tuple[torch.Tensor, tuple[int, ...], int]]
+    config: int  # its config's index among the stack's config groups
+    name: str  # its optimizer's registry name, for errors
+    closure: bool  # a per-member optimizer whose step needs a closure
+    checked: bool = False  # its views were found to share the stack's storage after a step
 
 
 class Stepper:
-    """One optimizer step on an objective, then one schedule step, for every config group.
+    """One optimizer step on an objective, then one schedule step, for every optimizer group.
 
     With several groups each optimizer owns Parameters that are views into the stacked weights'
     storage: its in-place updates land in the model, and its gradients are its slice of the
-    stacked gradient. Closure optimizers (L-BFGS, Newton) re-evaluate the objective as often as
-    they need; they are always alone in their stack, so they own the whole tensors. A parameter
-    whose learning-rate multiplier is 0 is left out of its group's optimizer (frozen); frozen in
-    every group, it needs no gradient at all.
+    stacked gradient. A config of an elementwise optimizer is one group over its members'
+    slices; one of any other minibatch optimizer is a group per member over that member's leaf
+    views (the module docstring). Closure optimizers (L-BFGS, Newton) re-evaluate the objective
+    as often as they need; they are always alone in their stack, so they own the whole tensors.
+    A parameter whose learning-rate multiplier is 0 is left out of its group's optimizer
+    (frozen); frozen in every group, it needs no gradient at all.
 
     It counts gradient evaluations (the same for every member of the stack) and, when several
-    groups share the stack, times each group's own optimizer and schedule steps.
+    configs share the stack, times each config's own optimizer and schedule steps.
     """
 
     def __init__(self, named: Named, groups: list[tuple[TrainConfig, slice]],
                  steps_per_epoch: int, epochs: int, weights: dict[str, tuple[int, ...]],
-                 hooks: Sequence[Hook] = (), sync: bool = False):
-        """`weights`: the decayed weights' names -> a unit's incoming axes (regimens.py)."""
+                 hooks: Sequence[Hook] = (), sync: bool = False, stacked: bool = True):
+        """`weights`: the decayed weights' names -> a unit's incoming axes (regimens.py);
+        `stacked`: the tensors have the stack axis (minimize's point has none)."""
         self.params, self.hooks = [p for _, p in named], hooks
         self.closure = groups[0][0].optimizer.info.full_batch
         self.evals = 0  # gradient evaluations so far, per member
-        self.group_seconds = [0.0] * len(groups)  # each group's own step time (several groups)
-        self._timed = len(groups) > 1  # alone, a group's time is all the stack's anyway
+        self.group_seconds = [0.0] * len(groups)  # each config's own step time (several)
+        self._timed = len(groups) > 1  # alone, a config's time is all the stack's anyway
         self._sync = sync  # CUDA runs asynchronously: synchronise before reading the clock
+        self._evaluating: bool | None = None  # the train()/eval() switch (None: not yet set)
+        self._position = {id(p): i for i, p in enumerate(self.params)}
         for name, p in named:
             if all(config.regimen.lr_scale(name) == 0 for config, _ in groups):
                 p.requires_grad_(False)
-        self.groups = [self._group(named, config, rows, len(groups) > 1, weights,
+        shared = len(groups) > 1
+        self.groups = [self._group(named, (c, rows), config, at, weights,
                                    partial(_scheduler, config=config,
                                            steps_per_epoch=steps_per_epoch, epochs=epochs))
-                       for config, rows in groups]
+                       for c, (config, rows) in enumerate(groups)
+                       for at in (_parts(config, rows, shared) if stacked else [None])]
 
-    def _group(self, named: Named, config: TrainConfig, rows: slice, shared: bool,
-               weights: dict[str, tuple[int, ...]], scheduler: Callable[..., Any]) -> Group:
-        """A config's optimizer over its own slices (the whole tensors when it is alone)."""
-        own = [torch.nn.Parameter(p.data[rows]) for p in self.params] if shared else self.params
+    def _group(self, named: Named, where: tuple[int, slice], config: TrainConfig,
+               at: slice | int | None, weights: dict[str, tuple[int, ...]],
+               scheduler: Callable[..., Any]) -> Group:
+        """A config's optimizer over its own slices (`at`; None: the whole tensors, alone);
+        `where`: the config's index and rows among the stack's config groups."""
+        own = self.params if at is None else [torch.nn.Parameter(p.data[at])
+                                              for p in self.params]
         scales = {name: config.regimen.lr_scale(name) for name, _ in named}
         trained = [(name, mine, full) for (name, full), mine in zip(named, own, strict=True)
                    if scales[name] > 0]
@@ -93,26 +135,70 @@ class Stepper:
         simple = len(param_groups) == 1 and set(param_groups[0]) == {"params"}
         opt = build_optimizer(config.optimizer,
                               param_groups[0]["params"] if simple else param_groups)
-        views = [(mine, full) for _, mine, full in trained] if shared else []
-        decayed = [(mine, weights[name], index[id(mine)]) for name, mine, _ in trained
-                   if name in weights]
-        return Group(opt, scheduler(opt), rows, views, decayed)
+        views = [] if at is None else [(mine, full) for _, mine, full in trained]
+        shift = 1 if isinstance(at, int) else 0  # a leaf has no stack axis
+        decayed = [(mine, tuple(d - shift for d in weights[name]), index[id(mine)])
+                   for name, mine, _ in trained if name in weights]
+        c, rows = where
+        return Group(opt, scheduler(opt), slice(at, at + 1) if isinstance(at, int) else rows,
+                     slice(None) if at is None else at, views, decayed, c,
+                     config.optimizer.name,
+                     isinstance(at, int) and wants_closure(opt))
 
     def __call__(self, objective: Callable[[], torch.Tensor]) -> None:
         if self.closure:
             self._closure_step(objective)
-        else:
-            for p in self.params:
-                p.grad = None
-            objective().backward()
-            self.evals += 1
-            for i, group in enumerate(self.groups):
-                begin = self._clock() if self._timed else 0.0
-                for view, full in group.views:
-                    view.grad = None if full.grad is None else full.grad[group.rows]
-                self._step(group)
-                if self._timed:
-                    self.group_seconds[i] += self._clock() - begin
+            return
+        for p in self.params:
+            p.grad = None
+        objective().backward()
+        grads = [p.grad for p in self.params]  # kept: a member's closure replaces p.grad
+        extra = 0  # the most evaluations a member's closure made this step
+        for group in self.groups:
+            begin = self._clock() if self._timed else 0.0
+            for view, full in group.views:
+                view.grad = _part(grads[self._position[id(full)]], group.at)
+            extra = max(extra, self._group_step(group, objective))
+            if self._timed:
+                self.group_seconds[group.config] += self._clock() - begin
+        self.evals += 1 + extra
+
+    def _group_step(self, group: Group, objective: Callable[[], torch.Tensor]) -> int:
+        """The group's step (with a closure when its optimizer asks) -> closure evaluations."""
+        calls = [0]
+
+        def closure() -> torch.Tensor:
+            calls[0] += 1
+            with torch.enable_grad():
+                for p in self.params:
+                    p.grad = None
+                value = objective()
+                value.backward()
+            for view, full in group.views:
+                view.grad = _part(full.grad, group.at)
+            return value.detach()
+
+        self._step(group, closure if group.closure else None)
+        if not group.checked:
+            _check_storage(group)
+        return calls[0]
+
+    def eval(self) -> None:
+        """Every optimizer with a train()/eval() switch to eval (before an evaluation)."""
+        self._switch(True)
+
+    def train(self) -> None:
+        """Every optimizer with a train()/eval() switch back to train (before training)."""
+        self._switch(False)
+
+    def _switch(self, evaluating: bool) -> None:
+        if evaluating == self._evaluating:
+            return  # a switch is not idempotent for every optimizer: only real changes call it
+        self._evaluating = evaluating
+        for group in self.groups:
+            train, evaluate = getattr(group.opt, "train", None), getattr(group.opt, "eval", None)
+            if callable(train) and callable(evaluate):
+                (evaluate if evaluating else train)()
 
     def _step(self, group: Group, closure: Callable[[], torch.Tensor] | None = None) -> None:
         for hook in self.hooks:
@@ -141,6 +227,28 @@ class Stepper:
         if self._sync:
             torch.cuda.synchronize()
         return time.perf_counter()
+
+
+def _parts(config: TrainConfig, rows: slice, shared: bool) -> list[slice | int | None]:
+    """What each of a config's optimizer groups steps: every member alone for a per-member
+    optimizer, else its members' slices, or the whole tensors (None) when it is alone."""
+    if per_member(config.optimizer.info):
+        return list(range(rows.start, rows.stop))
+    return [rows] if shared else [None]
+
+
+def _part(grad: torch.Tensor | None, at: slice | int) -> torch.Tensor | None:
+    return None if grad is None else grad[at]
+
+
+def _check_storage(group: Group) -> None:
+    """A step that gave a view new storage (`p.data = ...`) left the model behind: refused."""
+    for view, full in group.views:
+        if view.data_ptr() != full.data[group.at].data_ptr():
+            raise DlbenchError(f"optimizer {group.name} replaced a parameter's storage "
+                               "(p.data = ...); it must update parameters in place "
+                               "(p.add_, p.copy_, ...)")
+    group.checked = True
 
 
 def _param_groups(spec: OptimSpec, trained: Named, scales: dict[str, float],

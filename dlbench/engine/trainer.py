@@ -6,7 +6,9 @@ float tolerance) as that model trained alone with the same initial weights, batc
 hyperparameters. It holds because
 - the stacked loss is the sum over members of each member's *mean* batch loss, so member m's
   gradient is exactly its own;
-- optimizers marked elementwise update each weight from its own gradient history only;
+- optimizers marked elementwise update each weight from its own gradient history only, and
+  any other minibatch optimizer steps each member's own leaf views, one instance per member
+  (stepper.py), so it never sees another member's weights;
 - every member in a stack takes the same number of steps per epoch (members are grouped by it),
   and a member with fewer rows has its short last batch padded with zero-weight rows that no
   loss, gradient or batch-norm statistic sees.
@@ -132,16 +134,17 @@ def check_pair(config: TrainConfig, spec: ModelSpec, n_params: int) -> None:
 def plan_stacks(members: list[Member], configs: list[TrainConfig]) -> list[list[tuple[int, int]]]:
     """(config, member) index pairs grouped into stacks that train together exactly.
 
-    Every pair of elementwise configs sharing epochs, batch size, device and a member's steps per
-    epoch joins one stack, each config with its own optimizer over its members' slices; pairs
-    of any other optimizer (L-BFGS, Newton, a per-tensor norm: a reduction across weights)
-    train alone.
+    Every pair of minibatch configs sharing epochs, batch size, device and a member's steps per
+    epoch joins one stack, each elementwise config with its own optimizer over its members'
+    slices, each other one (a per-tensor norm, a trust ratio, SAM: a reduction across weights)
+    with an optimizer per member over its leaf views (stepper.py); pairs of a full-batch
+    optimizer (L-BFGS, Newton) train alone.
     """
     stacks: dict[tuple, list[tuple[int, int]]] = {}
     alone: list[list[tuple[int, int]]] = []
     for c, config in enumerate(configs):
         for i, m in enumerate(members):
-            if not config.optimizer.info.elementwise:
+            if config.optimizer.info.full_batch:
                 alone.append([(c, i)])
                 continue
             key = (steps_per_epoch(len(m.train), config.batch_size), tuple(m.evals),
@@ -191,7 +194,8 @@ def minimize(objective: Callable[[torch.Tensor], torch.Tensor], start: list[floa
     """
     point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     # the point is the model's one weight: an optimizer's weight decay acts on it
-    step = Stepper([("point", point)], [(config, slice(None))], 1, steps, {"point": ()})
+    step = Stepper([("point", point)], [(config, slice(None))], 1, steps, {"point": ()},
+                   stacked=False)
     path = [[*start, float(objective(point.detach())), 0]]
     for _ in range(steps):
         step(lambda: objective(point))
