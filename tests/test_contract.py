@@ -38,7 +38,7 @@ from dlbench.engine.losses import LOSSES
 from dlbench.engine.members import Member, MemberResult, TrainConfig, epoch_order, model_shape
 from dlbench.engine.regimens import Regimen
 from dlbench.engine.regularizers import REGULARIZERS, parse_regularizers
-from dlbench.engine.stepper import wants_closure
+from dlbench.engine.stepper import trains_alone, wants_closure
 from dlbench.engine.trainer import plan_stacks, train, train_grid
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import (
@@ -179,7 +179,7 @@ def check_stacking(case: Case) -> MemberResult:
     """Member 0 alone against member 0 in a stack of four (AssertionError naming the first
     difference) -> member 0's result alone."""
     members = make_members()
-    if not case.config.optimizer.info.full_batch:  # else each member trains alone: the contract
+    if not trains_alone(case.config.optimizer):  # else each member trains alone: the contract
         assert len(plan_stacks(members, [case.config, case.other])) == 1, "not one stack"
     [alone] = train(case.data, case.spec, case.config, members[:1])
     stacked = train_grid(case.data, case.spec, [case.config, case.other], members)[0][0]

@@ -27,7 +27,7 @@ from dlbench.engine.members import TrainConfig, model_shape
 from dlbench.engine.regimens import Regimen
 from dlbench.engine.trainer import plan_stacks, train, train_grid
 from dlbench.errors import DlbenchError
-from dlbench.nn.models import build_model
+from dlbench.nn.models import ModelSpec, build_model
 from dlbench.optim.optimizers import OPTIMIZERS, OptimInfo, OptimSpec
 
 
@@ -183,8 +183,18 @@ def test_an_optimizer_across_weights_shares_a_stack_and_stays_exact(register, na
     check_plain(case, check_stacking(case))
 
 
+def test_a_closure_optimizer_trains_alone_and_stays_exact_with_dropout(register):
+    """A closure re-evaluates the loss: in a stack it would return the stack's objective and
+    draw the neighbours' dropout masks again, so SAM's members train alone, and member 0 with
+    dropout is the same alone as among others (its masks are its own)."""
+    case = optimizer_case(register("sam", SAM))
+    members = make_members()
+    assert all(len(s) == 1 for s in plan_stacks(members, [case.config, case.other]))
+    check_stacking(replace(case, spec=ModelSpec("mlp", hidden=(5,), dropout=0.3)))
+
+
 def test_a_closure_optimizer_counts_its_own_evaluations(register):
-    """SAM evaluates twice a step for its member, however many members share the stack."""
+    """SAM evaluates twice a step for its member."""
     case = optimizer_case(register("sam", SAM))
     results = train_grid(case.data, case.spec, [case.config, case.other], make_members())
     steps = 3 * EPOCHS  # 40 and 39 rows in batches of 16

@@ -8,11 +8,12 @@ for each member, its own instance over one leaf Parameter per stacked parameter 
 storage with the member's slice (no stack axis), the member's slice of the stacked gradient as
 each leaf's grad. The forward and backward stay stacked; only the steps are per member. Such an
 optimizer must update its parameters in place (the first step checks that each leaf still
-shares the stack's storage). One whose `step` has a `closure` parameter without a default gets
-a closure that re-evaluates the stacked objective and sets that member's leaf grads (exact for
-the member: its loss depends only on its weights; the value it returns is the whole stack's
-objective). An optimizer with callable `train()` and `eval()` methods (schedule-free) is
-switched to eval before every evaluation and prediction, and back to train before training.
+shares the stack's storage). One whose `step` has a `closure` parameter without a default
+(SAM-like: it re-evaluates the loss) trains each member alone, as full-batch ones do: in a
+stack, its closure's value would be the whole stack's objective, and each re-evaluation would
+draw its neighbours' dropout masks too; alone, the closure is the member's own. An optimizer
+with callable `train()` and `eval()` methods (schedule-free) is switched to eval before every
+evaluation and prediction, and back to train before training.
 
 An optimizer's own weight_decay (`--weight-decay`, adamw's default) follows the weight-decay
 convention of regimens.py: its parameter group of weights takes it, every other parameter
@@ -21,6 +22,7 @@ convention of regimens.py: its parameter group of weights takes it, every other 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +52,18 @@ def wants_closure(opt: torch.optim.Optimizer) -> bool:
     """A minibatch optimizer asks for a closure by a `closure` parameter without a default."""
     found = inspect.signature(type(opt).step).parameters.get("closure")
     return found is not None and found.default is inspect.Parameter.empty
+
+
+@functools.cache
+def trains_alone(spec: OptimSpec) -> bool:
+    """Whether each member of this optimizer trains in a stack of its own: full batch, or (not
+    elementwise and) asking for a closure, which an instance on one probe parameter says (a
+    plugged factory shows its class only when called)."""
+    info = spec.info
+    if info.full_batch:
+        return True
+    return not info.elementwise and wants_closure(
+        build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))]))
 
 
 def config_groups(pairs: list[tuple[TrainConfig, Member]]) -> list[tuple[TrainConfig, slice]]:

@@ -44,7 +44,7 @@ from dlbench.engine.members import (
     resolve_device,
     steps_per_epoch,
 )
-from dlbench.engine.stepper import Stepper
+from dlbench.engine.stepper import Stepper, trains_alone
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec, build_model
 from dlbench.nn.models import check_spec as check_model
@@ -136,15 +136,15 @@ def plan_stacks(members: list[Member], configs: list[TrainConfig]) -> list[list[
 
     Every pair of minibatch configs sharing epochs, batch size, device and a member's steps per
     epoch joins one stack, each elementwise config with its own optimizer over its members'
-    slices, each other one (a per-tensor norm, a trust ratio, SAM: a reduction across weights)
-    with an optimizer per member over its leaf views (stepper.py); pairs of a full-batch
-    optimizer (L-BFGS, Newton) train alone.
+    slices, each other one (a per-tensor norm, a trust ratio: a reduction across weights) with
+    an optimizer per member over its leaf views (stepper.py); pairs of a full-batch optimizer
+    (L-BFGS, Newton) or of one that re-evaluates a closure (SAM) train alone.
     """
     stacks: dict[tuple, list[tuple[int, int]]] = {}
     alone: list[list[tuple[int, int]]] = []
     for c, config in enumerate(configs):
         for i, m in enumerate(members):
-            if config.optimizer.info.full_batch:
+            if trains_alone(config.optimizer):
                 alone.append([(c, i)])
                 continue
             key = (steps_per_epoch(len(m.train), config.batch_size), tuple(m.evals),
