@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlbench import plugins
 from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:
@@ -148,6 +149,9 @@ class Task:
     keys: tuple[str, ...]  # one stable key per cell
     best: bool = False  # track the best epoch (MemberResult.best_epoch, at_best)
     weights: bool = False  # return the final weights (else they are dropped)
+    # (file or module, sha256 or version) of each plugged optimizer its configs use: a worker
+    # loads them itself and checks they are the ones the keys were made from
+    plugins: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -170,6 +174,8 @@ def run_task(dataset: Dataset, task: Task, threads: int | None = None,
 
     if threads is not None:
         torch.set_num_threads(threads)
+    for where, digest in task.plugins:
+        plugins.pin(where, digest)
     trained = train_grid(dataset, task.spec, list(task.configs), list(task.members), progress,
                          task.best)
     return [[replace(r, member=replace(r.member, init=None),
