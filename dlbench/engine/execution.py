@@ -397,10 +397,22 @@ class Store:
     def put(self, task: Task, results: Results) -> None:
         from dlbench.results import atomic_write
 
-        payload = pickle.dumps({"keys": list(task.keys), "results": results},
-                               pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps({"keys": list(task.keys), "results": results,
+                                "plugins": dict(task.plugins)}, pickle.HIGHEST_PROTOCOL)
         header = self.MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
         atomic_write(self.path(task), lambda f: f.write(header + payload), binary=True)
+
+    def changed(self, tasks: list[Task]) -> None:
+        """Note in `rejected` each stored file trained with a plugged optimizer's file or
+        package that has changed since (its cells have other keys now: trained again)."""
+        now = {where: digest for task in tasks for where, digest in task.plugins}
+        if not now:
+            return
+        for path in sorted(self.directory.glob("*.pkl")):
+            stored = self._read(path) or {}
+            for where, digest in stored.get("plugins", {}).items():
+                if now.get(where, digest) != digest:
+                    self.rejected[path] = f"{where} has changed since they were trained"
 
     def count(self) -> int:
         """Cells stored so far (checked ones only)."""
@@ -465,6 +477,8 @@ class Engine:
     def run(self, dataset: Dataset, tasks: list[Task]) -> list[Results]:
         """Each task's results, in task order."""
         done: dict[int, Results] = {}
+        if self.store is not None:
+            self.store.changed(tasks)
         for i, task in enumerate(tasks):
             stored = self.store.get(task) if self.store is not None else None
             if stored is not None:

@@ -190,6 +190,13 @@ class OptimSpec:
         return {**self.info.defaults, **dict(self.params), "lr": self.lr}
 
 
+def offered(where: str) -> list[OptimInfo]:
+    """The optimizers a file or module defines, as `--opt where:Name` would read them."""
+    resolved = plugins.split(plugins.resolve(f"{where}:_"))[0]
+    module = plugins.load(resolved).module
+    return [plugged(f"{resolved}:{name}") for name in plugins.offered(module)]
+
+
 def plugged_record(specs: Iterable[OptimSpec]) -> dict[str, Any]:
     """What a manifest records of the plugged optimizers among `specs` (nothing if none)."""
     names = dict.fromkeys(s.name for s in specs if plugins.is_reference(s.name))
