@@ -1,4 +1,4 @@
-"""The user's own optimizer in the --opt grammar (dlbench/plugins.py), end to end through the CLI."""
+"""The user's own optimizer in the --opt grammar (dlbench/plugins.py), through the CLI."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from cli_helpers import assert_usage_error, invoke
 
 PLUGIN = '''
@@ -130,3 +129,37 @@ def test_bad_plugins_are_one_line_errors(plugin, tmp_path, entry, says):
     result = invoke(*OPTIMIZE, "--opt", entry.format(dir=tmp_path, bad=bad, plugin=plugin),
                     "--out", out)
     assert says in assert_usage_error(result, out)
+
+
+def test_lr_grid_sweeps_a_plugged_optimizer(plugin, tmp_path):
+    out = tmp_path / "out"
+    _run(*OPTIMIZE, "--opt", f"{plugin}:SignSGD", "--lr-grid", "1e-3:1e-1:3", "--out", out)
+    scores = pd.read_csv(out / "scores.csv")
+    assert set(scores["optimizer"]) == {"opts.py:SignSGD"}
+    assert sorted(scores["lr"].unique()) == pytest.approx([1e-3, 1e-2, 1e-1])
+
+
+def test_a_suite_entry_runs_a_plugged_optimizer_as_its_command_line_does(plugin, tmp_path):
+    opt = f"{plugin}:SignSGD[lr=0.05]"
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'[entry.mine]\ncommand = "optimize"\ndataset = "iris"\nepochs = 2\n'
+                     f'hidden = "8"\nseeds = 2\nopt = "{opt}"\n')
+    _run("run", suite, "--out", tmp_path / "suite")
+    _run(*OPTIMIZE, "--opt", opt, "--out", tmp_path / "alone")
+    assert (tmp_path / "suite" / "mine" / "scores.csv").read_bytes() == \
+        (tmp_path / "alone" / "scores.csv").read_bytes()
+
+
+def test_a_package_module_is_named_by_its_dotted_path(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "myopts"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "signs.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    out = tmp_path / "out"
+    _run(*OPTIMIZE, "--opt", "myopts.signs:MySGD[lr=0.1],sgd[lr=0.1]", "--out", out)
+    scores = pd.read_csv(out / "scores.csv")
+    assert set(scores["optimizer"]) == {"myopts.signs:MySGD", "sgd"}
+    [record] = json.loads((out / "manifest.json").read_text())["plugins"]
+    assert record == {"optimizer": "myopts.signs:MySGD", "module": "myopts.signs",
+                      "package": "myopts", "version": None}  # not installed: no version

@@ -262,6 +262,10 @@ def check_spec(spec: OptimSpec) -> None:
         built = spec.info.cls([torch.zeros(1, requires_grad=True)], **spec.kwargs())
     except (TypeError, ValueError, IndexError, RuntimeError) as e:
         raise DlbenchError(f"optimizer {spec}: {e}") from None
+    except Exception as e:  # the user's own code may raise anything: say what, where
+        if not plugins.is_reference(spec.name):
+            raise
+        raise DlbenchError(f"optimizer {spec}: {type(e).__name__}: {e}") from None
     if plugins.is_reference(spec.name) and not isinstance(built, torch.optim.Optimizer):
         raise DlbenchError(f"optimizer {spec}: returned a {type(built).__name__}, not a "
                            "torch.optim.Optimizer; return one")
