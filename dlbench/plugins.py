@@ -51,7 +51,7 @@ def is_file(where: str) -> bool:
     return where.endswith(".py") or "/" in where
 
 
-def resolve(reference: str) -> str:
+def resolve(reference: str, option: str = "--opt") -> str:
     """'dir/file.py:Name' -> '/abs/dir/file.py:Name' (a module reference stays as it is), so
     the same file is the same optimizer from any working directory."""
     where, name = split(reference)
@@ -62,7 +62,7 @@ def resolve(reference: str) -> str:
         return reference
     path = Path(where).expanduser().resolve()
     if not path.is_file():
-        raise DlbenchError(f"--opt {reference}: no such file {path}; give the path of a "
+        raise DlbenchError(f"{option} {where}: no such file {path}; give the path of a "
                            "Python file (or package.module:Name)")
     return f"{path}:{name}"
 

@@ -163,3 +163,17 @@ def test_a_package_module_is_named_by_its_dotted_path(tmp_path, monkeypatch):
     [record] = json.loads((out / "manifest.json").read_text())["plugins"]
     assert record == {"optimizer": "myopts.signs:MySGD", "module": "myopts.signs",
                       "package": "myopts", "version": None}  # not installed: no version
+
+
+def test_optimizers_from_a_missing_file_is_a_one_line_error(tmp_path):
+    result = invoke("optimizers", "--from", tmp_path / "nope.py")
+    assert "--from" in assert_usage_error(result, tmp_path / "out")
+
+
+def test_a_worker_refuses_a_file_that_changed_since_the_keys_were_made(plugin):
+    from dlbench import plugins
+    from dlbench.errors import DlbenchError
+
+    plugins.pin(str(plugin), hashlib.sha256(plugin.read_bytes()).hexdigest())  # as planned
+    with pytest.raises(DlbenchError, match="changed while the run was under way"):
+        plugins.pin(str(plugin), "0" * 64)

@@ -192,7 +192,7 @@ class OptimSpec:
 
 def offered(where: str) -> list[OptimInfo]:
     """The optimizers a file or module defines, as `--opt where:Name` would read them."""
-    resolved = plugins.split(plugins.resolve(f"{where}:_"))[0]
+    resolved = plugins.split(plugins.resolve(f"{where}:_", "--from"))[0]
     module = plugins.load(resolved).module
     return [plugged(f"{resolved}:{name}") for name in plugins.offered(module)]
 
