@@ -13,7 +13,9 @@ from typing import Any
 
 from dlbench.errors import DlbenchError
 
-_ENTRY = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.-]+)\s*(?:\[(?P<body>[^\[\]]*)\])?\s*$")
+# a name, or a reference to the user's code: path/to/file.py:Name, package.module:Name (plugins.py)
+_ENTRY = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.~+/-]+(?::[A-Za-z_][A-Za-z0-9_]*)?)\s*"
+                    r"(?:\[(?P<body>[^\[\]]*)\])?\s*$")
 
 
 def split_entries(text: str, option: str, help: str) -> list[str]:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 
-def optimizers() -> None:
+import typer
+
+from dlbench.plugins import short as shown
+
+FromFile = Annotated[str | None, typer.Option(
+    "--from", help="List what a Python file (path/to/file.py) or module (package.module) "
+    "offers to --opt: its torch.optim.Optimizer subclasses and factories (params, **kw).")]
+
+
+def optimizers(source: FromFile = None) -> None:
     """List the optimizers with their defaults (the --opt grammar's names and parameters)."""
-    from dlbench.optim.optimizers import OPTIMIZERS, format_value
+    from dlbench.optim.optimizers import OPTIMIZERS, format_value, offered
     from dlbench.output.report import listing
 
-    rows = [{"name": o.name, "class": o.cls.__name__,
+    found = OPTIMIZERS if source is None else offered(source)
+    rows = [{"name": shown(o.name), "class": o.cls.__name__,
              "defaults": ", ".join(f"{k}={format_value(v)}"
                                    for k, v in o.signature_defaults().items()),
              "stacked": _stacking(o),
-             "description": o.description} for o in OPTIMIZERS]
+             "description": o.description} for o in found]
     listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"],
             wrap=("defaults", "stacked", "description"))
 

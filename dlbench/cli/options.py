@@ -99,7 +99,7 @@ class OptimizerOptions:
     """The optimizer and its learning-rate schedule."""
 
     # Optimizer entry (see `dlbench optimizers`), with optional parameters:
-    # adam[lr=0.01,betas=0.9/0.99].
+    # adam[lr=0.01,betas=0.9/0.99]; your own: path/to/file.py:Name or package.module:Name.
     opt: str = flags("adam", "--opt")
     # Learning rate of every --opt entry that sets none (default: the optimizer's own).
     lr: float | None = None
@@ -235,7 +235,8 @@ class OptimizeOptions(ExecutionOptions, OutputOptions, RunOptions, SplitOptions,
     """`dlbench optimize`: its grid options take comma-separated lists to compare."""
 
     # Optimizer entries, comma-separated, each with optional parameters:
-    # 'sgd[lr=0.95],adam[lr=0.3,betas=0.9/0.999]' (see `dlbench optimizers`). Default:
+    # 'sgd[lr=0.95],adam[lr=0.3,betas=0.9/0.999]' (see `dlbench optimizers`); your own:
+    # path/to/file.py:Name or package.module:Name (`dlbench optimizers --from FILE`). Default:
     # {function_opt} on --function, else {network_opt}.
     opt: str | None = flags(None, "--opt")
     # A 2-D test function ({functions}): trajectories instead of networks.

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dlbench import plugins
 from dlbench.data.datasets import Dataset
 from dlbench.engine.execution import ENGINE_VERSION, Task, digest
 from dlbench.engine.members import Member, TrainConfig, resolve_device
@@ -133,14 +134,17 @@ def tasks(dataset: Dataset, cells: list[Cell], members_of: Callable[[Cell], list
             member_digests[id(members)] = digest(members)
         keys = tuple(cell_key(cells[i], fingerprint, member_digests[id(members)], best)
                      for i in indices)
-        found.append((Task(cells[indices[0]].model, tuple(cells[i].train for i in indices),
-                           tuple(members), keys, best, weights), indices))
+        configs = tuple(cells[i].train for i in indices)
+        found.append((Task(cells[indices[0]].model, configs, tuple(members), keys, best, weights,
+                           plugins.pins([c.optimizer.name for c in configs])), indices))
     return found
 
 
 def cell_key(cell: Cell, fingerprint: str, members: str, best: bool) -> str:
     """A stable name for what a cell computes: its canonical configuration, the data (its
     fingerprint), its members (`members`: their digest), the device kind and the engine's
-    version — equal keys, equal numbers."""
+    version (and a plugged optimizer's sha256 or package version) — equal keys, equal numbers."""
+    plugged = cell.train.optimizer.provenance()  # an edited file changes the key: retrained
     return digest({"engine": ENGINE_VERSION, "data": fingerprint, "members": members,
-                   "device": resolve_device(cell.train.device).type, "cell": cell, "best": best})
+                   "device": resolve_device(cell.train.device).type, "cell": cell, "best": best,
+                   **({"plugin": plugged} if plugged else {})})

@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlbench import plugins
 from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:
@@ -148,6 +149,9 @@ class Task:
     keys: tuple[str, ...]  # one stable key per cell
     best: bool = False  # track the best epoch (MemberResult.best_epoch, at_best)
     weights: bool = False  # return the final weights (else they are dropped)
+    # (file or module, sha256 or version) of each plugged optimizer its configs use: a worker
+    # loads them itself and checks they are the ones the keys were made from
+    plugins: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -170,6 +174,8 @@ def run_task(dataset: Dataset, task: Task, threads: int | None = None,
 
     if threads is not None:
         torch.set_num_threads(threads)
+    for where, digest in task.plugins:
+        plugins.pin(where, digest)
     trained = train_grid(dataset, task.spec, list(task.configs), list(task.members), progress,
                          task.best)
     return [[replace(r, member=replace(r.member, init=None),
@@ -391,10 +397,22 @@ class Store:
     def put(self, task: Task, results: Results) -> None:
         from dlbench.results import atomic_write
 
-        payload = pickle.dumps({"keys": list(task.keys), "results": results},
-                               pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps({"keys": list(task.keys), "results": results,
+                                "plugins": dict(task.plugins)}, pickle.HIGHEST_PROTOCOL)
         header = self.MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
         atomic_write(self.path(task), lambda f: f.write(header + payload), binary=True)
+
+    def changed(self, tasks: list[Task]) -> None:
+        """Note in `rejected` each stored file trained with a plugged optimizer's file or
+        package that has changed since (its cells have other keys now: trained again)."""
+        now = {where: digest for task in tasks for where, digest in task.plugins}
+        if not now:
+            return
+        for path in sorted(self.directory.glob("*.pkl")):
+            stored = self._read(path) or {}
+            for where, digest in stored.get("plugins", {}).items():
+                if now.get(where, digest) != digest:
+                    self.rejected[path] = f"{where} has changed since they were trained"
 
     def count(self) -> int:
         """Cells stored so far (checked ones only)."""
@@ -459,6 +477,8 @@ class Engine:
     def run(self, dataset: Dataset, tasks: list[Task]) -> list[Results]:
         """Each task's results, in task order."""
         done: dict[int, Results] = {}
+        if self.store is not None:
+            self.store.changed(tasks)
         for i, task in enumerate(tasks):
             stored = self.store.get(task) if self.store is not None else None
             if stored is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dlbench import grammar
+from dlbench import grammar, plugins
 from dlbench.errors import DlbenchError
 from dlbench.grammar import format_value
 from dlbench.registry import Registry
@@ -90,10 +90,27 @@ class OptimInfo:
     test_lr: float | None = None
 
     def signature_defaults(self) -> dict[str, Any]:
-        """Every hyperparameter with its effective default (class default, then ours)."""
+        """Every hyperparameter with its effective default (class default, then ours); one
+        without a default (a plugged optimizer's) reads None: the user must give it."""
         params = inspect.signature(self.cls).parameters
-        found = {k: p.default for k, p in params.items() if k not in INTERNAL}
+        found = {k: None if p.default is inspect.Parameter.empty else p.default
+                 for k, p in params.items() if k not in INTERNAL and p.kind in _NAMED}
         return {**found, **self.defaults}
+
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def plugged(reference: str) -> OptimInfo:
+    """The entry of a plugged optimizer (plugins.py), named by its resolved reference; its
+    defaults are its signature's, its declarations (plugins.FLAGS) its own."""
+    return _plugged(reference, plugins.get(reference))
+
+
+@functools.cache
+def _plugged(reference: str, obj: Any) -> OptimInfo:
+    return OptimInfo(reference, obj, **{f: plugins.flag(obj, f) for f in plugins.FLAGS},
+                     description=(inspect.getdoc(obj) or "").partition("\n")[0])
 
 
 OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
@@ -135,27 +152,56 @@ for _info in (
 
 @dataclass(frozen=True)
 class OptimSpec:
-    name: str  # registry name
+    name: str  # registry name, or a plugged optimizer's resolved reference (plugins.py)
     lr: float  # learning rate
     params: tuple[tuple[str, Any], ...] = ()  # other hyperparameters set by the user, sorted
 
     @property
     def info(self) -> OptimInfo:
+        if plugins.is_reference(self.name):
+            return plugged(self.name)
         return OPTIMIZERS.get(self.name)
+
+    @property
+    def shown(self) -> str:
+        """The name a row shows: a plugged file's without its directory ('sign.py:SignSGD')."""
+        return plugins.short(self.name)
 
     @property
     def label(self) -> str:
         """The entry without its lr (which has a column of its own): 'adam[betas=0.9/0.99]'."""
         if not self.params:
-            return self.name
-        return f"{self.name}[{','.join(f'{k}={format_value(v)}' for k, v in self.params)}]"
+            return self.shown
+        return f"{self.shown}[{','.join(f'{k}={format_value(v)}' for k, v in self.params)}]"
 
     def __str__(self) -> str:
         body = ",".join(f"{k}={format_value(v)}" for k, v in (("lr", self.lr), *self.params))
-        return f"{self.name}[{body}]"
+        return f"{self.shown}[{body}]"
+
+    def provenance(self) -> dict[str, Any] | None:
+        """A plugged optimizer's origin (file and sha256, or package and version); None for a
+        built-in."""
+        if not plugins.is_reference(self.name):
+            return None
+        loaded = plugins.load(plugins.split(self.name)[0])
+        return {"optimizer": self.shown, **dict(loaded.provenance)}
 
     def kwargs(self) -> dict[str, Any]:
         return {**self.info.defaults, **dict(self.params), "lr": self.lr}
+
+
+def offered(where: str) -> list[OptimInfo]:
+    """The optimizers a file or module defines, as `--opt where:Name` would read them."""
+    resolved = plugins.split(plugins.resolve(f"{where}:_", "--from"))[0]
+    module = plugins.load(resolved).module
+    return [plugged(f"{resolved}:{name}") for name in plugins.offered(module)]
+
+
+def plugged_record(specs: Iterable[OptimSpec]) -> dict[str, Any]:
+    """What a manifest records of the plugged optimizers among `specs` (nothing if none)."""
+    names = dict.fromkeys(s.name for s in specs if plugins.is_reference(s.name))
+    found = [OptimSpec(name, 1.0).provenance() for name in names]
+    return {"plugins": found} if found else {}
 
 
 # --- the grammar (dlbench/grammar.py): name[key=value,...] entries, comma-separated ---------------
@@ -187,14 +233,20 @@ def entry_keys(text: str) -> list[set[str]]:
 
 def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> OptimSpec:
     name, body = grammar.read_entry(entry, "--opt", _HELP)
-    info = OPTIMIZERS.get(name)
+    info = plugged(plugins.resolve(name)) if plugins.is_reference(name) else OPTIMIZERS.get(name)
+    shown = plugins.short(info.name)
     allowed = info.signature_defaults()
-    params = grammar.read_params(body, "--opt", info.name, allowed, _HELP)
+    params = grammar.read_params(body, "--opt", shown, allowed, _HELP)
     if weight_decay is not None and "weight_decay" not in params:
         if "weight_decay" not in allowed:
-            raise DlbenchError(f"--weight-decay: {info.name} has no weight decay; drop it")
+            raise DlbenchError(f"--weight-decay: {shown} has no weight decay; drop it")
         params["weight_decay"] = weight_decay
+    if "lr" not in allowed:
+        raise DlbenchError(f"--opt {shown} takes no 'lr'; dlbench sets every optimizer's "
+                           "learning rate: give it an lr parameter")
     rate = params.pop("lr", lr if lr is not None else allowed["lr"])
+    if rate is None:
+        raise DlbenchError(f"--opt {shown} has no default lr; give {shown}[lr=...] or --lr")
     spec = OptimSpec(info.name, float(rate), tuple(sorted(params.items())))
     check_spec(spec)
     return spec
@@ -203,13 +255,20 @@ def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> Op
 def check_spec(spec: OptimSpec) -> None:
     """Let torch's own constructor judge the values (it says what is wrong), on a dummy."""
     if not (spec.lr > 0 and math.isfinite(spec.lr)):
-        raise DlbenchError(f"optimizer {spec.name}: lr must be positive (set by --lr or "
-                           f"{spec.name}[lr=...]), got {spec.lr:g}")
+        raise DlbenchError(f"optimizer {spec.shown}: lr must be positive (set by --lr or "
+                           f"{spec.shown}[lr=...]), got {spec.lr:g}")
     _without_dynamo()
     try:
-        spec.info.cls([torch.zeros(1, requires_grad=True)], **spec.kwargs())
+        built = spec.info.cls([torch.zeros(1, requires_grad=True)], **spec.kwargs())
     except (TypeError, ValueError, IndexError, RuntimeError) as e:
         raise DlbenchError(f"optimizer {spec}: {e}") from None
+    except Exception as e:  # the user's own code may raise anything: say what, where
+        if not plugins.is_reference(spec.name):
+            raise
+        raise DlbenchError(f"optimizer {spec}: {type(e).__name__}: {e}") from None
+    if plugins.is_reference(spec.name) and not isinstance(built, torch.optim.Optimizer):
+        raise DlbenchError(f"optimizer {spec}: returned a {type(built).__name__}, not a "
+                           "torch.optim.Optimizer; return one")
 
 
 def build_optimizer(spec: OptimSpec, params: Iterable[torch.nn.Parameter]

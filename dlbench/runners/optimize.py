@@ -30,7 +30,7 @@ from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
 from dlbench.evaluate.stats import row_resamples
 from dlbench.nn.activations import init_study
 from dlbench.nn.models import ModelSpec
-from dlbench.optim.optimizers import OptimSpec
+from dlbench.optim.optimizers import OptimSpec, plugged_record
 from dlbench.runners import tuning
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
@@ -273,7 +273,7 @@ def _info(plan: Plan, finals: list[CellRun], trials: list[CellRun], edges: dict[
             "splits": [split_record(plan.dataset.fingerprint(), first.train,
                                     first.evals["val"], first.evals["test"])],
             "device": str(resolve_device(plan.config.train.device)),
-            "seconds": round(seconds, 3)}
+            "seconds": round(seconds, 3), **plugged_record(plan.config.optimizers)}
 
 
 # --- the summary: estimates, ranking against the best, cost, time to target ------------------

@@ -33,7 +33,7 @@ from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
 from dlbench.evaluate.rows import score_rows, value_rows
 from dlbench.evaluate.stats import row_resamples, seeds_estimate
 from dlbench.nn.models import MODELS, ModelSpec, Shape
-from dlbench.optim.optimizers import OptimSpec
+from dlbench.optim.optimizers import OptimSpec, plugged_record
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
     CellRun,
@@ -254,7 +254,8 @@ def run(plan: Plan, engine: Engine | None = None) -> OverfitResult:
             "splits": [split_record(plan.dataset.fingerprint(), plan.split.train,
                                     plan.split.val, plan.split.test)],
             "device": str(resolve_device(plan.config.train.device)),
-            "seconds": round(time.perf_counter() - start, 3)}
+            "seconds": round(time.perf_counter() - start, 3),
+            **plugged_record([plan.config.train.optimizer])}
     return OverfitResult(plan, _scores(plan, runs), curve_table(runs), summary,
                          _learning(plan, runs), info, _warnings(plan, summary))
 

@@ -31,7 +31,7 @@ from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
 from dlbench.evaluate.stats import row_resamples
 from dlbench.nn.models import MODELS, ModelSpec
-from dlbench.optim.optimizers import OptimSpec
+from dlbench.optim.optimizers import OptimSpec, plugged_record
 from dlbench.registry import Registry
 from dlbench.runners.grid import (
     CellRun,
@@ -342,7 +342,8 @@ def run(plan: Plan, engine: Engine | None = None) -> TransferResult:
                                     size=n, seed=s)
                        for t in plan.targets for (n, s), rows in sorted(t.rows.items())],
             "device": str(resolve_device(config.train.device)),
-            "seconds": round(time.perf_counter() - start, 3)}
+            "seconds": round(time.perf_counter() - start, 3),
+            **plugged_record([config.train.optimizer])}
     quadrants = advice(config, plan.metrics[0], summary, scored_runs)
     if len(quadrants):
         info["quadrants"] = advice_method(plan.metrics[0])
