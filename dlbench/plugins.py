@@ -1,9 +1,10 @@
 """The user's own optimizers: `--opt path/to/file.py:Name[...]` or `--opt package.module:Name[...]`.
 
 `Name` is a torch.optim.Optimizer subclass or a factory `(params, **hyperparameters)`; it is
-not elementwise (each seed trains alone, exact for any optimizer) unless it declares the class
-attribute `elementwise = True` (each weight updated from its own gradient history only), nor
-full batch unless it declares `full_batch = True` (its step takes a closure).
+not elementwise (it steps each member's own leaf views in the stack, exact for any optimizer:
+engine/stepper.py) unless it declares the class attribute `elementwise = True` (each weight
+updated from its own gradient history only), nor full batch unless it declares
+`full_batch = True` (its step takes a closure over the whole training set).
 
 A file is imported under a module name made of its resolved path and the sha256 of its bytes
 (two files of one stem never clash) and registered in sys.modules, so pickles and dataclasses

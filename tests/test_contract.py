@@ -486,7 +486,7 @@ def test_an_optimizer_neither_elementwise_nor_full_batch_is_listed_and_sized_as_
         {row["name"]: row["stacked"] for row in rows}))
     listings.optimizers()
     assert (listed["normalized-sgd"], listed["sgd"], listed["lbfgs"]) == (
-        "alone", "yes", "alone, full batch")
+        "yes, per member", "yes", "alone, full batch")
 
     def size(name: str) -> sizes.Size:
         config = TrainConfig(OptimSpec(name, 0.05), epochs=EPOCHS, batch_size=BATCH)

@@ -29,10 +29,16 @@ def optimizers(source: FromFile = None) -> None:
 
 
 def _stacking(info) -> str:
-    """How an optimizer trains: stacked, or each member alone (and then on full batches or not)."""
+    """How an optimizer trains: stacked (on the stacked tensors, or on each member's leaf views),
+    or each member alone (full batch, or a step that re-evaluates a closure)."""
+    from dlbench.engine.stepper import wants_closure
+
     if info.elementwise:
         return "yes"
-    return "alone, full batch" if info.full_batch else "alone"
+    if info.full_batch:
+        return "alone, full batch"
+    closure = isinstance(info.cls, type) and wants_closure(info.cls)
+    return "alone" if closure else "yes, per member"
 
 
 def datasets() -> None:

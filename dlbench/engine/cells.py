@@ -20,6 +20,7 @@ from dlbench import plugins
 from dlbench.data.datasets import Dataset
 from dlbench.engine.execution import ENGINE_VERSION, Task, digest
 from dlbench.engine.members import Member, TrainConfig, resolve_device
+from dlbench.engine.stepper import trains_alone
 from dlbench.nn.models import MODELS, ModelSpec
 from dlbench.registry import Registry
 
@@ -117,13 +118,19 @@ def tasks(dataset: Dataset, cells: list[Cell], members_of: Callable[[Cell], list
           best: bool = False, weights: bool = False) -> list[tuple[Task, list[int]]]:
     """The cells as tasks, each with its cells' indices: cells of one model on the same members
     (`members_of` returns the same list object for them) whose configs can share a stack — a
-    cell of a non-elementwise optimizer (L-BFGS, Newton, a per-tensor norm) trains alone.
+    cell of an optimizer whose members train alone (full batch, or re-evaluating a closure:
+    stepper.trains_alone) is a task of its own, and a plugged optimizer's cells share tasks
+    only with each other.
     Exactly the stacks the trainer would form, so a cell's numbers do not depend on how tasks
     are spread over workers."""
     groups: dict[tuple, list[int]] = {}
     for i, cell in enumerate(cells):
         t = cell.train
-        stack = (t.epochs, t.batch_size, t.device, t.loss) if t.optimizer.info.elementwise else i
+        # a plugged optimizer's cells keep to their own tasks: an edit of its file (which
+        # changes their keys) retrains only them
+        plugged = t.optimizer.name if plugins.is_reference(t.optimizer.name) else None
+        stack = i if trains_alone(t.optimizer) else (t.epochs, t.batch_size, t.device, t.loss,
+                                                      plugged)
         groups.setdefault((cell.model, id(members_of(cell)), stack), []).append(i)
     fingerprint = dataset.fingerprint()
     member_digests: dict[int, str] = {}

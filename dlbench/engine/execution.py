@@ -1,9 +1,9 @@
 """Where cells run, and what is kept of them as they finish.
 
 A *task* is the unit of work: the cells of one model that share their members and can share a
-stack (one elementwise optimizer group, or any other optimizer's cell alone). `run_task` is a
-top-level, picklable function — dataset and task in, each cell's member results out (weights only
-when asked) — so any executor can run it:
+stack (stepper.trains_alone: a full-batch or closure optimizer's cell is a task alone).
+`run_task` is a top-level, picklable function — dataset and task in, each cell's member results
+out (weights only when asked) — so any executor can run it:
 
 - `inline`: in this process, one task after another, progress after every epoch;
 - `pool`: a local process pool (`--workers N`), tasks as they finish;

@@ -48,9 +48,11 @@ def per_member(info: OptimInfo) -> bool:
     return not info.elementwise and not info.full_batch
 
 
-def wants_closure(opt: torch.optim.Optimizer) -> bool:
-    """A minibatch optimizer asks for a closure by a `closure` parameter without a default."""
-    found = inspect.signature(type(opt).step).parameters.get("closure")
+def wants_closure(opt: torch.optim.Optimizer | type[torch.optim.Optimizer]) -> bool:
+    """A minibatch optimizer (or its class) asks for a closure by a `closure` parameter without
+    a default."""
+    cls = opt if isinstance(opt, type) else type(opt)
+    found = inspect.signature(cls.step).parameters.get("closure")
     return found is not None and found.default is inspect.Parameter.empty
 
 
