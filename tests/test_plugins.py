@@ -84,12 +84,18 @@ def test_a_subclass_of_sgd_scores_as_sgd_does(plugin, tmp_path):
     pd.testing.assert_series_equal(by["opts.py:plain"], by["sgd"], rtol=1e-5, atol=1e-6)
 
 
-def test_pool_workers_load_the_file_themselves_and_score_as_inline(plugin, tmp_path):
+@pytest.mark.parametrize("executor", [["--workers", "2"], ["--dask-local", "2"]],
+                         ids=["pool", "dask"])
+def test_workers_load_the_file_themselves_and_score_as_inline(plugin, tmp_path, executor):
+    if "--dask-local" in executor:
+        pytest.importorskip("distributed", reason="Dask's distributed is not installed: "
+                                                  "pip install 'dlbench[dask]' (make test does)")
     entries = f"{plugin}:SignSGD[lr=0.05],{plugin}:plain"
     _run(*OPTIMIZE, "--opt", entries, "--out", tmp_path / "inline")
-    _run(*OPTIMIZE, "--opt", entries, "--out", tmp_path / "pool", "--workers", "2")
-    inline, pool = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("inline", "pool"))
-    pd.testing.assert_frame_equal(inline, pool, rtol=1e-5, atol=1e-6)
+    _run(*OPTIMIZE, "--opt", entries, "--out", tmp_path / "elsewhere", *executor)
+    inline, elsewhere = (pd.read_csv(tmp_path / d / "scores.csv")
+                         for d in ("inline", "elsewhere"))
+    pd.testing.assert_frame_equal(inline, elsewhere, rtol=1e-5, atol=1e-6)
 
 
 def test_an_edited_file_retrains_its_cells_on_resume(plugin, tmp_path):
