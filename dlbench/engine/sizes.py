@@ -17,6 +17,7 @@ from dlbench.data.datasets import Dataset
 from dlbench.engine.inference import EVAL_FLOATS
 from dlbench.engine.loop import GATHER_FLOATS
 from dlbench.engine.members import TrainConfig, model_shape, rows_per_step, steps_per_epoch
+from dlbench.engine.stepper import trains_alone
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import DropConnect, ModelSpec, Shape, StackedConv, StackedLinear, build_model
 
@@ -71,8 +72,8 @@ def estimate(dataset: Dataset, jobs: list[Job], device: torch.device) -> Size:
     group_steps = models = member_epochs = 0
     for job in jobs:
         params, macs, activations = _per_model(job.spec, shape)
-        stacked = sum(not c.optimizer.info.full_batch for c in job.configs)
-        width = stacked * job.members or 1  # members training at once (full batch: alone)
+        stacked = sum(not trains_alone(c.optimizer) for c in job.configs)
+        width = stacked * job.members or 1  # members training at once (full batch, closure: alone)
         batch = max(rows_per_step(c, job.n_train) for c in job.configs)
         chunk = max(64, EVAL_FLOATS // (width * max(dataset.n_features, 1)))  # as the trainer
         eval_rows = width * min(job.n_eval, chunk)

@@ -91,7 +91,7 @@ class Group:
     # its trained weights: (tensor, a unit's incoming axes, index of its optimizer param group)
     weights: list[tuple[torch.Tensor, tuple[int, ...], int]]
     config: int  # its config's index among the stack's config groups
-    name: str  # its optimizer's registry name, for errors
+    name: str  # its optimizer as result rows show it, for errors
     closure: bool  # a per-member optimizer whose step needs a closure
     checked: bool = False  # its views were found to share the stack's storage after a step
 
@@ -158,7 +158,7 @@ class Stepper:
         c, rows = where
         return Group(opt, scheduler(opt), slice(at, at + 1) if isinstance(at, int) else rows,
                      slice(None) if at is None else at, views, decayed, c,
-                     config.optimizer.name,
+                     config.optimizer.shown,
                      isinstance(at, int) and wants_closure(opt))
 
     def __call__(self, objective: Callable[[], torch.Tensor]) -> None:

@@ -90,7 +90,7 @@ def check_train(config: TrainConfig) -> None:
                            "--schedule and --warmup")
     if config.regimen.lr_scales and config.optimizer.info.full_batch:
         # L-BFGS and Newton read one parameter group's options only
-        raise DlbenchError(f"{config.optimizer.name} takes one learning rate for every weight; "
+        raise DlbenchError(f"{config.optimizer.shown} takes one learning rate for every weight; "
                            "per-layer rates and frozen layers need a minibatch optimizer")
 
 
