@@ -301,7 +301,7 @@ def _weighted_ap(scores: np.ndarray, positive: np.ndarray, W_rows: np.ndarray) -
 
 
 METRICS: Registry[MetricInfo] = Registry("metric")
-METRICS.add(
+for _info in (
     MetricInfo(
         name="accuracy",
         tasks=CLASSIFICATION,
@@ -310,9 +310,7 @@ METRICS.add(
         weighted=lambda p, W: weighted_mean(p, W, p.y_true == p.y_pred),
         description="fraction of rows whose predicted class is right",
         bounds=(0.0, 1.0),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="balanced_accuracy",
         tasks=CLASSIFICATION,
@@ -321,9 +319,7 @@ METRICS.add(
         weighted=_weighted_balanced_accuracy,
         description="mean per-class recall; chance is 1/C whatever the class balance",
         bounds=(0.0, 1.0),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="f1_macro",
         tasks=CLASSIFICATION,
@@ -332,9 +328,7 @@ METRICS.add(
         weighted=_weighted_f1_macro,
         description="unweighted mean of per-class F1",
         bounds=(0.0, 1.0),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="precision_macro",
         tasks=CLASSIFICATION,
@@ -343,9 +337,7 @@ METRICS.add(
         weighted=_weighted_precision_macro,
         description="unweighted mean of per-class precision (a class never predicted: 0)",
         bounds=(0.0, 1.0),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="recall_macro",
         tasks=CLASSIFICATION,
@@ -354,9 +346,7 @@ METRICS.add(
         weighted=_weighted_recall_macro,
         description="unweighted mean of per-class recall over the classes true or predicted",
         bounds=(0.0, 1.0),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="log_loss",
         tasks=CLASSIFICATION,
@@ -365,9 +355,7 @@ METRICS.add(
         weighted=_weighted_log_loss,
         description="mean negative log-probability of the true class, in nats",
         bounds=(0.0, math.inf),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="roc_auc",
         tasks=CLASSIFICATION,
@@ -376,9 +364,7 @@ METRICS.add(
         weighted=_weighted_roc_auc,
         description="area under the ROC curve (multiclass: one-vs-rest, macro average)",
         bounds=(0.0, 1.0),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="average_precision",
         tasks=CLASSIFICATION,
@@ -387,9 +373,7 @@ METRICS.add(
         weighted=_weighted_average_precision,
         description="area under the precision-recall curve (multiclass: one-vs-rest, macro)",
         bounds=(0.0, 1.0),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="loss",
         tasks=CLASSIFICATION + REGRESSION,
@@ -398,9 +382,7 @@ METRICS.add(
         weighted=_weighted_loss,
         description="the training objective: cross-entropy (nats), or MSE in target-std units",
         bounds=(0.0, math.inf),
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="mse",
         tasks=REGRESSION,
@@ -410,9 +392,7 @@ METRICS.add(
         description="mean squared error, in squared target units",
         bounds=(0.0, math.inf),
         margin="1%",
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="mae",
         tasks=REGRESSION,
@@ -422,9 +402,7 @@ METRICS.add(
         description="mean absolute error, in target units",
         bounds=(0.0, math.inf),
         margin="1%",
-    )
-)
-METRICS.add(
+    ),
     MetricInfo(
         name="r2",
         tasks=REGRESSION,
@@ -433,8 +411,9 @@ METRICS.add(
         weighted=_weighted_r2,
         description="coefficient of determination: 1 is perfect, 0 is predicting the mean",
         bounds=(-math.inf, 1.0),
-    )
-)
+    ),
+):
+    METRICS.add(_info)
 
 _DEFAULTS = {
     # `loss` (the training objective) is opt-in: for classification it equals log_loss
