@@ -74,11 +74,27 @@ def short(reference: str) -> str:
     return f"{Path(where).name}:{name}" if is_file(where) else reference
 
 
+_current: dict[str, Loaded] = {}  # each file as this process's run planned or pinned it
+
+
+def refresh() -> None:
+    """Forget which content of each file is current: a new command reads its files afresh
+    (an edit between two runs in one process is seen; one during a run is not used)."""
+    _current.clear()
+
+
 def load(where: str) -> Loaded:
-    """The module at `where` (a resolved file path, or a dotted module name), imported once
-    per content: a file is read on every call, so an edited file is imported anew."""
+    """The module at `where` (a resolved file path, or a dotted module name). A file is read
+    once per command (`refresh`), so every cell of a run trains the code its keys were made
+    from, however the file changes meanwhile."""
     if not is_file(where):
         return _load_module(where)
+    if where not in _current:
+        _current[where] = _read(where)
+    return _current[where]
+
+
+def _read(where: str) -> Loaded:
     try:
         source = Path(where).read_bytes()
     except OSError as e:
@@ -125,11 +141,15 @@ def _load_module(where: str) -> Loaded:
 
 
 def pin(where: str, digest: str) -> None:
-    """Load `where` in this process and check it is what the run was planned with."""
-    found = load(where).digest
-    if found != digest:
+    """Make `where`'s current content in this process the one the run was planned with (a
+    worker reads it from disk), or refuse when the file no longer holds it."""
+    if load(where).digest == digest:
+        return
+    found = _read(where) if is_file(where) else load(where)
+    if found.digest != digest:
         raise DlbenchError(f"{where} changed while the run was under way ({digest[:12]} then, "
-                           f"{found[:12]} now); run again")
+                           f"{found.digest[:12]} now); run again")
+    _current[where] = found
 
 
 def pins(references: list[str]) -> tuple[tuple[str, str], ...]:

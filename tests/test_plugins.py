@@ -183,3 +183,23 @@ def test_a_worker_refuses_a_file_that_changed_since_the_keys_were_made(plugin):
     plugins.pin(str(plugin), hashlib.sha256(plugin.read_bytes()).hexdigest())  # as planned
     with pytest.raises(DlbenchError, match="changed while the run was under way"):
         plugins.pin(str(plugin), "0" * 64)
+
+
+def test_a_run_trains_the_code_it_planned_though_the_file_changes_meanwhile(plugin):
+    """Within one invocation a file is read once: an edit during the run is not imported into
+    it (its cells keep the keys they trained under); a fresh process (a worker) refuses the
+    edited file, and the next invocation reads the new one."""
+    from dlbench import plugins
+    from dlbench.errors import DlbenchError
+
+    plugins.refresh()
+    where = str(plugin.resolve())
+    planned = plugins.load(where)
+    plugin.write_text(PLUGIN + "\n# edited during the run\n")
+    assert plugins.load(where) is planned
+    plugins.pin(where, planned.digest)  # this process still holds the planned code
+    plugins.refresh()  # as a worker process starts
+    with pytest.raises(DlbenchError, match="changed while the run was under way"):
+        plugins.pin(where, planned.digest)
+    plugins.refresh()  # the next invocation
+    assert plugins.load(where).digest != planned.digest

@@ -15,7 +15,7 @@ import typer
 import typer.core
 from typer.exceptions import Abort, TyperException
 
-from dlbench import __version__
+from dlbench import __version__, plugins
 from dlbench.cli import compare, listings, page, run
 from dlbench.cli.commands import COMMANDS
 from dlbench.cli.execute import register
@@ -27,6 +27,7 @@ class _OneLineErrors(typer.core.TyperGroup):
     """Bad usage or input: one line on stderr and exit code 2 — never a traceback or a panel."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        plugins.refresh()  # each invocation reads the user's files afresh
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except TyperException as e:  # click's usage errors: bad option, missing value, ...
