@@ -203,3 +203,10 @@ def test_a_run_trains_the_code_it_planned_though_the_file_changes_meanwhile(plug
         plugins.pin(where, planned.digest)
     plugins.refresh()  # the next invocation
     assert plugins.load(where).digest != planned.digest
+
+
+def test_a_function_run_records_its_plugged_optimizer(plugin, tmp_path):
+    _run("optimize", "--function", "anisotropic", "--steps", "5", "--opt",
+         f"{plugin}:SignSGD[lr=0.1],sgd", "--out", tmp_path / "out")
+    [record] = json.loads((tmp_path / "out" / "manifest.json").read_text())["plugins"]
+    assert record["sha256"] == hashlib.sha256(plugin.read_bytes()).hexdigest()

@@ -21,6 +21,7 @@ from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.functions import FUNCTIONS
+from dlbench.optim.optimizers import plugged_record
 from dlbench.optim.schedules import check_schedule
 
 COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
@@ -39,7 +40,7 @@ class FunctionResult:
     plan: Plan
     trajectories: pd.DataFrame  # one row per cell × step
     summary: pd.DataFrame  # one row per cell: where its path ended, when it arrived
-    info: dict[str, Any]  # the manifest's addition: the wall time
+    info: dict[str, Any]  # the manifest's addition: the wall time, plugged optimizers
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -57,7 +58,8 @@ def run(plan: Plan, engine: Any = None) -> FunctionResult:
     started = time.perf_counter()
     trajectories, summary = paths(plan.config, plan.config.optimizer_grid())
     return FunctionResult(plan, trajectories, summary,
-                          {"seconds": round(time.perf_counter() - started, 3)})
+                          {"seconds": round(time.perf_counter() - started, 3),
+                           **plugged_record(plan.config.optimizers)})
 
 
 def check(config) -> None:
