@@ -1,9 +1,12 @@
-"""The user's own optimizers: `--opt path/to/file.py:Name[...]` or `--opt package.module:Name[...]`.
+"""The user's own code: `path/to/file.py:Name[...]` or `package.module:Name[...]` wherever a
+registry name is accepted (an optimizer, a model, a dataset, a metric), or a Python object
+handed to the API (`register`).
 
-`Name` is a torch.optim.Optimizer subclass or a factory `(params, **hyperparameters)`; it is
-not elementwise (it steps each member's own leaf views in the stack, exact for any optimizer:
-engine/stepper.py) unless it declares the class attribute `elementwise = True` (each weight
-updated from its own gradient history only), nor full batch unless it declares
+What each kind accepts is its layer's business: a `Kind` says how to recognise one and how to
+write it (optim/optimizers.py declares the optimizer kind; the others declare theirs). A plugged
+optimizer is not elementwise (it steps each member's own leaf views in the stack, exact for any
+optimizer: engine/stepper.py) unless it declares the class attribute `elementwise = True` (each
+weight updated from its own gradient history only), nor full batch unless it declares
 `full_batch = True` (its step takes a closure over the whole training set).
 
 A file is imported under a module name made of its resolved path and the sha256 of its bytes
@@ -20,6 +23,7 @@ import hashlib
 import importlib
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +33,17 @@ from typing import Any
 from dlbench.errors import DlbenchError
 
 FLAGS = ("elementwise", "full_batch")  # the class attributes a plugged optimizer may declare
+OBJECT = "python."  # where a registered Python object lives: 'python.<digest>:Name'
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a reference may name in one place: an optimizer, a model, a dataset, a metric."""
+
+    name: str  # what messages call it: "optimizer"
+    option: str  # the option that names one: "--opt"
+    accepts: Callable[[Any], bool]  # whether an object a module defines is one
+    wanted: str  # how to write one, for the error when the named object is not
 
 
 @dataclass(frozen=True)
@@ -52,12 +67,17 @@ def is_file(where: str) -> bool:
     return where.endswith(".py") or "/" in where
 
 
+def is_object(where: str) -> bool:
+    """A Python object handed over by `register` (not a file, not an importable module)."""
+    return where.startswith(OBJECT) and where in _objects
+
+
 def resolve(reference: str, option: str = "--opt") -> str:
     """'dir/file.py:Name' -> '/abs/dir/file.py:Name' (a module reference stays as it is), so
     the same file is the same optimizer from any working directory."""
     where, name = split(reference)
     if not name.isidentifier() or not where:
-        raise DlbenchError(f"--opt '{reference}': write path/to/file.py:Name or "
+        raise DlbenchError(f"{option} '{reference}': write path/to/file.py:Name or "
                            "package.module:Name, Name a class or function it defines")
     if not is_file(where):
         return reference
@@ -69,9 +89,41 @@ def resolve(reference: str, option: str = "--opt") -> str:
 
 
 def short(reference: str) -> str:
-    """What a result row shows: the file's name and the object ('sign.py:SignSGD')."""
+    """What a result row shows: the file's name and the object ('sign.py:SignSGD'); a Python
+    object's own name ('SignSGD')."""
     where, name = split(reference)
+    if where.startswith(OBJECT):
+        return name
     return f"{Path(where).name}:{name}" if is_file(where) else reference
+
+
+_objects: dict[str, Loaded] = {}  # Python objects handed over in this process, by `where`
+
+
+def register(obj: Any, digest: str | None = None) -> str:
+    """A reference naming `obj` itself ('python.<digest>:Name'), for the API: everything that
+    takes 'file.py:Name' then takes it. `digest` says what the object computes (the API gives
+    arrays' own digest); by default the sha256 of its source code, so an edited function is a
+    new object to the cell keys (what its source calls is not part of that digest)."""
+    name = getattr(obj, "__name__", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        name = type(obj).__name__
+    if digest is None:
+        digest = _source_digest(obj)
+    where = f"{OBJECT}{digest[:16]}"
+    module = ModuleType(where)
+    setattr(module, name, obj)
+    qualname = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', name)}"
+    _objects[where] = Loaded(module, digest, (("python", qualname), ("sha256", digest)))
+    return f"{where}:{name}"
+
+
+def _source_digest(obj: Any) -> str:
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):  # defined at a prompt, or built at run time: only its identity
+        source = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', id(obj))}"
+    return hashlib.sha256(source.encode()).hexdigest()
 
 
 _current: dict[str, Loaded] = {}  # each file as this process's run planned or pinned it
@@ -83,24 +135,32 @@ def refresh() -> None:
     _current.clear()
 
 
-def load(where: str) -> Loaded:
-    """The module at `where` (a resolved file path, or a dotted module name). A file is read
-    once per command (`refresh`), so every cell of a run trains the code its keys were made
-    from, however the file changes meanwhile."""
+def load(where: str, option: str = "--opt") -> Loaded:
+    """The module at `where` (a resolved file path, a dotted module name, or a registered
+    object's). A file is read once per command (`refresh`), so every cell of a run trains the
+    code its keys were made from, however the file changes meanwhile."""
+    if where in _objects:
+        return _objects[where]
+    if where.startswith(OBJECT):
+        raise DlbenchError(f"{option} {where}: a Python object this process was not given; "
+                           "pass the object itself (dlbench's Python API)")
     if not is_file(where):
-        return _load_module(where)
+        return _load_module(where, option)
     if where not in _current:
-        _current[where] = _read(where)
+        _current[where] = _read(where, option)
     return _current[where]
 
 
-def _read(where: str) -> Loaded:
+def _read(where: str, option: str = "--opt") -> Loaded:
     try:
         source = Path(where).read_bytes()
     except OSError as e:
-        raise DlbenchError(f"--opt: cannot read {where}: {e.strerror}; give a readable "
+        raise DlbenchError(f"{option}: cannot read {where}: {e.strerror}; give a readable "
                            "Python file") from None
-    return _load_file(Path(where), source)
+    try:
+        return _load_file(Path(where), source)
+    except DlbenchError as e:
+        raise DlbenchError(f"{option}: {e}") from None
 
 
 @functools.cache
@@ -111,7 +171,7 @@ def _load_file(path: Path, source: bytes) -> Loaded:
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as e:
-        raise DlbenchError(f"--opt: {path}, line {e.lineno}: {e.msg}; fix the file") from None
+        raise DlbenchError(f"{path}, line {e.lineno}: {e.msg}; fix the file") from None
     module = ModuleType(name)
     module.__file__ = str(path)
     sys.modules[name] = module  # before it runs: its dataclasses look themselves up there
@@ -119,18 +179,22 @@ def _load_file(path: Path, source: bytes) -> Loaded:
         exec(code, module.__dict__)
     except Exception as e:
         del sys.modules[name]
-        raise DlbenchError(f"--opt: importing {path} failed: {type(e).__name__}: "
+        raise DlbenchError(f"importing {path} failed: {type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
     return Loaded(module, digest, (("file", str(path)), ("sha256", digest)))
 
 
-@functools.cache
-def _load_module(where: str) -> Loaded:
+def _load_module(where: str, option: str = "--opt") -> Loaded:
     try:
-        module = importlib.import_module(where)
+        return _import(where)
     except ImportError as e:
-        raise DlbenchError(f"--opt: cannot import {where} ({e}); install it, or give a "
+        raise DlbenchError(f"{option}: cannot import {where} ({e}); install it, or give a "
                            "file path ending in .py") from None
+
+
+@functools.cache
+def _import(where: str) -> Loaded:
+    module = importlib.import_module(where)
     package = where.partition(".")[0]
     try:
         version = metadata.version(package)
@@ -140,9 +204,14 @@ def _load_module(where: str) -> Loaded:
                   (("module", where), ("package", package), ("version", version)))
 
 
-def pin(where: str, digest: str) -> None:
+def pin(where: str, digest: str, obj: Any = None) -> None:
     """Make `where`'s current content in this process the one the run was planned with (a
-    worker reads it from disk), or refuse when the file no longer holds it."""
+    worker reads a file from disk; a registered object comes with the task, `obj`), or refuse
+    when the file no longer holds it."""
+    if where.startswith(OBJECT):
+        if where not in _objects:
+            register(obj, digest)
+        return
     if load(where).digest == digest:
         return
     found = _read(where) if is_file(where) else load(where)
@@ -152,44 +221,35 @@ def pin(where: str, digest: str) -> None:
     _current[where] = found
 
 
-def pins(references: list[str]) -> tuple[tuple[str, str], ...]:
-    """(file or module, digest) of each distinct plugged reference among `references`: what a
-    worker checks before it trains (`pin`)."""
-    wheres = sorted({split(r)[0] for r in references if is_reference(r)})
-    return tuple((where, load(where).digest) for where in wheres)
+def pins(references: list[str]) -> tuple[tuple[str, str, Any], ...]:
+    """(file or module, digest, registered object or None) of each distinct plugged reference
+    among `references`: what a worker checks before it trains (`pin`). A registered object
+    travels with the task, pickled by reference (its module must import in the worker)."""
+    found = {split(r) for r in references if is_reference(r)}
+    return tuple((where, load(where).digest,
+                  getattr(load(where).module, name) if where.startswith(OBJECT) else None)
+                 for where, name in sorted(found))
 
 
-def is_optimizer(obj: Any) -> bool:
-    """A torch.optim.Optimizer subclass, or a function whose first parameter is `params`."""
-    import torch
-
-    if isinstance(obj, type):
-        return issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
-    if not inspect.isfunction(obj):
-        return False
-    first = next(iter(inspect.signature(obj).parameters), None)
-    return first == "params"
-
-
-def offered(module: ModuleType) -> dict[str, Any]:
-    """The optimizers a module defines itself (not those it imports), by name."""
+def offered(module: ModuleType, kind: Kind) -> dict[str, Any]:
+    """The objects of `kind` a module defines itself (not those it imports), by name."""
     return {name: obj for name, obj in vars(module).items()
-            if not name.startswith("_") and is_optimizer(obj)
+            if not name.startswith("_") and kind.accepts(obj)
             and getattr(obj, "__module__", None) == module.__name__}
 
 
-def get(reference: str) -> Any:
-    """The class or factory a resolved reference names."""
+def get(reference: str, kind: Kind) -> Any:
+    """The object of `kind` a resolved reference names."""
     where, name = split(reference)
-    module = load(where).module
+    module = load(where, kind.option).module
     if not hasattr(module, name):
-        found = ", ".join(offered(module)) or "no optimizer class or factory"
-        raise DlbenchError(f"--opt: {where} defines no '{name}'; it defines {found}")
+        found = ", ".join(offered(module, kind)) or f"no {kind.name}"
+        raise DlbenchError(f"{kind.option}: {where} defines no '{name}'; it defines {found}")
     obj = getattr(module, name)
-    if not is_optimizer(obj):
-        raise DlbenchError(f"--opt {short(reference)} is a {type(obj).__name__}, not an "
-                           "optimizer: name a torch.optim.Optimizer subclass or a function "
-                           "(params, **hyperparameters) that returns one")
+    if not kind.accepts(obj):
+        raise DlbenchError(f"{kind.option} {short(reference)} is a {type(obj).__name__}, not "
+                           f"{'an' if kind.name[0] in 'aeiou' else 'a'} {kind.name}: name "
+                           f"{kind.wanted}")
     return obj
 
 

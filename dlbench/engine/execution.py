@@ -149,9 +149,10 @@ class Task:
     keys: tuple[str, ...]  # one stable key per cell
     best: bool = False  # track the best epoch (MemberResult.best_epoch, at_best)
     weights: bool = False  # return the final weights (else they are dropped)
-    # (file or module, sha256 or version) of each plugged optimizer its configs use: a worker
-    # loads them itself and checks they are the ones the keys were made from
-    plugins: tuple[tuple[str, str], ...] = ()
+    # (file or module, sha256 or version, registered object or None) of each plugged object
+    # its configs use (plugins.pins): a worker loads them itself and checks they are the ones
+    # the keys were made from
+    plugins: tuple[tuple[str, str, Any], ...] = ()
 
     @property
     def key(self) -> str:
@@ -174,8 +175,8 @@ def run_task(dataset: Dataset, task: Task, threads: int | None = None,
 
     if threads is not None:
         torch.set_num_threads(threads)
-    for where, digest in task.plugins:
-        plugins.pin(where, digest)
+    for where, digest, obj in task.plugins:
+        plugins.pin(where, digest, obj)
     trained = train_grid(dataset, task.spec, list(task.configs), list(task.members), progress,
                          task.best)
     return [[replace(r, member=replace(r.member, init=None),
@@ -398,14 +399,15 @@ class Store:
         from dlbench.results import atomic_write
 
         payload = pickle.dumps({"keys": list(task.keys), "results": results,
-                                "plugins": dict(task.plugins)}, pickle.HIGHEST_PROTOCOL)
+                                "plugins": {w: d for w, d, _ in task.plugins}},
+                               pickle.HIGHEST_PROTOCOL)
         header = self.MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
         atomic_write(self.path(task), lambda f: f.write(header + payload), binary=True)
 
     def changed(self, tasks: list[Task]) -> None:
         """Note in `rejected` each stored file trained with a plugged optimizer's file or
         package that has changed since (its cells have other keys now: trained again)."""
-        now = {where: digest for task in tasks for where, digest in task.plugins}
+        now = {where: digest for task in tasks for where, digest, _ in task.plugins}
         if not now:
             return
         for path in sorted(self.directory.glob("*.pkl")):

@@ -101,10 +101,25 @@ class OptimInfo:
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
+def is_optimizer(obj: Any) -> bool:
+    """A torch.optim.Optimizer subclass, or a function whose first parameter is `params`."""
+    if isinstance(obj, type):
+        return issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
+    if not inspect.isfunction(obj):
+        return False
+    first = next(iter(inspect.signature(obj).parameters), None)
+    return first == "params"
+
+
+KIND = plugins.Kind("optimizer", "--opt", is_optimizer,
+                    "a torch.optim.Optimizer subclass or a function (params, "
+                    "**hyperparameters) that returns one")
+
+
 def plugged(reference: str) -> OptimInfo:
     """The entry of a plugged optimizer (plugins.py), named by its resolved reference; its
     defaults are its signature's, its declarations (plugins.FLAGS) its own."""
-    return _plugged(reference, plugins.get(reference))
+    return _plugged(reference, plugins.get(reference, KIND))
 
 
 @functools.cache
@@ -193,8 +208,8 @@ class OptimSpec:
 def offered(where: str) -> list[OptimInfo]:
     """The optimizers a file or module defines, as `--opt where:Name` would read them."""
     resolved = plugins.split(plugins.resolve(f"{where}:_", "--from"))[0]
-    module = plugins.load(resolved).module
-    return [plugged(f"{resolved}:{name}") for name in plugins.offered(module)]
+    module = plugins.load(resolved, "--from").module
+    return [plugged(f"{resolved}:{name}") for name in plugins.offered(module, KIND)]
 
 
 def plugged_record(specs: Iterable[OptimSpec]) -> dict[str, Any]:
