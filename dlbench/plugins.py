@@ -18,6 +18,7 @@ keys were made from.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -238,6 +239,9 @@ def offered(module: ModuleType, kind: Kind) -> dict[str, Any]:
             and getattr(obj, "__module__", None) == module.__name__}
 
 
+_named: dict[str, str] = {}  # each reference `get` resolved in this process: its kind's name
+
+
 def get(reference: str, kind: Kind) -> Any:
     """The object of `kind` a resolved reference names."""
     where, name = split(reference)
@@ -250,7 +254,45 @@ def get(reference: str, kind: Kind) -> Any:
         raise DlbenchError(f"{kind.option} {short(reference)} is a {type(obj).__name__}, not "
                            f"{'an' if kind.name[0] in 'aeiou' else 'a'} {kind.name}: name "
                            f"{kind.wanted}")
+    _named[reference] = kind.name
     return obj
+
+
+def named_in(*objects: Any) -> list[str]:
+    """The plugged references that `objects` (configs, cells: dataclasses, tuples, lists,
+    dicts, strings, nested) hold, in order of first appearance: what a cell's key, a worker's
+    pins and a manifest need to know of the user's code."""
+    found: dict[str, None] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, str):
+            if x in _named:
+                found[x] = None
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            for f in dataclasses.fields(x):
+                walk(getattr(x, f.name))
+        elif isinstance(x, list | tuple | set | frozenset):
+            for item in x:
+                walk(item)
+        elif isinstance(x, dict):
+            for item in x.items():
+                walk(item)
+
+    walk(objects)
+    return list(found)
+
+
+def provenance(reference: str) -> dict[str, Any]:
+    """A plugged object's origin: its kind and name, and its file with its sha256, its
+    package with its version, or a Python object's source digest."""
+    return {_named[reference]: short(reference), **dict(load(split(reference)[0]).provenance)}
+
+
+def record(*objects: Any) -> dict[str, Any]:
+    """What a manifest (or a cell's key) records of the plugged objects `objects` name:
+    {"plugins": [origin, ...]}, or nothing when they name none."""
+    found = [provenance(r) for r in named_in(*objects)]
+    return {"plugins": found} if found else {}
 
 
 def flag(obj: Any, name: str) -> bool:

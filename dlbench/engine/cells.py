@@ -128,7 +128,7 @@ def tasks(dataset: Dataset, cells: list[Cell], members_of: Callable[[Cell], list
         t = cell.train
         # a plugged optimizer's cells keep to their own tasks: an edit of its file (which
         # changes their keys) retrains only them
-        plugged = t.optimizer.name if plugins.is_reference(t.optimizer.name) else None
+        plugged = tuple(plugins.named_in(t))
         stack = i if trains_alone(t.optimizer) else (t.epochs, t.batch_size, t.device, t.loss,
                                                       plugged)
         groups.setdefault((cell.model, id(members_of(cell)), stack), []).append(i)
@@ -143,15 +143,16 @@ def tasks(dataset: Dataset, cells: list[Cell], members_of: Callable[[Cell], list
                      for i in indices)
         configs = tuple(cells[i].train for i in indices)
         found.append((Task(cells[indices[0]].model, configs, tuple(members), keys, best, weights,
-                           plugins.pins([c.optimizer.name for c in configs])), indices))
+                           plugins.pins(plugins.named_in(cells[indices[0]].model, configs))),
+                      indices))
     return found
 
 
 def cell_key(cell: Cell, fingerprint: str, members: str, best: bool) -> str:
     """A stable name for what a cell computes: its canonical configuration, the data (its
     fingerprint), its members (`members`: their digest), the device kind and the engine's
-    version (and a plugged optimizer's sha256 or package version) — equal keys, equal numbers."""
-    plugged = cell.train.optimizer.provenance()  # an edited file changes the key: retrained
+    version (and each plugged object's sha256 or package version) — equal keys, equal numbers."""
+    # an edited file of the user's changes the key: its cells are trained again
     return digest({"engine": ENGINE_VERSION, "data": fingerprint, "members": members,
                    "device": resolve_device(cell.train.device).type, "cell": cell, "best": best,
-                   **({"plugin": plugged} if plugged else {})})
+                   **plugins.record(cell)})

@@ -193,14 +193,6 @@ class OptimSpec:
         body = ",".join(f"{k}={format_value(v)}" for k, v in (("lr", self.lr), *self.params))
         return f"{self.shown}[{body}]"
 
-    def provenance(self) -> dict[str, Any] | None:
-        """A plugged optimizer's origin (file and sha256, or package and version); None for a
-        built-in."""
-        if not plugins.is_reference(self.name):
-            return None
-        loaded = plugins.load(plugins.split(self.name)[0])
-        return {"optimizer": self.shown, **dict(loaded.provenance)}
-
     def kwargs(self) -> dict[str, Any]:
         return {**self.info.defaults, **dict(self.params), "lr": self.lr}
 
@@ -210,13 +202,6 @@ def offered(where: str) -> list[OptimInfo]:
     resolved = plugins.split(plugins.resolve(f"{where}:_", "--from"))[0]
     module = plugins.load(resolved, "--from").module
     return [plugged(f"{resolved}:{name}") for name in plugins.offered(module, KIND)]
-
-
-def plugged_record(specs: Iterable[OptimSpec]) -> dict[str, Any]:
-    """What a manifest records of the plugged optimizers among `specs` (nothing if none)."""
-    names = dict.fromkeys(s.name for s in specs if plugins.is_reference(s.name))
-    found = [OptimSpec(name, 1.0).provenance() for name in names]
-    return {"plugins": found} if found else {}
 
 
 # --- the grammar (dlbench/grammar.py): name[key=value,...] entries, comma-separated ---------------

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlbench import plugins
 from dlbench.data.datasets import Dataset, DataSpec, load_dataset
 from dlbench.data.splits import (
     Split,
@@ -39,7 +40,6 @@ from dlbench.evaluate.metrics import (
 )
 from dlbench.evaluate.rows import curve_rows, score_rows
 from dlbench.nn.models import ModelSpec
-from dlbench.optim.optimizers import plugged_record
 from dlbench.seeding import derive_seed
 
 CHANCE = "chance"  # the model name of the baseline rows
@@ -198,7 +198,7 @@ def run(plan: Plan, engine: Engine | None = None) -> CVResult:
         "duplicates": plan.duplicates,
         "splits": _split_records(plan),
         "seconds": round(time.perf_counter() - start, 3),
-        **plugged_record([cfg.train.optimizer]),
+        **plugins.record(cfg),
     }
     return CVResult(plan, scores, curves, _split_rows(plan), summary, info)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlbench import plugins
 from dlbench.engine import sizes
 from dlbench.engine.cells import Cell, labels
 from dlbench.engine.trainer import minimize
@@ -21,7 +22,6 @@ from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
 from dlbench.nn.models import ModelSpec
 from dlbench.optim.functions import FUNCTIONS
-from dlbench.optim.optimizers import plugged_record
 from dlbench.optim.schedules import check_schedule
 
 COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
@@ -59,7 +59,7 @@ def run(plan: Plan, engine: Any = None) -> FunctionResult:
     trajectories, summary = paths(plan.config, plan.config.optimizer_grid())
     return FunctionResult(plan, trajectories, summary,
                           {"seconds": round(time.perf_counter() - started, 3),
-                           **plugged_record(plan.config.optimizers)})
+                           **plugins.record(plan.config)})
 
 
 def check(config) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlbench import plugins
 from dlbench.data.datasets import Dataset, DataSpec, load_dataset
 from dlbench.data.splits import split_record
 from dlbench.engine import sizes
@@ -30,7 +31,7 @@ from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
 from dlbench.evaluate.stats import row_resamples
 from dlbench.nn.activations import init_study
 from dlbench.nn.models import ModelSpec
-from dlbench.optim.optimizers import OptimSpec, plugged_record
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners import tuning
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
@@ -273,7 +274,7 @@ def _info(plan: Plan, finals: list[CellRun], trials: list[CellRun], edges: dict[
             "splits": [split_record(plan.dataset.fingerprint(), first.train,
                                     first.evals["val"], first.evals["test"])],
             "device": str(resolve_device(plan.config.train.device)),
-            "seconds": round(seconds, 3), **plugged_record(plan.config.optimizers)}
+            "seconds": round(seconds, 3), **plugins.record(plan.config)}
 
 
 # --- the summary: estimates, ranking against the best, cost, time to target ------------------

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlbench import plugins
 from dlbench.data.datasets import Dataset, DataSpec, load_dataset
 from dlbench.data.splits import split_record
 from dlbench.engine import sizes
@@ -33,7 +34,7 @@ from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
 from dlbench.evaluate.rows import score_rows, value_rows
 from dlbench.evaluate.stats import row_resamples, seeds_estimate
 from dlbench.nn.models import MODELS, ModelSpec, Shape
-from dlbench.optim.optimizers import OptimSpec, plugged_record
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
     CellRun,
@@ -255,7 +256,7 @@ def run(plan: Plan, engine: Engine | None = None) -> OverfitResult:
                                     plan.split.val, plan.split.test)],
             "device": str(resolve_device(plan.config.train.device)),
             "seconds": round(time.perf_counter() - start, 3),
-            **plugged_record([plan.config.train.optimizer])}
+            **plugins.record(plan.config)}
     return OverfitResult(plan, _scores(plan, runs), curve_table(runs), summary,
                          _learning(plan, runs), info, _warnings(plan, summary))
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlbench import plugins
 from dlbench.data.datasets import Dataset, DataSpec, load_dataset
 from dlbench.data.splits import dev_and_test, split_record
 from dlbench.engine import checkpoints, sizes
@@ -31,7 +32,7 @@ from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
 from dlbench.evaluate.stats import row_resamples
 from dlbench.nn.models import MODELS, ModelSpec
-from dlbench.optim.optimizers import OptimSpec, plugged_record
+from dlbench.optim.optimizers import OptimSpec
 from dlbench.registry import Registry
 from dlbench.runners.grid import (
     CellRun,
@@ -343,7 +344,7 @@ def run(plan: Plan, engine: Engine | None = None) -> TransferResult:
                        for t in plan.targets for (n, s), rows in sorted(t.rows.items())],
             "device": str(resolve_device(config.train.device)),
             "seconds": round(time.perf_counter() - start, 3),
-            **plugged_record([config.train.optimizer])}
+            **plugins.record(config)}
     quadrants = advice(config, plan.metrics[0], summary, scored_runs)
     if len(quadrants):
         info["quadrants"] = advice_method(plan.metrics[0])
