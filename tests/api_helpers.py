@@ -1,5 +1,5 @@
-"""Optimizers for tests/test_api.py, in a module of their own: what a pool worker imports to
-get a Python object handed to the API (it travels with its task, pickled by reference)."""
+"""Objects for tests/test_api.py, in a module of their own: what a pool worker imports to get
+a Python object handed to the API (it travels with its task, pickled by reference)."""
 
 from __future__ import annotations
 
@@ -20,21 +20,6 @@ class SignSGD(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     p.add_(p.grad.sign(), alpha=-group["lr"])
-
-
-class NormalizedSGD(torch.optim.Optimizer):
-    """SGD on each tensor's gradient over its norm: a per-tensor reduction, so not elementwise
-    (it steps each member's own leaf views, in tasks of its own)."""
-
-    def __init__(self, params, lr=0.05):
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(p.grad / (p.grad.norm() + 1e-12), alpha=-group["lr"])
 
 
 def make_mlp(input_shape, n_outputs, width=16):
