@@ -4,6 +4,7 @@ path, its files and its messages; Python objects where the command line takes na
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -131,6 +132,16 @@ def test_nothing_is_printed_unless_asked_then_the_command_lines_table(tmp_path, 
     assert capsys.readouterr().out.splitlines()[:-1] == cli[:-1]
 
 
+def test_warnings_are_kept_in_the_run_and_said_only_when_shown(tmp_path, capsys):
+    too_many = (os.cpu_count() or 1) + 1  # more threads than cores: the command line warns
+    run = dlbench.cv(**CV, threads=too_many, out=tmp_path / "quiet")
+    assert capsys.readouterr() == ("", "")
+    [warning] = run.warnings
+    assert f"{too_many} threads on" in warning
+    dlbench.cv(**CV, threads=too_many, out=tmp_path / "shown", show=True)
+    assert capsys.readouterr().err == f"warning: {warning}\n"
+
+
 def test_a_run_offers_its_files_as_tables(tmp_path):
     run = dlbench.cv(**CV, out=tmp_path / "o")
     for name, table in run.tables.items():
@@ -160,7 +171,8 @@ def test_compare_returns_the_verdicts_and_whether_something_regressed(tmp_path):
         dlbench.compare(a, b, metric="accuracy")
 
 
-def test_run_suite_runs_each_entry_into_its_directory(tmp_path):
+def test_run_suite_runs_each_entry_into_its_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the width the command line's runner has
     suite = tmp_path / "tiny.toml"
     suite.write_text('[entry.iris]\ncommand = "cv"\ndataset = "iris"\nepochs = 2\nk = 2\n'
                      'hidden = "8"\n')
@@ -168,8 +180,11 @@ def test_run_suite_runs_each_entry_into_its_directory(tmp_path):
     assert list(found.entries["entry"]) == ["iris"] and found.out == tmp_path / "s"
     pd.testing.assert_frame_equal(found.runs["iris"].scores,
                                   pd.read_csv(tmp_path / "s" / "iris" / "scores.csv"))
-    again = dlbench.run_suite(suite, out=tmp_path / "s")
+    again = dlbench.run_suite(suite, out=tmp_path / "s", show=True)
     assert list(again.entries["done"]) == ["already finished"]
+    shown = capsys.readouterr().out
+    assert "suite tiny" in shown
+    assert shown == invoke("run", suite, "--out", tmp_path / "s").stdout  # the same table
 
 
 # --- Python objects as entries -----------------------------------------------------------------

@@ -69,16 +69,17 @@ class Run:
 class SuiteRun:
     """A finished suite: a row per entry, and each entry's run read from its directory."""
 
+    name: str  # the suite's name: its file's stem
     out: Path  # the suite's directory
     entries: pd.DataFrame  # entry, command, done, cells trained, [timings,] results
     runs: dict[str, Run]  # entry name -> its run
 
     def show(self) -> None:
+        """Print the entries' table as `dlbench run` does."""
         from dlbench.output import report
 
-        rows = self.entries.to_dict("records")
-        report.listing(f"suite {self.out.name}", rows, list(self.entries.columns),
-                       wrap=("results",))
+        report.listing(f"suite {self.name}", self.entries.to_dict("records"),
+                       list(self.entries.columns), wrap=("results",))
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ def run_suite(suite: str | Path, show: bool = False, **options: Any) -> SuiteRun
     root, rows = run.suite_run(typed("suite", Path, suite), chosen["out"], chosen["timings"],
                                chosen, warn if show else lambda _: None, show,
                                ["run", str(suite)])
-    found = SuiteRun(root, pd.DataFrame(rows), {
+    found = SuiteRun(Path(suite).stem, root, pd.DataFrame(rows), {
         r["entry"]: read_run(Path(r["results"]), r["command"]) for r in rows})
     if show:
         found.show()
