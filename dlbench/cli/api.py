@@ -60,8 +60,9 @@ class Run:
     def show(self, fmt: str = "table") -> None:
         """Print the summary as the command line does: its table and notes (or JSON)."""
         if self.finished is None:
-            raise DlbenchError(f"the run in {self.out} was read from its files; its table is "
-                               f"shown by `dlbench report {self.out}`")
+            raise DlbenchError(f"the run in {self.out} was read back from its files, which "
+                               f"hold no terminal table; `dlbench report {self.out}` draws its "
+                               "summary as an HTML page")
         self.finished.route.show(self.finished.result, fmt)
 
 
