@@ -109,6 +109,14 @@ def test_optimize_with_a_python_optimizer_writes_the_command_lines_scores_csv(tm
     assert plugged["optimizer"] == "SignSGD" and plugged["python"] == "api_helpers.SignSGD"
 
 
+def test_optimize_on_a_function_runs_without_cells(tmp_path):
+    """The route with no cells (paths on a 2-D function) returns its files as well."""
+    run = dlbench.optimize(function="rosenbrock", steps=5, opt=[SignSGD, "adam"],
+                           out=tmp_path / "o")
+    assert set(run.tables) == {"trajectories", "summary"}
+    assert set(run.summary["optimizer"]) == {"SignSGD", "adam"}
+
+
 def test_python_objects_reach_pool_workers(tmp_path):
     """Registered in this process only: each task carries its objects to the worker."""
     opt = [SignSGD, NormalizedSGD]  # two tasks: a non-elementwise optimizer trains apart
