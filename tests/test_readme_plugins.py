@@ -62,14 +62,14 @@ def test_the_readme_example_runs_and_its_command_and_code_agree(example, tmp_pat
                     "--out", tmp_path / "cli")
     assert result.exit_code == 0, result.output
 
-    run_command = api.run_command  # the code's call, with the same budget and a known --out
+    call_command = api.call_command  # the code's call, with the same budget and a known --out
     calls = []
 
     def small(name, show, kw):
         calls.append(name)
-        return run_command(name, show, {**kw, **SMALL, "out": tmp_path / "api"})
+        return call_command(name, show, {**kw, **SMALL, "out": tmp_path / "api"})
 
-    monkeypatch.setattr(api, "run_command", small)
+    monkeypatch.setattr(api, "call_command", small)
     exec(compile(example["code"], "README: Benchmark your own optimizer", "exec"), {})
     assert calls == [args[1]]  # the code calls the command the README shows
     assert str(tmp_path / "api") in capsys.readouterr().out  # its prints ran

@@ -171,7 +171,7 @@ def _hints(cls_or_function: Any) -> dict[str, Any]:
 # --- the training commands ----------------------------------------------------------------------
 
 
-def run_command(name: str, show: bool, kw: Mapping[str, Any]) -> Run:
+def call_command(name: str, show: bool, kw: Mapping[str, Any]) -> Run:
     """`dlbench NAME` with these options, on the command line's path -> its Run."""
     command = COMMANDS[name]
     plugins.refresh()  # as each command line does: the user's files read afresh
@@ -197,7 +197,7 @@ def _command_function(name: str) -> Callable[..., Run]:
     command = COMMANDS[name]
 
     def function(show: bool = False, **options: Any) -> Run:
-        return run_command(name, show, options)
+        return call_command(name, show, options)
 
     params = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                 default=f.default if f.default is not MISSING
@@ -221,10 +221,15 @@ transfer = _command_function("transfer")
 # --- suites and comparisons ---------------------------------------------------------------------
 
 
-def _defaults(function: Callable[..., Any], skip: tuple[str, ...]) -> dict[str, Any]:
-    """A command function's options with their defaults (its own parameters: one definition)."""
-    return {p.name: p.default for p in inspect.signature(function).parameters.values()
-            if p.name not in ("ctx", *skip)}
+def _options(name: str, function: Callable[..., Any], argument: str,
+             kw: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """A command function's options (its parameters but `argument`: one definition), the
+    keyword arguments checked against them and filling their defaults -> (values, given)."""
+    hints = {k: v for k, v in _hints(function).items() if k != argument}
+    given = checked(name, kw, hints)
+    defaults = {p.name: p.default for p in inspect.signature(function).parameters.values()
+                if p.name in hints}
+    return defaults | given, set(given)
 
 
 def run_suite(suite: str | Path, show: bool = False, **options: Any) -> SuiteRun:
@@ -235,9 +240,7 @@ def run_suite(suite: str | Path, show: bool = False, **options: Any) -> SuiteRun
     from dlbench.cli import run
 
     plugins.refresh()
-    hints = _hints(run.run_suite)
-    given = checked("run_suite", options, {k: v for k, v in hints.items() if k != "suite"})
-    chosen = {**_defaults(run.run_suite, ("suite",)), **given}
+    chosen, _ = _options("run_suite", run.run_suite, "suite", options)
     root, rows = run.suite_run(typed("suite", Path, suite), chosen["out"], chosen["timings"],
                                chosen, warn if show else lambda _: None, show,
                                ["run", str(suite)])
@@ -254,11 +257,9 @@ def compare(*paths: str | Path, show: bool = False, **options: Any) -> Compariso
     from dlbench.cli import compare as command
     from dlbench.output import report
 
-    hints = _hints(command.compare)
-    given = checked("compare", options, {k: v for k, v in hints.items() if k != "paths"})
-    o = {**_defaults(command.compare, ("paths",)), **given}
+    o, given = _options("compare", command.compare, "paths", options)
     check_format(o["fmt"], ("table", "markdown", "json"))
-    command.check_applies(set(given), o["rank"])
+    command.check_applies(given, o["rank"])
     where = [typed("paths", Path, p) for p in paths]
     if o["rank"]:
         ranked, title, tables, out = command.ranking_run(where, o["metric"], o["split"],
