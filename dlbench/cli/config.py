@@ -161,7 +161,8 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
             raise DlbenchError("--preset quadrants takes two --target-size values: a small "
                                "and a large one, such as 25,1000")
     return TransferConfig(
-        source=DataSpec(o["source"]), target=DataSpec(o["target"]), model=model,
+        source=DataSpec(_dataset_name(o["source"], "--source")),
+        target=DataSpec(_dataset_name(o["target"], "--target")), model=model,
         strategies=_names("--strategy", o["strategy"]),
         target_sizes=_distinct("--target-size", _ints("--target-size", o["target_size"])),
         top=o["top"],
@@ -170,7 +171,8 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
         else str(o["source_checkpoint"]),
         train=_train(o, _one_optimizer(o, given, "transfer")), seeds=o["seeds"], seed=o["seed"],
         similarity=similarity,
-        different=None if o["different"] is None else DataSpec(o["different"]),
+        different=None if o["different"] is None
+        else DataSpec(_dataset_name(o["different"], "--different")),
         metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
 
 
@@ -190,10 +192,41 @@ def _data(o: Mapping[str, Any], given: Collection[str]):
 
     if o["data"] is not None and "dataset" in given:
         raise DlbenchError("--data and --dataset both name the data; give one of them")
-    return DataSpec(None if o["data"] is not None else o["dataset"],
-                    None if o["data"] is None else str(o["data"]), o.get("target"),
-                    o.get("group"), o.get("time"), o.get("dedupe", False),
-                    missing=o.get("missing") is not None)
+    path = None if o["data"] is None else str(o["data"])
+    if path is not None and _loader(path):  # the user's loader: named as a built-in is
+        name, path = _dataset_name(path, "--data"), None
+    else:
+        name = None if path is not None else _dataset_name(o["dataset"], "--dataset")
+    return DataSpec(name, path, o.get("target"), o.get("group"), o.get("time"),
+                    o.get("dedupe", False), missing=o.get("missing") is not None)
+
+
+def _loader(path: str) -> bool:
+    """--data names the user's loader ('file.py:load[...]'), not a data file: a file of that
+    name (however odd) stays a file."""
+    from pathlib import Path
+
+    from dlbench import plugins
+
+    return plugins.is_reference(path) and not Path(path).expanduser().exists()
+
+
+LOADER_HELP = ("write path/to/file.py:load or package.module:load, with its parameters in "
+               "brackets: file.py:load[n=500,noise=0.1]")
+
+
+def _dataset_name(text: str | None, option: str) -> str | None:
+    """A built-in dataset's name as given; the user's loader ('file.py:load[k=v]') with its
+    file's path resolved (the same loader from any directory), checked to be a function."""
+    from dlbench import grammar, plugins
+    from dlbench.data.datasets import KIND
+
+    if text is None or not plugins.is_reference(text):
+        return text
+    name, body = grammar.read_entry(text, option, LOADER_HELP)
+    reference = plugins.resolve(name, option)
+    plugins.get(reference, KIND)
+    return reference if body is None else f"{reference}[{body}]"
 
 
 def _train(o: Mapping[str, Any], optimizer):
