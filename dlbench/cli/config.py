@@ -55,7 +55,7 @@ def cv_config(options: Mapping[str, Any], given: Collection[str]):
         split=SplitConfig(o["protocol"], o["k"], o["repeats"], o["val_fraction"],
                           o["holdout_seeds"], o["stratify"], o["time_order"], o["seed"]),
         seeds=o["seeds"], test_fraction=o["test_fraction"],
-        metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
+        metrics=_metrics(o), allow_large=o["allow_large"])
 
 
 def optimize_config(options: Mapping[str, Any], given: Collection[str]):
@@ -96,7 +96,7 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
         seeds=o["seeds"], seed=o["seed"], val_fraction=o["val_fraction"],
         test_fraction=o["test_fraction"], stratify=o["stratify"],
         target=o["target_accuracy"], activations=o["init"] is not None,
-        metrics=_names("--metrics", o["metrics"]), margin=o["margin"],
+        metrics=_metrics(o), margin=o["margin"],
         allow_large=o["allow_large"])
 
 
@@ -126,7 +126,7 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
         train=_train(o, _one_optimizer(o, given, "overfit")), missing=_missing(o),
         features=_features(o), seeds=o["seeds"], seed=o["seed"],
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"],
-        stratify=o["stratify"], metrics=_names("--metrics", o["metrics"]),
+        stratify=o["stratify"], metrics=_metrics(o),
         allow_large=o["allow_large"])
 
 
@@ -173,7 +173,7 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
         similarity=similarity,
         different=None if o["different"] is None
         else DataSpec(_dataset_name(o["different"], "--different")),
-        metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
+        metrics=_metrics(o), allow_large=o["allow_large"])
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -260,6 +260,21 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
                             o.get("pool", "max")))
         for name in names for widths in depths for init in inits for act in activations
         for bn in batchnorms))
+
+
+def _metrics(o: Mapping[str, Any]) -> tuple[str, ...]:
+    """--metrics: built-in names as given; the user's own ('file.py:name') with its file's
+    path resolved, checked to be a function that declares its direction."""
+    from dlbench import plugins
+    from dlbench.evaluate.metrics import plugged
+
+    names = []
+    for name in _names("--metrics", o["metrics"]):
+        if plugins.is_reference(name):
+            name = plugins.resolve(name, "--metrics")
+            plugged(name)
+        names.append(name)
+    return _distinct("--metrics", names)
 
 
 def _one_optimizer(o: Mapping[str, Any], given: Collection[str], command: str = "cv"):
