@@ -268,12 +268,10 @@ def _metrics(o: Mapping[str, Any]) -> tuple[str, ...]:
     from dlbench import plugins
     from dlbench.evaluate.metrics import plugged
 
-    names = []
-    for name in _names("--metrics", o["metrics"]):
-        if plugins.is_reference(name):
-            name = plugins.resolve(name, "--metrics")
-            plugged(name)
-        names.append(name)
+    names = tuple(plugins.resolve(name, "--metrics") if plugins.is_reference(name) else name
+                  for name in _names("--metrics", o["metrics"]))
+    for name in filter(plugins.is_reference, names):
+        plugged(name)
     return _distinct("--metrics", names)
 
 

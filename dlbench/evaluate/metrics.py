@@ -453,6 +453,9 @@ def resolve_metrics(names: Sequence[str] | None, task: str,
     for name in dict.fromkeys(names or default_metrics(task)):  # drop repeats, keep order
         if plugins.is_reference(name):
             resolved.append(plugged(name))
+            if resolved[-1].name in [m.name for m in resolved[:-1]]:  # rows would mix them
+                raise DlbenchError(f"--metrics: two metrics show as {resolved[-1].name}; "
+                                   "rename one of them")
             if data is not None:
                 _try(resolved[-1], data)
             continue
@@ -482,7 +485,6 @@ KIND = plugins.Kind("metric", "--metrics", _is_metric,
                     f"name.{DIRECTION} = True or False",
                     recorded=lambda fn: {DIRECTION: getattr(fn, DIRECTION, None)})
 _plugged: dict[str, MetricInfo] = {}  # the plugged metrics resolved here, by their rows' name
-_references: dict[str, str] = {}  # the same, their resolved references
 
 
 def plugged(reference: str) -> MetricInfo:
@@ -496,9 +498,6 @@ def plugged(reference: str) -> MetricInfo:
         raise DlbenchError(f"--metrics {shown} declares no direction: set {name}.{DIRECTION} "
                            f"= True (higher is better) or False (lower is better) below its "
                            f"definition")
-    if _references.setdefault(shown, reference) != reference:
-        raise DlbenchError(f"--metrics: {_references[shown]} and {reference} both show as "
-                           f"{shown}; rename one of them")
     _plugged[shown] = MetricInfo(
         shown, CLASSIFICATION + REGRESSION, direction, functools.partial(_call, fn),
         functools.partial(_resampled, fn), (inspect.getdoc(fn) or "").partition("\n")[0],
