@@ -248,3 +248,17 @@ def test_an_existing_file_with_a_colon_stays_a_data_file(tmp_path):
     np.savez(path, X=X, y=(X[:, 0] > 0).astype(int))
     _run(*CV, "--data", path, "--out", tmp_path / "out")
     assert set(pd.read_csv(tmp_path / "out" / "scores.csv")["dataset"]) == {"odd:name.npz"}
+
+
+def test_a_suite_entry_takes_a_loader_and_a_metric_of_the_users(loader, tmp_path):
+    (loader.parent / "score.py").write_text(
+        "import numpy as np\n\n\ndef acc(y, proba):\n"
+        "    return float(np.mean(proba.argmax(1) == y))\n\n\nacc.greater_is_better = True\n")
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'[entry.mine]\ncommand = "cv"\ndata = "{loader}:load[n=50]"\n'
+                     f'metrics = "accuracy,{loader.parent / "score.py"}:acc"\nk = 2\n'
+                     'epochs = 1\nhidden = "8"\n')
+    _run("run", suite, "--out", tmp_path / "out")
+    scores = pd.read_csv(tmp_path / "out" / "mine" / "scores.csv")
+    assert set(scores["dataset"]) == {"rows.py:load[n=50]"}
+    assert {"accuracy", "score.py:acc"} <= set(scores["metric"])
