@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import assert_usage_error, invoke, run_ok, user_file
 
 from dlbench.data.datasets import DataSpec, load_dataset
 
@@ -93,28 +93,19 @@ CV = ["cv", "--epochs", "2", "--hidden", "8", "--k", "2"]
 
 @pytest.fixture
 def loader(tmp_path: Path) -> Path:
-    path = tmp_path / "mine" / "rows.py"
-    path.parent.mkdir()
-    path.write_text(LOADER)
-    return path
-
-
-def _run(*args):
-    result = invoke(*args)
-    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
-    return result
+    return user_file(tmp_path / "mine" / "rows.py", LOADER)
 
 
 def test_cv_on_a_loader_equals_cv_on_the_same_arrays_in_an_npz(loader, tmp_path):
     """The loader's arrays are read as an NPZ file's: the same rows, fingerprint and numbers;
     rows show the file's name with the parameters given, the manifest its file and sha256."""
     out = tmp_path / "out"
-    _run(*CV, "--data", f"{loader}:load[n=80,seed=1]", "--out", out)
+    run_ok(*CV, "--data", f"{loader}:load[n=80,seed=1]", "--out", out)
     namespace: dict = {}
     exec(LOADER, namespace)
     X, y = namespace["load"](n=80, seed=1)
     np.savez(tmp_path / "rows.npz", X=X, y=y)
-    _run(*CV, "--data", tmp_path / "rows.npz", "--out", tmp_path / "npz")
+    run_ok(*CV, "--data", tmp_path / "rows.npz", "--out", tmp_path / "npz")
     plugged, saved = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("out", "npz"))
     assert set(plugged["dataset"]) == {"rows.py:load[n=80,seed=1]"}
     pd.testing.assert_frame_equal(plugged.drop(columns="dataset"),
@@ -133,7 +124,7 @@ def test_cv_on_a_loader_equals_cv_on_the_same_arrays_in_an_npz(loader, tmp_path)
 ], ids=["optimize", "overfit"])
 def test_optimize_and_overfit_train_on_a_loader(loader, tmp_path, command):
     out = tmp_path / "out"
-    _run(*command, "--data", f"{loader}:load[n=90]", "--out", out)
+    run_ok(*command, "--data", f"{loader}:load[n=90]", "--out", out)
     scores = pd.read_csv(out / "scores.csv")
     assert set(scores["dataset"]) == {"rows.py:load[n=90]"}
     assert scores["value"].notna().any()
@@ -147,7 +138,7 @@ def test_four_arrays_are_a_fixed_test_split(loader, tmp_path):
     whole = load_dataset(DataSpec(f"{loader}:load"))
     np.testing.assert_array_equal(data.X, whole.X)  # the test rows last, as MNIST's t10k
     out = tmp_path / "out"
-    _run(*CV, "--data", f"{loader}:fixed", "--out", out)
+    run_ok(*CV, "--data", f"{loader}:fixed", "--out", out)
     scores = pd.read_csv(out / "scores.csv")
     assert (scores["split"] == "test").any()
     line = assert_usage_error(invoke(*CV, "--data", f"{loader}:fixed", "--test-fraction",
@@ -160,7 +151,7 @@ def test_images_keep_their_shape_for_conv_models(loader, tmp_path):
     assert data.input_shape == (1, 6, 6) and data.X.shape == (48, 36)
     assert data.classes == ("0", "1", "2")
     out = tmp_path / "out"
-    _run("cv", "--data", f"{loader}:images", "--model", "cnn2d", "--channels", "4",
+    run_ok("cv", "--data", f"{loader}:images", "--model", "cnn2d", "--channels", "4",
          "--epochs", "1", "--k", "2", "--out", out)
     assert json.loads((out / "manifest.json").read_text())["dataset"]["features"] == 36
 
@@ -185,7 +176,7 @@ def test_missing_values_need_missing_as_in_a_csv(loader, tmp_path):
     line = assert_usage_error(invoke(*CV, "--data", f"{loader}:holes", "--out", tmp_path / "o"),
                               tmp_path / "o")
     assert "has missing values (NaN); pass --missing" in line
-    _run(*CV, "--data", f"{loader}:holes", "--missing", "mean", "--out", tmp_path / "filled")
+    run_ok(*CV, "--data", f"{loader}:holes", "--missing", "mean", "--out", tmp_path / "filled")
 
 
 def test_resume_keeps_cells_while_the_arrays_stay_and_retrains_when_they_change(loader,
@@ -194,15 +185,15 @@ def test_resume_keeps_cells_while_the_arrays_stay_and_retrains_when_they_change(
     the trained cells, one that changes them trains again; the manifest has the new sha256."""
     out = tmp_path / "out"
     args = [*CV, "--data", f"{loader}:load", "--out", out]
-    _run(*args)
+    run_ok(*args)
     before = pd.read_csv(out / "scores.csv")
     loader.write_text(LOADER + "\n# a comment\n")
-    _run(*args, "--resume")
+    run_ok(*args, "--resume")
     execution = json.loads((out / "manifest.json").read_text())["execution"]
     assert execution["cells_trained"] == 0 and execution["cells_resumed"] == 1
     pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), before)
     loader.write_text(LOADER.replace("shift=0.0", "shift=1.0"))
-    _run(*args, "--resume")
+    run_ok(*args, "--resume")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["execution"]["cells_trained"] == 1
     assert manifest["plugins"][0]["sha256"] == hashlib.sha256(loader.read_bytes()).hexdigest()
@@ -212,8 +203,8 @@ def test_resume_keeps_cells_while_the_arrays_stay_and_retrains_when_they_change(
 def test_pool_workers_score_as_inline(loader, tmp_path):
     args = ["optimize", "--opt", "sgd[lr=0.1],adam[lr=0.01]", "--epochs", "2", "--hidden", "8",
             "--data", f"{loader}:load[n=80]"]
-    _run(*args, "--out", tmp_path / "inline")
-    _run(*args, "--workers", "2", "--out", tmp_path / "pool")
+    run_ok(*args, "--out", tmp_path / "inline")
+    run_ok(*args, "--workers", "2", "--out", tmp_path / "pool")
     inline, pool = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("inline", "pool"))
     pd.testing.assert_frame_equal(inline, pool, rtol=1e-5, atol=1e-6)
 
@@ -246,7 +237,7 @@ def test_an_existing_file_with_a_colon_stays_a_data_file(tmp_path):
     X = np.random.default_rng(0).normal(size=(40, 3))
     path = tmp_path / "odd:name.npz"
     np.savez(path, X=X, y=(X[:, 0] > 0).astype(int))
-    _run(*CV, "--data", path, "--out", tmp_path / "out")
+    run_ok(*CV, "--data", path, "--out", tmp_path / "out")
     assert set(pd.read_csv(tmp_path / "out" / "scores.csv")["dataset"]) == {"odd:name.npz"}
 
 
@@ -258,7 +249,7 @@ def test_a_suite_entry_takes_a_loader_and_a_metric_of_the_users(loader, tmp_path
     suite.write_text(f'[entry.mine]\ncommand = "cv"\ndata = "{loader}:load[n=50]"\n'
                      f'metrics = "accuracy,{loader.parent / "score.py"}:acc"\nk = 2\n'
                      'epochs = 1\nhidden = "8"\n')
-    _run("run", suite, "--out", tmp_path / "out")
+    run_ok("run", suite, "--out", tmp_path / "out")
     scores = pd.read_csv(tmp_path / "out" / "mine" / "scores.csv")
     assert set(scores["dataset"]) == {"rows.py:load[n=50]"}
     assert {"accuracy", "score.py:acc"} <= set(scores["metric"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import assert_usage_error, invoke, run_ok, user_file
 
 from dlbench import plugins
 from dlbench.engine.predictions import Predictions
@@ -85,15 +85,7 @@ CV = ["cv", "--dataset", "iris", "--epochs", "3", "--hidden", "8"]
 
 @pytest.fixture
 def mine(tmp_path: Path) -> Path:
-    path = tmp_path / "mine.py"
-    path.write_text(METRICS)
-    return path
-
-
-def _run(*args):
-    result = invoke(*args)
-    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
-    return result
+    return user_file(tmp_path / "mine.py", METRICS)
 
 
 def _by_metric(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -106,7 +98,7 @@ def test_a_metric_by_hand_scores_and_intervals_as_the_builtin(mine, tmp_path):
     """acc is accuracy written by hand: every row, and the hold-out's intervals (the built-in's
     weighted form, the plugged one's resampled rows), are the built-in's."""
     out = tmp_path / "out"
-    _run(*CV, "--protocol", "holdout", "--seeds", "3", "--metrics",
+    run_ok(*CV, "--protocol", "holdout", "--seeds", "3", "--metrics",
          f"accuracy,{mine}:acc,{mine}:err", "--out", out)
     scores = pd.read_csv(out / "scores.csv")
     accuracy = _by_metric(scores, "accuracy")
@@ -127,7 +119,7 @@ def test_a_metric_by_hand_scores_and_intervals_as_the_builtin(mine, tmp_path):
 
 def test_regression_gets_the_predictions(mine, tmp_path):
     out = tmp_path / "out"
-    _run("cv", "--dataset", "diabetes", "--epochs", "2", "--hidden", "8", "--k", "2",
+    run_ok("cv", "--dataset", "diabetes", "--epochs", "2", "--hidden", "8", "--k", "2",
          "--metrics", f"mse,{mine}:sq,{mine}:shapes", "--out", out)
     scores = pd.read_csv(out / "scores.csv")
     pd.testing.assert_series_equal(_by_metric(scores, "mine.py:sq"), _by_metric(scores, "mse"),
@@ -160,8 +152,8 @@ def test_compare_judges_a_plugged_metric_in_its_own_direction(mine, tmp_path):
     as accuracy falls; the verdicts agree, and the tolerance's sign must point the worse way."""
     args = [*CV, "--k", "5", "--opt", "adam[lr=0.05]", "--metrics",
             f"accuracy,{mine}:err"]
-    _run(*args, "--epochs", "40", "--out", tmp_path / "base")
-    _run(*args, "--epochs", "1", "--out", tmp_path / "now")
+    run_ok(*args, "--epochs", "40", "--out", tmp_path / "base")
+    run_ok(*args, "--epochs", "1", "--out", tmp_path / "now")
     result = invoke("compare", tmp_path / "base", tmp_path / "now", "--format", "json")
     assert result.exit_code == 1, result.output
     rows = pd.DataFrame(json.loads(result.stdout)["rows"]).set_index(["split", "metric"])
@@ -179,13 +171,13 @@ def test_compare_judges_a_plugged_metric_in_its_own_direction(mine, tmp_path):
 def test_rank_orders_a_lower_is_better_metric_as_its_mirror(tmp_path):
     """err = 1 - acc on every problem: ranked by err (lower better) as by acc (higher)."""
     rng = np.random.default_rng(0)
-    problems = [_fake_run(tmp_path / "in", f"p{i}", dict(zip("abc", rng.uniform(0.5, 1, 3),
+    problems = [_fakerun_ok(tmp_path / "in", f"p{i}", dict(zip("abc", rng.uniform(0.5, 1, 3),
                                                               strict=True)))
                 for i in range(5)]
     ranks = {}
     for name in ("mine.py:acc", "mine.py:err"):
         out = tmp_path / name.replace(":", "_")
-        _run("compare", "--rank", *problems, "--metric", name, "--out", out)
+        run_ok("compare", "--rank", *problems, "--metric", name, "--out", out)
         ranks[name] = pd.read_csv(out / "ranks.csv")
     pd.testing.assert_series_equal(ranks["mine.py:acc"]["method"], ranks["mine.py:err"]["method"])
     np.testing.assert_allclose(ranks["mine.py:acc"]["mean_rank"],
@@ -196,7 +188,7 @@ def test_rank_orders_a_lower_is_better_metric_as_its_mirror(tmp_path):
     assert "unknown metric 'mine.py:nope'" in line and "mine.py:err" in line
 
 
-def _fake_run(root: Path, name: str, scores: dict[str, float]) -> Path:
+def _fakerun_ok(root: Path, name: str, scores: dict[str, float]) -> Path:
     """A finished run whose manifest declares two metrics of the user's."""
     run = root / name
     run.mkdir(parents=True)
@@ -233,9 +225,7 @@ def test_bad_metrics_are_one_line_before_anything_trains(mine, tmp_path, entry, 
 
 def test_two_metrics_that_show_alike_are_refused(mine, tmp_path):
     """Rows name a metric by its file's name: two files of one name would mix their rows."""
-    twin = tmp_path / "other" / "mine.py"
-    twin.parent.mkdir()
-    twin.write_text(METRICS)
+    twin = user_file(tmp_path / "other" / "mine.py", METRICS)
     out = tmp_path / "out"
     line = assert_usage_error(invoke(*CV, "--metrics", f"{mine}:acc,{twin}:acc", "--out", out),
                               out)
