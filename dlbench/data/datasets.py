@@ -660,7 +660,8 @@ def _loaded(shown: str, label: str, returned: Any) -> Dataset:
 def _part(value: Any, part: str, label: str) -> np.ndarray:
     """One returned array-like as a numpy array; X numeric, y numbers or labels (text)."""
     if hasattr(value, "select_dtypes") and part.startswith("X"):  # a DataFrame: name columns
-        text = [str(c) for c in value.columns if c not in value.select_dtypes(["number", "bool"])]
+        numbers = set(value.select_dtypes(["number", "bool"]).columns)
+        text = [str(c) for c in value.columns if c not in numbers]
         if text:
             raise DlbenchError(f"--data {label}: {part} has non-numeric column(s) "
                                f"{_name_list(text)}; encode them as numbers or drop them")
