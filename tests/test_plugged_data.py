@@ -253,3 +253,14 @@ def test_a_suite_entry_takes_a_loader_and_a_metric_of_the_users(loader, tmp_path
     scores = pd.read_csv(tmp_path / "out" / "mine" / "scores.csv")
     assert set(scores["dataset"]) == {"rows.py:load[n=50]"}
     assert {"accuracy", "score.py:acc"} <= set(scores["metric"])
+
+
+def test_transfer_takes_loaders_as_source_and_target(loader, tmp_path):
+    out = tmp_path / "out"
+    run_ok("transfer", "--source", f"{loader}:load[n=120]", "--target",
+           f"{loader}:load[n=80,seed=1]", "--target-size", "20", "--strategy",
+           "scratch,linear-probe", "--epochs", "1", "--source-epochs", "1", "--out", out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["name"] == "rows.py:load[n=120]"
+    assert manifest["plugins"] == [{"dataset": "rows.py:load", "file": str(loader),
+                                    "sha256": hashlib.sha256(loader.read_bytes()).hexdigest()}]
