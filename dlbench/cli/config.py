@@ -20,6 +20,9 @@ FUNCTION_OPT = "sgd[lr=0.95],momentum[lr=0.1],adagrad[lr=1.5],adam[lr=0.3]"
 NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],adam[lr=0.001]"
 MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "init",
                  "stochastic_depth", "dropconnect", "pool")
+# how --data (--dataset, --source, --target) names the user's own loader
+LOADER_HELP = ("write path/to/file.py:load or package.module:load, with its parameters in "
+               "brackets: file.py:load[n=500,noise=0.1]")
 FUNCTION_ONLY = ("steps", "start", "tol")
 # `optimize --function` takes these; any other option given with it is refused
 FUNCTION_OPTIONS = ("opt", "lr", "weight_decay", "schedule", "warmup", "function", *FUNCTION_ONLY,
@@ -209,10 +212,6 @@ def _loader(path: str) -> bool:
     from dlbench import plugins
 
     return plugins.is_reference(path) and not Path(path).expanduser().exists()
-
-
-LOADER_HELP = ("write path/to/file.py:load or package.module:load, with its parameters in "
-               "brackets: file.py:load[n=500,noise=0.1]")
 
 
 def _dataset_name(text: str | None, option: str) -> str | None:
