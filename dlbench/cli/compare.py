@@ -93,10 +93,11 @@ def judged(paths: list[Path], tolerance: str | None, rope: float | None, out: Pa
                            "--rank compares more")
     if rope is not None and not (rope > 0 and math.isfinite(rope)):
         raise DlbenchError(f"--rope must be a positive number, got {rope:g}")
-    tolerances = judge.parse_tolerance(tolerance)
     results.check_out(out)
     base_path, now_path = paths
     baseline, current = judge.load(base_path), judge.load(now_path)
+    # after reading them: the user's metrics and their directions are in the runs' manifests
+    tolerances = judge.parse_tolerance(tolerance, judge.directions(baseline, current))
     notes = [f"regressed: shown worse than its tolerance, one-sided p < {judge.ALPHA} "
              "(non-inferiority; p is that test's, in the direction Δ points); units are the "
              "resampled splits (seeds averaged within each, corrected resampled t of Nadeau & "
@@ -138,19 +139,20 @@ def ranking_run(paths: list[Path], metric: str, split: str, cost: str | None,
     from dlbench import results
     from dlbench.evaluate import compare as judge
     from dlbench.evaluate import ranking
-    from dlbench.evaluate.metrics import METRICS
     from dlbench.output import plots
 
-    if metric not in METRICS:
-        raise DlbenchError(f"--metric: unknown metric '{metric}'; choose from: "
-                           f"{', '.join(METRICS.names())}")
     if cost is not None and cost not in ranking.COSTS:
         raise DlbenchError(f"--cost: unknown cost '{cost}'; choose one of: "
                            f"{', '.join(ranking.COSTS)}")
     results.check_out(out)
-    scores = ranking.score_table([judge.load(p) for p in paths], split, metric)
+    loaded = [judge.load(p) for p in paths]
+    known = judge.directions(*loaded)  # the built-ins, and the user's own the runs declare
+    if metric not in known:
+        raise DlbenchError(f"--metric: unknown metric '{metric}'; choose from: "
+                           f"{', '.join(known)}")
+    scores = ranking.score_table(loaded, split, metric)
     costs = ranking.cost_table(paths, cost) if cost is not None else None
-    ranked = ranking.rank(scores, metric)
+    ranked = ranking.rank(scores, metric, known[metric])
     title = f"{metric} on {split}, {len(scores)} problems"
     tables = {"ranks": ranking.ranks_table(ranked),
               "scores": scores.rename_axis("problem").reset_index()}
