@@ -258,7 +258,6 @@ def test_a_model_factory_trains_as_its_file_does(tmp_path):
     pd.testing.assert_frame_equal(run.scores.drop(columns="model"), cli.drop(columns="model"))
 
 
-@MERGING
 def test_arrays_train_as_the_same_rows_in_a_file_do(tmp_path):
     from sklearn.datasets import load_iris
 
@@ -274,7 +273,6 @@ def test_arrays_train_as_the_same_rows_in_a_file_do(tmp_path):
     np.testing.assert_array_equal(from_frame.scores["value"].to_numpy(), values)
 
 
-@MERGING
 def test_a_metric_function_is_scored(tmp_path):
     run = dlbench.cv(**CV, metrics=["accuracy", error_rate], out=tmp_path / "o")
     scores = run.scores.pivot_table("value", ["repeat", "fold", "seed", "split"], "metric")
