@@ -480,11 +480,12 @@ class ModelInfo:
     # images; None: a table of features
     test_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
     test_input: tuple[int, ...] | None = None
+    own_options: str = ""  # a plugged model's parameters with their defaults: 'width=8, p=0.3'
 
     @property
     def options(self) -> str:
-        """Its command-line options, for `dlbench models`."""
-        return " ".join(_flag(field) for field in self.uses)
+        """Its command-line options, for `dlbench models`; a plugged model's own k=v."""
+        return self.own_options or " ".join(_flag(field) for field in self.uses)
 
 
 def _flag(field: str) -> str:
@@ -505,7 +506,18 @@ def _plugged_info(reference: str) -> ModelInfo:
         raise AssertionError("a plugged model is built by nn/plugged.py")
 
     return ModelInfo(reference, plugged.description(reference), ("classification", "regression"),
-                     (), build)
+                     (), build, own_options=", ".join(
+                         f"{k}={'(required)' if v is None else format_value(v)}"
+                         for k, v in plugged.parameters(reference).items()))
+
+
+def offered(where: str) -> list[ModelInfo]:
+    """The models a file or module defines, as `--model where:Name` would read them; their
+    options are their own parameters with defaults (k=v)."""
+    resolved = plugins.split(plugins.resolve(f"{where}:_", "--from"))[0]
+    module = plugins.load(resolved, "--from").module
+    return [model_info(f"{resolved}:{name}")
+            for name in plugins.offered(module, plugged.KIND)]
 
 
 def normalize(spec: ModelSpec) -> ModelSpec:
