@@ -7,31 +7,29 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from cli_helpers import assert_usage_error, invoke
 from test_contract import (
     BATCH,
-    PLAIN_TOL,
+    Case,
     assert_same_member,
+    check_plain,
+    check_stacking,
     halved_lr,
     make_data,
     make_members,
 )
-from torch import nn
 
 from dlbench import plugins
-from dlbench.data.preprocess import fit_affine
 from dlbench.engine import checkpoints
-from dlbench.engine.members import Member, TrainConfig, epoch_order, model_shape
+from dlbench.engine.members import TrainConfig, model_shape
 from dlbench.engine.regimens import Regimen
-from dlbench.engine.trainer import check_config, plan_stacks, train, train_grid
+from dlbench.engine.trainer import check_config, train, train_grid
 from dlbench.nn.models import ModelSpec, build_model, parse_model
-from dlbench.nn.plugged import PLUGGED_KEY, PluggedModel, weight_units
+from dlbench.nn.plugged import KIND, PluggedModel, weight_units
 from dlbench.optim.optimizers import OptimSpec
-from dlbench.seeding import derive_seed
 
 MODELS = '''
 import math
@@ -117,56 +115,17 @@ def adam(regimen: Regimen | None = None) -> TrainConfig:
     return TrainConfig(OptimSpec("adam", 0.02), epochs=3, batch_size=BATCH, regimen=regimen)
 
 
-def plain_run(path: Path, spec: ModelSpec, config: TrainConfig, data, member: Member):
-    """Member 0 as an ordinary PyTorch loop: the module built under torch.manual_seed(seed),
-    the global generator then seeded with its PLUGGED_KEY seed for training's draws, torch's
-    Adam, cross-entropy, an L2 penalty on the nn.Linear weights. -> (net, running losses)."""
-    torch.manual_seed(member.seed)
-    net = plugins.get(spec.name, _kind())(model_shape(data).input_shape or (data.X.shape[1],),
-                                          3, **dict(spec.params))
-    torch.manual_seed(derive_seed(member.seed, PLUGGED_KEY))
-    opt = torch.optim.Adam(net.parameters(), lr=config.optimizer.lr)
-    scale, shift = fit_affine(config.preprocess, data.X[member.train])
-    X, y = torch.as_tensor(data.X * scale + shift), torch.as_tensor(data.y)
-    weights = [m.weight for m in net.modules() if isinstance(m, nn.Linear)]
-    losses = []
-    for epoch in range(1, config.epochs + 1):
-        net.train()
-        rows = member.train[epoch_order(member.seed, epoch, len(member.train))]
-        seen = 0.0
-        for s in range(0, len(rows), config.batch_size):
-            r = torch.as_tensor(rows[s:s + config.batch_size])
-            loss = nn.functional.cross_entropy(net(X[r]), y[r])
-            penalty = sum(config.regimen.l2 * w.square().sum() for w in weights)
-            opt.zero_grad()
-            (loss + penalty).backward()
-            opt.step()
-            seen += len(r) * loss.item()
-        losses.append(seen / len(rows))
-    return net, losses
-
-
-def _kind():
-    from dlbench.nn.plugged import KIND
-    return KIND
-
-
-@pytest.mark.parametrize("regimen", [Regimen(), Regimen(l2=1e-2)], ids=["cv", "overfit-l2"])
+@pytest.mark.parametrize("regimen", [Regimen(), Regimen(l2=1e-2, decay=0.1, max_norm=0.5),
+                                     Regimen(patience=1)], ids=["cv", "overfit", "early-stop"])
 def test_member_0_alone_equals_member_0_in_a_stack_and_a_plain_loop(models_file, regimen):
-    """Dropout and batch norm, members of other seeds, rows (a short last batch, padded
-    differently) and learning rate: member 0 alone == in the stack == the plain loop."""
-    data, spec, config = make_data(), spec_of(models_file, "Net[width=6]"), adam(regimen)
-    check_config(config, spec, data)
-    members = make_members()
-    assert len(plan_stacks(members, [config, halved_lr(config)])) == 1
-    [alone] = train(data, spec, config, members[:1])
-    stacked = train_grid(data, spec, [config, halved_lr(config)], members)[0][0]
-    assert_same_member(alone, stacked)
-    net, losses = plain_run(models_file, spec, config, data, members[0])
-    np.testing.assert_allclose(alone.curve("train", "running_loss"), losses, **PLAIN_TOL)
-    for name, value in net.state_dict().items():
-        np.testing.assert_allclose(alone.weights[name], value.detach(), err_msg=name,
-                                   **PLAIN_TOL)
+    """tests/test_contract.py's contract for a user module with dropout and batch norm:
+    member 0 alone == member 0 in a stack of four (members of other seeds and rows — a short
+    last batch, padded differently — and another learning rate) == a plain PyTorch loop of
+    the module (penalties, decay and max-norm on its nn.Linear weights)."""
+    config = adam(regimen)
+    case = Case(make_data(), spec_of(models_file, "Net[width=6]"), config, halved_lr(config))
+    check_config(config, case.spec, case.data)
+    check_plain(case, check_stacking(case))
 
 
 def test_the_stack_check_would_catch_draws_shared_across_members(models_file, monkeypatch):
@@ -194,7 +153,7 @@ def test_a_member_starts_from_the_modules_own_initialisation_under_its_seed(mode
     alone = build_model(spec, shape, [7])
     stacked = build_model(spec, shape, [3, 7, 11])
     torch.manual_seed(7)
-    own = plugins.get(spec.name, _kind())((6,), 3, width=5).state_dict()
+    own = plugins.get(spec.name, KIND)((6,), 3, width=5).state_dict()
     for name, value in own.items():
         torch.testing.assert_close(alone.state_dict()[name][0], value, rtol=0, atol=0)
         torch.testing.assert_close(stacked.state_dict()[name][1], value, rtol=0, atol=0)
@@ -204,7 +163,7 @@ def test_a_member_starts_from_the_modules_own_initialisation_under_its_seed(mode
 def test_a_members_weights_are_the_modules_own_state_dict(models_file):
     data, spec = make_data(), spec_of(models_file, "Net[width=6]")
     [result] = train(data, spec, adam(), make_members()[:1])
-    net = plugins.get(spec.name, _kind())((6,), 3, width=6)
+    net = plugins.get(spec.name, KIND)((6,), 3, width=6)
     net.load_state_dict(result.weights)  # strict: the same names and shapes
     assert result.weights["body.2.num_batches_tracked"] == 3 * 3  # 3 epochs × 3 batches
 
