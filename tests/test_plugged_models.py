@@ -117,14 +117,21 @@ def adam(regimen: Regimen | None = None) -> TrainConfig:
 
 @pytest.mark.parametrize("regimen", [Regimen(), Regimen(l2=1e-2, decay=0.1, max_norm=0.5),
                                      Regimen(patience=1)], ids=["cv", "overfit", "early-stop"])
-def test_member_0_alone_equals_member_0_in_a_stack_and_a_plain_loop(models_file, regimen):
-    """tests/test_contract.py's contract for a user module with dropout and batch norm:
-    member 0 alone == member 0 in a stack of four (members of other seeds and rows — a short
-    last batch, padded differently — and another learning rate) == a plain PyTorch loop of
-    the module (penalties, decay and max-norm on its nn.Linear weights)."""
+@pytest.mark.parametrize("entry", ["Net[width=6]", "Net[width=6,p=0]"],
+                         ids=["dropout", "no-dropout"])
+def test_member_0_alone_equals_member_0_in_a_stack_and_a_plain_loop(models_file, regimen,
+                                                                     entry):
+    """tests/test_contract.py's contract for a user module with batch norm, with dropout
+    (every training batch member by member, each with its own generator) and without (full
+    batches vmapped, batch norm's statistics updated through vmap; a padded last batch member
+    by member): member 0 alone == member 0 in a stack of four (members of other seeds and
+    rows — a short last batch, padded differently — and another learning rate) == a plain
+    PyTorch loop of the module (penalties, decay and max-norm on its nn.Linear weights)."""
     config = adam(regimen)
-    case = Case(make_data(), spec_of(models_file, "Net[width=6]"), config, halved_lr(config))
+    case = Case(make_data(), spec_of(models_file, entry), config, halved_lr(config))
     check_config(config, case.spec, case.data)
+    model = build_model(case.spec, model_shape(case.data), [0])
+    assert model.random[True] == ("p=0" not in entry)  # which path training takes
     check_plain(case, check_stacking(case))
 
 
@@ -200,27 +207,28 @@ def test_transfer_trains_a_plugged_model_with_every_strategy(models_file, tmp_pa
 
 def test_a_linear_probe_keeps_the_pretrained_body_and_trains_the_head(models_file):
     """Through the runner's own members and learning-rate multipliers: after training on
-    the target, the body equals the source weights and the head moved."""
+    the target, the body equals the source weights — batch norm's running statistics too
+    (frozen, it normalises with them) — and the head moved."""
     from dlbench.data.datasets import DataSpec
     from dlbench.runners import transfer
 
     config = transfer.TransferConfig(
-        DataSpec("digits[0-4]"), DataSpec("digits[5-9]"), spec_of(models_file, "mlp"),
+        DataSpec("digits[0-4]"), DataSpec("digits[5-9]"), spec_of(models_file, "Net"),
         ("linear-probe",), (20,), source_epochs=1, seeds=1,
         train=TrainConfig(OptimSpec("adam", 0.01), epochs=2))
     plan = transfer.prepare(config)
     weights, _ = transfer._pretrained(plan, None)
     [cell] = plan.cells
     [member] = transfer.target_members(plan, plan.targets[0], weights)(cell)
-    assert plan.layers.head == "5." and f"{plan.layers.head}weight" not in member.init
+    assert plan.layers.head == "fc." and "fc.weight" not in member.init
     fresh = build_model(config.model, model_shape(plan.targets[0].dataset), [member.seed])
     [result] = train(plan.targets[0].dataset, config.model, cell.train, [member])
     for name, value in weights.items():
         if not name.startswith(plan.layers.head):
             torch.testing.assert_close(result.weights[name], value, rtol=0, atol=0)
-    head = fresh.state_dict()["5.weight"][0]
-    assert result.weights["5.weight"].shape == head.shape  # the target's 5 classes
-    assert not torch.equal(result.weights["5.weight"], head)  # trained
+    head = fresh.state_dict()["fc.weight"][0]
+    assert result.weights["fc.weight"].shape == head.shape  # the target's 5 classes
+    assert not torch.equal(result.weights["fc.weight"], head)  # trained
 
 
 # --- the commands, end to end ------------------------------------------------------------------
@@ -256,6 +264,17 @@ def test_overfit_leaves_the_architecture_defaults_out_for_a_plugged_model(models
     _run("overfit", *IRIS, "--model", f"{models_file}:mlp", "--out", tmp_path / "o")
     regs = set(pd.read_csv(tmp_path / "o" / "scores.csv")["regularizer"])
     assert regs == {"none", "l2[strength=0.001]", "early-stop[patience=5]"}
+
+
+def test_a_suite_entry_trains_a_plugged_model_as_its_command_line_does(models_file, tmp_path):
+    model = f"{models_file}:mlp[width=6]"
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'[entry.mine]\ncommand = "cv"\ndataset = "iris"\nepochs = 2\nk = 2\n'
+                     f'seeds = 2\nmodel = "{model}"\n')
+    _run("run", suite, "--out", tmp_path / "suite")
+    _run("cv", *IRIS, "--k", "2", "--model", model, "--out", tmp_path / "alone")
+    assert (tmp_path / "suite" / "mine" / "scores.csv").read_bytes() == \
+        (tmp_path / "alone" / "scores.csv").read_bytes()
 
 
 def test_resume_retrains_after_the_file_changes(tmp_path):
