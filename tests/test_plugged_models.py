@@ -340,3 +340,12 @@ def test_what_a_plugged_model_has_no_use_for_is_refused(models_file, tmp_path, a
     result = invoke(*args[:1], *IRIS, "--model", f"{models_file}:Net", *args[1:],
                     "--out", out)
     assert says in assert_usage_error(result, out)
+
+
+def test_a_built_in_models_key_has_no_plugged_parameters_field():
+    """Keys stored before plugged models existed still name built-in cells (resume)."""
+    from dlbench.engine.execution import canonical
+
+    assert "params" not in canonical(ModelSpec())["ModelSpec"]
+    assert canonical(ModelSpec("x.py:Net", params=(("width", 6),)))["ModelSpec"]["params"] == \
+        [["width", 6]]

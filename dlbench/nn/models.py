@@ -54,7 +54,10 @@ class ModelSpec:
     stochastic_depth: float = 0.0  # resmlp: probability of dropping a block per sample, [0, 1)
     dropconnect: float = 0.0  # probability of dropping each hidden-layer weight, in [0, 1)
     pool: str = "max"  # cnn2d: pooling after each conv block, see POOLS
-    params: tuple[tuple[str, Any], ...] = ()  # a plugged model's k=v, sorted; built-ins: none
+    # a plugged model's k=v, sorted; built-ins: none. Left out of cell keys when empty (the
+    # keys of built-in models stay as they were before it: engine/execution.py's ADDED)
+    params: tuple[tuple[str, Any], ...] = dataclasses.field(default=(),
+                                                            metadata={"added": True})
 
     @property
     def plugged(self) -> bool:
