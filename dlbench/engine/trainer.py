@@ -130,7 +130,7 @@ def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
 def check_pair(config: TrainConfig, spec: ModelSpec, n_params: int) -> None:
     if config.optimizer.name == "newton" and n_params > NEWTON_MAX_PARAMS:
         raise DlbenchError(f"newton solves with the exact Hessian: at most {NEWTON_MAX_PARAMS} "
-                           f"parameters, and this {spec.name} has {n_params}; use a smaller "
+                           f"parameters, and this {spec.shown} has {n_params}; use a smaller "
                            "model (e.g. --hidden 8) or another optimizer")
 
 
