@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import assert_suite_entry_as_command_line, assert_usage_error, invoke
 from test_contract import (
     BATCH,
     Case,
@@ -268,13 +268,9 @@ def test_overfit_leaves_the_architecture_defaults_out_for_a_plugged_model(models
 
 def test_a_suite_entry_trains_a_plugged_model_as_its_command_line_does(models_file, tmp_path):
     model = f"{models_file}:mlp[width=6]"
-    suite = tmp_path / "suite.toml"
-    suite.write_text(f'[entry.mine]\ncommand = "cv"\ndataset = "iris"\nepochs = 2\nk = 2\n'
-                     f'seeds = 2\nmodel = "{model}"\n')
-    _run("run", suite, "--out", tmp_path / "suite")
-    _run("cv", *IRIS, "--k", "2", "--model", model, "--out", tmp_path / "alone")
-    assert (tmp_path / "suite" / "mine" / "scores.csv").read_bytes() == \
-        (tmp_path / "alone" / "scores.csv").read_bytes()
+    assert_suite_entry_as_command_line(tmp_path, {
+        "command": "cv", "dataset": "iris", "epochs": 2, "k": 2, "seeds": 2, "model": model},
+        "cv", *IRIS, "--k", "2", "--model", model)
 
 
 def test_resume_retrains_after_the_file_changes(tmp_path):
