@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install  # every benchmark runs; the target fails if any missed its bar
-	@status=0; for b in cv optimize cost process threads cells; do \
+	@status=0; for b in cv optimize cost process threads cells models; do \
 		$(BIN)/python benchmarks/bench_$$b.py || status=1; done; exit $$status
 
 # The CI regression gate: the smoke suite, fresh, against the committed baseline (exit 1 on a

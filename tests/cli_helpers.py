@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner, Result
 
@@ -45,6 +47,19 @@ def assert_usage_error(result: Result, out: Path) -> str:
     assert result.stdout == ""
     assert not out.exists(), f"{out} was created by a failing run"
     return lines[0]
+
+
+def assert_suite_entry_as_command_line(folder: Path, entry: dict[str, Any], *args: Any) -> None:
+    """A suite entry (`entry`: its command and options, TOML values) writes the scores.csv
+    its command line (`args`) writes, byte for byte."""
+    suite = folder / "suite.toml"
+    suite.write_text("[entry.mine]\n" + "".join(f"{k} = {json.dumps(v)}\n"
+                                                for k, v in entry.items()))
+    for run in (("run", suite, "--out", folder / "suite"), (*args, "--out", folder / "alone")):
+        result = invoke(*run)
+        assert result.exit_code == 0, f"{result.output}{result.exception!r}"
+    assert (folder / "suite" / "mine" / "scores.csv").read_bytes() == \
+        (folder / "alone" / "scores.csv").read_bytes()
 
 
 def stop_after_config(monkeypatch, *runners) -> list:

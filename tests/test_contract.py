@@ -50,9 +50,12 @@ from dlbench.nn.models import (
     ModelSpec,
     StackedLinear,
     build_model,
+    model_info,
     normalize,
 )
+from dlbench.nn.plugged import PLUGGED_KEY
 from dlbench.optim.optimizers import OPTIMIZERS, OptimInfo, OptimSpec
+from dlbench.seeding import derive_seed
 
 # Member 0 alone and in a stack run the same float32 operations on the same numbers, batched
 # differently (bmm over 1 or 4 members): rounding may differ in the last bits and grows a little
@@ -286,6 +289,9 @@ def plain_run(case: Case, member: Member) -> tuple[nn.Module, list[float]]:
     except AssertionError as e:
         pytest.fail(f"model {case.spec.name} has no plain counterpart ({e}); add its layer to "
                     "tests/plain_layers.py and test_trainer.to_plain")
+    # a plugged model draws its training randomness from torch's global generator, seeded
+    # from the member's seed (nn/plugged.py); the built-in plain layers have their own
+    torch.manual_seed(derive_seed(member.seed, PLUGGED_KEY))
     spec = config.optimizer
     decays = {**spec.info.signature_defaults(), **spec.kwargs()}.get("weight_decay")
     params = decay_groups(net) if decays else net.parameters()  # the decay convention
@@ -329,7 +335,7 @@ def _plain_loss(spec: ModelSpec):
     """The model entry's training loss on one model's (B, outputs) outputs -> the batch mean.
     The per-sample formulas are the models' definitions (engine.losses.LOSSES); stacking is what is
     under test."""
-    kind = MODELS.get(spec.name).loss
+    kind = model_info(spec.name).loss
     per_sample = LOSSES["cross_entropy" if kind == "default" else kind]
     return lambda out, y: per_sample(out[None], y[None])[0].mean()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import assert_suite_entry_as_command_line, assert_usage_error, invoke
 
 PLUGIN = '''
 import torch
@@ -147,13 +147,9 @@ def test_lr_grid_sweeps_a_plugged_optimizer(plugin, tmp_path):
 
 def test_a_suite_entry_runs_a_plugged_optimizer_as_its_command_line_does(plugin, tmp_path):
     opt = f"{plugin}:SignSGD[lr=0.05]"
-    suite = tmp_path / "suite.toml"
-    suite.write_text(f'[entry.mine]\ncommand = "optimize"\ndataset = "iris"\nepochs = 2\n'
-                     f'hidden = "8"\nseeds = 2\nopt = "{opt}"\n')
-    _run("run", suite, "--out", tmp_path / "suite")
-    _run(*OPTIMIZE, "--opt", opt, "--out", tmp_path / "alone")
-    assert (tmp_path / "suite" / "mine" / "scores.csv").read_bytes() == \
-        (tmp_path / "alone" / "scores.csv").read_bytes()
+    assert_suite_entry_as_command_line(tmp_path, {
+        "command": "optimize", "dataset": "iris", "epochs": 2, "hidden": "8", "seeds": 2,
+        "opt": opt}, *OPTIMIZE, "--opt", opt)
 
 
 def test_a_package_module_is_named_by_its_dotted_path(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """The exactness contract: a stacked member trains exactly like that model alone."""
 
+import copy
 import math
 
 import numpy as np
@@ -34,6 +35,7 @@ from dlbench.nn.models import (
     StackedSequential,
     build_model,
 )
+from dlbench.nn.plugged import PluggedModel
 from dlbench.optim.optimizers import OPTIMIZERS, OptimSpec, build_optimizer
 from dlbench.optim.schedules import build_scheduler
 
@@ -62,7 +64,14 @@ def make_members(n_train=(40, 39, 41), n_val=30) -> list[Member]:
 
 def to_plain(stacked: nn.Module, m: int, batchnorm: type[nn.Module] = nn.BatchNorm1d) -> nn.Module:
     """Member m of a stacked model (or layer) as an ordinary torch network with the same weights
-    and, for its random layers, generators seeded as member m's, so it draws the same numbers."""
+    and, for its random layers, generators seeded as member m's, so it draws the same numbers.
+    A plugged model's member is the user's own module with member m's tensors; it draws from
+    torch's global generator, which test_contract.plain_run seeds as member m's."""
+    if isinstance(stacked, PluggedModel):
+        plain = copy.deepcopy(stacked.template)
+        plain.load_state_dict({k: v[m].clone() for k, v in stacked.state_dict().items()})
+        shape = stacked.input_shape
+        return plain if len(shape) == 1 else nn.Sequential(nn.Unflatten(1, shape), plain)
     if isinstance(stacked, StackedSequential):
         shape = getattr(stacked, "input_shape", None)  # the whole model: conv nets unflatten
         if shape is not None and len(shape) == 3:

@@ -49,7 +49,7 @@ def test_each_strategy_freezes_and_reinitialises_what_it_claims(trained):
     runs = runner.run_cells(target.dataset, plan.cells,
                             runner.target_members(plan, target, source), target.chance)
     head = plan.layers.head
-    lowest = f"layers.{plan.layers.positions[0]}."
+    lowest = plan.layers.units[0][0]
     for run in runs:
         strategy = run.cell.tag("strategy")
         for r in run.results:
@@ -69,9 +69,9 @@ def test_probe_early_redraws_its_top_layers_and_keeps_the_lower_ones(trained):
     members = runner.target_members(plan, target, source)
     [cell] = [c for c in plan.cells if c.tag("strategy") == "probe-early"][:1]
     init = members(cell)[0].init
-    top = f"layers.{plan.layers.positions[-2]}."
+    top = plan.layers.units[-2][0]
     assert not any(k.startswith((top, plan.layers.head)) for k in init)  # fresh draws
-    lowest = f"layers.{plan.layers.positions[0]}."
+    lowest = plan.layers.units[0][0]
     assert all(torch.equal(init[k], source[k]) for k in init if k.startswith(lowest))
 
 

@@ -85,7 +85,7 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
                                f"preprocessed rows, without {flag(option)}; drop one of them")
     depths = _distinct("--hidden", [_ints("--hidden", h) for h in o["hidden"]]) \
         if o["hidden"] else [(100,) * 5 if o["init"] else (128,)]
-    models = _models(o, given, _names("--model", o["model"]), depths,
+    models = _models(o, given, _model_names(o["model"]), depths,
                      _names("--init", o["init"] or "default"),
                      _names("--activation", o["activation"]),
                      _switches("--batchnorm", o["batchnorm"]))
@@ -105,7 +105,6 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
 
 def overfit_config(options: Mapping[str, Any], given: Collection[str]):
     """The frozen config of `dlbench overfit`."""
-    from dlbench.engine.regularizers import parse_regularizers
     from dlbench.runners.overfit import OverfitConfig
 
     o = _checked_numbers(options) | {"dropout": 0.0}  # these are --reg entries here
@@ -121,7 +120,8 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
                       _names("--init", o["init"]), _names("--activation", o["activation"]),
                       (False,))
     return OverfitConfig(
-        regularizers=tuple(parse_regularizers(o["reg"])), data=_data(o, given), model=model,
+        regularizers=_regularizers(o["reg"], "reg" in given, model), data=_data(o, given),
+        model=model,
         widths=_distinct("--width", _ints("--width", o["width"])) if o["width"] else (),
         depths=_distinct("--depth", _ints("--depth", o["depth"])) if o["depth"] else (),
         train_rows=_train_rows(o["train_rows"]), train_rows_given="train_rows" in given,
@@ -131,6 +131,18 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"],
         stratify=o["stratify"], metrics=_metrics(o),
         allow_large=o["allow_large"])
+
+
+def _regularizers(text: str, given: bool, model) -> tuple:
+    """--reg's entries; for a model of the user's own, the default list without the entries
+    that edit a built-in architecture (dropout: it has no such switch). Given, they are
+    refused with the entries that apply (the runner)."""
+    from dlbench.engine.regularizers import edits_model, parse_regularizers
+
+    entries = parse_regularizers(text)
+    if model.plugged and not given:
+        entries = [r for r in entries if not edits_model(r)]
+    return tuple(entries)
 
 
 def transfer_config(options: Mapping[str, Any], given: Collection[str]):
@@ -242,23 +254,44 @@ def _train(o: Mapping[str, Any], optimizer):
 
 def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, activations,
             batchnorms) -> tuple:
-    """Every model of the grid; an option none of the models uses is refused when given."""
-    from dlbench.nn.models import MODELS, ModelSpec, normalize
+    """Every model of the grid; an option none of the models uses is refused when given. A
+    model is a registry name or a plugged one, path/to/file.py:Name[k=v,...]."""
+    from dlbench.nn.models import ModelSpec, model_info, normalize, parse_model
 
-    infos = [MODELS.get(name) for name in names]
+    parsed = [parse_model(name) for name in names]  # (name or reference, its k=v)
+    infos = [model_info(name) for name, _ in parsed]
     for option in MODEL_OPTIONS:
         if option in given and not any(option in info.uses for info in infos):
-            raise DlbenchError(f"{flag(option)} does not apply to model "
-                               f"{', '.join(names)} (it takes: "
-                               f"{', '.join(sorted({flag(u) for i in infos for u in i.uses}))}"
-                               f"); drop it")
+            raise DlbenchError(_unused_option(option, parsed, infos))
     channels = _ints("--channels", o["channels"])
     return tuple(dict.fromkeys(  # a model ignoring an option is not multiplied by it
         normalize(ModelSpec(name, widths, channels, act, bn, o["dropout"], init,
                             o.get("stochastic_depth", 0.0), o.get("dropconnect", 0.0),
-                            o.get("pool", "max")))
-        for name in names for widths in depths for init in inits for act in activations
-        for bn in batchnorms))
+                            o.get("pool", "max"), params))
+        for name, params in parsed for widths in depths for init in inits
+        for act in activations for bn in batchnorms))
+
+
+def _unused_option(option: str, parsed: list, infos: list) -> str:
+    """Why a model option given explicitly is refused: no model of the grid uses it."""
+    from dlbench.plugins import is_reference, short
+
+    if all(is_reference(name) for name, _ in parsed):
+        shown = ", ".join(short(name) for name, _ in parsed)
+        return (f"{flag(option)} does not apply to {shown}: a model of your own builds its own "
+                f"layers (give its own parameters as {short(parsed[0][0])}[k=v]); drop it")
+    return (f"{flag(option)} does not apply to model {', '.join(n for n, _ in parsed)} (it "
+            f"takes: {', '.join(sorted({flag(u) for i in infos for u in i.uses}))}); drop it")
+
+
+def _model_names(text: str) -> tuple[str, ...]:
+    """optimize's --model list: names, or plugged models whose [k=v,...] hold commas."""
+    from dlbench import grammar
+
+    if "[" not in text:
+        return _names("--model", text)
+    return _distinct("--model", tuple(e.strip() for e in grammar.split_entries(
+        text, "--model", "write e.g. 'mlp,path/to/net.py:Net[width=64]'")))
 
 
 def _metrics(o: Mapping[str, Any]) -> tuple[str, ...]:

@@ -66,12 +66,18 @@ def regularizers() -> None:
             wrap=("defaults", "description"))
 
 
-def models() -> None:
+ModelsFrom = Annotated[str | None, typer.Option(
+    "--from", help="List what a Python file (path/to/file.py) or module (package.module) "
+    "offers to --model: its nn.Module subclasses and factories (input_shape, n_outputs, **k).")]
+
+
+def models(source: ModelsFrom = None) -> None:
     """List the models and the options each one uses."""
-    from dlbench.nn.models import MODELS
+    from dlbench.nn.models import MODELS, offered
     from dlbench.output.report import listing
 
-    rows = [{"name": m.name, "tasks": ", ".join(m.tasks), "options": m.options,
-             "description": m.description} for m in MODELS]
+    rows = [{"name": shown(m.name), "tasks": ", ".join(m.tasks), "options": m.options,
+             "description": m.description}
+            for m in (MODELS if source is None else offered(source))]
     listing("models", rows, ["name", "tasks", "options", "description"],
             wrap=("tasks", "options", "description"))

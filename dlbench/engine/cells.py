@@ -21,7 +21,7 @@ from dlbench.data.datasets import Dataset
 from dlbench.engine.execution import ENGINE_VERSION, Task, digest
 from dlbench.engine.members import Member, TrainConfig, resolve_device
 from dlbench.engine.stepper import trains_alone
-from dlbench.nn.models import MODELS, ModelSpec
+from dlbench.nn.models import ModelSpec, model_info
 from dlbench.registry import Registry
 
 
@@ -50,7 +50,7 @@ class Axis:
 def _used(field: str) -> Callable[[Cell], Any]:
     """A model field, blank for models that ignore it (a blank is no variation)."""
     def value(cell: Cell) -> Any:
-        if field not in MODELS.get(cell.model.name).uses:
+        if field not in model_info(cell.model.name).uses:
             return ""
         v = getattr(cell.model, field)
         return ",".join(map(str, v)) if isinstance(v, tuple) else v
@@ -64,9 +64,9 @@ def _fraction(value: Any) -> str:
 # Column order; a label lists the varied axes in this order.
 AXES: Registry[Axis] = Registry("axis")
 for _axis in (
-    Axis("model", lambda c: c.model.name),
+    Axis("model", lambda c: c.model.shown),
     Axis("hidden", _used("hidden"), lambda v: f"hidden {v}"),
-    Axis("init", lambda c: c.model.init),
+    Axis("init", _used("init")),
     Axis("activation", _used("activation")),
     Axis("batchnorm", _used("batchnorm"), lambda v: "bn" if v else "no bn"),
     Axis("preprocess", lambda c: c.train.preprocess),

@@ -8,6 +8,10 @@ stores it transposed), its bias (out,); convolutions and batch norm are as torch
 plain PyTorch network with the same layers at the same positions (an nn.Sequential too, whose
 keys lack the `layers.` prefix) loads a dlbench checkpoint, and dlbench loads its state dict.
 
+A plugged model's checkpoint (nn/plugged.py) is its module's own state dict, as
+`Name(input_shape, n_outputs, **k).state_dict()` names and shapes it: loadable with plain
+`load_state_dict`, and loaded as it is.
+
 Files are read with `torch.load(weights_only=True)`: tensors only, never arbitrary objects.
 """
 
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from dlbench.errors import DlbenchError
+from dlbench.nn import plugged
 from dlbench.nn.models import (
     Lambda,
     ModelSpec,
@@ -32,6 +37,7 @@ from dlbench.nn.models import (
     StackedResidual,
     build_model,
 )
+from dlbench.nn.plugged import PluggedModel
 
 PREFIX = "layers."
 
@@ -41,11 +47,19 @@ def _stacked(spec: ModelSpec, shape: Shape) -> StackedModel:
         return build_model(spec, shape, [0])
 
 
-def weight_layers(spec: ModelSpec, shape: Shape) -> list[int]:
-    """Positions of the layers with weights in the layer list — linear, convolution, a whole
-    residual block — input first; the last one is the head."""
-    return [i for i, layer in enumerate(_stacked(spec, shape).layers)
-            if isinstance(layer, StackedLinear | StackedConv | StackedResidual)]
+def weight_units(spec: ModelSpec, shape: Shape) -> list[tuple[str, ...]]:
+    """The layers with weights — linear, convolution, a whole residual block — input first,
+    the head last, each as the parameter-name prefixes it spans: its own and those of the
+    layers after it up to the next one (batch norm, activations): `("layers.0.", "layers.1.")`.
+    A plugged model's: its nn.Linear / nn.ConvNd layers and its head (nn/plugged.py)."""
+    model = _stacked(spec, shape)
+    if isinstance(model, PluggedModel):
+        return plugged.weight_units(model)
+    positions = [i for i, layer in enumerate(model.layers)
+                 if isinstance(layer, StackedLinear | StackedConv | StackedResidual)]
+    ends = [*positions[1:], len(model.layers)]
+    return [tuple(f"{PREFIX}{i}." for i in range(start, end))
+            for start, end in zip(positions, ends, strict=True)]
 
 
 def to_plain(spec: ModelSpec, shape: Shape, weights: dict[str, torch.Tensor]
@@ -66,8 +80,10 @@ def from_plain(spec: ModelSpec, shape: Shape, state: dict[str, torch.Tensor],
     lacks of it, or whose shape differs is a DlbenchError naming the first one. Names under
     `skip` (a head about to be re-drawn) are neither checked nor kept."""
     expected = {k: tuple(v.shape[1:]) for k, v in _stacked(spec, shape).state_dict().items()
-                if skip is None or not k.startswith(skip)}
-    bare = not any(k.startswith(PREFIX) for k in state)  # an nn.Sequential's keys
+                if (skip is None or not k.startswith(skip))
+                and not k.endswith("num_batches_tracked")}
+    # an nn.Sequential's keys (a plugged model's are its module's own, as they are)
+    bare = not spec.plugged and not any(k.startswith(PREFIX) for k in state)
     linear = _linear_names(spec, shape)
     weights = {}
     for key, value in state.items():
@@ -75,18 +91,18 @@ def from_plain(spec: ModelSpec, shape: Shape, state: dict[str, torch.Tensor],
         if name.endswith("num_batches_tracked") or (skip and name.startswith(skip)):
             continue  # torch's batch-norm counter (dlbench keeps none), or the skipped head
         if name not in expected:
-            raise DlbenchError(f"the checkpoint has '{key}', which model {spec.name} lacks "
+            raise DlbenchError(f"the checkpoint has '{key}', which model {spec.shown} lacks "
                                f"(its layers: {', '.join(list(expected)[:6])}, ...)")
         if name in linear:
             value = value.T if name.endswith(".weight") else value.reshape(1, -1)
         if tuple(value.shape) != expected[name]:
-            raise DlbenchError(f"the checkpoint's '{key}' does not fit model {spec.name}: "
+            raise DlbenchError(f"the checkpoint's '{key}' does not fit model {spec.shown}: "
                                f"{_plain_shape(name, expected[name], linear)} expected, got "
                                f"{tuple(state[key].shape)}")
         weights[name] = value.contiguous().clone()
     missing = [k for k in expected if k not in weights]
     if missing:
-        raise DlbenchError(f"the checkpoint lacks '{missing[0]}' of model {spec.name}"
+        raise DlbenchError(f"the checkpoint lacks '{missing[0]}' of model {spec.shown}"
                            + (f" ({len(missing)} names in all)" if len(missing) > 1 else "")
                            + "; save every layer of the same architecture")
     return weights
@@ -108,7 +124,10 @@ def _linear_names(spec: ModelSpec, shape: Shape) -> set[str]:
 
 def plain_model(spec: ModelSpec, shape: Shape) -> nn.Module:
     """A plain PyTorch network with the model's layers (names and shapes of the plain layout),
-    for loading a dlbench checkpoint into torch code; flat models only."""
+    for loading a dlbench checkpoint into torch code; flat models only. A plugged model's is
+    its own module."""
+    if spec.plugged:
+        return plugged.construct(spec, shape, 0)
     model = _stacked(spec, shape)
     layers = []
     for layer in model.layers:

@@ -104,14 +104,21 @@ def check_execution(config: ExecutionConfig) -> list[str]:
 # --- keys ------------------------------------------------------------------------------------
 
 
+ADDED = "added"  # dataclass field metadata: a field left out of keys at its default (canonical)
+
+
 def canonical(value: Any) -> Any:
     """A JSON value that stands for `value` exactly: dataclasses by their fields, arrays and
-    tensors by dtype, shape and a hash of their bytes, floats by their shortest repr."""
+    tensors by dtype, shape and a hash of their bytes, floats by their shortest repr. A field
+    added after keys were first stored (metadata ADDED) is left out at its default, so the keys
+    of everything that does not use it stay as they were (a resume still finds its cells)."""
     import numpy as np
 
     if is_dataclass(value) and not isinstance(value, type):
         return {type(value).__name__: {f.name: canonical(getattr(value, f.name))
-                                       for f in fields(value)}}
+                                       for f in fields(value)
+                                       if not (f.metadata.get(ADDED)
+                                               and getattr(value, f.name) == f.default)}}
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):

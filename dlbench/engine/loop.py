@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import numpy as np
@@ -38,6 +38,7 @@ from dlbench.nn.models import (
     batch_statistics,
     build_model,
 )
+from dlbench.nn.plugged import NORMS, PluggedModel
 
 GATHER_FLOATS = 2**24  # training batches gathered ahead at most (64 MB of float32)
 Curve = list[tuple[int, str, str, float]]  # (epoch, split, metric, value)
@@ -224,11 +225,25 @@ def freeze_batch_norm(model: StackedModel, configs: list[TrainConfig],
                       device: torch.device) -> None:
     """A batch-norm layer frozen for a member (learning rate 0 for its weight) keeps that
     member's running estimates and normalises with them in training too: a frozen pretrained
-    layer computes the same features in training and at evaluation."""
+    layer computes the same features in training and at evaluation (a plugged model's
+    normalisation layers: those frozen for a member run in eval mode for it)."""
+    if isinstance(model, PluggedModel):
+        model.frozen = {path: frozen for path, frozen in _frozen(model, configs)
+                        if any(frozen)}
+        return
     for path, module in model.named_modules():
         if isinstance(module, StackedBatchNorm):
             frozen = [c.regimen.lr_scale(f"{path}.weight") == 0 for c in configs]
             module.frozen = torch.tensor(frozen, device=device) if any(frozen) else None
+
+
+def _frozen(model: PluggedModel, configs: list[TrainConfig]
+            ) -> Iterator[tuple[str, list[bool]]]:
+    """Each normalisation layer of a plugged model -> for each member, whether its weight is
+    frozen (learning rate 0)."""
+    for path, module in model.named_modules():
+        if isinstance(module, NORMS) and isinstance(module.weight, torch.Tensor):
+            yield path, [c.regimen.lr_scale(f"{path}.weight") == 0 for c in configs]
 
 
 def load_member(model: StackedModel, m: int, weights: dict[str, torch.Tensor]) -> None:

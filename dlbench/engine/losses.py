@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dlbench.data.datasets import Dataset
 from dlbench.engine.members import TrainConfig
 from dlbench.errors import DlbenchError
-from dlbench.nn.models import MODELS, ModelSpec
+from dlbench.nn.models import ModelSpec, model_info
 
 # Per-sample training losses, (M, B, outputs), (M, B) -> (M, B). A model's registry entry names
 # its loss ("default": cross-entropy for classification, MSE of the standardised target).
@@ -42,9 +42,9 @@ def loss_kind(config: TrainConfig, spec: ModelSpec, dataset: Dataset) -> str:
                                "trains on mse")
         return "mse"
     if config.loss == "default":
-        loss = MODELS.get(spec.name).loss
+        loss = model_info(spec.name).loss
         return "cross_entropy" if loss == "default" else loss
-    if MODELS.get(spec.name).loss != "default":
+    if model_info(spec.name).loss != "default":
         raise DlbenchError(f"model {spec.name} is defined by its own loss; drop --loss")
     return {"cross-entropy": "cross_entropy", "mse": "softmax_mse"}[config.loss]
 

@@ -21,7 +21,8 @@ regularizers.py then sets that field), plus its plain one-model version in
 tests/test_contract.py's `PlainRegimen`, which the contract test trains it against.
 
 The weight-decay convention, for every path that decays or penalises: "weights" are the weight
-tensors of linear and convolution layers (`weight_norm_dims`); biases and batch-norm parameters
+tensors of linear and convolution layers (`weight_norm_dims`; a plugged model's nn.Linear and
+nn.ConvNd layers); biases and batch-norm parameters
 are never penalised, decayed or renormed. That holds for the optimizer's own `weight_decay`
 too (`--weight-decay`, adamw's default 0.01): the weights are one parameter group with it, every
 other parameter a group with weight_decay 0 (stepper.py).
@@ -42,6 +43,7 @@ from dlbench.data.augment import Augment, augment_batch, generators
 from dlbench.engine.predictions import Predictions, averaged
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import StackedConv, StackedLinear
+from dlbench.nn.plugged import PluggedModel, decayed_weights
 from dlbench.registry import Registry
 
 if TYPE_CHECKING:  # stepper.py calls the hooks, so it imports this module
@@ -92,7 +94,10 @@ def weight_norm_dims(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Each penalisable weight's name -> the axes of one unit's incoming weights (stack axis 0).
 
     Linear weights are (M, in, out): a unit's incoming weights run along `in`; convolution
-    weights are (M, out, in, *kernel): along everything after `out`."""
+    weights are (M, out, in, *kernel): along everything after `out`. A plugged model's are its
+    nn.Linear and nn.ConvNd weights (nn/plugged.py)."""
+    if isinstance(model, PluggedModel):
+        return decayed_weights(model)
     dims = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""

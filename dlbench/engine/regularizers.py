@@ -181,6 +181,19 @@ def parse_regularizers(text: str) -> list[Regularizer]:
     return entries
 
 
+def edits_model(reg: Regularizer) -> bool:
+    """Whether an entry edits the built-in architecture (dropout or batch-norm layers, pooling,
+    ...) rather than the training or the predictions: a model of the user's own has no such
+    switch, so these entries do not apply to it."""
+    model = ModelSpec()
+    return reg.apply(model, TrainConfig(), shaped=True)[0] != model
+
+
+def for_any_model() -> list[str]:
+    """The entries that apply to any model, a plugged one included."""
+    return [name for name in REGULARIZERS.names() if not edits_model(Regularizer(name))]
+
+
 def _check_range(name: str, key: str, value: float, allowed: Range) -> None:
     if value not in allowed:
         raise DlbenchError(f"--reg {name}[{key}={grammar.format_value(value)}]: {key} must be "

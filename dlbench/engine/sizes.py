@@ -19,6 +19,7 @@ from dlbench.engine.loop import GATHER_FLOATS
 from dlbench.engine.members import TrainConfig, model_shape, rows_per_step, steps_per_epoch
 from dlbench.engine.stepper import trains_alone
 from dlbench.errors import DlbenchError
+from dlbench.nn import plugged
 from dlbench.nn.models import DropConnect, ModelSpec, Shape, StackedConv, StackedLinear, build_model
 
 FLOAT = 4  # bytes: training is float32
@@ -167,7 +168,10 @@ def _per_model(spec: ModelSpec, shape: Shape) -> tuple[int, int, int]:
     on a one-row forward pass of a one-member stack. Its parameters are counted in shapes only
     (the meta device), so a huge model is refused unallocated; a model that fits in
     REAL_FORWARD_PARAMS runs its pass on the CPU (on the meta device, activations go through
-    torch's Python decompositions, which import torch._dynamo: a second of start-up)."""
+    torch's Python decompositions, which import torch._dynamo: a second of start-up). A plugged
+    model's pass is its module's own, on the CPU."""
+    if spec.plugged:
+        return plugged.cost_per_row(spec, shape)
     with torch.device("meta"):
         model = build_model(spec, shape, [0])
     n_params = sum(p.numel() for p in model.parameters())

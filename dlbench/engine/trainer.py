@@ -46,6 +46,7 @@ from dlbench.engine.members import (
 )
 from dlbench.engine.stepper import Stepper, trains_alone
 from dlbench.errors import DlbenchError
+from dlbench.nn import plugged
 from dlbench.nn.models import ModelSpec, build_model
 from dlbench.nn.models import check_spec as check_model
 from dlbench.optim.optimizers import NEWTON_MAX_PARAMS, check_spec
@@ -97,6 +98,8 @@ def check_train(config: TrainConfig) -> None:
 def check_model_fits(spec: ModelSpec, dataset: Dataset) -> int:
     """The model against the data (shape errors such as cnn2d on tables); -> its parameters."""
     check_model(spec, dataset.task)
+    if spec.plugged:  # built once on a tiny batch: its own errors, its outputs' shape
+        return plugged.check(spec, model_shape(dataset))
     with torch.device("meta"):  # shapes only: a huge model is refused before it is allocated
         model = build_model(spec, model_shape(dataset), [0])
     return sum(p.numel() for p in model.parameters())
@@ -127,7 +130,7 @@ def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
 def check_pair(config: TrainConfig, spec: ModelSpec, n_params: int) -> None:
     if config.optimizer.name == "newton" and n_params > NEWTON_MAX_PARAMS:
         raise DlbenchError(f"newton solves with the exact Hessian: at most {NEWTON_MAX_PARAMS} "
-                           f"parameters, and this {spec.name} has {n_params}; use a smaller "
+                           f"parameters, and this {spec.shown} has {n_params}; use a smaller "
                            "model (e.g. --hidden 8) or another optimizer")
 
 

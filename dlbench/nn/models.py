@@ -12,6 +12,7 @@ layer like any other, initialised, masked and seeded wherever it sits in the tre
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlbench import grammar, plugins
 from dlbench.errors import DlbenchError
+from dlbench.grammar import format_value
+from dlbench.nn import plugged
 from dlbench.registry import Registry
 from dlbench.seeding import (
     DROPCONNECT_KEY,
@@ -38,7 +42,9 @@ from dlbench.seeding import (
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = "mlp"  # registry name: linear | perceptron | adaline | mlp | resmlp | cnn1d | cnn2d
+    # registry name: linear | perceptron | adaline | mlp | resmlp | cnn1d | cnn2d, or a plugged
+    # model's resolved reference '/abs/file.py:Name' (nn/plugged.py)
+    name: str = "mlp"
     hidden: tuple[int, ...] = (128,)  # mlp: width of each hidden layer; resmlp: of each block
     channels: tuple[int, ...] = (16, 32)  # cnn1d/cnn2d: channels of each conv block
     activation: str = "relu"  # registry name, see ACTIVATIONS
@@ -48,6 +54,21 @@ class ModelSpec:
     stochastic_depth: float = 0.0  # resmlp: probability of dropping a block per sample, [0, 1)
     dropconnect: float = 0.0  # probability of dropping each hidden-layer weight, in [0, 1)
     pool: str = "max"  # cnn2d: pooling after each conv block, see POOLS
+    # a plugged model's k=v, sorted; built-ins: none. Left out of cell keys when empty (the
+    # keys of built-in models stay as they were before it: engine/execution.py's ADDED)
+    params: tuple[tuple[str, Any], ...] = dataclasses.field(default=(),
+                                                            metadata={"added": True})
+
+    @property
+    def plugged(self) -> bool:
+        return plugins.is_reference(self.name)
+
+    @property
+    def shown(self) -> str:
+        """The name a row shows: a plugged file's without its directory, with its k=v
+        ('net.py:Net[width=32]')."""
+        body = ",".join(f"{k}={format_value(v)}" for k, v in self.params)
+        return plugins.short(self.name) + (f"[{body}]" if body else "")
 
 
 # --- activations and initialisations -------------------------------------------------------
@@ -462,24 +483,73 @@ class ModelInfo:
     # images; None: a table of features
     test_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
     test_input: tuple[int, ...] | None = None
+    own_options: str = ""  # a plugged model's parameters with their defaults: 'width=8, p=0.3'
 
     @property
     def options(self) -> str:
-        """Its command-line options, for `dlbench models`."""
-        return " ".join(_flag(field) for field in self.uses)
+        """Its command-line options, for `dlbench models`; a plugged model's own k=v."""
+        return self.own_options or " ".join(_flag(field) for field in self.uses)
 
 
 def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def model_info(name: str) -> ModelInfo:
+    """The entry of a model: a registered one, or a plugged one (a resolved reference), which
+    takes no model option (it builds its own layers from its k=v)."""
+    if plugins.is_reference(name):
+        return _plugged_info(name)
+    return MODELS.get(name)
+
+
+@functools.cache
+def _plugged_info(reference: str) -> ModelInfo:
+    def build(spec, members, shape):
+        raise AssertionError("a plugged model is built by nn/plugged.py")
+
+    return ModelInfo(reference, plugged.description(reference), ("classification", "regression"),
+                     (), build, own_options=", ".join(
+                         f"{k}={'(required)' if v is None else format_value(v)}"
+                         for k, v in plugged.parameters(reference).items()))
+
+
+def offered(where: str) -> list[ModelInfo]:
+    """The models a file or module defines, as `--model where:Name` would read them; their
+    options are their own parameters with defaults (k=v)."""
+    resolved = plugins.split(plugins.resolve(f"{where}:_", "--from"))[0]
+    module = plugins.load(resolved, "--from").module
+    return [model_info(f"{resolved}:{name}")
+            for name in plugins.offered(module, plugged.KIND)]
+
+
 def normalize(spec: ModelSpec) -> ModelSpec:
     """The spec with the fields its model ignores at their defaults: equal models compare
     equal (so a grid never trains the same perceptron once per --hidden)."""
-    used = MODELS.get(spec.name).uses
+    used = model_info(spec.name).uses
     defaults = ModelSpec(spec.name)
     return replace(spec, **{f: getattr(defaults, f) for f in ModelSpec.__dataclass_fields__
-                            if f not in (*used, "name")})
+                            if f not in (*used, "name", "params")})
+
+
+_MODEL_HELP = "write e.g. 'mlp', or path/to/file.py:Name[width=64] for your own nn.Module"
+
+
+def parse_model(entry: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """One --model entry -> (registry name or resolved reference, its sorted k=v). A plugged
+    model's k are its signature's; a built-in takes its options instead."""
+    name, body = grammar.read_entry(entry, "--model", _MODEL_HELP)
+    if not plugins.is_reference(name):
+        info = MODELS.get(name)
+        if body is not None:
+            raise DlbenchError(f"--model {name} takes no [k=v]; set it with its options: "
+                               f"{info.options or 'none'}")
+        return name, ()
+    reference = plugins.resolve(name, "--model")
+    allowed = plugged.parameters(reference)
+    params = grammar.read_params(body, "--model", plugins.short(reference), allowed,
+                                 _MODEL_HELP)
+    return reference, tuple(sorted(params.items()))
 
 
 # A layer followed by batch norm has no bias: batch norm subtracts the mean, so such a bias gets
@@ -594,7 +664,7 @@ _ONLY_SOME = {"stochastic_depth": "drops residual blocks", "dropconnect": "drops
 
 def check_spec(spec: ModelSpec, task: str) -> ModelInfo:
     """Validate a model spec against a task before anything trains (raises DlbenchError)."""
-    info = MODELS.get(spec.name)
+    info = model_info(spec.name)
     ACTIVATIONS.get(spec.activation)
     INITS.get(spec.init)
     POOLS.get(spec.pool)
@@ -619,11 +689,15 @@ def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def build_model(spec: ModelSpec, shape: Shape, seeds: list[int]) -> StackedModel:
+def build_model(spec: ModelSpec, shape: Shape, seeds: list[int]
+                ) -> StackedModel | plugged.PluggedModel:
     """One stacked model with len(seeds) members; member m's initial weights depend on seeds[m].
 
     Under `with torch.device("meta")` it only has shapes: nothing is allocated or initialised.
+    A plugged model is its module's copies stacked (nn/plugged.py).
     """
+    if spec.plugged:
+        return plugged.build(spec, shape, seeds)
     info = MODELS.get(spec.name)
     layers, input_shape = info.build(spec, len(seeds), shape)
     model = StackedModel(layers, input_shape)

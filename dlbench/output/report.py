@@ -126,7 +126,7 @@ def cv_title(plan: Any) -> str:
                                                    if s.holdout_seeds > 1 else "")
         if s.time_order:
             design += " (time order)"
-    return (f"cv · {plan.dataset.name} · {cfg.model.name} · {opt.label} lr={opt.lr:g} · "
+    return (f"cv · {plan.dataset.name} · {cfg.model.shown} · {opt.label} lr={opt.lr:g} · "
             f"{design} · {plural(cfg.seeds, 'seed')}")
 
 
@@ -317,7 +317,7 @@ def overfit_grid(summary: pd.DataFrame, config: dict[str, Any]) -> Grid:
 def transfer_table(result: Any) -> tuple[Table, list[str]]:
     run, config = result.info, result.plan.config
     target = "similar/different" if config.similarity else run["dataset"]["name"]
-    title = (f"transfer · {run['source']['name']} → {target} · {config.model.name} · "
+    title = (f"transfer · {run['source']['name']} → {target} · {config.model.shown} · "
              f"{plural(run['seeds'], 'seed')} · {run['primary_metric']}")
     grid = transfer_grid(result.summary, {"similarity": config.similarity})
     return _filled(title, *grid), _transfer_notes(result)

@@ -180,11 +180,11 @@ def run(plan: Plan, engine: Engine | None = None) -> CVResult:
     chance = _chance(plan)
     statuses = [_status(plan, r, chance) for r in results]
     scores = pd.DataFrame([row for r, status in zip(results, statuses, strict=True)
-                           for row in score_rows(r, _key(plan, cfg.model.name, r.member.key),
+                           for row in score_rows(r, _key(plan, cfg.model.shown, r.member.key),
                                                  plan.metrics, status)]
                           + _chance_rows(plan, chance))
     curves = pd.DataFrame([row for r, status in zip(results, statuses, strict=True)
-                           for row in curve_rows(r, _key(plan, cfg.model.name, r.member.key),
+                           for row in curve_rows(r, _key(plan, cfg.model.shown, r.member.key),
                                                  status)])
     summary = summarize(scores, plan, results, chance)
     info = {
@@ -283,7 +283,7 @@ def summarize(scores: pd.DataFrame, plan: Plan, results: list[MemberResult],
       the past), so a plain t over folds, labelled a heuristic, and the last fold beside it;
     - one split (a single hold-out, or the test split): seeds and the evaluation rows.
     """
-    model = plan.config.model.name
+    model = plan.config.model.shown
     one_split = {split: _one_split(plan, results, chance, split) for split in ("val", "test")
                  if split == "test" and plan.test is not None
                  or split == "val" and len(plan.splits) == 1}

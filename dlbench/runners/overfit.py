@@ -27,13 +27,18 @@ from dlbench.engine.cells import Cell, labels
 from dlbench.engine.execution import Engine
 from dlbench.engine.members import Cost, Member, MemberResult, TrainConfig, resolve_device
 from dlbench.engine.predictions import averaged
-from dlbench.engine.regularizers import Regularizer, parse_regularizers
+from dlbench.engine.regularizers import (
+    Regularizer,
+    edits_model,
+    for_any_model,
+    parse_regularizers,
+)
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
 from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
 from dlbench.evaluate.rows import score_rows, value_rows
 from dlbench.evaluate.stats import row_resamples, seeds_estimate
-from dlbench.nn.models import MODELS, ModelSpec, Shape
+from dlbench.nn.models import ModelSpec, Shape, model_info
 from dlbench.optim.optimizers import OptimSpec
 from dlbench.runners.grid import (
     TOO_SMALL_TO_SPLIT,
@@ -172,9 +177,14 @@ def _check(config: OverfitConfig, dataset: Dataset) -> None:
         if any(v < 1 for v in values):
             raise DlbenchError(f"{option} values must be positive, got "
                                f"{','.join(map(str, values))}")
-    if (config.widths or config.depths) and "hidden" not in MODELS.get(config.model.name).uses:
+    if (config.widths or config.depths) and "hidden" not in model_info(config.model.name).uses:
         raise DlbenchError(f"--width and --depth size hidden layers, and model "
-                           f"{config.model.name} has none; use --model mlp or resmlp")
+                           f"{config.model.shown} has none; use --model mlp or resmlp")
+    edits = [r.label for r in config.regularizers if edits_model(r)]
+    if config.model.plugged and edits:
+        raise DlbenchError(f"--reg {edits[0]} edits dlbench's built-in architectures, and "
+                           f"{config.model.shown} is a model of your own; use the "
+                           f"regularizers that apply to any model: {', '.join(for_any_model())}")
     if any(not 0 < f <= 1 for f in config.train_fractions):
         raise DlbenchError("--train-fraction values must be in (0, 1], got "
                            f"{','.join(f'{f:g}' for f in config.train_fractions)}")

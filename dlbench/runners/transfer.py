@@ -52,13 +52,20 @@ SOURCE_SEED = 1_000  # the source model's member seed, derived with the run seed
 
 @dataclass(frozen=True)
 class Layers:
-    """Where a model's weight layers sit in its layer list: their positions, the head last."""
+    """A model's weight layers, input first, the head last, each as the parameter-name
+    prefixes it spans (checkpoints.weight_units): ('layers.0.', 'layers.1.'), or a plugged
+    model's ('features.0.', 'features.1.') up to its head ('classifier.')."""
 
-    positions: tuple[int, ...]
+    units: tuple[tuple[str, ...], ...]
 
     @property
     def head(self) -> str:
-        return f"layers.{self.positions[-1]}."
+        return self.units[-1][0]
+
+    def top(self, n: int) -> tuple[str, ...]:
+        """The prefixes of the head and the n weight layers below it, with what follows each
+        of them up to the head (batch norm, activations)."""
+        return tuple(prefix for unit in self.units[-1 - n:] for prefix in unit)
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,7 @@ class StrategyInfo:
 def _top(layers: Layers, top: int, body: float) -> tuple[tuple[str, float], ...]:
     """The head and the `top` weight layers below it train (with whatever follows them up to
     the head: batch norm, activations); everything below is frozen."""
-    first = layers.positions[-1 - top]
-    trained = tuple((f"layers.{i}.", 1.0) for i in range(first, layers.positions[-1] + 1))
-    return (*trained, ("", 0.0))
+    return (*((prefix, 1.0) for prefix in layers.top(top)), ("", 0.0))
 
 
 STRATEGIES: Registry[StrategyInfo] = Registry("strategy")
@@ -184,9 +189,9 @@ def prepare(config: TransferConfig) -> Plan:
     _check(config, source, [d for _, d in datasets])
     metrics = resolve_metrics(list(config.metrics), "classification", datasets[0][1])
     topped = [s for s in config.strategies if s in ("finetune-top", "probe-early")]
-    below = len(layers.positions) - 1  # pretrained weight layers below the head
+    below = len(layers.units) - 1  # pretrained weight layers below the head
     if topped and config.top > below:  # below >= 1: only a --top the user gave gets here
-        raise DlbenchError(f"--top {config.top}: model {config.model.name} has {below} "
+        raise DlbenchError(f"--top {config.top}: model {config.model.shown} has {below} "
                            "pretrained weight layers below its head; ask for at most that many")
     same = {"probe-early": "probe-early trains like scratch",
             "finetune-top": "finetune-top trains like finetune-all"}
@@ -224,10 +229,10 @@ def prepare(config: TransferConfig) -> Plan:
 def _layers(model: ModelSpec, source: Dataset) -> Layers:
     """The model's weight layers; refused when none lies below the head (the head is always
     drawn afresh, so nothing pretrained would reach the target)."""
-    layers = Layers(tuple(checkpoints.weight_layers(model, model_shape(source))))
-    if len(layers.positions) < 2:
+    layers = Layers(tuple(checkpoints.weight_units(model, model_shape(source))))
+    if len(layers.units) < 2:
         deep = [m.name for m in MODELS if {"hidden", "channels"} & set(m.uses)]
-        raise DlbenchError(f"model {model.name} has no layers below its head, and the head is "
+        raise DlbenchError(f"model {model.shown} has no layers below its head, and the head is "
                            "drawn afresh on the target: nothing pretrained would transfer; use "
                            f"a model with hidden layers: {', '.join(deep)}")
     return layers
@@ -361,9 +366,8 @@ def target_members(plan: Plan, target: Target, weights: dict) -> Callable[[Cell]
     classes are not the source's)."""
     config, layers = plan.config, plan.layers
     fresh = {False: (layers.head,)}
-    if config.top < len(layers.positions):  # probe-early: from the top --top layer up
-        fresh[True] = tuple(f"layers.{i}." for i in range(layers.positions[-1 - config.top],
-                                                          layers.positions[-1] + 1))
+    if config.top < len(layers.units):  # probe-early: from the top --top layer up
+        fresh[True] = layers.top(config.top)
     inits = {(pre, redraw): {k: v for k, v in weights.items()
                              if not k.startswith(fresh[redraw])} if pre else None
              for pre in (False, True) for redraw in fresh}
