@@ -246,10 +246,6 @@ def test_a_dataframe_takes_its_target_column():
         objects.converted({"data": frame.assign(s="x"), "target": "y"})
 
 
-MERGING = pytest.mark.skip(reason="needs plugged models/data/metrics (merging)")
-
-
-@MERGING
 def test_a_model_factory_trains_as_its_file_does(tmp_path):
     options = {k: v for k, v in CV.items() if k != "hidden"}  # the factory's own width
     cli_run("cv", {**options, "model": f"{HELPERS}:make_mlp[width=8]"}, tmp_path / "cli")
