@@ -510,3 +510,51 @@ def test_an_entry_that_cannot_be_swept_says_what_it_must_declare(register):
     images = register(MODELS, replace(MODELS.get("cnn2d"), name="cnn2d-bare", test_input=None))
     with pytest.raises(pytest.fail.Exception, match="needs image data.*test_input"):
         model_case(images)
+
+
+class ClosureSGD(torch.optim.Optimizer):
+    """SGD whose step asks for a closure (as SAM's does) and calls it once."""
+
+    def __init__(self, params, lr: float = 0.1):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure):
+        with torch.enable_grad():
+            closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.sub_(group["lr"] * p.grad)
+
+
+def closure_sgd(params, lr: float = 0.1):
+    """A factory: its class shows only once it is called."""
+    return ClosureSGD(params, lr)
+
+
+@pytest.mark.parametrize("cls, label, alone, leaves", [
+    (torch.optim.SGD, "yes", False, False),  # elementwise (sgd's entry says so)
+    (NormalizedSGD, "yes, per member", False, True),
+    (ClosureSGD, "alone", True, True),
+    (closure_sgd, "alone", True, True),  # a factory: an instance says it asks for a closure
+    (torch.optim.LBFGS, "alone, full batch", True, False),
+])
+def test_one_stacking_rule_for_the_trainer_the_planner_and_the_listing(
+        register, monkeypatch, cls, label, alone, leaves):
+    from dlbench.cli import listings
+    from dlbench.engine.stepper import stacking
+    from dlbench.output import report
+
+    info = register(OPTIMIZERS, OptimInfo("probe", cls, elementwise=cls is torch.optim.SGD,
+                                          full_batch=cls is torch.optim.LBFGS, test_lr=0.05))
+    spec = OptimSpec(info.name, 0.05)
+    listed = {}
+    monkeypatch.setattr(report, "listing", lambda title, rows, *a, **k: listed.update(
+        {row["name"]: row["stacked"] for row in rows}))
+    listings.optimizers()
+    assert listed["probe"] == label
+    assert (stacking(spec).alone, stacking(spec).leaves, trains_alone(spec)) == (
+        alone, leaves, alone)
+    config = TrainConfig(spec, epochs=EPOCHS, batch_size=BATCH)
+    stacks = plan_stacks(make_members(), [config, halved_lr(config)])
+    assert len(stacks) == (4 if alone else 1)

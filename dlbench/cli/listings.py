@@ -29,16 +29,11 @@ def optimizers(source: FromFile = None) -> None:
 
 
 def _stacking(info) -> str:
-    """How an optimizer trains: stacked (on the stacked tensors, or on each member's leaf views),
-    or each member alone (full batch, or a step that re-evaluates a closure)."""
-    from dlbench.engine.stepper import wants_closure
+    """How an optimizer trains (engine/stepper.py's one rule, `stacking`)."""
+    from dlbench.engine.stepper import entry_stacking
 
-    if info.elementwise:
-        return "yes"
-    if info.full_batch:
-        return "alone, full batch"
-    closure = isinstance(info.cls, type) and wants_closure(info.cls)
-    return "alone" if closure else "yes, per member"
+    found = entry_stacking(info)
+    return "per member, or alone if it asks for a closure" if found is None else found.label
 
 
 def datasets() -> None:

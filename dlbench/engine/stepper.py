@@ -42,10 +42,52 @@ from dlbench.optim.schedules import build_scheduler
 Named = list[tuple[str, torch.Tensor]]  # (name, tensor) pairs, the model's order
 
 
-def per_member(info: OptimInfo) -> bool:
-    """Whether an optimizer steps each member's own leaf views (see the module docstring):
-    neither elementwise (which steps the stacked slices) nor full batch (which trains alone)."""
-    return not info.elementwise and not info.full_batch
+@dataclass(frozen=True)
+class Stacking:
+    """How an optimizer's members train: the one rule that the trainer, the task planner, the
+    cost estimate and `dlbench optimizers` all read (`stacking`)."""
+
+    label: str  # what `dlbench optimizers` shows in its "stacked" column
+    alone: bool  # each member trains in a stack of its own
+    leaves: bool  # each member's optimizer steps its own leaf views (never the stacked tensors)
+
+
+STACKED = Stacking("yes", alone=False, leaves=False)  # elementwise: the stacked slices
+LEAVES = Stacking("yes, per member", alone=False, leaves=True)  # any other minibatch optimizer
+# a minibatch step that re-evaluates a closure (SAM): in a stack the closure would be the whole
+# stack's objective, so alone, still over its leaf views
+CLOSURE = Stacking("alone", alone=True, leaves=True)
+FULL_BATCH = Stacking("alone, full batch", alone=True, leaves=False)  # owns the whole tensors
+
+
+def stacking(spec: OptimSpec) -> Stacking:
+    """How `spec`'s members train: full batch (declared), else elementwise (declared), else
+    per member on leaf views, alone when its step asks for a closure — which the class says,
+    or (a plugged factory shows its class only when called) an instance built for `spec`."""
+    info = spec.info
+    if info.full_batch:
+        return FULL_BATCH
+    if info.elementwise:
+        return STACKED
+    cls = info.cls if isinstance(info.cls, type) else _built_class(spec)
+    return CLOSURE if wants_closure(cls) else LEAVES
+
+
+@functools.cache
+def _built_class(spec: OptimSpec) -> type:
+    return type(build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))]))
+
+
+def entry_stacking(info: OptimInfo) -> Stacking | None:
+    """`stacking` of an entry at its defaults (listings); None for a factory that cannot be
+    built at its defaults (no default lr): its instance would tell."""
+    lr = info.signature_defaults().get("lr")
+    if not isinstance(info.cls, type) and not isinstance(lr, int | float):
+        return None
+    try:
+        return stacking(OptimSpec(info.name, float(lr or 1e-3)))
+    except Exception:  # the user's factory may raise anything at its defaults: not known
+        return None
 
 
 def wants_closure(opt: torch.optim.Optimizer | type[torch.optim.Optimizer]) -> bool:
@@ -56,16 +98,9 @@ def wants_closure(opt: torch.optim.Optimizer | type[torch.optim.Optimizer]) -> b
     return found is not None and found.default is inspect.Parameter.empty
 
 
-@functools.cache
 def trains_alone(spec: OptimSpec) -> bool:
-    """Whether each member of this optimizer trains in a stack of its own: full batch, or (not
-    elementwise and) asking for a closure, which an instance on one probe parameter says (a
-    plugged factory shows its class only when called)."""
-    info = spec.info
-    if info.full_batch:
-        return True
-    return not info.elementwise and wants_closure(
-        build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))]))
+    """Whether each member of this optimizer trains in a stack of its own (`stacking`)."""
+    return stacking(spec).alone
 
 
 def config_groups(pairs: list[tuple[TrainConfig, Member]]) -> list[tuple[TrainConfig, slice]]:
@@ -248,7 +283,7 @@ class Stepper:
 def _parts(config: TrainConfig, rows: slice, shared: bool) -> list[slice | int | None]:
     """What each of a config's optimizer groups steps: every member alone for a per-member
     optimizer, else its members' slices, or the whole tensors (None) when it is alone."""
-    if per_member(config.optimizer.info):
+    if stacking(config.optimizer).leaves:
         return list(range(rows.start, rows.stop))
     return [rows] if shared else [None]
 
