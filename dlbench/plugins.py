@@ -9,6 +9,15 @@ optimizer: engine/stepper.py) unless it declares the class attribute `elementwis
 weight updated from its own gradient history only), nor full batch unless it declares
 `full_batch = True` (its step takes a closure over the whole training set).
 
+Installed packages: an entry point in one of the groups of GROUPS names what a registry name
+stands for, e.g. `[project.entry-points."dlbench.optimizers"] lion = "lion_pkg.opt:Lion"`: then
+`--opt lion` reads as `--opt lion_pkg.opt:Lion` (Registry.lookup; a built-in name wins). An entry
+point that names a module without ':Name' is a plugin module (below), imported when its name is
+first asked for: it must add an entry of that name itself. That is how a regularizer is plugged
+(`dlbench.regularizers`: `mine = "pkg.regs"`, whose import calls REGULARIZERS.add), since a
+regularizer is an entry of a registry, not one object. Nothing is imported to find an entry
+point, so `dlbench --help` stays quick.
+
 A file is imported under a module name made of its resolved path and the sha256 of its bytes
 (two files of one stem never clash) and registered in sys.modules, so pickles and dataclasses
 of it resolve; a package module is imported as usual. Each is loaded once per process, and a
@@ -33,6 +42,10 @@ from typing import Any
 
 from dlbench.errors import DlbenchError
 
+# the entry-point group that plugs each registry's entries, by the registry's kind
+GROUPS = {"optimizer": "dlbench.optimizers", "model": "dlbench.models",
+          "dataset": "dlbench.datasets", "metric": "dlbench.metrics",
+          "regularizer": "dlbench.regularizers"}
 FLAGS = ("elementwise", "full_batch")  # the class attributes a plugged optimizer may declare
 OBJECT = "python."  # where a registered Python object lives: 'python.<digest>:Name'
 
@@ -132,8 +145,25 @@ _current: dict[str, Loaded] = {}  # each file as this process's run planned or p
 
 def refresh() -> None:
     """Forget which content of each file is current: a new command reads its files afresh
-    (an edit between two runs in one process is seen; one during a run is not used)."""
+    (an edit between two runs in one process is seen; one during a run is not used), and which
+    entry points are installed."""
     _current.clear()
+    entry_points.cache_clear()
+
+
+@functools.cache
+def entry_points(kind: str) -> dict[str, metadata.EntryPoint]:
+    """The installed entry points of a registry kind's group (GROUPS), by name: read from the
+    installed distributions' metadata, nothing imported."""
+    group = GROUPS.get(kind)
+    return {} if group is None else {ep.name: ep for ep in metadata.entry_points(group=group)}
+
+
+def entry_point(kind: str, name: str) -> str | None:
+    """What an installed entry point named `name` stands for: 'module:Name' (a reference), or
+    'module' (a plugin module that adds the entry itself); None when none is installed."""
+    found = entry_points(kind).get(name)
+    return None if found is None else found.value.replace(" ", "")
 
 
 def load(where: str, option: str = "--opt") -> Loaded:
@@ -197,12 +227,24 @@ def _load_module(where: str, option: str = "--opt") -> Loaded:
 def _import(where: str) -> Loaded:
     module = importlib.import_module(where)
     package = where.partition(".")[0]
-    try:
-        version = metadata.version(package)
-    except metadata.PackageNotFoundError:
-        version = None
+    version = _version(package)
     return Loaded(module, f"{package}=={version}",
                   (("module", where), ("package", package), ("version", version)))
+
+
+def _version(package: str) -> str | None:
+    """An importable package's installed version: its distribution's of the same name, else
+    that of the distribution that provides it (a dist 'lion-bench' may install 'lion_pkg')."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        pass
+    for dist in metadata.packages_distributions().get(package, []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def pin(where: str, digest: str, obj: Any = None) -> None:
@@ -213,9 +255,13 @@ def pin(where: str, digest: str, obj: Any = None) -> None:
         if where not in _objects:
             register(obj, digest)
         return
-    if load(where).digest == digest:
-        return
-    found = _read(where) if is_file(where) else load(where)
+    _loading.append(where)  # a plugin module's entries may come again from its edited file
+    try:
+        if load(where).digest == digest:
+            return
+        found = _read(where) if is_file(where) else load(where)
+    finally:
+        _loading.pop()
     if found.digest != digest:
         raise DlbenchError(f"{where} changed while the run was under way ({digest[:12]} then, "
                            f"{found.digest[:12]} now); run again")
@@ -227,6 +273,7 @@ def pins(references: list[str]) -> tuple[tuple[str, str, Any], ...]:
     among `references`: what a worker checks before it trains (`pin`). A registered object
     travels with the task, pickled by reference (its module must import in the worker)."""
     found = {split(r) for r in references if is_reference(r)}
+    found |= {(_added[r][1], "") for r in references if r in _added}
     return tuple((where, load(where).digest,
                   getattr(load(where).module, name) if where.startswith(OBJECT) else None)
                  for where, name in sorted(found))
@@ -237,6 +284,49 @@ def offered(module: ModuleType, kind: Kind) -> dict[str, Any]:
     return {name: obj for name, obj in vars(module).items()
             if not name.startswith("_") and kind.accepts(obj)
             and getattr(obj, "__module__", None) == module.__name__}
+
+
+# --- plugin modules: `--plugin MODULE_OR_FILE` ----------------------------------------------------
+# A plugin module adds entries through the registries' own API, as the built-ins do:
+#     OPTIMIZERS.add(OptimInfo("mine", MyOptimizer, test_lr=0.01))   # dlbench.optim.optimizers
+#     MODELS.add(...), REGULARIZERS.add(...), METRICS.add(...), DATASETS.add(...)
+# Each name it adds records where it came from (Registry.add calls `adding`), so a config that
+# names the entry carries the plugin's sha256 or package version into its cells' keys and the
+# manifest (`named_in`, `record`), and a worker imports the plugin before it trains (`pins`).
+
+_loading: list[str] = []  # the plugin modules being imported now, innermost last
+_added: dict[str, tuple[str, str]] = {}  # a name a plugin added: (registry kind, its `where`)
+
+
+def use(spec: str, option: str = "--plugin") -> str:
+    """Import a plugin module (`package.module`) or file (`path/to/file.py`) so that the
+    entries it adds are there -> where it is (a resolved path, or the module name)."""
+    if is_file(spec):
+        path = Path(spec).expanduser().resolve()
+        if not path.is_file():
+            raise DlbenchError(f"{option} {spec}: no such file {path}; give a Python file or "
+                               "an importable package.module")
+        where = str(path)
+    elif all(part.isidentifier() for part in spec.split(".")):
+        where = spec
+    else:
+        raise DlbenchError(f"{option} '{spec}': write path/to/file.py or package.module")
+    _loading.append(where)
+    try:
+        load(where, option)
+    finally:
+        _loading.pop()
+    return where
+
+
+def adding(kind: str, name: str) -> bool:
+    """Registry.add's note of a new entry -> whether it may replace an entry of that name (the
+    same plugin's, imported again after its file changed)."""
+    if not _loading:
+        return False
+    again = _added.get(name, ("", ""))[1] == _loading[-1]
+    _added[name] = (kind, _loading[-1])
+    return again
 
 
 _named: dict[str, str] = {}  # each reference `get` resolved in this process: its kind's name
@@ -266,7 +356,7 @@ def named_in(*objects: Any) -> list[str]:
 
     def walk(x: Any) -> None:
         if isinstance(x, str):
-            if x in _named:
+            if x in _named or x in _added:
                 found[x] = None
         elif dataclasses.is_dataclass(x) and not isinstance(x, type):
             for f in dataclasses.fields(x):
@@ -284,7 +374,11 @@ def named_in(*objects: Any) -> list[str]:
 
 def provenance(reference: str) -> dict[str, Any]:
     """A plugged object's origin: its kind and name, and its file with its sha256, its
-    package with its version, or a Python object's source digest."""
+    package with its version, or a Python object's source digest. A registry name a plugin
+    module added: its kind and name, and the plugin's origin."""
+    if reference in _added:
+        kind, where = _added[reference]
+        return {kind: reference, **dict(load(where).provenance)}
     return {_named[reference]: short(reference), **dict(load(split(reference)[0]).provenance)}
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from dlbench import plugins
 from dlbench.plugins import short as shown
 
 FromFile = Annotated[str | None, typer.Option(
@@ -26,6 +27,41 @@ def optimizers(source: FromFile = None) -> None:
              "description": o.description} for o in found]
     listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"],
             wrap=("defaults", "stacked", "description"))
+    if source is None:
+        installed(OPTIMIZERS)
+        _collection(OPTIMIZERS)
+
+
+def installed(registry) -> None:
+    """The installed entry points of a registry's group (plugins.GROUPS), read from the
+    packages' metadata (none is imported); one a built-in shadows says so."""
+    from dlbench.output.report import listing
+
+    found = plugins.entry_points(registry.kind)
+    if not found:
+        return
+    rows = [{"name": name, "names": ep.value,
+             "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?",
+             "note": "unused: the built-in of this name wins" if name in registry else ""}
+            for name, ep in sorted(found.items())]
+    listing(f"installed entry points ({plugins.GROUPS[registry.kind]})", rows,
+            ["name", "names", "package", "note"], wrap=("names", "note"))
+
+
+def _collection(registry) -> None:
+    """pytorch-optimizer's names, compact, when it is installed."""
+    from dlbench.optim import collection
+    from dlbench.output.report import listing
+
+    if not collection.installed():
+        return
+    names = collection.names()
+    shadowed = [n for n in names if n in registry or plugins.entry_point(registry.kind, n)]
+    rows = [{"names": ", ".join(n for n in names if n not in shadowed),
+             "stacked": "per member, or alone if its step asks for a closure",
+             "not reachable": ", ".join(shadowed) + " (a built-in or an entry point wins)"}]
+    listing(f"pytorch-optimizer {collection.version()} (--opt NAME)", rows,
+            ["names", "stacked", "not reachable"], wrap=("names", "stacked", "not reachable"))
 
 
 def _stacking(info) -> str:
@@ -46,6 +82,7 @@ def datasets() -> None:
         row["task"] = f"{row['classes']} classes" if row["classes"] else row["task"]
         row["test"] = "fixed" if row["fixed_test"] else "—"
     listing("datasets", rows, ["name", "samples", "features", "task", "test", "description"])
+    installed(DATASETS)
 
 
 def regularizers() -> None:
@@ -59,6 +96,7 @@ def regularizers() -> None:
              "description": r.description} for r in REGULARIZERS]
     listing("regularizers", rows, ["name", "defaults", "description"],
             wrap=("defaults", "description"))
+    installed(REGULARIZERS)
 
 
 def models() -> None:
@@ -70,3 +108,4 @@ def models() -> None:
              "description": m.description} for m in MODELS]
     listing("models", rows, ["name", "tasks", "options", "description"],
             wrap=("tasks", "options", "description"))
+    installed(MODELS)

@@ -1,0 +1,210 @@
+"""Installed packages plug entries by entry point (plugins.GROUPS), `--plugin` imports a module
+that adds entries through the registries' own API, and pytorch-optimizer's names reach --opt.
+An installed distribution is a `*.dist-info` directory (METADATA, entry_points.txt) on sys.path
+beside its package: what importlib.metadata reads of a pip-installed one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cli_helpers import assert_usage_error, invoke
+
+from dlbench import plugins
+from dlbench.engine.regularizers import REGULARIZERS
+from dlbench.optim.optimizers import OPTIMIZERS, parse_optimizers
+
+OPT = '''
+import torch
+
+
+class Lion(torch.optim.Optimizer):
+    """Sign of an interpolated momentum (Chen et al. 2023), without its weight decay."""
+
+    def __init__(self, params, lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99):
+        super().__init__(params, {"lr": lr, "beta1": beta1, "beta2": beta2})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                m = self.state[p].setdefault("m", torch.zeros_like(p))
+                p.sub_(group["lr"] * (group["beta1"] * m + (1 - group["beta1"]) * p.grad).sign())
+                m.mul_(group["beta2"]).add_(p.grad, alpha=1 - group["beta2"])
+'''
+REGS = '''
+from dataclasses import replace
+
+from dlbench.engine.regularizers import REGULARIZERS
+
+REGULARIZERS.add(replace(REGULARIZERS.get("l2"), name="{name}",
+                         description="l2, from a plugin"))
+'''
+ENTRY_POINTS = """[dlbench.optimizers]
+lion = lion_pkg.opt:Lion
+sgd = lion_pkg.opt:Lion
+
+[dlbench.regularizers]
+l2plugged = lion_pkg.regs
+"""
+CV = ["cv", "--dataset", "iris", "--epochs", "2", "--hidden", "8", "--k", "2"]
+OPTIMIZE = ["optimize", "--dataset", "iris", "--epochs", "2", "--hidden", "8", "--seeds", "2"]
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """The registries as they were before the test: entries a plugin adds are gone after it."""
+    for registry in (OPTIMIZERS, REGULARIZERS):
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    monkeypatch.setattr(plugins, "_added", {})
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch, registries) -> Path:
+    """A distribution 'lion-bench' 1.2.3 installing the package lion_pkg, on sys.path."""
+    root = tmp_path / "site"
+    package = root / "lion_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "opt.py").write_text(OPT)
+    (package / "regs.py").write_text(REGS.format(name="l2plugged"))
+    info = root / "lion_bench-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lion-bench\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    (info / "top_level.txt").write_text("lion_pkg\n")  # which packages it installs
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("PYTHONPATH", str(root))  # pool workers
+    for name in [m for m in sys.modules if m.startswith("lion_pkg")]:
+        monkeypatch.delitem(sys.modules, name)
+    plugins.refresh()
+    plugins._import.cache_clear()  # lion_pkg of another test's site
+    yield root
+    plugins.refresh()
+    plugins._import.cache_clear()
+
+
+def _run(*args):
+    result = invoke(*args)
+    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
+    return result
+
+
+def test_an_entry_point_name_reads_as_its_reference_and_built_in_names_win(site):
+    assert "lion_pkg.opt" not in sys.modules  # finding entry points imports nothing
+    [lion, sgd] = parse_optimizers("lion[lr=0.05],sgd")
+    assert (lion.name, lion.lr, sgd.name) == ("lion_pkg.opt:Lion", 0.05, "sgd")
+    assert plugins.record(lion) == {"plugins": [{
+        "optimizer": "lion_pkg.opt:Lion", "module": "lion_pkg.opt", "package": "lion_pkg",
+        "version": "1.2.3"}]}  # the distribution's version, though its name is not the module's
+
+
+def test_cv_trains_an_entry_point_optimizer_and_the_listing_shows_it(site, tmp_path):
+    out = tmp_path / "out"
+    _run(*CV, "--opt", "lion[lr=0.01]", "--out", out)
+    assert set(pd.read_csv(out / "scores.csv")["optimizer"].dropna()) == {"lion_pkg.opt:Lion"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plugins"][0]["version"] == "1.2.3"
+    listed = _run("optimizers").stdout
+    assert "dlbench.optimizers" in listed and "lion-bench 1.2.3" in listed
+    [sgd_line] = [line for line in listed.splitlines()
+                  if line.startswith("sgd ") and "lion" in line]
+    assert "built-in of this name wins" in sgd_line
+
+
+def test_a_regularizer_entry_point_names_a_module_that_adds_it(site):
+    """An entry point without ':Name' is a plugin module: imported when its name is asked for,
+    it adds the entry, which carries the package's version."""
+    assert "l2plugged" not in REGULARIZERS
+    info = REGULARIZERS.get("l2plugged")
+    assert info.description == "l2, from a plugin"
+    assert plugins.record({"reg": "l2plugged"}) == {"plugins": [{
+        "regularizer": "l2plugged", "module": "lion_pkg.regs", "package": "lion_pkg",
+        "version": "1.2.3"}]}
+
+
+def test_an_entry_point_module_that_adds_nothing_of_its_name_is_a_one_line_error(site):
+    (site / "lion_pkg" / "regs.py").write_text(REGS.format(name="other"))
+    with pytest.raises(Exception, match="adds no regularizer 'l2plugged'"):
+        REGULARIZERS.get("l2plugged")
+
+
+PLUGIN = '''
+import torch
+
+from dlbench.optim.optimizers import OPTIMIZERS, OptimInfo
+
+
+class SignSGD(torch.optim.Optimizer):
+    """SGD on the sign of the gradient."""
+
+    def __init__(self, params, lr: float = 0.01):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(group["lr"] * p.grad.sign())
+
+
+OPTIMIZERS.add(OptimInfo("signsgd", SignSGD, elementwise=True, test_lr=0.01,
+                         description="sign of the gradient"))
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, registries) -> Path:
+    path = tmp_path / "mine" / "signs.py"
+    path.parent.mkdir()
+    path.write_text(PLUGIN)
+    return path
+
+
+def test_a_plugin_adds_an_entry_whose_file_is_in_the_manifest_and_the_keys(plugin, tmp_path):
+    out = tmp_path / "out"
+    args = [*OPTIMIZE, "--plugin", plugin, "--opt", "signsgd,sgd", "--out", out]
+    _run(*args)
+    assert set(pd.read_csv(out / "scores.csv")["optimizer"].dropna()) == {"signsgd", "sgd"}
+    [record] = json.loads((out / "manifest.json").read_text())["plugins"]
+    assert record == {"optimizer": "signsgd", "file": str(plugin),
+                      "sha256": hashlib.sha256(plugin.read_bytes()).hexdigest()}
+    plugin.write_text(PLUGIN + "\n# edited\n")  # an edit of the plugin retrains its cells
+    _run(*args, "--resume")
+    execution = json.loads((out / "manifest.json").read_text())["execution"]
+    assert (execution["cells_trained"], execution["cells_resumed"]) == (1, 1)  # sgd kept
+
+
+def test_pool_workers_import_the_plugin_and_score_as_inline(plugin, tmp_path):
+    args = [*CV, "--plugin", plugin, "--opt", "signsgd"]
+    _run(*args, "--out", tmp_path / "inline")
+    _run(*args, "--out", tmp_path / "pool", "--workers", "2")
+    inline, pool = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("inline", "pool"))
+    pd.testing.assert_frame_equal(inline, pool, rtol=1e-5, atol=1e-6)
+
+
+def test_a_suite_imports_its_plugins_relative_to_its_file(plugin, tmp_path):
+    suite = plugin.parent / "suite.toml"
+    suite.write_text('plugins = ["signs.py"]\n[entry.mine]\ncommand = "cv"\ndataset = "iris"\n'
+                     'epochs = 2\nhidden = "8"\nk = 2\nopt = "signsgd"\n')
+    _run("run", suite, "--out", tmp_path / "suite")
+    scores = pd.read_csv(tmp_path / "suite" / "mine" / "scores.csv")
+    assert set(scores["optimizer"].dropna()) == {"signsgd"}
+
+
+@pytest.mark.parametrize("where, says", [
+    ("{dir}/nope.py", "--plugin {dir}/nope.py: no such file"),
+    ("no such module", "write path/to/file.py or package.module"),
+    ("not_a_module_here", "cannot import not_a_module_here"),
+])
+def test_a_bad_plugin_is_a_one_line_error(plugin, tmp_path, where, says):
+    out = tmp_path / "out"
+    result = invoke(*CV, "--plugin", where.format(dir=tmp_path), "--out", out)
+    assert says.format(dir=tmp_path) in assert_usage_error(result, out)
