@@ -50,14 +50,18 @@ class Stacking:
     label: str  # what `dlbench optimizers` shows in its "stacked" column
     alone: bool  # each member trains in a stack of its own
     leaves: bool  # each member's optimizer steps its own leaf views (never the stacked tensors)
+    means: str  # the same in words, for `dlbench check`
 
 
-STACKED = Stacking("yes", alone=False, leaves=False)  # elementwise: the stacked slices
-LEAVES = Stacking("yes, per member", alone=False, leaves=True)  # any other minibatch optimizer
+# elementwise: one optimizer steps the stacked slices
+STACKED = Stacking("yes", False, False, "stacked, one optimizer on the stacked tensors")
+LEAVES = Stacking("yes, per member", False, True,  # any other minibatch optimizer
+                  "stacked, an optimizer per member on its leaf views")
 # a minibatch step that re-evaluates a closure (SAM): in a stack the closure would be the whole
 # stack's objective, so alone, still over its leaf views
-CLOSURE = Stacking("alone", alone=True, leaves=True)
-FULL_BATCH = Stacking("alone, full batch", alone=True, leaves=False)  # owns the whole tensors
+CLOSURE = Stacking("alone", True, True, "each member alone: its step re-evaluates a closure")
+FULL_BATCH = Stacking("alone, full batch", True, False,  # owns the whole tensors
+                      "each member alone: full batch")
 
 
 def stacking(spec: OptimSpec) -> Stacking:
