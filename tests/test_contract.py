@@ -499,3 +499,33 @@ def test_one_stacking_rule_for_the_trainer_the_planner_and_the_listing(
     config = TrainConfig(spec, epochs=EPOCHS, batch_size=BATCH)
     stacks = plan_stacks(make_members(), [config, halved_lr(config)])
     assert len(stacks) == (4 if alone else 1)
+
+
+class NoisySGD(torch.optim.Optimizer):
+    """SGD with gradient noise drawn from torch's and numpy's global generators (as PSGD Kron
+    draws its preconditioner updates): in a stack, neighbours' draws would shift member 0's."""
+
+    def __init__(self, params, lr: float = 0.05):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                noise = 0.1 * torch.randn_like(p) + 0.1 * float(np.random.random())
+                p.sub_(group["lr"] * (p.grad + noise))
+
+
+def test_an_optimizer_drawing_from_the_global_generators_draws_its_members_own(register):
+    """Member 0 draws the same numbers alone and in a stack (check_stacking), run after run
+    whatever the global state was, and the global generators are left as they were."""
+    case = optimizer_case(register(OPTIMIZERS, OptimInfo("noisy", NoisySGD, test_lr=0.05)))
+    torch.manual_seed(1)
+    np.random.seed(1)
+    before = torch.get_rng_state(), np.random.get_state()[1].copy()
+    first = check_stacking(case)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    np.testing.assert_array_equal(np.random.get_state()[1], before[1])
+    torch.manual_seed(2)
+    np.random.seed(2)
+    assert_same_member(first, check_stacking(case))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -208,3 +209,50 @@ def test_a_bad_plugin_is_a_one_line_error(plugin, tmp_path, where, says):
     out = tmp_path / "out"
     result = invoke(*CV, "--plugin", where.format(dir=tmp_path), "--out", out)
     assert says.format(dir=tmp_path) in assert_usage_error(result, out)
+
+
+# --- pytorch-optimizer (the optional extra; `make install` installs it) ---------------------
+
+
+@pytest.fixture
+def pytorch_optimizer():
+    return pytest.importorskip("pytorch_optimizer", reason="the pytorch-optimizer extra is not "
+                               "installed: pip install 'dlbench[pytorch-optimizer]'")
+
+
+@pytest.mark.parametrize("entry, alone", [
+    ("lamb", False),  # a trust ratio per tensor
+    ("lion", False),
+    ("adan", False),
+    ("bsam[num_data=40]", True),  # SAM-like: its step raises without a closure
+    ("shampoo", False),  # matrix preconditioners per tensor
+    ("soap", False),
+    ("schedulefreeadamw", False),  # its own train()/eval() switch
+    ("kron", False),  # draws random numbers in its steps (the member's own stream)
+])
+def test_pytorch_optimizer_names_reach_opt_and_keep_the_contract(pytorch_optimizer, entry,
+                                                                 alone):
+    """A representative subset (benchmarks/sweep_pytorch_optimizer.py sweeps them all): each
+    never elementwise, so per member on leaf views (alone when it needs a closure), exact."""
+    from dlbench.engine import contract
+    from dlbench.engine.members import TrainConfig
+    from dlbench.engine.stepper import stacking
+    from dlbench.nn.models import ModelSpec
+
+    [spec] = parse_optimizers(entry)
+    assert spec.name.startswith("pytorch_optimizer") and not spec.info.elementwise
+    assert (stacking(spec).alone, stacking(spec).leaves) == (alone, True)
+    [record] = plugins.record(spec)["plugins"]
+    assert (record["package"], record["version"]) == (
+        "pytorch_optimizer", metadata.version("pytorch_optimizer"))
+    config = TrainConfig(spec, epochs=contract.EPOCHS, batch_size=contract.BATCH)
+    contract.check_stacking(contract.Case(contract.make_data(), ModelSpec("linear"), config,
+                                          contract.halved_lr(config)))
+
+
+def test_pytorch_optimizer_is_listed_compactly_and_built_in_names_win(pytorch_optimizer):
+    assert parse_optimizers("adam")[0].name == "adam"  # the built-in, not the package's
+    listed = _run("optimizers").stdout
+    assert f"pytorch-optimizer {metadata.version('pytorch_optimizer')}" in listed
+    section = listed.split("pytorch-optimizer ", 1)[1]
+    assert "lion" in section and "adam, adamw, lbfgs, rmsprop, sgd (a built-in" in section

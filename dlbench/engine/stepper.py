@@ -15,6 +15,12 @@ draw its neighbours' dropout masks too; alone, the closure is the member's own. 
 with callable `train()` and `eval()` methods (schedule-free) is switched to eval before every
 evaluation and prediction, and back to train before training.
 
+An optimizer that draws random numbers (PSGD Kron's preconditioner updates, a random initial
+state) draws them from torch's and numpy's global generators. A member's own optimizer (leaf
+views, or a member alone) steps with those generators set to a stream of its own, derived from
+the member's seed (seeding.OPTIMIZER_KEY) and carried from step to step, and then restored: its
+draws are the same alone and in any stack, run after run, and no one else's draws move.
+
 An optimizer's own weight_decay (`--weight-decay`, adamw's default) follows the weight-decay
 convention of regimens.py: its parameter group of weights takes it, every other parameter
 (biases, batch-norm) is a group with weight_decay 0.
@@ -30,14 +36,17 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from dlbench.engine import regimens
 from dlbench.engine.members import Member, TrainConfig
 from dlbench.engine.regimens import Hook
 from dlbench.errors import DlbenchError
+from dlbench.optim import collection
 from dlbench.optim.optimizers import OptimInfo, OptimSpec, build_optimizer, step
 from dlbench.optim.schedules import build_scheduler
+from dlbench.seeding import OPTIMIZER_KEY, derive_seed
 
 Named = list[tuple[str, torch.Tensor]]  # (name, tensor) pairs, the model's order
 
@@ -96,10 +105,11 @@ def entry_stacking(info: OptimInfo) -> Stacking | None:
 
 def wants_closure(opt: torch.optim.Optimizer | type[torch.optim.Optimizer]) -> bool:
     """A minibatch optimizer (or its class) asks for a closure by a `closure` parameter without
-    a default."""
+    a default (or, in pytorch-optimizer, by raising its NoClosureError without one)."""
     cls = opt if isinstance(opt, type) else type(opt)
     found = inspect.signature(cls.step).parameters.get("closure")
-    return found is not None and found.default is inspect.Parameter.empty
+    return (found is not None and found.default is inspect.Parameter.empty) or \
+        collection.asks_closure(cls)
 
 
 def trains_alone(spec: OptimSpec) -> bool:
@@ -132,6 +142,9 @@ class Group:
     config: int  # its config's index among the stack's config groups
     name: str  # its optimizer as result rows show it, for errors
     closure: bool  # a per-member optimizer whose step needs a closure
+    # one member's optimizer: its own state of the global generators it may draw from (None:
+    # several members' optimizer, or the point of minimize)
+    rng: Rng | None = None
     checked: bool = False  # its views were found to share the stack's storage after a step
 
 
@@ -153,9 +166,11 @@ class Stepper:
 
     def __init__(self, named: Named, groups: list[tuple[TrainConfig, slice]],
                  steps_per_epoch: int, epochs: int, weights: dict[str, tuple[int, ...]],
-                 hooks: Sequence[Hook] = (), sync: bool = False, stacked: bool = True):
+                 hooks: Sequence[Hook] = (), sync: bool = False, stacked: bool = True,
+                 seeds: Sequence[int] = ()):
         """`weights`: the decayed weights' names -> a unit's incoming axes (regimens.py);
-        `stacked`: the tensors have the stack axis (minimize's point has none)."""
+        `stacked`: the tensors have the stack axis (minimize's point has none); `seeds`: the
+        members' seeds along it (their optimizers' own random streams)."""
         self.params, self.hooks = [p for _, p in named], hooks
         self.closure = groups[0][0].optimizer.info.full_batch
         self.evals = 0  # gradient evaluations so far, per member
@@ -173,6 +188,9 @@ class Stepper:
                                            steps_per_epoch=steps_per_epoch, epochs=epochs))
                        for c, (config, rows) in enumerate(groups)
                        for at in (_parts(config, rows, shared) if stacked else [None])]
+        for group in self.groups:  # one member's optimizer: a stream of its own
+            if seeds and group.rows.stop - (group.rows.start or 0) == 1:
+                group.rng = Rng(derive_seed(seeds[group.rows.start or 0], OPTIMIZER_KEY))
 
     def _group(self, named: Named, where: tuple[int, slice], config: TrainConfig,
                at: slice | int | None, weights: dict[str, tuple[int, ...]],
@@ -258,7 +276,11 @@ class Stepper:
     def _step(self, group: Group, closure: Callable[[], torch.Tensor] | None = None) -> None:
         for hook in self.hooks:
             hook.before_step(group)
-        step(group.opt, closure)
+        if group.rng is None:
+            step(group.opt, closure)
+        else:
+            with group.rng:
+                step(group.opt, closure)
         for hook in self.hooks:
             hook.after_step(group)
         if group.scheduler is not None:
@@ -282,6 +304,44 @@ class Stepper:
         if self._sync:
             torch.cuda.synchronize()
         return time.perf_counter()
+
+
+class Rng:
+    """A member's own state of the global generators (torch's CPU and current CUDA device's,
+    numpy's): `with rng:` makes it current, and on leaving keeps where it got to and puts the
+    others' state back."""
+
+    def __init__(self, seed: int):
+        with torch.random.fork_rng(devices=_cuda()):
+            torch.manual_seed(seed)
+            self.torch = torch.get_rng_state()
+            self.cuda = torch.cuda.get_rng_state() if _cuda() else None
+        self.numpy = np.random.RandomState(seed).get_state()
+        self._saved: tuple[Any, Any, Any] | None = None
+
+    def __enter__(self) -> None:
+        self._saved = (torch.get_rng_state(), torch.cuda.get_rng_state() if _cuda() else None,
+                       np.random.get_state())
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda)
+        np.random.set_state(self.numpy)
+
+    def __exit__(self, *exc: object) -> None:
+        self.torch, self.numpy = torch.get_rng_state(), np.random.get_state()
+        if self.cuda is not None:
+            self.cuda = torch.cuda.get_rng_state()
+        saved_torch, saved_cuda, saved_numpy = self._saved
+        torch.set_rng_state(saved_torch)
+        if saved_cuda is not None:
+            torch.cuda.set_rng_state(saved_cuda)
+        np.random.set_state(saved_numpy)
+
+
+def _cuda() -> list[int]:
+    """The CUDA device whose generator an optimizer's CUDA tensors draw from (none on CPU);
+    asked without initialising CUDA where it was not."""
+    return [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
 
 
 def _parts(config: TrainConfig, rows: slice, shared: bool) -> list[slice | int | None]:

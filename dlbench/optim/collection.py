@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 from importlib import metadata
 
 PACKAGE = "pytorch_optimizer"  # the module; its distribution is 'pytorch_optimizer' too
@@ -49,3 +50,15 @@ def reference(name: str) -> str | None:
     if not installed():
         return None
     return names().get(name)
+
+
+@functools.cache
+def asks_closure(cls: type) -> bool:
+    """Whether one of its classes needs a closure though its `step(closure=None)` says not:
+    the package's convention is to raise its NoClosureError in `step` (its SAM variants)."""
+    if not cls.__module__.startswith(PACKAGE):
+        return False
+    try:
+        return "NoClosureError" in inspect.getsource(cls.step)
+    except (OSError, TypeError):
+        return False
