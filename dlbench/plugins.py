@@ -18,6 +18,22 @@ first asked for: it must add an entry of that name itself. That is how a regular
 regularizer is an entry of a registry, not one object. Nothing is imported to find an entry
 point, so `dlbench --help` stays quick.
 
+Plugin modules (`--plugin path/to/file.py` or `--plugin package.module`, repeatable; a suite's
+`plugins = [...]`; an entry point naming a module) add entries through the registries' own
+API, exactly as the built-ins do, and the entries are then names like any other:
+
+    from dlbench.optim.optimizers import OPTIMIZERS, OptimInfo
+    OPTIMIZERS.add(OptimInfo("mine", MyOptimizer, elementwise=False, test_lr=0.01))
+    # likewise MODELS.add(ModelInfo(...)) from dlbench.nn.models, REGULARIZERS.add(...) from
+    # dlbench.engine.regularizers, METRICS.add(...) from dlbench.evaluate.metrics,
+    # DATASETS.add(...) from dlbench.data.datasets; each entry's fields are documented there
+
+A name a plugin adds records where it came from (Registry.add calls `adding`): a config that
+names it carries the plugin's sha256 (a file) or package version into its cells' keys and the
+manifest (`named_in`, `record`), so an edited plugin retrains on --resume, and a worker imports
+the plugin before it trains (`pins`, `pin`). Importing the same plugin again after its file
+changed replaces its own entries; a name that is already taken is refused.
+
 A file is imported under a module name made of its resolved path and the sha256 of its bytes
 (two files of one stem never clash) and registered in sys.modules, so pickles and dataclasses
 of it resolve; a package module is imported as usual. Each is loaded once per process, and a
@@ -286,13 +302,7 @@ def offered(module: ModuleType, kind: Kind) -> dict[str, Any]:
             and getattr(obj, "__module__", None) == module.__name__}
 
 
-# --- plugin modules: `--plugin MODULE_OR_FILE` ----------------------------------------------------
-# A plugin module adds entries through the registries' own API, as the built-ins do:
-#     OPTIMIZERS.add(OptimInfo("mine", MyOptimizer, test_lr=0.01))   # dlbench.optim.optimizers
-#     MODELS.add(...), REGULARIZERS.add(...), METRICS.add(...), DATASETS.add(...)
-# Each name it adds records where it came from (Registry.add calls `adding`), so a config that
-# names the entry carries the plugin's sha256 or package version into its cells' keys and the
-# manifest (`named_in`, `record`), and a worker imports the plugin before it trains (`pins`).
+# --- plugin modules: `--plugin MODULE_OR_FILE` (the module docstring) ---------------------------
 
 _loading: list[str] = []  # the plugin modules being imported now, innermost last
 _added: dict[str, tuple[str, str]] = {}  # a name a plugin added: (registry kind, its `where`)

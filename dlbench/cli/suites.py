@@ -14,6 +14,10 @@ without the dashes (`target-size = "25,100"`, `stratify = false` for `--no-strat
 an option given several times: `hidden = ["8", "8,8,8"]`). This module reads the file's shape;
 the options themselves are parsed and checked by the command's own code (the CLI's parser, then
 config.py), exactly as on a command line, before anything runs.
+
+`plugins = ["mine.py", "package.module"]` at the top imports plugin modules (dlbench/plugins.py)
+before any entry is read, a file's path relative to the suite file; an entry may also name its
+own (`plugin = "..."`, as --plugin).
 """
 
 from __future__ import annotations
