@@ -3,38 +3,23 @@ one line; exit 0 when exact, 1 when not, 2 on bad input."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
 import pytest
 from cli_helpers import assert_usage_error, invoke
+from test_contract import NormalizedSGD
 
 from dlbench.engine import contract
 
-MINE = '''
-import torch
-
-
-class NormalizedSGD(torch.optim.Optimizer):
-    """Steps of length lr along each tensor's gradient: a norm over the whole tensor."""
-
-    def __init__(self, params, lr: float = 0.05):
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.sub_(group["lr"] * p.grad / p.grad.norm().clamp(min=1e-12))
-
+# a user's file: test_contract's per-tensor-norm optimizer, and the same claiming to be
+# elementwise (stepped on the stacked tensors, its norm spans every member's slice)
+MINE = f"""import torch\n\n\n{inspect.getsource(NormalizedSGD)}
 
 class FalselyElementwise(NormalizedSGD):
-    """The same, claiming to be elementwise: stepped on the stacked tensors, its norm spans
-    every member's slice."""
-
     elementwise = True
-'''
+"""
 LINE = re.compile(r"^(exact|NOT exact): .* rtol 1e-05, atol 1e-06.*; 4 members together "
                   r"\((?P<how>[^)]*)\) (?P<stacked>[0-9.e-]+) s/epoch, 1 alone "
                   r"(?P<alone>[0-9.e-]+) s/epoch: .*x the members per second together\n$")

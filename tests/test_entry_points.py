@@ -6,6 +6,7 @@ beside its package: what importlib.metadata reads of a pip-installed one."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import sys
 from importlib import metadata
@@ -14,31 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cli_helpers import assert_usage_error, invoke
+from test_contract import NormalizedSGD
 
 from dlbench import plugins
 from dlbench.engine.regularizers import REGULARIZERS
 from dlbench.optim.optimizers import OPTIMIZERS, parse_optimizers
 
-OPT = '''
-import torch
-
-
-class Lion(torch.optim.Optimizer):
-    """Sign of an interpolated momentum (Chen et al. 2023), without its weight decay."""
-
-    def __init__(self, params, lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99):
-        super().__init__(params, {"lr": lr, "beta1": beta1, "beta2": beta2})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                m = self.state[p].setdefault("m", torch.zeros_like(p))
-                p.sub_(group["lr"] * (group["beta1"] * m + (1 - group["beta1"]) * p.grad).sign())
-                m.mul_(group["beta2"]).add_(p.grad, alpha=1 - group["beta2"])
-'''
+# the package's optimizer: test_contract's per-tensor-norm one, under the name its package gives
+OPT = f"import torch\n\n\n{inspect.getsource(NormalizedSGD)}\n\nLion = NormalizedSGD\n"
 REGS = '''
 from dataclasses import replace
 
@@ -136,29 +120,17 @@ def test_an_entry_point_module_that_adds_nothing_of_its_name_is_a_one_line_error
         REGULARIZERS.get("l2plugged")
 
 
-PLUGIN = '''
-import torch
+# a plugin: test_contract's per-tensor-norm optimizer, added to OPTIMIZERS as the built-ins are
+PLUGIN = f"""import torch
 
 from dlbench.optim.optimizers import OPTIMIZERS, OptimInfo
 
 
-class SignSGD(torch.optim.Optimizer):
-    """SGD on the sign of the gradient."""
+{inspect.getsource(NormalizedSGD)}
 
-    def __init__(self, params, lr: float = 0.01):
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.sub_(group["lr"] * p.grad.sign())
-
-
-OPTIMIZERS.add(OptimInfo("signsgd", SignSGD, elementwise=True, test_lr=0.01,
-                         description="sign of the gradient"))
-'''
+OPTIMIZERS.add(OptimInfo("normsgd", NormalizedSGD, test_lr=0.05,
+                         description="steps of length lr"))
+"""
 
 
 @pytest.fixture
@@ -171,11 +143,11 @@ def plugin(tmp_path, registries) -> Path:
 
 def test_a_plugin_adds_an_entry_whose_file_is_in_the_manifest_and_the_keys(plugin, tmp_path):
     out = tmp_path / "out"
-    args = [*OPTIMIZE, "--plugin", plugin, "--opt", "signsgd,sgd", "--out", out]
+    args = [*OPTIMIZE, "--plugin", plugin, "--opt", "normsgd,sgd", "--out", out]
     _run(*args)
-    assert set(pd.read_csv(out / "scores.csv")["optimizer"].dropna()) == {"signsgd", "sgd"}
+    assert set(pd.read_csv(out / "scores.csv")["optimizer"].dropna()) == {"normsgd", "sgd"}
     [record] = json.loads((out / "manifest.json").read_text())["plugins"]
-    assert record == {"optimizer": "signsgd", "file": str(plugin),
+    assert record == {"optimizer": "normsgd", "file": str(plugin),
                       "sha256": hashlib.sha256(plugin.read_bytes()).hexdigest()}
     plugin.write_text(PLUGIN + "\n# edited\n")  # an edit of the plugin retrains its cells
     _run(*args, "--resume")
@@ -184,7 +156,7 @@ def test_a_plugin_adds_an_entry_whose_file_is_in_the_manifest_and_the_keys(plugi
 
 
 def test_pool_workers_import_the_plugin_and_score_as_inline(plugin, tmp_path):
-    args = [*CV, "--plugin", plugin, "--opt", "signsgd"]
+    args = [*CV, "--plugin", plugin, "--opt", "normsgd"]
     _run(*args, "--out", tmp_path / "inline")
     _run(*args, "--out", tmp_path / "pool", "--workers", "2")
     inline, pool = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("inline", "pool"))
@@ -194,10 +166,10 @@ def test_pool_workers_import_the_plugin_and_score_as_inline(plugin, tmp_path):
 def test_a_suite_imports_its_plugins_relative_to_its_file(plugin, tmp_path):
     suite = plugin.parent / "suite.toml"
     suite.write_text('plugins = ["signs.py"]\n[entry.mine]\ncommand = "cv"\ndataset = "iris"\n'
-                     'epochs = 2\nhidden = "8"\nk = 2\nopt = "signsgd"\n')
+                     'epochs = 2\nhidden = "8"\nk = 2\nopt = "normsgd"\n')
     _run("run", suite, "--out", tmp_path / "suite")
     scores = pd.read_csv(tmp_path / "suite" / "mine" / "scores.csv")
-    assert set(scores["optimizer"].dropna()) == {"signsgd"}
+    assert set(scores["optimizer"].dropna()) == {"normsgd"}
 
 
 @pytest.mark.parametrize("where, says", [
