@@ -155,12 +155,25 @@ def test_a_plugin_adds_an_entry_whose_file_is_in_the_manifest_and_the_keys(plugi
     assert (execution["cells_trained"], execution["cells_resumed"]) == (1, 1)  # sgd kept
 
 
-def test_pool_workers_import_the_plugin_and_score_as_inline(plugin, tmp_path):
+@pytest.mark.parametrize("executor", [["--workers", "2"], ["--dask-local", "2"]],
+                         ids=["pool", "dask"])
+def test_workers_import_the_plugin_and_score_as_inline(plugin, tmp_path, executor):
+    """Spawned workers know no plugin's entries until their task's pins import it."""
+    if "--dask-local" in executor:
+        pytest.importorskip("distributed", reason="Dask's distributed is not installed: "
+                                                  "pip install 'dlbench[dask]' (make test does)")
     args = [*CV, "--plugin", plugin, "--opt", "normsgd"]
     _run(*args, "--out", tmp_path / "inline")
-    _run(*args, "--out", tmp_path / "pool", "--workers", "2")
-    inline, pool = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("inline", "pool"))
-    pd.testing.assert_frame_equal(inline, pool, rtol=1e-5, atol=1e-6)
+    _run(*args, "--out", tmp_path / "elsewhere", *executor)
+    inline, elsewhere = (pd.read_csv(tmp_path / d / "scores.csv")
+                         for d in ("inline", "elsewhere"))
+    pd.testing.assert_frame_equal(inline, elsewhere, rtol=1e-5, atol=1e-6)
+
+
+def test_check_imports_a_plugin_and_checks_its_entry(plugin):
+    result = invoke("check", "normsgd", "--plugin", plugin)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("exact: ") and "on its leaf views" in result.stdout
 
 
 def test_a_suite_imports_its_plugins_relative_to_its_file(plugin, tmp_path):

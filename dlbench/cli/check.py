@@ -20,14 +20,19 @@ Model = Annotated[str, typer.Option(help="The model an optimizer is checked on (
                                          "linear model by default: any optimizer is stable "
                                          "on it).")]
 Epochs = Annotated[int, typer.Option(help="Epochs of 3 minibatches each.")]
+Plugin = Annotated[list[str] | None, typer.Option(
+    help="Import a module (package.module) or file (path/to/file.py) that adds entries to the "
+         "registries first; repeatable.")]
 
 
 def check(target: Target, opt: Opt = "adam[lr=0.02]", model: Model = "linear",
-          epochs: Epochs = 2) -> None:
+          epochs: Epochs = 2, plugin: Plugin = None) -> None:
     """Does it stack exactly? Member 0 alone against member 0 in a stack of 4 (beside another
     seed and two members of half the lr) on tiny data, and how fast each path is."""
     from dlbench.engine import contract
 
+    for where in plugin or ():
+        plugins.use(where)
     if epochs < 1:
         raise DlbenchError(f"--epochs must be at least 1, got {epochs}")
     if _is_optimizer(target):
