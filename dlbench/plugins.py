@@ -88,6 +88,11 @@ def is_reference(name: str) -> bool:
     return ":" in name
 
 
+def is_plugged(name: str) -> bool:
+    """A user's entry: a reference, or a registry name a plugin module added."""
+    return is_reference(name) or name in _added
+
+
 def split(reference: str) -> tuple[str, str]:
     where, _, name = reference.rpartition(":")
     return where, name

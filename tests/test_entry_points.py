@@ -241,3 +241,19 @@ def test_pytorch_optimizer_is_listed_compactly_and_built_in_names_win(pytorch_op
     assert f"pytorch-optimizer {metadata.version('pytorch_optimizer')}" in listed
     section = listed.split("pytorch-optimizer ", 1)[1]
     assert "lion" in section and "adam, adamw, lbfgs, rmsprop, sgd (a built-in" in section
+
+
+def test_a_users_optimizer_that_fails_in_its_step_is_a_one_line_error(tmp_path):
+    """As AdaHessian does in a stack: its step takes a Hessian-vector product from a backward
+    with create_graph, which the stack's is not."""
+    path = tmp_path / "broken.py"
+    path.write_text(f"import torch\n\n\n{inspect.getsource(NormalizedSGD)}\n\n"
+                    "class Broken(NormalizedSGD):\n"
+                    "    def step(self, closure=None):\n"
+                    "        raise RuntimeError('needs create_graph')\n")
+    out = tmp_path / "out"
+    result = invoke(*CV, "--opt", f"{path}:Broken", "--out", out)
+    assert assert_usage_error(result, out) == (
+        "error: optimizer broken.py:Broken failed in its step: RuntimeError: needs "
+        "create_graph; it cannot train here as given")
+    assert invoke("check", f"{path}:Broken").exit_code == 2

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlbench import plugins
 from dlbench.engine import regimens
 from dlbench.engine.members import Member, TrainConfig
 from dlbench.engine.regimens import Hook
@@ -145,6 +146,7 @@ class Group:
     # one member's optimizer: its own state of the global generators it may draw from (None:
     # several members' optimizer, or the point of minimize)
     rng: Rng | None = None
+    plugged: bool = False  # the user's optimizer (plugins.is_plugged): its errors are one line
     checked: bool = False  # its views were found to share the stack's storage after a step
 
 
@@ -216,7 +218,8 @@ class Stepper:
         return Group(opt, scheduler(opt), slice(at, at + 1) if isinstance(at, int) else rows,
                      slice(None) if at is None else at, views, decayed, c,
                      config.optimizer.shown,
-                     isinstance(at, int) and wants_closure(opt))
+                     isinstance(at, int) and wants_closure(opt),
+                     plugged=plugins.is_plugged(config.optimizer.name))
 
     def __call__(self, objective: Callable[[], torch.Tensor]) -> None:
         if self.closure:
@@ -276,11 +279,18 @@ class Stepper:
     def _step(self, group: Group, closure: Callable[[], torch.Tensor] | None = None) -> None:
         for hook in self.hooks:
             hook.before_step(group)
-        if group.rng is None:
-            step(group.opt, closure)
-        else:
-            with group.rng:
+        try:
+            if group.rng is None:
                 step(group.opt, closure)
+            else:
+                with group.rng:
+                    step(group.opt, closure)
+        except Exception as e:  # the user's optimizer may need what no stack gives: say so
+            if not group.plugged or isinstance(e, DlbenchError):
+                raise
+            raise DlbenchError(f"optimizer {group.name} failed in its step: "
+                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                               "; it cannot train here as given") from None
         for hook in self.hooks:
             hook.after_step(group)
         if group.scheduler is not None:
