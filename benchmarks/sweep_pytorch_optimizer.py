@@ -24,18 +24,18 @@ Run: `python benchmarks/sweep_pytorch_optimizer.py` (needs the extra: pip instal
 otherwise.
 
 Last run (pytorch-optimizer 4.1.0, CPU, torch 2.13): 123 names reached (adam, adamw, lbfgs,
-rmsprop and sgd are the built-ins'); exact 102 (bsam[num_data=40] and ranger21[num_iterations=6]
-also exact once given their required argument; bsam alone, as it needs a closure), differs 0,
-refused 16, error 5:
-    refused: no default lr (a2grad, sara), no lr at all (alig, magma), a required argument
-      (bsam: num_data, ranger21: num_iterations), parameter groups it must be given (muon,
-      muonclip, normuon, adamuon, adago, distributedmuon: 'use_muon' groups), a model instead
-      of parameters (lomo, adalomo, adammini), a missing dependency (demo: einops);
-    error: a Hessian-vector product its step takes from a backward with create_graph, which
-      the stack's backward is not (adahessian, sophiah), LoRA-shaped parameters (lorarite),
-      Triton kernels (flashadamw), state read by its eval() before its first step (splus).
-Before each member's optimizer drew from a random stream of its own (stepper.Rng), gravity and
-kron differed: their random initial state and updates followed the neighbours' draws.
+rmsprop and sgd are the built-ins'); exact 104, differs 0, refused 19, error 0 (bsam[num_data=40]
+and ranger21[num_iterations=6] are exact too once given their required argument; bsam trains
+each member alone, as it needs a closure). Refused, in one line each:
+    no default lr (a2grad, sara), no lr at all (alig, magma), a required argument (bsam:
+    num_data, ranger21: num_iterations), parameter groups it must be given (muon, muonclip,
+    normuon, adamuon, adago, distributedmuon: 'use_muon' groups), a model instead of parameters
+    (lomo, adalomo, adammini), a missing dependency (demo: einops), a step that fails in a
+    stack: a Hessian-vector product from a backward with create_graph, which the stack's is
+    not (adahessian, sophiah), LoRA-shaped parameters (lorarite).
+Fixed by this sweep: gravity and kron differed until each member's optimizer drew from a random
+stream of its own (stepper.Rng); splus failed until no eval() switch came before the first
+step; flashadamw failed until dlbench stopped forcing `fused=True` on a user's class.
 """
 
 from __future__ import annotations

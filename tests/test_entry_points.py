@@ -213,6 +213,8 @@ def pytorch_optimizer():
     ("shampoo", False),  # matrix preconditioners per tensor
     ("soap", False),
     ("schedulefreeadamw", False),  # its own train()/eval() switch
+    ("splus", False),  # an eval() that needs a step first
+    ("flashadamw", False),  # a `fused` flag dlbench leaves to its default
     ("kron", False),  # draws random numbers in its steps (the member's own stream)
 ])
 def test_pytorch_optimizer_names_reach_opt_and_keep_the_contract(pytorch_optimizer, entry,

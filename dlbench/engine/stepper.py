@@ -270,6 +270,10 @@ class Stepper:
     def _switch(self, evaluating: bool) -> None:
         if evaluating == self._evaluating:
             return  # a switch is not idempotent for every optimizer: only real changes call it
+        if evaluating and not self.evals:
+            # before the first step the weights are the initial ones in either mode, and some
+            # eval() read state that only a step creates (pytorch-optimizer's SPlus)
+            return
         self._evaluating = evaluating
         for group in self.groups:
             train, evaluate = getattr(group.opt, "train", None), getattr(group.opt, "eval", None)

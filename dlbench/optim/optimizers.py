@@ -278,7 +278,8 @@ def build_optimizer(spec: OptimSpec, params: Iterable[torch.nn.Parameter]
                     ) -> torch.optim.Optimizer:
     _without_dynamo()
     kwargs = spec.kwargs()
-    if "fused" in inspect.signature(spec.info.cls).parameters:
+    if "fused" in inspect.signature(spec.info.cls).parameters and \
+            not plugins.is_plugged(spec.name):  # a user's class: its own default implementation
         kwargs["fused"] = True  # one kernel per step instead of one per tensor
     return spec.info.cls(params, **kwargs)
 
