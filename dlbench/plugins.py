@@ -48,6 +48,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class Kind:
     option: str  # the option that names one: "--opt"
     accepts: Callable[[Any], bool]  # whether an object a module defines is one
     wanted: str  # how to write one, for the error when the named object is not
+    # what the manifest records of one besides its origin (a metric's direction), or nothing
+    recorded: Callable[[Any], dict[str, Any]] = lambda obj: {}
 
 
 @dataclass(frozen=True)
@@ -344,7 +347,7 @@ def adding(kind: str, name: str) -> bool:
     return again
 
 
-_named: dict[str, str] = {}  # each reference `get` resolved in this process: its kind's name
+_named: dict[str, Kind] = {}  # each reference `get` resolved in this process: its kind
 
 
 def get(reference: str, kind: Kind) -> Any:
@@ -359,20 +362,22 @@ def get(reference: str, kind: Kind) -> Any:
         raise DlbenchError(f"{kind.option} {short(reference)} is a {type(obj).__name__}, not "
                            f"{'an' if kind.name[0] in 'aeiou' else 'a'} {kind.name}: name "
                            f"{kind.wanted}")
-    _named[reference] = kind.name
+    _named[reference] = kind
     return obj
 
 
 def named_in(*objects: Any) -> list[str]:
     """The plugged references that `objects` (configs, cells: dataclasses, tuples, lists,
     dicts, strings, nested) hold, in order of first appearance: what a cell's key, a worker's
-    pins and a manifest need to know of the user's code."""
+    pins and a manifest need to know of the user's code. A reference written with its
+    parameters ('where:Name[k=v]', as a dataset's name is) counts as the reference."""
     found: dict[str, None] = {}
 
     def walk(x: Any) -> None:
         if isinstance(x, str):
-            if x in _named or x in _added:
-                found[x] = None
+            bare = _WITH_PARAMETERS.sub(r"\1", x)
+            if bare in _named or bare in _added:
+                found[bare] = None
         elif dataclasses.is_dataclass(x) and not isinstance(x, type):
             for f in dataclasses.fields(x):
                 walk(getattr(x, f.name))
@@ -387,14 +392,22 @@ def named_in(*objects: Any) -> list[str]:
     return list(found)
 
 
+_WITH_PARAMETERS = re.compile(r"^(.*:[A-Za-z_][A-Za-z0-9_]*)\[[^\[\]]*\]$")  # 'f.py:Name[...]'
+
+
 def provenance(reference: str) -> dict[str, Any]:
     """A plugged object's origin: its kind and name, and its file with its sha256, its
-    package with its version, or a Python object's source digest. A registry name a plugin
-    module added: its kind and name, and the plugin's origin."""
+    package with its version, or a Python object's source digest; then what its kind records
+    of it (`Kind.recorded`). A registry name a plugin module added: its kind and name, and the
+    plugin's origin."""
     if reference in _added:
-        kind, where = _added[reference]
-        return {kind: reference, **dict(load(where).provenance)}
-    return {_named[reference]: short(reference), **dict(load(split(reference)[0]).provenance)}
+        registry, where = _added[reference]
+        return {registry: reference, **dict(load(where).provenance)}
+    kind = _named[reference]
+    where, name = split(reference)
+    loaded = load(where)
+    return {kind.name: short(reference), **dict(loaded.provenance),
+            **kind.recorded(getattr(loaded.module, name))}
 
 
 def record(*objects: Any) -> dict[str, Any]:

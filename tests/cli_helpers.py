@@ -20,6 +20,20 @@ def invoke(*args: str, **kwargs) -> Result:
     return RUNNER.invoke(app, [str(a) for a in args], **kwargs)
 
 
+def run_ok(*args: str, **kwargs) -> Result:
+    """A command that must succeed; when it does not, its output says why."""
+    result = invoke(*args, **kwargs)
+    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
+    return result
+
+
+def user_file(path: Path, text: str) -> Path:
+    """A file of the user's own code (a plug-in) at `path`, its directory made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def assert_usage_error(result: Result, out: Path) -> str:
     """Exit 2, one `error:` line on stderr, nothing on stdout, nothing written: the message."""
     assert result.exit_code == 2, f"exit {result.exit_code}: {result.output}{result.exception!r}"

@@ -47,34 +47,57 @@ def compare(
     its tolerance) or went missing, 0 when nothing did. With --rank: methods
     ranked across problems."""
     check_format(fmt, ("table", "markdown", "json"))
-    asked = given(ctx) & {"tolerance", "rope", "all_rows", "metric", "split", "cost"}
-    own = {"metric", "split", "cost"}  # --rank's; the others judge two runs
-    for name in sorted(asked - own if rank else asked & own):
-        option = "--all" if name == "all_rows" else f"--{name}"
-        raise DlbenchError(f"{option} does not apply to --rank; drop it" if rank else
-                           f"{option} applies to --rank; drop it or add --rank")
+    check_applies(given(ctx), rank)
     if rank:
         _rank(paths, metric, split, cost, out, fmt)
         return
     raise typer.Exit(_judge(paths, tolerance, rope, out, fmt, all_rows))
 
 
+def check_applies(named: set[str], rank: bool) -> None:
+    """An option given that does not apply (--rank's without it, or the others with it) is
+    refused, never ignored."""
+    asked = named & {"tolerance", "rope", "all_rows", "metric", "split", "cost"}
+    own = {"metric", "split", "cost"}  # --rank's; the others judge two runs
+    for name in sorted(asked - own if rank else asked & own):
+        option = "--all" if name == "all_rows" else f"--{name}"
+        raise DlbenchError(f"{option} does not apply to --rank; drop it" if rank else
+                           f"{option} applies to --rank; drop it or add --rank")
+
+
 def _judge(paths: list[Path], tolerance: str | None, rope: float | None, out: Path | None,
            fmt: str, all_rows: bool) -> int:
     """compare BASELINE CURRENT: the verdicts, their table and compare.csv -> the exit code."""
+    from dlbench.output import report
+
+    found, title, notes = judged(paths, tolerance, rope, out)
+    report.show_compare(found, title, notes, fmt, all_rows)
+    return 1 if regressed(found) else 0
+
+
+def regressed(found) -> bool:
+    """Whether a verdict says regressed (or missing): what makes `compare` exit 1."""
+    from dlbench.evaluate import compare as judge
+
+    return bool(found.verdict.isin(judge.FAILURES).any())
+
+
+def judged(paths: list[Path], tolerance: str | None, rope: float | None, out: Path | None):
+    """compare BASELINE CURRENT, nothing shown: (verdicts, title, notes); compare.csv in `out`
+    when given. What the command and the Python API share."""
     from dlbench import results
     from dlbench.evaluate import compare as judge
-    from dlbench.output import report
 
     if len(paths) != 2:
         raise DlbenchError(f"compare takes BASELINE CURRENT (2 paths), got {len(paths)}; "
                            "--rank compares more")
     if rope is not None and not (rope > 0 and math.isfinite(rope)):
         raise DlbenchError(f"--rope must be a positive number, got {rope:g}")
-    tolerances = judge.parse_tolerance(tolerance)
     results.check_out(out)
     base_path, now_path = paths
     baseline, current = judge.load(base_path), judge.load(now_path)
+    # after reading them: the user's metrics and their directions are in the runs' manifests
+    tolerances = judge.parse_tolerance(tolerance, judge.directions(baseline, current))
     notes = [f"regressed: shown worse than its tolerance, one-sided p < {judge.ALPHA} "
              "(non-inferiority; p is that test's, in the direction Δ points); units are the "
              "resampled splits (seeds averaged within each, corrected resampled t of Nadeau & "
@@ -96,29 +119,40 @@ def _judge(paths: list[Path], tolerance: str | None, rope: float | None, out: Pa
             results.write_run(out_dir, {"compare": found}, {
                 **record, "baseline": str(base_path), "current": str(now_path),
                 "rule": notes[0], **results.environment()})
-    report.show_compare(found, f"compare {base_path} → {now_path}", notes, fmt, all_rows)
-    return 1 if found.verdict.isin(judge.FAILURES).any() else 0
+    return found, f"compare {base_path} → {now_path}", notes
 
 
 def _rank(paths: list[Path], metric: str, split: str, cost: str | None, out: Path | None,
           fmt: str) -> None:
     """compare --rank: every input checked, then the ranking, its files and its table."""
+    from dlbench.output import report
+
+    ranked, title, _, out_dir = ranking_run(paths, metric, split, cost, out)
+    report.show_ranking(ranked, title, fmt)
+    typer.echo(f"results: {out_dir}", err=True)
+
+
+def ranking_run(paths: list[Path], metric: str, split: str, cost: str | None,
+                out: Path | None):
+    """compare --rank, nothing shown: (the ranking, its title, its tables, its directory).
+    What the command and the Python API share."""
     from dlbench import results
     from dlbench.evaluate import compare as judge
     from dlbench.evaluate import ranking
-    from dlbench.evaluate.metrics import METRICS
-    from dlbench.output import plots, report
+    from dlbench.output import plots
 
-    if metric not in METRICS:
-        raise DlbenchError(f"--metric: unknown metric '{metric}'; choose from: "
-                           f"{', '.join(METRICS.names())}")
     if cost is not None and cost not in ranking.COSTS:
         raise DlbenchError(f"--cost: unknown cost '{cost}'; choose one of: "
                            f"{', '.join(ranking.COSTS)}")
     results.check_out(out)
-    scores = ranking.score_table([judge.load(p) for p in paths], split, metric)
+    loaded = [judge.load(p) for p in paths]
+    known = judge.directions(*loaded)  # the built-ins, and the user's own the runs declare
+    if metric not in known:
+        raise DlbenchError(f"--metric: unknown metric '{metric}'; choose from: "
+                           f"{', '.join(known)}")
+    scores = ranking.score_table(loaded, split, metric)
     costs = ranking.cost_table(paths, cost) if cost is not None else None
-    ranked = ranking.rank(scores, metric)
+    ranked = ranking.rank(scores, metric, known[metric])
     title = f"{metric} on {split}, {len(scores)} problems"
     tables = {"ranks": ranking.ranks_table(ranked),
               "scores": scores.rename_axis("problem").reset_index()}
@@ -138,5 +172,4 @@ def _rank(paths: list[Path], metric: str, split: str, cost: str | None, out: Pat
         "paths": [str(p) for p in paths], "metric": metric, "split": split, "cost": cost}}
     with results.claimed(out, "rank", record) as out_dir:
         results.write_run(out_dir, tables, {**record, **results.environment()}, figures)
-    report.show_ranking(ranked, title, fmt)
-    typer.echo(f"results: {out_dir}", err=True)
+    return ranked, title, tables, out_dir

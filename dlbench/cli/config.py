@@ -20,6 +20,9 @@ FUNCTION_OPT = "sgd[lr=0.95],momentum[lr=0.1],adagrad[lr=1.5],adam[lr=0.3]"
 NETWORK_OPT = "sgd[lr=0.1],momentum[lr=0.01],adagrad[lr=0.01],rmsprop[lr=0.001],adam[lr=0.001]"
 MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "init",
                  "stochastic_depth", "dropconnect", "pool")
+# how --data (--dataset, --source, --target) names the user's own loader
+LOADER_HELP = ("write path/to/file.py:load or package.module:load, with its parameters in "
+               "brackets: file.py:load[n=500,noise=0.1]")
 FUNCTION_ONLY = ("steps", "start", "tol")
 # `optimize --function` takes these; any other option given with it is refused
 FUNCTION_OPTIONS = ("opt", "lr", "weight_decay", "schedule", "warmup", "function", *FUNCTION_ONLY,
@@ -55,7 +58,7 @@ def cv_config(options: Mapping[str, Any], given: Collection[str]):
         split=SplitConfig(o["protocol"], o["k"], o["repeats"], o["val_fraction"],
                           o["holdout_seeds"], o["stratify"], o["time_order"], o["seed"]),
         seeds=o["seeds"], test_fraction=o["test_fraction"],
-        metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
+        metrics=_metrics(o), allow_large=o["allow_large"])
 
 
 def optimize_config(options: Mapping[str, Any], given: Collection[str]):
@@ -96,7 +99,7 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
         seeds=o["seeds"], seed=o["seed"], val_fraction=o["val_fraction"],
         test_fraction=o["test_fraction"], stratify=o["stratify"],
         target=o["target_accuracy"], activations=o["init"] is not None,
-        metrics=_names("--metrics", o["metrics"]), margin=o["margin"],
+        metrics=_metrics(o), margin=o["margin"],
         allow_large=o["allow_large"])
 
 
@@ -126,7 +129,7 @@ def overfit_config(options: Mapping[str, Any], given: Collection[str]):
         train=_train(o, _one_optimizer(o, given, "overfit")), missing=_missing(o),
         features=_features(o), seeds=o["seeds"], seed=o["seed"],
         val_fraction=o["val_fraction"], test_fraction=o["test_fraction"],
-        stratify=o["stratify"], metrics=_names("--metrics", o["metrics"]),
+        stratify=o["stratify"], metrics=_metrics(o),
         allow_large=o["allow_large"])
 
 
@@ -161,7 +164,8 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
             raise DlbenchError("--preset quadrants takes two --target-size values: a small "
                                "and a large one, such as 25,1000")
     return TransferConfig(
-        source=DataSpec(o["source"]), target=DataSpec(o["target"]), model=model,
+        source=DataSpec(_dataset_name(o["source"], "--source")),
+        target=DataSpec(_dataset_name(o["target"], "--target")), model=model,
         strategies=_names("--strategy", o["strategy"]),
         target_sizes=_distinct("--target-size", _ints("--target-size", o["target_size"])),
         top=o["top"],
@@ -170,8 +174,9 @@ def transfer_config(options: Mapping[str, Any], given: Collection[str]):
         else str(o["source_checkpoint"]),
         train=_train(o, _one_optimizer(o, given, "transfer")), seeds=o["seeds"], seed=o["seed"],
         similarity=similarity,
-        different=None if o["different"] is None else DataSpec(o["different"]),
-        metrics=_names("--metrics", o["metrics"]), allow_large=o["allow_large"])
+        different=None if o["different"] is None
+        else DataSpec(_dataset_name(o["different"], "--different")),
+        metrics=_metrics(o), allow_large=o["allow_large"])
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -190,10 +195,37 @@ def _data(o: Mapping[str, Any], given: Collection[str]):
 
     if o["data"] is not None and "dataset" in given:
         raise DlbenchError("--data and --dataset both name the data; give one of them")
-    return DataSpec(None if o["data"] is not None else o["dataset"],
-                    None if o["data"] is None else str(o["data"]), o.get("target"),
-                    o.get("group"), o.get("time"), o.get("dedupe", False),
-                    missing=o.get("missing") is not None)
+    path = None if o["data"] is None else str(o["data"])
+    if path is not None and _loader(path):  # the user's loader: named as a built-in is
+        name, path = _dataset_name(path, "--data"), None
+    else:
+        name = None if path is not None else _dataset_name(o["dataset"], "--dataset")
+    return DataSpec(name, path, o.get("target"), o.get("group"), o.get("time"),
+                    o.get("dedupe", False), missing=o.get("missing") is not None)
+
+
+def _loader(path: str) -> bool:
+    """--data names the user's loader ('file.py:load[...]'), not a data file: a file of that
+    name (however odd) stays a file."""
+    from pathlib import Path
+
+    from dlbench import plugins
+
+    return plugins.is_reference(path) and not Path(path).expanduser().exists()
+
+
+def _dataset_name(text: str | None, option: str) -> str | None:
+    """A built-in dataset's name as given; the user's loader ('file.py:load[k=v]') with its
+    file's path resolved (the same loader from any directory), checked to be a function."""
+    from dlbench import grammar, plugins
+    from dlbench.data.datasets import KIND
+
+    if text is None or not plugins.is_reference(text):
+        return text
+    name, body = grammar.read_entry(text, option, LOADER_HELP)
+    reference = plugins.resolve(name, option)
+    plugins.get(reference, KIND)
+    return reference if body is None else f"{reference}[{body}]"
 
 
 def _train(o: Mapping[str, Any], optimizer):
@@ -227,6 +259,19 @@ def _models(o: Mapping[str, Any], given: Collection[str], names, depths, inits, 
                             o.get("pool", "max")))
         for name in names for widths in depths for init in inits for act in activations
         for bn in batchnorms))
+
+
+def _metrics(o: Mapping[str, Any]) -> tuple[str, ...]:
+    """--metrics: built-in names as given; the user's own ('file.py:name') with its file's
+    path resolved, checked to be a function that declares its direction."""
+    from dlbench import plugins
+    from dlbench.evaluate.metrics import plugged
+
+    names = tuple(plugins.resolve(name, "--metrics") if plugins.is_reference(name) else name
+                  for name in _names("--metrics", o["metrics"]))
+    for name in filter(plugins.is_reference, names):
+        plugged(name)
+    return _distinct("--metrics", names)
 
 
 def _one_optimizer(o: Mapping[str, Any], given: Collection[str], command: str = "cv"):

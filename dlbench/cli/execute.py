@@ -13,7 +13,8 @@ import contextlib
 import functools
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,67 +54,97 @@ def check_format(fmt: str, formats: tuple[str, ...] = ("table", "json")) -> None
         raise DlbenchError(f"unknown format '{fmt}'; choose one of: {', '.join(formats)}")
 
 
+def warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 def run_command(command: Command, ctx: typer.Context, chosen: Any) -> None:
     """`dlbench <command>`: options -> config -> its runner; then the files and the table."""
+    done = train(command, chosen, given(ctx))
+    try:
+        warn(done.result.warnings)
+        done.route.show(done.result, chosen.fmt)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after the run finished: its results are complete in "
+                          f"{done.out}") from None
+    typer.echo(f"results: {done.out}", err=True)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A training command's finished run, its files written, nothing shown yet."""
+
+    route: Route  # what ran it, and shows its summary (route.show)
+    result: Result  # the runner's result: its tables, its warnings after training
+    out: Path  # its results directory
+
+
+def train(command: Command, chosen: Any, named: Collection[str],
+          say: Callable[[list[str]], None] = warn, bar: bool = True,
+          hint: Callable[[Path], str] | None = None) -> Finished:
+    """Options -> config -> its runner -> its files, everything checked before anything
+    trains: the path the command line and the Python API share. `named`: the options the user
+    gave; `say`: where warnings before and during the run go; `bar`: a progress bar on a
+    terminal; `hint`: the command that finishes an interrupted run (default: this one)."""
     from dlbench import results
     from dlbench.cli.config import execution_config
     from dlbench.engine.execution import check_execution
 
     check_format(chosen.fmt)
-    built = command.build(values(chosen), given(ctx))
+    built = command.build(values(chosen), named)
     route = command.route(built)
     runner = route.module()
     results.check_out(chosen.out, chosen.resume)
     execution = execution_config(values(chosen)) if runner.TRAINS_CELLS else None
     warnings = check_execution(execution) if execution is not None else []
     plan = runner.prepare(built)
-    warn(warnings + plan.warnings)
-    with engine_for(execution, plan, command.name) as engine:
+    say(warnings + plan.warnings)
+    with engine_for(execution, plan.total_epochs, command.name, bar) as engine:
         result, out_dir = execute(command.name, route, runner, built, plan, chosen.out,
-                                  chosen.resume, engine, finish_hint(chosen.out))
-    try:
-        warn(result.warnings)
-        route.show(result, chosen.fmt)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after the run finished: its results are complete in "
-                          f"{out_dir}") from None
-    typer.echo(f"results: {out_dir}", err=True)
+                                  chosen.resume, engine, hint or finish_hint(chosen.out), say)
+    return Finished(route, result, out_dir)
 
 
 @contextlib.contextmanager
-def engine_for(execution, plan, description: str) -> Iterator[Any]:
-    """An Engine with a progress bar over the plan's member-epochs; None for a runner without
-    cells (`execution` None)."""
+def engine_for(execution, total: int, description: str, bar: bool = True) -> Iterator[Any]:
+    """An Engine with a progress bar over `total` member-epochs (`bar` False: none); None for
+    a runner without cells (`execution` None)."""
     from dlbench.engine.execution import Engine
     from dlbench.output.progress import progress_bar
 
     if execution is None:
         yield None
         return
-    with progress_bar(plan.total_epochs, description) as advance, \
+    if not bar:
+        with Engine(execution) as engine:
+            yield engine
+        return
+    with progress_bar(total, description) as advance, \
             Engine(execution, progress=advance) as engine:
         yield engine
 
 
 def execute(command: str, route: Route, runner: Runner, config, plan: Plan, out: Path | None,
-            resume: bool, engine, hint: Callable[[Path], str]) -> tuple[Result, Path]:
+            resume: bool, engine, hint: Callable[[Path], str],
+            say: Callable[[list[str]], None] = warn) -> tuple[Result, Path]:
     """Run a prepared plan into its claimed directory -> (result, the directory): through
     `engine`'s cells, or directly (`engine` None: paths on a function, a second's work with no
-    cells, no store, no executor)."""
+    cells, no store, no executor). `say`: where its warnings go."""
     from dlbench import results
 
     record = {"command": command, "config": config.record()}
-    with results.claimed(out, command, record, resume, lambda w: warn([w])) as out_dir:
+    with results.claimed(out, command, record, resume, lambda w: say([w])) as out_dir:
         if engine is None:
             result = runner.run(plan)
             _write(out_dir, command, route, config, result)
         else:
-            result = _train(out_dir, command, route, runner, config, plan, engine, hint)
+            result = _train(out_dir, command, route, runner, config, plan, engine, hint, say)
     return result, out_dir
 
 
 def _train(out_dir: Path, command: str, route: Route, runner: Runner, config, plan: Plan,
-           engine, hint: Callable[[Path], str]) -> Result:
+           engine, hint: Callable[[Path], str], say: Callable[[list[str]], None]) -> Result:
     """Train a plan's cells (the finished ones kept in the directory's store, the others
     trained by `engine`) and write its files. However it stops (Ctrl-C, SIGTERM, a killed
     worker, a full disk), one line says what was kept and how to finish."""
@@ -124,7 +155,7 @@ def _train(out_dir: Path, command: str, route: Route, runner: Runner, config, pl
     engine.use(store)
     try:
         result = runner.run(plan, engine)
-        warn(_rejected(store))
+        say(_rejected(store))
         _write(out_dir, command, route, config, result, {"execution": engine.config.record() | {
             "cells_trained": engine.trained, "cells_resumed": engine.resumed}})
     except (Interrupted, KeyboardInterrupt):
@@ -182,7 +213,3 @@ def _rejected(store) -> list[str]:
     return [f"{n} stored task file{'s' if n > 1 else ''} in {store.directory} not used "
             f"({'; '.join(reasons)}): trained again"]
 
-
-def warn(warnings: list[str]) -> None:
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)

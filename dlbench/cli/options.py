@@ -49,8 +49,10 @@ class DataOptions:
     # Built-in dataset (see `dlbench datasets`); a class subset like digits[0-4] or
     # digits[5,7,9]; parameters like mnist1d[n=12000] or digits[transform=inverted].
     dataset: str = "digits"
-    # Your data instead of --dataset: a .csv (with --target), a .npz with arrays X and y, or a
-    # directory of MNIST/Fashion-MNIST IDX files.
+    # Your data instead of --dataset: a .csv (with --target), a .npz with arrays X and y, a
+    # directory of MNIST/Fashion-MNIST IDX files, or your loader file.py:load[k=v,...]
+    # (package.module:load): load(**k) returns (X, y) or (X, y, X_test, y_test), X (n, d),
+    # (n, C, L) or (n, C, H, W); float y is regression, other y class labels.
     data: Path | None = None
     # CSV: the target column.
     target: str | None = flags(None, "--target", "--target-column")
@@ -155,7 +157,9 @@ class SplitOptions:
 class RunOptions:
     """Seeds, metrics, device and the size guard of every training command."""
 
-    # Comma-separated metrics (the first one ranks): {metrics}.
+    # Comma-separated metrics (the first one ranks): {metrics}. Your own: file.py:name, a
+    # function (y_true, probabilities (N, C) | predictions (N,)) -> float declaring
+    # name.greater_is_better = True or False.
     metrics: str | None = None
     # Seeds splits, initial weights, batch order and the bootstrap resamples.
     seed: int = 0

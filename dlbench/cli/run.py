@@ -9,7 +9,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +18,7 @@ import typer
 from typer.exceptions import TyperException
 
 from dlbench.cli.commands import COMMANDS, Route, values
-from dlbench.cli.execute import click_command, execute, given, warn
+from dlbench.cli.execute import click_command, engine_for, execute, given, warn
 from dlbench.cli.options import ExecutionOptions, help_template
 from dlbench.cli.suites import RESERVED
 from dlbench.engine.execution import DEFAULT_THREADS, Interrupted
@@ -49,17 +49,33 @@ def run_suite(
         threads: Annotated[int, _execution("threads")] = DEFAULT_THREADS) -> None:
     """Run a benchmark suite: every entry is checked first, then each runs into its own
     directory, keeping what already finished there."""
+    from dlbench.output import report
+
+    root, rows = suite_run(suite, out, timings, ctx.params)
+    columns = ["entry", "command", "done", "cells trained", *(["timings"] if timings else []),
+               "results"]
+    report.listing(f"suite {Path(suite).stem}", [{"timings": "", **r} for r in rows], columns,
+                   wrap=("results",))
+    typer.echo(f"results: {root}", err=True)
+
+
+def suite_run(suite: Path, out: Path | None, timings: int, options: dict[str, Any],
+              say: Callable[[list[str]], None] = warn, bar: bool = True,
+              again: list[str] | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """`dlbench run`, nothing shown -> (the suite's directory, a row per entry). `options`:
+    the executor's (workers, scheduler, dask_local, threads); `say`: where warnings go; `bar`:
+    a progress bar on a terminal; `again`: the arguments that finish it when interrupted
+    (default: this command line's). What the command and the Python API share."""
     from dlbench import results
     from dlbench.cli import suites
     from dlbench.cli.config import execution_config
     from dlbench.engine.execution import check_execution
-    from dlbench.output import report
 
     loaded = suites.load(suite)
     if timings < 0:
         raise DlbenchError(f"--timings must be 0 or more, got {timings}")
     results.check_out(out)  # a suite's directory holds entries' runs, not a run of its own
-    execution = execution_config(ctx.params)
+    execution = execution_config(options)
     warnings = check_execution(execution)
     root = out or results.default_out_dir(loaded.name)
     entries = [_prepared(entry, root / entry.name) for entry in loaded.entries]
@@ -67,18 +83,16 @@ def run_suite(
         root = results.new_dir(loaded.name)
         for e in entries:
             e.out = root / e.entry.name
-    warn(warnings + [f"{e.entry.name}: {w}" for e in entries for w in e.warnings])
+    say(warnings + [f"{e.entry.name}: {w}" for e in entries for w in e.warnings])
     _write_record(root, loaded)
-    again = [*sys.argv[1:], *(["--out", str(root)] if out is None else [])]
-    rows = _run_entries(entries, execution, loaded.name, root, f"dlbench {shlex.join(again)}")
+    again = [*(sys.argv[1:] if again is None else again),
+             *(["--out", str(root)] if out is None else [])]
+    rows = _run_entries(entries, execution, loaded.name, root, f"dlbench {shlex.join(again)}",
+                        say, bar)
     for e, row in zip(entries, rows, strict=True):  # after every result: timing only adds
         if timings and e.runner.TRAINS_CELLS:
             row["timings"] = _timed(e, timings, execution)
-    columns = ["entry", "command", "done", "cells trained", *(["timings"] if timings else []),
-               "results"]
-    report.listing(f"suite {loaded.name}", [{"timings": "", **r} for r in rows], columns,
-                   wrap=("results",))
-    typer.echo(f"results: {root}", err=True)
+    return root, rows
 
 
 def _write_record(root: Path, loaded) -> None:
@@ -96,21 +110,19 @@ def _write_record(root: Path, loaded) -> None:
 
 
 def _run_entries(entries: list[_Entry], execution, name: str, root: Path,
-                 hint: str) -> list[dict[str, Any]]:
+                 hint: str, say: Callable[[list[str]], None],
+                 bar: bool) -> list[dict[str, Any]]:
     """Every unfinished entry, in order, on one engine -> a row per entry (a rerun with
     `hint` resumes)."""
-    from dlbench.engine.execution import Engine
-    from dlbench.output.progress import progress_bar
-
     rows = []
     total = sum(e.plan.total_epochs for e in entries if e.plan is not None)
-    with progress_bar(total, name) as advance, \
-            Engine(execution, progress=advance) as engine, _suite_interrupted(root, hint):
+    with engine_for(execution, total, name, bar) as engine, \
+            _suite_interrupted(root, hint):
         for e in entries:
             if e.state != "finished":
                 _, e.out = execute(e.entry.command, e.route, e.runner, e.config,
                                    e.plan or e.runner.prepare(e.config), e.out,
-                                   e.state == "unfinished", engine, lambda _: hint)
+                                   e.state == "unfinished", engine, lambda _: hint, say)
             rows.append({"entry": e.entry.name, "command": e.entry.command,
                          "done": {"new": "trained", "unfinished": "resumed"}.get(
                              e.state, "already finished"),

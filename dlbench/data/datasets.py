@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import inspect
 import os
 import random
 import re
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from dlbench import plugins
 from dlbench.errors import DlbenchError
 from dlbench.grammar import format_value, read_params
 from dlbench.registry import Registry
@@ -125,10 +127,13 @@ def load_dataset(spec: DataSpec) -> Dataset:
         data, selector, params = load_file(spec), None, {}
     else:
         base, body = parse_name(spec.name)
-        info = DATASETS.get(base)
+        users = plugins.is_reference(base)  # the user's loader (plugins.py), not a built-in
+        info = plugged(base) if users else DATASETS.get(base)
         selector, params = split_brackets(body, info)
         own = {k: v for k, v in params.items() if k in info.params}
         data = info.load(**{**info.params, **own})
+        if users and not spec.missing and len(data.missing_features):  # as for CSV and NPZ
+            raise DlbenchError(_missing_message(f"X from {info.name}"))
     if spec.dedupe:
         data = drop_duplicates(data)
     if selector is not None:
@@ -136,7 +141,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
     if "transform" in params:
         data = transform(data, params["transform"])
     if params:
-        data = replace(data, name=_spelled(base, selector, params))
+        data = replace(data, name=_spelled(info.name, selector, params))
     return data
 
 
@@ -573,6 +578,123 @@ for _info in (
     DATASETS.add(_info)
 
 
+# ---------------------------------------------------------------- the user's own loader
+# `--data path/to/file.py:load[k=v,...]` (or package.module:load): a function called as
+# load(**k) that returns (X, y) or (X, y, X_test, y_test), arrays or array-likes (DataFrames,
+# Series, lists). Its arrays are read as an NPZ file's are (float y: regression; any other y:
+# class labels), except that X keeps its per-sample shape as torch does: (n, d) tabular,
+# (n, C, L) sequences, (n, C, H, W) images; a grayscale image is (n, 1, H, W). A fixed test
+# split's rows follow the others (as MNIST's t10k rows do). Its name in the DataSpec is the
+# resolved reference with its parameters, as a built-in's is, so plugins.record finds it.
+
+_PARTS = ("X", "y", "X_test", "y_test")
+_RETURNS = "return (X, y) or (X, y, X_test, y_test): arrays, DataFrames or lists"
+
+
+def _is_loader(obj: Any) -> bool:
+    return callable(obj) and not isinstance(obj, type)
+
+
+KIND = plugins.Kind("dataset", "--data", _is_loader,
+                    "a function load(**parameters) that returns (X, y) or "
+                    "(X, y, X_test, y_test)")
+
+
+def plugged(reference: str) -> DatasetInfo:
+    """The entry of a plugged loader, named by its resolved reference: its parameters and
+    their defaults are its signature's (None where it has none: the user gives it)."""
+    load = plugins.get(reference, KIND)
+    shown = plugins.short(reference)
+    try:
+        signature = inspect.signature(load).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: no parameters
+        signature = {}
+    params = {k: None if p.default is inspect.Parameter.empty else p.default
+              for k, p in signature.items() if p.kind in _NAMED}
+    required = {k for k, p in signature.items() if p.default is inspect.Parameter.empty}
+    return DatasetInfo(shown, (inspect.getdoc(load) or "").partition("\n")[0], "",
+                       functools.partial(_call_loader, shown, load, required), params)
+
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _call_loader(shown: str, load: Callable[..., Any], required: set[str], **params) -> Dataset:
+    """load(**params) -> its Dataset; what it raises is its own message, on one line. A
+    parameter without a default that the user did not give is left for the function to
+    miss (its message says which)."""
+    given = {k: v for k, v in params.items() if not (v is None and k in required)}
+    label = f"{shown}[{','.join(f'{k}={format_value(v)}' for k, v in given.items())}]" \
+        if given else shown
+    try:
+        returned = load(**given)
+    except Exception as e:  # the user's code may raise anything: say what, where
+        raise DlbenchError(f"--data {label}: {type(e).__name__}: {_one_line(e)}") from None
+    return _loaded(shown, label, returned)
+
+
+def _loaded(shown: str, label: str, returned: Any) -> Dataset:
+    """What a loader returned -> its Dataset; the fixed test rows, if any, last."""
+    if not isinstance(returned, tuple | list) or len(returned) not in (2, 4):
+        what = f"{len(returned)} values" if isinstance(returned, tuple | list) else \
+            f"a {type(returned).__name__}"
+        raise DlbenchError(f"--data {label} returned {what}; {_RETURNS}")
+    X, y, *test = (_part(a, part, label) for a, part in zip(returned, _PARTS, strict=False))
+    for features, target, part in ((X, y, ""), *([(*test, "_test")] if test else [])):
+        if len(features) == 0:
+            raise DlbenchError(f"--data {label}: X{part} has no rows; {_RETURNS}")
+        if len(features) != len(target):
+            raise DlbenchError(f"--data {label}: X{part} has {len(features)} rows but "
+                               f"y{part} {len(target)} values; return one target per row")
+    test_index = None
+    if test:
+        X, y, test_index = _with_test(X, y, *test, label)
+    if X.ndim not in (2, 3, 4):
+        raise DlbenchError(f"--data {label}: X must be (n, d), (n, C, L) or (n, C, H, W); "
+                           f"got {X.shape}")
+    data = _arrays_dataset(f"from {label}", shown, X, y,
+                           None if X.ndim == 2 else tuple(X.shape[1:]), missing=True)
+    return replace(data, test_index=test_index)
+
+
+def _part(value: Any, part: str, label: str) -> np.ndarray:
+    """One returned array-like as a numpy array; X numeric, y numbers or labels (text)."""
+    if hasattr(value, "select_dtypes") and part.startswith("X"):  # a DataFrame: name columns
+        numbers = set(value.select_dtypes(["number", "bool"]).columns)
+        text = [str(c) for c in value.columns if c not in numbers]
+        if text:
+            raise DlbenchError(f"--data {label}: {part} has non-numeric column(s) "
+                               f"{_name_list(text)}; encode them as numbers or drop them")
+    array = np.asarray(value)
+    if part.startswith("y"):
+        array = array.reshape(-1) if array.ndim == 2 and array.shape[1] == 1 else array
+        if not _numeric(array):
+            import pandas as pd
+
+            if pd.isna(array).any():
+                raise DlbenchError(f"--data {label}: {part} has missing labels; fill them or "
+                                   "drop those rows")
+            array = array.astype(str)
+    elif not _numeric(array):
+        raise DlbenchError(f"--data {label}: {part} is not numeric ({array.dtype}); encode "
+                           "it as numbers")
+    return array
+
+
+def _with_test(X, y, X_test, y_test, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test rows after the others, and their positions: a fixed test split."""
+    if X_test.shape[1:] != X.shape[1:]:
+        raise DlbenchError(f"--data {label}: X_test's rows are {X_test.shape[1:]} but X's "
+                           f"{X.shape[1:]}; return test rows of the same shape")
+    if np.issubdtype(y.dtype, np.floating) != np.issubdtype(y_test.dtype, np.floating):
+        raise DlbenchError(f"--data {label}: y is {y.dtype} but y_test {y_test.dtype}; return "
+                           "both as labels (classification) or both as floats (regression)")
+    if "U" in (y.dtype.kind, y_test.dtype.kind):  # labels as text on one side: both as text
+        y, y_test = y.astype(str), y_test.astype(str)
+    return (np.concatenate([X, X_test]), np.concatenate([y, y_test]),
+            np.arange(len(X), len(X) + len(X_test)))
+
+
 # ---------------------------------------------------------------- user files
 
 
@@ -736,29 +858,44 @@ def _load_npz(path: str, missing: bool = False) -> Dataset:
 
 def _npz_dataset(name: str, X: np.ndarray, y: np.ndarray, missing: bool = False) -> Dataset:
     """X (n, d) | (n, H, W) | (n, C, H, W), y (n,) -> a flattened Dataset."""
-    if X.ndim not in (2, 3, 4) or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+    if X.ndim not in (2, 3, 4) or not _numeric(X):
         raise DlbenchError(
             f"X in {name} must be numeric (n, d), (n, H, W) or (n, C, H, W); "
             f"got {X.dtype} {X.shape}"
         )
+    input_shape = {2: None, 3: (1, *X.shape[1:]), 4: tuple(X.shape[1:])}[X.ndim]
+    return _arrays_dataset(f"in {name}", name, X, y, input_shape, missing)
+
+
+def _numeric(X: np.ndarray) -> bool:
+    return np.issubdtype(X.dtype, np.number) or X.dtype == bool
+
+
+def _arrays_dataset(where: str, name: str, X: np.ndarray, y: np.ndarray,
+                    input_shape: tuple[int, ...] | None, missing: bool) -> Dataset:
+    """Numeric X (n, ...) and y (n,) -> a flattened Dataset: float y is regression, any other
+    y class labels (encoded as CSV targets are). `where` places the arrays in messages."""
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y  # accept a (n, 1) column
     if y.ndim != 1 or len(y) != len(X) or len(y) == 0:
         raise DlbenchError(
-            f"y in {name} must be 1-D with one value per row of X; X {X.shape}, y {y.shape}"
+            f"y {where} must be 1-D with one value per row of X; X {X.shape}, y {y.shape}"
         )
-    input_shape = {2: None, 3: (1, *X.shape[1:]), 4: tuple(X.shape[1:])}[X.ndim]
     flat = X.reshape(len(X), -1).astype(np.float32)  # (n, d)
     if np.isinf(flat).any():
-        raise DlbenchError(f"X in {name} has infinite values; replace them first")
+        raise DlbenchError(f"X {where} has infinite values; replace them first")
     if np.isnan(flat).any() and not missing:
-        raise DlbenchError(f"X in {name} has missing values (NaN); pass --missing zero, mean "
-                           "or median to fill them per training part, or replace them first")
+        raise DlbenchError(_missing_message(f"X {where}"))
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all():
-            raise DlbenchError(f"y in {name} has NaN or infinite values; replace them first")
+            raise DlbenchError(f"y {where} has NaN or infinite values; replace them first")
         return _regression(name, flat, y, input_shape=input_shape)
-    labels, classes = _encode_labels(y, f"y in {name}")
+    labels, classes = _encode_labels(y, f"y {where}")
     return _classification(name, flat, labels, classes, input_shape=input_shape)
+
+
+def _missing_message(what: str) -> str:
+    return (f"{what} has missing values (NaN); pass --missing zero, mean or median to fill "
+            "them per training part, or replace them first")
 
 
 # MNIST file stems; each may also appear with a dot ("train-images.idx3-ubyte") and/or ".gz"

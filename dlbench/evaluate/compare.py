@@ -44,7 +44,7 @@ from scipy import stats as sps
 
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import stats
-from dlbench.evaluate.metrics import METRICS
+from dlbench.evaluate.metrics import DIRECTION, METRICS
 from dlbench.evaluate.stats import Estimate
 from dlbench.evaluate.verdicts import STATUSES
 from dlbench.results import verify
@@ -81,6 +81,8 @@ class RunInfo:
     splits: dict[tuple[str, str], dict[str, Any]]  # (repeat, fold) as in scores.csv -> its
     #   split_record (n_train, n_test, rows); one-split runs: every record under ("", "")
     ordered: bool = False  # forward-chaining folds: not exchangeable, no Nadeau-Bengio
+    # the user's metrics its rows name ('mine.py:top2') -> greater is better, as declared
+    metrics: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def of(cls, manifest: dict[str, Any]) -> RunInfo:
@@ -89,10 +91,13 @@ class RunInfo:
         labelled = all("fold" in r for r in records)
         splits = {(str(r["repeat"]), str(r["fold"])): r for r in records} if labelled else \
             {("", ""): {"rows": "+".join(r["rows"] for r in records)}}
+        plugged = {p["metric"]: p[DIRECTION] for p in manifest.get("plugins", [])
+                   if isinstance(p, dict) and isinstance(p.get(DIRECTION), bool)
+                   and "metric" in p}
         return cls(manifest.get("command", ""), config,
                    manifest.get("dataset", {}).get("fingerprint"),
                    splits if records else {},
-                   bool(config.get("split", {}).get("time_order", False)))
+                   bool(config.get("split", {}).get("time_order", False)), plugged)
 
 
 @dataclass(frozen=True)
@@ -106,11 +111,30 @@ class Results:
     timings: dict[str, np.ndarray] = field(default_factory=dict)  # entry -> seconds per timing
 
 
-def parse_tolerance(text: str | None) -> dict[str, Tolerance]:
-    """'accuracy:-1%,loss:+5%' -> per metric; the sign must point the metric's worse way."""
+def directions(*sides: Results) -> dict[str, bool]:
+    """Every metric the sides can name -> whether greater is better: the built-ins, and the
+    user's own as each run's manifest declares them (two runs disagreeing are refused)."""
+    found = {m.name: m.greater_is_better for m in METRICS}
+    for side in sides:
+        for run in filter(None, side.runs.values()):
+            for name, greater in run.metrics.items():
+                if found.setdefault(name, greater) != greater:
+                    raise DlbenchError(f"metric {name} is better when it rises in one run and "
+                                       "when it falls in another: its files differ; compare "
+                                       "runs of the same metric")
+    return found
+
+
+def parse_tolerance(text: str | None, known: dict[str, bool] | None = None
+                    ) -> dict[str, Tolerance]:
+    """'accuracy:-1%,loss:+5%' -> per metric; the sign must point the metric's worse way.
+    `known`: the metrics that may be named, and their directions (default: the built-ins;
+    `directions` adds the user's own, 'mine.py:top2:-1%')."""
+    known = known or {m.name: m.greater_is_better for m in METRICS}
     found: dict[str, Tolerance] = {}
     for item in filter(None, (s.strip() for s in (text or "").split(","))):
-        match = re.fullmatch(r"([a-z0-9_]+):([+-])(\d+(?:\.\d*)?|\.\d+)(%?)", item)
+        match = re.fullmatch(r"([a-z0-9_]+|[^\s,:]+:[A-Za-z_]\w*):([+-])(\d+(?:\.\d*)?|\.\d+)(%?)",
+                             item)
         if match is None:
             raise DlbenchError(f"--tolerance '{item}': write METRIC:-N% or METRIC:+N (e.g. "
                                "accuracy:-1%,loss:+5%)")
@@ -123,10 +147,10 @@ def parse_tolerance(text: str | None) -> dict[str, Tolerance]:
                                    f"compared relatively; write {TIMING}:+{amount}%")
             found[name] = Tolerance(float(amount) / 100, True)
             continue
-        if name not in METRICS:
+        if name not in known:
             raise DlbenchError(f"--tolerance: unknown metric '{name}'; choose from: "
-                               f"{', '.join(METRICS.names())}, or {TIMING}")
-        worse = "-" if METRICS.get(name).greater_is_better else "+"
+                               f"{', '.join(known)}, or {TIMING}")
+        worse = "-" if known[name] else "+"
         if sign != worse:
             raise DlbenchError(f"--tolerance {item}: {name} is worse when it "
                                f"{'falls' if worse == '-' else 'rises'}; write {name}:{worse}"
@@ -156,6 +180,8 @@ def _results(path: Path, files: dict[str, Path]) -> Results:
     runs = {name: RunInfo.of(manifest) for name, file in files.items()
             if (manifest := _manifest(file, directory=file.name == "scores.csv"
                                       and path.is_dir())) is not None}
+    entries = {name: _scored(frame, runs[name].metrics if name in runs else {})
+               for name, frame in entries.items()}
     timings = {name: pd.read_csv(file.parent / "timings.csv")["seconds"].to_numpy(float)
                for name, file in files.items() if (file.parent / "timings.csv").exists()}
     return Results(path, entries, runs, timings)
@@ -200,7 +226,13 @@ def _read(path: Path) -> pd.DataFrame:
         frame = frame[frame.phase == "final"]  # --tune trials are not results
     if "model" in frame:
         frame = frame[frame.model != "chance"]  # the baseline every run carries
-    frame = frame[frame.metric.isin(METRICS.names())].copy()  # with a direction: known metrics
+    return frame
+
+
+def _scored(frame: pd.DataFrame, plugged: dict[str, bool]) -> pd.DataFrame:
+    """The rows of the metrics with a direction: the built-ins and the user's own (`plugged`,
+    from the run's manifest), their values as numbers."""
+    frame = frame[frame.metric.isin([*METRICS.names(), *plugged])].copy()
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")  # a diverged member: NaN
     return frame
 
@@ -265,10 +297,11 @@ def compare(baseline: Results, current: Results, tolerances: dict[str, Tolerance
             rope: float | None = None) -> pd.DataFrame:
     """One row per (entry, configuration, split, metric) of either side, with its verdict."""
     rows = []
+    greater = directions(baseline, current)
     for entry in sorted(baseline.entries.keys() | current.entries.keys()):
         base, now = baseline.entries.get(entry), current.entries.get(entry)
         sides = (baseline.runs.get(entry), current.runs.get(entry))
-        rows += _entry_rows(entry, base, now, sides, tolerances, rope)
+        rows += _entry_rows(entry, base, now, sides, tolerances, rope, greater)
     if TIMING in tolerances:
         rows += _timing_rows(baseline, current, tolerances[TIMING])
     if not rows:
@@ -283,8 +316,8 @@ def compare(baseline: Results, current: Results, tolerances: dict[str, Tolerance
 
 
 def _entry_rows(entry: str, base: pd.DataFrame | None, now: pd.DataFrame | None,
-                sides: tuple[RunInfo | None, RunInfo | None],
-                tolerances: dict[str, Tolerance], rope: float | None) -> list[dict[str, Any]]:
+                sides: tuple[RunInfo | None, RunInfo | None], tolerances: dict[str, Tolerance],
+                rope: float | None, greater: dict[str, bool]) -> list[dict[str, Any]]:
     frames = [f for f in (base, now) if f is not None]
     keys = [c for c in frames[0].columns if c not in (*MEMBER, *DROPPED)
             and all(c in f.columns for f in frames)]
@@ -303,7 +336,8 @@ def _entry_rows(entry: str, base: pd.DataFrame | None, now: pd.DataFrame | None,
                         | {"verdict": "missing" if c is None else "new"})
             continue
         tolerance = tolerances.get(config["metric"], Tolerance(DEFAULT_TOLERANCE, True))
-        rows.append(row | _judged(b, c, sides, identity, config["metric"], tolerance, rope))
+        rows.append(row | _judged(b, c, sides, identity, greater[config["metric"]], tolerance,
+                                  rope))
     return rows
 
 
@@ -398,10 +432,11 @@ def _difference(base: Units, now: Units) -> tuple[Estimate, str, set]:
 
 
 def _judged(base: pd.DataFrame, now: pd.DataFrame, sides: tuple, identity: bool,
-            metric: str, tolerance: Tolerance, rope: float | None) -> dict[str, Any]:
+            greater_is_better: bool, tolerance: Tolerance, rope: float | None
+            ) -> dict[str, Any]:
     units = _units(base, sides[0], identity), _units(now, sides[1], identity)
     estimate, pairing, unpartnered = _difference(*units)
-    better = 1.0 if METRICS.get(metric).greater_is_better else -1.0
+    better = 1.0 if greater_is_better else -1.0
     allowed = tolerance.allowed(units[0].estimate().mean)
     # one-sided against the tolerance: "regressed" = shown worse by more than it
     p_worse = estimate.p_value("less" if better > 0 else "greater", null=-better * allowed)

@@ -2,14 +2,27 @@
 
 Each metric also has a weighted form for the bootstrap over evaluation rows: given row counts W
 (B, n), entry b is the metric of the resample that repeats row i W[b, i] times, vectorised over B.
+
+The user's own metric, `--metrics path/to/file.py:name` (or package.module:name), is a function
+`name(y_true, proba_or_prediction) -> float`: classification gives it the class indices (N,)
+and the class probabilities (N, C), regression the targets (N,) and the predictions (N,). It
+declares its direction as scikit-learn's make_scorer names it, `name.greater_is_better = True`
+(or False); without it the metric is refused. It may declare the values it can take,
+`name.bounds = (0.0, 1.0)`, where its intervals are cut. It has no weighted form: each
+resample's rows are repeated and it is called on them (`_resampled`), which is what the
+weighted forms compute.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sklearn
@@ -17,6 +30,8 @@ from scipy.stats import rankdata
 from sklearn import metrics as skm
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
+from dlbench import plugins
+from dlbench.data.datasets import Dataset
 from dlbench.engine.predictions import Predictions
 from dlbench.errors import DlbenchError
 from dlbench.registry import Registry
@@ -427,17 +442,137 @@ def default_metrics(task: str) -> list[str]:
     return list(_DEFAULTS[task])
 
 
-def resolve_metrics(names: Sequence[str] | None, task: str) -> list[MetricInfo]:
-    """The metrics to score, in the order given; None (or empty) means the task's defaults."""
+def resolve_metrics(names: Sequence[str] | None, task: str,
+                    data: Dataset | None = None) -> list[MetricInfo]:
+    """The metrics to score, in the order given; None (or empty) means the task's defaults.
+    A plugged metric (a resolved reference) is tried on `data`'s chance predictions, so a
+    metric that fails says so before anything trains."""
     _check_task(task)
     valid = [m.name for m in METRICS if task in m.tasks]
     resolved: list[MetricInfo] = []
     for name in dict.fromkeys(names or default_metrics(task)):  # drop repeats, keep order
+        if plugins.is_reference(name):
+            resolved.append(plugged(name))
+            if resolved[-1].name in [m.name for m in resolved[:-1]]:  # rows would mix them
+                raise DlbenchError(f"--metrics: two metrics show as {resolved[-1].name}; "
+                                   "rename one of them")
+            if data is not None:
+                _try(resolved[-1], data)
+            continue
         if name not in valid:
             why = "does not apply to" if name in METRICS else "is not a metric for"
             raise DlbenchError(f"'{name}' {why} {task}; choose from: {', '.join(valid)}")
         resolved.append(METRICS.get(name))
     return resolved
+
+
+def metric_info(name: str) -> MetricInfo:
+    """A metric by the name its rows show: a built-in, or a plugged one this process resolved."""
+    return _plugged[name] if name in _plugged else METRICS.get(name)
+
+
+# --- the user's own metric (see the module's docstring) --------------------------------------
+
+DIRECTION = "greater_is_better"  # what a plugged metric declares, True or False
+
+
+def _is_metric(obj: Any) -> bool:
+    return callable(obj) and not isinstance(obj, type)
+
+
+KIND = plugins.Kind("metric", "--metrics", _is_metric,
+                    f"a function name(y_true, proba_or_prediction) -> float that declares "
+                    f"name.{DIRECTION} = True or False",
+                    recorded=lambda fn: {DIRECTION: getattr(fn, DIRECTION, None)})
+_plugged: dict[str, MetricInfo] = {}  # the plugged metrics resolved here, by their rows' name
+
+
+def plugged(reference: str) -> MetricInfo:
+    """The entry of a plugged metric, named by its resolved reference; its rows show its
+    file's name and its own ('mine.py:top2')."""
+    fn = plugins.get(reference, KIND)
+    shown = plugins.short(reference)
+    direction = getattr(fn, DIRECTION, None)
+    if not isinstance(direction, bool):
+        name = plugins.split(reference)[1]
+        raise DlbenchError(f"--metrics {shown} declares no direction: set {name}.{DIRECTION} "
+                           f"= True (higher is better) or False (lower is better) below its "
+                           f"definition")
+    _plugged[shown] = MetricInfo(
+        shown, CLASSIFICATION + REGRESSION, direction, functools.partial(_call, fn),
+        functools.partial(_resampled, fn), (inspect.getdoc(fn) or "").partition("\n")[0],
+        _bounds(fn, shown),
+        margin="1%")  # in units dlbench does not know: 1% of the best value
+    return _plugged[shown]
+
+
+def _bounds(fn: Callable[..., Any], shown: str) -> tuple[float, float]:
+    """The values a plugged metric declares it can take (`bounds`), or any."""
+    bounds = getattr(fn, "bounds", (-math.inf, math.inf))
+    try:
+        low, high = (float(_number(b)) for b in bounds)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not low < high:
+        raise DlbenchError(f"--metrics {shown}: bounds {bounds!r} is no range; declare "
+                           f"{plugins.split(shown)[1]}.bounds = (low, high), low < high, or "
+                           "drop it")
+    return low, high
+
+
+def _call(fn: Callable[..., Any], pred: Predictions) -> Any:
+    """fn(y_true, class probabilities (N, C) | predictions (N,))."""
+    return fn(pred.y_true, pred.y_pred if pred.proba is None else pred.proba)
+
+
+def _resampled(fn: Callable[..., Any], pred: Predictions, W: np.ndarray) -> np.ndarray:
+    """(B,) fn on each resample, its rows repeated as W (B, n) counts them; NaN where it
+    raises or gives no number (a diverged model's NaN probabilities, a resample of one
+    class): undefined, as for the built-ins."""
+    W = _counts(pred, W)
+    found = np.full(len(W), np.nan)
+    for b, counts in enumerate(W.astype(np.int64)):
+        rows = np.repeat(np.arange(len(counts)), counts)
+        drawn = Predictions(pred.y_true[rows], pred.y_pred[rows],
+                            None if pred.proba is None else pred.proba[rows], pred.n_classes,
+                            pred.y_scale)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an undefined case is NaN, not noise
+            try:
+                found[b] = _number(_call(fn, drawn))
+            except Exception:  # the user's code may raise anything: undefined here
+                continue
+    return found
+
+
+def _number(value: Any) -> float:
+    """A real number as float; anything else (text, None, an array of several) raises."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"returned {value!r} ({type(value).__name__}), not a number")
+    return float(value)
+
+
+def _try(metric: MetricInfo, data: Dataset) -> None:
+    """Call a plugged metric once on the chance predictor's predictions of every row, before
+    anything trains: one that raises or gives no number is refused, saying what it did."""
+    pred = chance_predictions(data.y, data.y, task=data.task, n_classes=data.n_classes)
+    given = (f"class indices (N,) and probabilities (N, {data.n_classes})"
+             if data.task == "classification" else "targets (N,) and predictions (N,)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = metric.fn(pred)
+    except Exception as e:  # the user's code may raise anything: say what, where
+        raise DlbenchError(f"--metrics {metric.name} raised {type(e).__name__}: "
+                           f"{' '.join(str(e).split())} when given {given} of {data.name}'s "
+                           "chance predictor; fix it") from None
+    try:
+        _number(value)
+    except TypeError as e:
+        raise DlbenchError(f"--metrics {metric.name} {e} when given {given} of {data.name}'s "
+                           "chance predictor; return a float") from None
 
 
 def score(pred: Predictions, metrics: Sequence[MetricInfo]) -> dict[str, float]:

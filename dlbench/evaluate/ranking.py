@@ -90,11 +90,15 @@ def _refuse_duplicate(seen: dict[str, str], key: str, name: str) -> None:
     seen[key] = name
 
 
-def rank(scores: pd.DataFrame, metric: str) -> Ranking:
-    """Ranks within each problem (1 = best; ties share the mean rank), then the tests."""
+def rank(scores: pd.DataFrame, metric: str, greater_is_better: bool | None = None) -> Ranking:
+    """Ranks within each problem (1 = best; ties share the mean rank), then the tests. The
+    direction: `greater_is_better` (a plugged metric's, from its runs' manifests), else the
+    built-in metric's."""
     import scikit_posthocs as sp
 
-    better = 1.0 if METRICS.get(metric).greater_is_better else -1.0
+    if greater_is_better is None:
+        greater_is_better = METRICS.get(metric).greater_is_better
+    better = 1.0 if greater_is_better else -1.0
     ranks = (-better * scores).rank(axis=1, method="average").mean()
     n, k = scores.shape
     friedman, nemenyi = (np.nan, np.nan), None

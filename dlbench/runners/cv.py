@@ -31,10 +31,10 @@ from dlbench.engine.trainer import check_config
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import stats, verdicts
 from dlbench.evaluate.metrics import (
-    METRICS,
     MetricInfo,
     Predictions,
     chance_predictions,
+    metric_info,
     resolve_metrics,
     score,
 )
@@ -118,7 +118,7 @@ class CVResult:
 def prepare(config: CVConfig) -> Plan:
     dataset = load_dataset(config.data)
     _check(config, dataset)
-    metrics = resolve_metrics(list(config.metrics), dataset.task)
+    metrics = resolve_metrics(list(config.metrics), dataset.task, dataset)
     s = config.split
     dev, test = dev_and_test(dataset, config.test_fraction, seed=s.seed, stratify=s.stratify,
                              time_order=s.time_order)
@@ -292,7 +292,7 @@ def summarize(scores: pd.DataFrame, plan: Plan, results: list[MemberResult],
         if split != "test":  # the refit on train+val (repeat -1) is no unit of the k-fold estimate
             group = group[group["repeat"] != NA]
         units = group.groupby(["model", "repeat", "fold"])["value"].mean()
-        info = METRICS.get(metric)
+        info = metric_info(metric)
         ours, base = units.get(model), units.get(CHANCE)
         estimate, diff, unit = _estimates(plan, split, info, ours, base, one_split.get(split))
         rows.append(_summary_row(split, info, estimate, diff, unit, ours, base,

@@ -119,7 +119,7 @@ def prepare(config: OptimizeConfig) -> Plan:
     _check(config, dataset)
     entries = grid(replace(config, lr_grid=()))  # each --opt entry once, at its own rate
     check_cells(entries, dataset)  # every --lr-grid rate was checked when it was parsed
-    metrics = resolve_metrics(list(config.metrics), dataset.task)
+    metrics = resolve_metrics(list(config.metrics), dataset.task, dataset)
     margin = verdicts.parse_margin(config.margin or metrics[0].margin)
     members = _members(config, dataset)
     # with --tune, --lr-grid gives only the range searched: one cell per entry to tune

@@ -132,7 +132,7 @@ def prepare(config: OverfitConfig) -> Plan:
     sizes.check_count(models, config.train.epochs, config.allow_large)
     dataset = load_dataset(config.data)
     _check(config, dataset)
-    metrics = resolve_metrics(list(config.metrics), dataset.task)
+    metrics = resolve_metrics(list(config.metrics), dataset.task, dataset)
     split = holdout(dataset, seed=config.seed, val_fraction=config.val_fraction,
                     test_fraction=config.test_fraction, stratify=config.stratify)
     rows = config.train_rows

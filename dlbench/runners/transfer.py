@@ -182,7 +182,7 @@ def prepare(config: TransferConfig) -> Plan:
     layers = _layers(config.model, source)
     datasets = [(label, load_dataset(spec)) for label, spec in config.targets()]
     _check(config, source, [d for _, d in datasets])
-    metrics = resolve_metrics(list(config.metrics), "classification")
+    metrics = resolve_metrics(list(config.metrics), "classification", datasets[0][1])
     topped = [s for s in config.strategies if s in ("finetune-top", "probe-early")]
     below = len(layers.positions) - 1  # pretrained weight layers below the head
     if topped and config.top > below:  # below >= 1: only a --top the user gave gets here
