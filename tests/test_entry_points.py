@@ -37,7 +37,31 @@ sgd = lion_pkg.opt:Lion
 
 [dlbench.regularizers]
 l2plugged = lion_pkg.regs
+
+[dlbench.datasets]
+twoblobs = lion_pkg.extras:two_blobs
+
+[dlbench.metrics]
+hits = lion_pkg.extras:hits
 """
+EXTRAS = '''
+import numpy as np
+
+
+def two_blobs(n: int = 60):
+    """Two Gaussian blobs in 4 features."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 2
+    return rng.normal(size=(n, 4)) + 2.0 * y[:, None], y
+
+
+def hits(y_true, proba):
+    """The number of rows predicted right."""
+    return float((np.asarray(proba).argmax(1) == y_true).sum())
+
+
+hits.greater_is_better = True
+'''
 CV = ["cv", "--dataset", "iris", "--epochs", "2", "--hidden", "8", "--k", "2"]
 OPTIMIZE = ["optimize", "--dataset", "iris", "--epochs", "2", "--hidden", "8", "--seeds", "2"]
 
@@ -59,6 +83,7 @@ def site(tmp_path, monkeypatch, registries) -> Path:
     (package / "__init__.py").write_text("")
     (package / "opt.py").write_text(OPT)
     (package / "regs.py").write_text(REGS.format(name="l2plugged"))
+    (package / "extras.py").write_text(EXTRAS)
     info = root / "lion_bench-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lion-bench\nVersion: 1.2.3\n")
@@ -101,6 +126,17 @@ def test_cv_trains_an_entry_point_optimizer_and_the_listing_shows_it(site, tmp_p
     [sgd_line] = [line for line in listed.splitlines()
                   if line.startswith("sgd ") and "lion" in line]
     assert "built-in of this name wins" in sgd_line
+
+
+def test_dataset_and_metric_entry_points_read_as_their_references(site, tmp_path):
+    out = tmp_path / "out"
+    _run("cv", "--dataset", "twoblobs[n=40]", "--metrics", "hits,accuracy", "--epochs", "1",
+         "--hidden", "8", "--k", "2", "--out", out)
+    scores = pd.read_csv(out / "scores.csv")
+    assert {"lion_pkg.extras:hits", "accuracy"} <= set(scores["metric"])
+    records = json.loads((out / "manifest.json").read_text())["plugins"]
+    assert {(r.get("dataset") or r.get("metric"), r["version"]) for r in records} == {
+        ("lion_pkg.extras:two_blobs", "1.2.3"), ("lion_pkg.extras:hits", "1.2.3")}
 
 
 def test_a_regularizer_entry_point_names_a_module_that_adds_it(site):
