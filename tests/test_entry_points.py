@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, invoke
+from cli_helpers import (
+    EXECUTOR_IDS,
+    EXECUTORS,
+    assert_scores_as_inline,
+    assert_usage_error,
+    invoke,
+)
 from test_contract import NormalizedSGD
 
 from dlbench import plugins
@@ -191,19 +197,10 @@ def test_a_plugin_adds_an_entry_whose_file_is_in_the_manifest_and_the_keys(plugi
     assert (execution["cells_trained"], execution["cells_resumed"]) == (1, 1)  # sgd kept
 
 
-@pytest.mark.parametrize("executor", [["--workers", "2"], ["--dask-local", "2"]],
-                         ids=["pool", "dask"])
+@pytest.mark.parametrize("executor", EXECUTORS, ids=EXECUTOR_IDS)
 def test_workers_import_the_plugin_and_score_as_inline(plugin, tmp_path, executor):
     """Spawned workers know no plugin's entries until their task's pins import it."""
-    if "--dask-local" in executor:
-        pytest.importorskip("distributed", reason="Dask's distributed is not installed: "
-                                                  "pip install 'dlbench[dask]' (make test does)")
-    args = [*CV, "--plugin", plugin, "--opt", "normsgd"]
-    _run(*args, "--out", tmp_path / "inline")
-    _run(*args, "--out", tmp_path / "elsewhere", *executor)
-    inline, elsewhere = (pd.read_csv(tmp_path / d / "scores.csv")
-                         for d in ("inline", "elsewhere"))
-    pd.testing.assert_frame_equal(inline, elsewhere, rtol=1e-5, atol=1e-6)
+    assert_scores_as_inline([*CV, "--plugin", plugin, "--opt", "normsgd"], tmp_path, executor)
 
 
 def test_check_imports_a_plugin_and_checks_its_entry(plugin):
