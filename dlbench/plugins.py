@@ -9,6 +9,31 @@ optimizer: engine/stepper.py) unless it declares the class attribute `elementwis
 weight updated from its own gradient history only), nor full batch unless it declares
 `full_batch = True` (its step takes a closure over the whole training set).
 
+Installed packages: an entry point in one of the groups of GROUPS names what a registry name
+stands for, e.g. `[project.entry-points."dlbench.optimizers"] lion = "lion_pkg.opt:Lion"`: then
+`--opt lion` reads as `--opt lion_pkg.opt:Lion` (Registry.lookup; a built-in name wins). An entry
+point that names a module without ':Name' is a plugin module (below), imported when its name is
+first asked for: it must add an entry of that name itself. That is how a regularizer is plugged
+(`dlbench.regularizers`: `mine = "pkg.regs"`, whose import calls REGULARIZERS.add), since a
+regularizer is an entry of a registry, not one object. Nothing is imported to find an entry
+point, so `dlbench --help` stays quick.
+
+Plugin modules (`--plugin path/to/file.py` or `--plugin package.module`, repeatable; a suite's
+`plugins = [...]`; an entry point naming a module) add entries through the registries' own
+API, exactly as the built-ins do, and the entries are then names like any other:
+
+    from dlbench.optim.optimizers import OPTIMIZERS, OptimInfo
+    OPTIMIZERS.add(OptimInfo("mine", MyOptimizer, elementwise=False, test_lr=0.01))
+    # likewise MODELS.add(ModelInfo(...)) from dlbench.nn.models, REGULARIZERS.add(...) from
+    # dlbench.engine.regularizers, METRICS.add(...) from dlbench.evaluate.metrics,
+    # DATASETS.add(...) from dlbench.data.datasets; each entry's fields are documented there
+
+A name a plugin adds records where it came from (Registry.add calls `adding`): a config that
+names it carries the plugin's sha256 (a file) or package version into its cells' keys and the
+manifest (`named_in`, `record`), so an edited plugin retrains on --resume, and a worker imports
+the plugin before it trains (`pins`, `pin`). Importing the same plugin again after its file
+changed replaces its own entries; a name that is already taken is refused.
+
 A file is imported under a module name made of its resolved path and the sha256 of its bytes
 (two files of one stem never clash) and registered in sys.modules, so pickles and dataclasses
 of it resolve; a package module is imported as usual. Each is loaded once per process, and a
@@ -34,6 +59,10 @@ from typing import Any
 
 from dlbench.errors import DlbenchError
 
+# the entry-point group that plugs each registry's entries, by the registry's kind
+GROUPS = {"optimizer": "dlbench.optimizers", "model": "dlbench.models",
+          "dataset": "dlbench.datasets", "metric": "dlbench.metrics",
+          "regularizer": "dlbench.regularizers"}
 FLAGS = ("elementwise", "full_batch")  # the class attributes a plugged optimizer may declare
 OBJECT = "python."  # where a registered Python object lives: 'python.<digest>:Name'
 
@@ -60,6 +89,11 @@ class Loaded:
 def is_reference(name: str) -> bool:
     """'where:Name' names a plugged optimizer; registry names hold no ':'."""
     return ":" in name
+
+
+def is_plugged(name: str) -> bool:
+    """A user's entry: a reference, or a registry name a plugin module added."""
+    return is_reference(name) or name in _added
 
 
 def split(reference: str) -> tuple[str, str]:
@@ -135,8 +169,25 @@ _current: dict[str, Loaded] = {}  # each file as this process's run planned or p
 
 def refresh() -> None:
     """Forget which content of each file is current: a new command reads its files afresh
-    (an edit between two runs in one process is seen; one during a run is not used)."""
+    (an edit between two runs in one process is seen; one during a run is not used), and which
+    entry points are installed."""
     _current.clear()
+    entry_points.cache_clear()
+
+
+@functools.cache
+def entry_points(kind: str) -> dict[str, metadata.EntryPoint]:
+    """The installed entry points of a registry kind's group (GROUPS), by name: read from the
+    installed distributions' metadata, nothing imported."""
+    group = GROUPS.get(kind)
+    return {} if group is None else {ep.name: ep for ep in metadata.entry_points(group=group)}
+
+
+def entry_point(kind: str, name: str) -> str | None:
+    """What an installed entry point named `name` stands for: 'module:Name' (a reference), or
+    'module' (a plugin module that adds the entry itself); None when none is installed."""
+    found = entry_points(kind).get(name)
+    return None if found is None else found.value.replace(" ", "")
 
 
 def load(where: str, option: str = "--opt") -> Loaded:
@@ -200,12 +251,24 @@ def _load_module(where: str, option: str = "--opt") -> Loaded:
 def _import(where: str) -> Loaded:
     module = importlib.import_module(where)
     package = where.partition(".")[0]
-    try:
-        version = metadata.version(package)
-    except metadata.PackageNotFoundError:
-        version = None
+    version = _version(package)
     return Loaded(module, f"{package}=={version}",
                   (("module", where), ("package", package), ("version", version)))
+
+
+def _version(package: str) -> str | None:
+    """An importable package's installed version: its distribution's of the same name, else
+    that of the distribution that provides it (a dist 'lion-bench' may install 'lion_pkg')."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        pass
+    for dist in metadata.packages_distributions().get(package, []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def pin(where: str, digest: str, obj: Any = None) -> None:
@@ -216,9 +279,13 @@ def pin(where: str, digest: str, obj: Any = None) -> None:
         if where not in _objects:
             register(obj, digest)
         return
-    if load(where).digest == digest:
-        return
-    found = _read(where) if is_file(where) else load(where)
+    _loading.append(where)  # a plugin module's entries may come again from its edited file
+    try:
+        if load(where).digest == digest:
+            return
+        found = _read(where) if is_file(where) else load(where)
+    finally:
+        _loading.pop()
     if found.digest != digest:
         raise DlbenchError(f"{where} changed while the run was under way ({digest[:12]} then, "
                            f"{found.digest[:12]} now); run again")
@@ -230,6 +297,7 @@ def pins(references: list[str]) -> tuple[tuple[str, str, Any], ...]:
     among `references`: what a worker checks before it trains (`pin`). A registered object
     travels with the task, pickled by reference (its module must import in the worker)."""
     found = {split(r) for r in references if is_reference(r)}
+    found |= {(_added[r][1], "") for r in references if r in _added}
     return tuple((where, load(where).digest,
                   getattr(load(where).module, name) if where.startswith(OBJECT) else None)
                  for where, name in sorted(found))
@@ -240,6 +308,43 @@ def offered(module: ModuleType, kind: Kind) -> dict[str, Any]:
     return {name: obj for name, obj in vars(module).items()
             if not name.startswith("_") and kind.accepts(obj)
             and getattr(obj, "__module__", None) == module.__name__}
+
+
+# --- plugin modules: `--plugin MODULE_OR_FILE` (the module docstring) ---------------------------
+
+_loading: list[str] = []  # the plugin modules being imported now, innermost last
+_added: dict[str, tuple[str, str]] = {}  # a name a plugin added: (registry kind, its `where`)
+
+
+def use(spec: str, option: str = "--plugin") -> str:
+    """Import a plugin module (`package.module`) or file (`path/to/file.py`) so that the
+    entries it adds are there -> where it is (a resolved path, or the module name)."""
+    if is_file(spec):
+        path = Path(spec).expanduser().resolve()
+        if not path.is_file():
+            raise DlbenchError(f"{option} {spec}: no such file {path}; give a Python file or "
+                               "an importable package.module")
+        where = str(path)
+    elif all(part.isidentifier() for part in spec.split(".")):
+        where = spec
+    else:
+        raise DlbenchError(f"{option} '{spec}': write path/to/file.py or package.module")
+    _loading.append(where)
+    try:
+        load(where, option)
+    finally:
+        _loading.pop()
+    return where
+
+
+def adding(kind: str, name: str) -> bool:
+    """Registry.add's note of a new entry -> whether it may replace an entry of that name (the
+    same plugin's, imported again after its file changed)."""
+    if not _loading:
+        return False
+    again = _added.get(name, ("", ""))[1] == _loading[-1]
+    _added[name] = (kind, _loading[-1])
+    return again
 
 
 _named: dict[str, Kind] = {}  # each reference `get` resolved in this process: its kind
@@ -271,7 +376,7 @@ def named_in(*objects: Any) -> list[str]:
     def walk(x: Any) -> None:
         if isinstance(x, str):
             bare = _WITH_PARAMETERS.sub(r"\1", x)
-            if bare in _named:
+            if bare in _named or bare in _added:
                 found[bare] = None
         elif dataclasses.is_dataclass(x) and not isinstance(x, type):
             for f in dataclasses.fields(x):
@@ -293,7 +398,11 @@ _WITH_PARAMETERS = re.compile(r"^(.*:[A-Za-z_][A-Za-z0-9_]*)\[[^\[\]]*\]$")  # '
 def provenance(reference: str) -> dict[str, Any]:
     """A plugged object's origin: its kind and name, and its file with its sha256, its
     package with its version, or a Python object's source digest; then what its kind records
-    of it (`Kind.recorded`)."""
+    of it (`Kind.recorded`). A registry name a plugin module added: its kind and name, and the
+    plugin's origin."""
+    if reference in _added:
+        registry, where = _added[reference]
+        return {registry: reference, **dict(load(where).provenance)}
     kind = _named[reference]
     where, name = split(reference)
     loaded = load(where)

@@ -15,6 +15,7 @@ DROPCONNECT_KEY = 1_000_151  # a member's dropped weights from its seed
 FRACTIONAL_POOL_KEY = 1_000_159  # a member's pooling regions from its seed
 AUGMENT_KEY = 1_000_171  # a member's augmentation draws from its seed
 TARGET_SAMPLE_KEY = 1_000_177  # transfer's target training rows from the run seed
+OPTIMIZER_KEY = 1_000_187  # the global RNGs a member's own optimizer draws from (stepper.py)
 
 
 def derive_seed(*keys: int) -> int:

@@ -74,3 +74,23 @@ def stop_after_config(monkeypatch, *runners) -> list:
     for runner in runners:
         monkeypatch.setattr(runner, "prepare", prepare)
     return configs
+
+
+EXECUTORS = [["--workers", "2"], ["--dask-local", "2"]]  # pool and Dask workers
+EXECUTOR_IDS = ["pool", "dask"]
+
+
+def assert_scores_as_inline(args: list, tmp_path: Path, executor: list[str]) -> None:
+    """A run's scores on other workers (EXECUTORS) equal the same run's in this process."""
+    import pandas as pd
+    import pytest
+
+    if "--dask-local" in executor:
+        pytest.importorskip("distributed", reason="Dask's distributed is not installed: "
+                                                  "pip install 'dlbench[dask]' (make test does)")
+    for where, extra in (("inline", []), ("elsewhere", executor)):
+        result = invoke(*args, "--out", tmp_path / where, *extra)
+        assert result.exit_code == 0, f"{result.output}{result.exception!r}"
+    inline, elsewhere = (pd.read_csv(tmp_path / d / "scores.csv")
+                         for d in ("inline", "elsewhere"))
+    pd.testing.assert_frame_equal(inline, elsewhere, rtol=1e-5, atol=1e-6)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,15 +31,24 @@ from torch import nn
 
 from dlbench.data.augment import augment_batch
 from dlbench.data.augment import generators as augment_generators
-from dlbench.data.datasets import Dataset
 from dlbench.data.preprocess import fit_affine
 from dlbench.engine import trainer
+from dlbench.engine.contract import (  # the contract's core, shared with `dlbench check`
+    BATCH,
+    EPOCHS,
+    Case,
+    assert_same_member,
+    check_stacking,
+    halved_lr,
+    make_data,
+    make_members,
+)
 from dlbench.engine.losses import LOSSES
 from dlbench.engine.members import Member, MemberResult, TrainConfig, epoch_order, model_shape
 from dlbench.engine.regimens import Regimen
 from dlbench.engine.regularizers import REGULARIZERS, parse_regularizers
 from dlbench.engine.stepper import trains_alone, wants_closure
-from dlbench.engine.trainer import plan_stacks, train, train_grid
+from dlbench.engine.trainer import plan_stacks, train
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import (
     ACTIVATIONS,
@@ -57,17 +66,10 @@ from dlbench.nn.plugged import PLUGGED_KEY
 from dlbench.optim.optimizers import OPTIMIZERS, OptimInfo, OptimSpec
 from dlbench.seeding import derive_seed
 
-# Member 0 alone and in a stack run the same float32 operations on the same numbers, batched
-# differently (bmm over 1 or 4 members): rounding may differ in the last bits and grows a little
-# over the steps, so a tolerance, never bit-equality.
-STACK_TOL = {"rtol": 1e-5, "atol": 1e-6}
 # The plain loop computes x·Wᵀ with F.linear where the stack uses baddbmm on W stored
 # transposed, and (full batch) sums its rows in another order: float32 rounding of
 # a different summation, through an optimizer that may divide by small second moments.
 PLAIN_TOL = {"rtol": 1e-4, "atol": 1e-5}
-ROWS, FEATURES, CLASSES = 80, 6, 3
-BATCH = 16  # members of 40 and 39 training rows both take 3 steps an epoch: one stack
-EPOCHS = 2
 REG_EPOCHS = 5  # snapshot's default n=5 takes a cycle of at least one epoch per snapshot
 IMAGES = (1, 8, 8)  # regularizers: shaped data, so tta and augment's shifts apply
 # The optimizers' model: convex, so full-batch second-order steps are well-posed (a Newton step
@@ -75,43 +77,6 @@ IMAGES = (1, 8, 8)  # regularizers: shaped data, so tta and augment's shifts app
 # the weights within two steps), and 21 parameters keep Newton's Hessian cheap. Stacked
 # weights of every layer kind are swept with the models.
 OPTIMIZER_MODEL = ModelSpec("linear")
-
-
-def make_data(input_shape: tuple[int, ...] | None = None, seed: int = 0) -> Dataset:
-    """ROWS rows, 3 classes that the first features separate, badly scaled (so the
-    preprocessing matters); flat features shaped `input_shape` (None: a table of FEATURES)."""
-    d = math.prod(input_shape) if input_shape else FEATURES
-    rng = np.random.default_rng(seed)
-    X = (rng.normal(size=(ROWS, d)) * rng.uniform(0.5, 5, d) + rng.normal(size=d))
-    y = (X[:, :CLASSES] + rng.normal(size=(ROWS, CLASSES))).argmax(1)
-    return Dataset("contract", X.astype(np.float32), y.astype(np.int64), "classification",
-                   classes=tuple(str(c) for c in range(CLASSES)), input_shape=input_shape)
-
-
-def make_members() -> list[Member]:
-    """Member 0: 40 training rows; member 1: 39 other ones (a short last batch each, padded
-    differently in the stack), each with 20 validation rows and a seed of its own."""
-    members = []
-    for i, n in enumerate((40, 39)):
-        rows = np.random.default_rng(10 + i).permutation(ROWS)
-        members.append(Member({"i": i}, seed=100 + i, train=np.sort(rows[:n]),
-                              evals={"val": np.sort(rows[n:n + 20])}))
-    return members
-
-
-@dataclass(frozen=True)
-class Case:
-    """One swept entry as the contract trains it."""
-
-    data: Dataset  # tiny, of the shape the entry needs
-    spec: ModelSpec  # the model member 0 trains
-    config: TrainConfig  # member 0's training
-    other: TrainConfig  # two neighbours' training in the shared stack (other hyperparameters)
-
-
-def halved_lr(config: TrainConfig) -> TrainConfig:
-    """Other hyperparameters that every optimizer has: half the learning rate."""
-    return replace(config, optimizer=replace(config.optimizer, lr=config.optimizer.lr / 2))
 
 
 def adam(epochs: int = EPOCHS) -> TrainConfig:
@@ -176,30 +141,6 @@ def tiny_spec(info: ModelInfo, **fields) -> ModelSpec:
 
 
 # --- the check ---------------------------------------------------------------------------------
-
-
-def check_stacking(case: Case) -> MemberResult:
-    """Member 0 alone against member 0 in a stack of four (AssertionError naming the first
-    difference) -> member 0's result alone."""
-    members = make_members()
-    if not trains_alone(case.config.optimizer):  # else each member trains alone: the contract
-        assert len(plan_stacks(members, [case.config, case.other])) == 1, "not one stack"
-    [alone] = train(case.data, case.spec, case.config, members[:1])
-    stacked = train_grid(case.data, case.spec, [case.config, case.other], members)[0][0]
-    assert_same_member(alone, stacked)
-    return alone
-
-
-def assert_same_member(a: MemberResult, b: MemberResult) -> None:
-    assert (a.status, a.best_epoch, a.stopped_epoch) == (b.status, b.best_epoch, b.stopped_epoch)
-    assert [c[:3] for c in a.curves] == [c[:3] for c in b.curves]
-    np.testing.assert_allclose([c[3] for c in a.curves], [c[3] for c in b.curves],
-                               err_msg="curves", **STACK_TOL)
-    for name, value in a.weights.items():
-        np.testing.assert_allclose(value, b.weights[name], err_msg=name, **STACK_TOL)
-    for split, pred in a.predictions.items():
-        np.testing.assert_allclose(pred.proba, b.predictions[split].proba,
-                                   err_msg=f"{split} probabilities", **STACK_TOL)
 
 
 def check_plain(case: Case, result: MemberResult) -> None:
@@ -489,7 +430,7 @@ def test_an_optimizer_neither_elementwise_nor_full_batch_is_listed_and_sized_as_
     register(OPTIMIZERS, OptimInfo("normalized-sgd", NormalizedSGD, test_lr=0.05))
     listed = {}
     monkeypatch.setattr(report, "listing", lambda title, rows, *a, **k: listed.update(
-        {row["name"]: row["stacked"] for row in rows}))
+        {row["name"]: row["stacked"] for row in rows} if title == "optimizers" else {}))
     listings.optimizers()
     assert (listed["normalized-sgd"], listed["sgd"], listed["lbfgs"]) == (
         "yes, per member", "yes", "alone, full batch")
@@ -516,3 +457,71 @@ def test_an_entry_that_cannot_be_swept_says_what_it_must_declare(register):
     images = register(MODELS, replace(MODELS.get("cnn2d"), name="cnn2d-bare", test_input=None))
     with pytest.raises(pytest.fail.Exception, match="needs image data.*test_input"):
         model_case(images)
+
+
+class ClosureSGD(NormalizedSGD):
+    """Its step asks for a closure (as SAM's does) and calls it once."""
+
+    def step(self, closure):
+        with torch.enable_grad():
+            closure()
+        return super().step()
+
+
+def closure_sgd(params, lr: float = 0.1):
+    """A factory: its class shows only once it is called."""
+    return ClosureSGD(params, lr)
+
+
+@pytest.mark.parametrize("cls, label, alone, leaves", [
+    (torch.optim.SGD, "yes", False, False),  # elementwise (sgd's entry says so)
+    (NormalizedSGD, "yes, per member", False, True),
+    (ClosureSGD, "alone", True, True),
+    (closure_sgd, "alone", True, True),  # a factory: an instance says it asks for a closure
+    (torch.optim.LBFGS, "alone, full batch", True, False),
+])
+def test_one_stacking_rule_for_the_trainer_the_planner_and_the_listing(
+        register, monkeypatch, cls, label, alone, leaves):
+    from dlbench.cli import listings
+    from dlbench.engine.stepper import stacking
+    from dlbench.output import report
+
+    info = register(OPTIMIZERS, OptimInfo("probe", cls, elementwise=cls is torch.optim.SGD,
+                                          full_batch=cls is torch.optim.LBFGS, test_lr=0.05))
+    spec = OptimSpec(info.name, 0.05)
+    listed = {}
+    monkeypatch.setattr(report, "listing", lambda title, rows, *a, **k: listed.update(
+        {row["name"]: row["stacked"] for row in rows} if title == "optimizers" else {}))
+    listings.optimizers()
+    assert listed["probe"] == label
+    assert (stacking(spec).alone, stacking(spec).leaves, trains_alone(spec)) == (
+        alone, leaves, alone)
+    config = TrainConfig(spec, epochs=EPOCHS, batch_size=BATCH)
+    stacks = plan_stacks(make_members(), [config, halved_lr(config)])
+    assert len(stacks) == (4 if alone else 1)
+
+
+class NoisySGD(NormalizedSGD):
+    """Gradient noise drawn from torch's and numpy's global generators (as PSGD Kron draws its
+    preconditioner updates): in a stack, neighbours' draws would shift member 0's."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for p in (p for group in self.param_groups for p in group["params"]):
+            p.grad.add_(0.1 * torch.randn_like(p) + 0.1 * float(np.random.random()))
+        return super().step()
+
+
+def test_an_optimizer_drawing_from_the_global_generators_draws_its_members_own(register):
+    """Member 0 draws the same numbers alone and in a stack (check_stacking), run after run
+    whatever the global state was, and the global generators are left as they were."""
+    case = optimizer_case(register(OPTIMIZERS, OptimInfo("noisy", NoisySGD, test_lr=0.05)))
+    torch.manual_seed(1)
+    np.random.seed(1)
+    before = torch.get_rng_state(), np.random.get_state()[1].copy()
+    first = check_stacking(case)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    np.testing.assert_array_equal(np.random.get_state()[1], before[1])
+    torch.manual_seed(2)
+    np.random.seed(2)
+    assert_same_member(first, check_stacking(case))

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import assert_suite_entry_as_command_line, assert_usage_error, invoke
+from cli_helpers import (
+    EXECUTOR_IDS,
+    EXECUTORS,
+    assert_scores_as_inline,
+    assert_suite_entry_as_command_line,
+    assert_usage_error,
+    invoke,
+)
 
 PLUGIN = '''
 import torch
@@ -84,18 +91,10 @@ def test_a_subclass_of_sgd_scores_as_sgd_does(plugin, tmp_path):
     pd.testing.assert_series_equal(by["opts.py:plain"], by["sgd"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("executor", [["--workers", "2"], ["--dask-local", "2"]],
-                         ids=["pool", "dask"])
+@pytest.mark.parametrize("executor", EXECUTORS, ids=EXECUTOR_IDS)
 def test_workers_load_the_file_themselves_and_score_as_inline(plugin, tmp_path, executor):
-    if "--dask-local" in executor:
-        pytest.importorskip("distributed", reason="Dask's distributed is not installed: "
-                                                  "pip install 'dlbench[dask]' (make test does)")
     entries = f"{plugin}:SignSGD[lr=0.05],{plugin}:plain"
-    _run(*OPTIMIZE, "--opt", entries, "--out", tmp_path / "inline")
-    _run(*OPTIMIZE, "--opt", entries, "--out", tmp_path / "elsewhere", *executor)
-    inline, elsewhere = (pd.read_csv(tmp_path / d / "scores.csv")
-                         for d in ("inline", "elsewhere"))
-    pd.testing.assert_frame_equal(inline, elsewhere, rtol=1e-5, atol=1e-6)
+    assert_scores_as_inline([*OPTIMIZE, "--opt", entries], tmp_path, executor)
 
 
 def test_an_edited_file_retrains_its_cells_on_resume(plugin, tmp_path):

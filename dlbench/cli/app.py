@@ -2,7 +2,8 @@
 
 The training commands (cv, optimize, overfit, transfer) are generated from the command table
 (cli/commands.py) and their options dataclasses (cli/options.py); the others live in a module
-each: run (suites), compare, page (`dlbench report`), listings. torch and the runners are
+each: run (suites), compare, check (the exactness contract), page (`dlbench report`),
+listings. torch and the runners are
 imported inside the commands, so `dlbench --help` stays instant.
 """
 
@@ -16,7 +17,7 @@ import typer.core
 from typer.exceptions import Abort, TyperException
 
 from dlbench import __version__, plugins
-from dlbench.cli import compare, listings, page, run
+from dlbench.cli import check, compare, listings, page, run
 from dlbench.cli.commands import COMMANDS
 from dlbench.cli.execute import register
 from dlbench.engine.execution import Interrupted, Stopped
@@ -82,6 +83,7 @@ for _command in COMMANDS.values():  # cv, optimize, overfit, transfer: one table
 app.command(name="report")(page.report_page)
 app.command(name="run")(run.run_suite)
 app.command()(compare.compare)
+app.command()(check.check)
 for _listing in (listings.optimizers, listings.datasets, listings.regularizers,
                  listings.models):
     app.command()(_listing)

@@ -230,9 +230,13 @@ def _dataset_name(text: str | None, option: str) -> str | None:
     """A built-in dataset's name as given; the user's loader ('file.py:load[k=v]') with its
     file's path resolved (the same loader from any directory), checked to be a function."""
     from dlbench import grammar, plugins
-    from dlbench.data.datasets import KIND
+    from dlbench.data.datasets import DATASETS, KIND
 
-    if text is None or not plugins.is_reference(text):
+    if text is None:
+        return text
+    base = text.partition("[")[0].strip()  # an installed entry point's name: its loader
+    text = DATASETS.lookup(base) + text[text.index(base) + len(base):]
+    if not plugins.is_reference(text):
         return text
     name, body = grammar.read_entry(text, option, LOADER_HELP)
     reference = plugins.resolve(name, option)
@@ -298,10 +302,11 @@ def _metrics(o: Mapping[str, Any]) -> tuple[str, ...]:
     """--metrics: built-in names as given; the user's own ('file.py:name') with its file's
     path resolved, checked to be a function that declares its direction."""
     from dlbench import plugins
-    from dlbench.evaluate.metrics import plugged
+    from dlbench.evaluate.metrics import METRICS, plugged
 
+    found = [METRICS.lookup(name) for name in _names("--metrics", o["metrics"])]  # entry points
     names = tuple(plugins.resolve(name, "--metrics") if plugins.is_reference(name) else name
-                  for name in _names("--metrics", o["metrics"]))
+                  for name in found)
     for name in filter(plugins.is_reference, names):
         plugged(name)
     return _distinct("--metrics", names)

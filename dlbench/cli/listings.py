@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from dlbench import plugins
 from dlbench.plugins import short as shown
 
 FromFile = Annotated[str | None, typer.Option(
@@ -26,19 +27,49 @@ def optimizers(source: FromFile = None) -> None:
              "description": o.description} for o in found]
     listing("optimizers", rows, ["name", "class", "defaults", "stacked", "description"],
             wrap=("defaults", "stacked", "description"))
+    if source is None:
+        installed(OPTIMIZERS)
+        _collection(OPTIMIZERS)
+
+
+def installed(registry) -> None:
+    """The installed entry points of a registry's group (plugins.GROUPS), read from the
+    packages' metadata (none is imported); one a built-in shadows says so."""
+    from dlbench.output.report import listing
+
+    found = plugins.entry_points(registry.kind)
+    if not found:
+        return
+    rows = [{"name": name, "names": ep.value,
+             "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?",
+             "note": "unused: the built-in of this name wins" if name in registry else ""}
+            for name, ep in sorted(found.items())]
+    listing(f"installed entry points ({plugins.GROUPS[registry.kind]})", rows,
+            ["name", "names", "package", "note"], wrap=("names", "note"))
+
+
+def _collection(registry) -> None:
+    """pytorch-optimizer's names, compact, when it is installed."""
+    from dlbench.optim import collection
+    from dlbench.output.report import listing
+
+    if not collection.installed():
+        return
+    names = collection.names()
+    shadowed = [n for n in names if n in registry or plugins.entry_point(registry.kind, n)]
+    rows = [{"names": ", ".join(n for n in names if n not in shadowed),
+             "stacked": "per member, or alone if its step asks for a closure",
+             "not reachable": ", ".join(shadowed) + " (a built-in or an entry point wins)"}]
+    listing(f"pytorch-optimizer {collection.version()} (--opt NAME)", rows,
+            ["names", "stacked", "not reachable"], wrap=("names", "stacked", "not reachable"))
 
 
 def _stacking(info) -> str:
-    """How an optimizer trains: stacked (on the stacked tensors, or on each member's leaf views),
-    or each member alone (full batch, or a step that re-evaluates a closure)."""
-    from dlbench.engine.stepper import wants_closure
+    """How an optimizer trains (engine/stepper.py's one rule, `stacking`)."""
+    from dlbench.engine.stepper import entry_stacking
 
-    if info.elementwise:
-        return "yes"
-    if info.full_batch:
-        return "alone, full batch"
-    closure = isinstance(info.cls, type) and wants_closure(info.cls)
-    return "alone" if closure else "yes, per member"
+    found = entry_stacking(info)
+    return "per member, or alone if it asks for a closure" if found is None else found.label
 
 
 def datasets() -> None:
@@ -51,6 +82,7 @@ def datasets() -> None:
         row["task"] = f"{row['classes']} classes" if row["classes"] else row["task"]
         row["test"] = "fixed" if row["fixed_test"] else "—"
     listing("datasets", rows, ["name", "samples", "features", "task", "test", "description"])
+    installed(DATASETS)
 
 
 def regularizers() -> None:
@@ -64,6 +96,7 @@ def regularizers() -> None:
              "description": r.description} for r in REGULARIZERS]
     listing("regularizers", rows, ["name", "defaults", "description"],
             wrap=("defaults", "description"))
+    installed(REGULARIZERS)
 
 
 ModelsFrom = Annotated[str | None, typer.Option(
@@ -81,3 +114,4 @@ def models(source: ModelsFrom = None) -> None:
             for m in (MODELS if source is None else offered(source))]
     listing("models", rows, ["name", "tasks", "options", "description"],
             wrap=("tasks", "options", "description"))
+    installed(MODELS)

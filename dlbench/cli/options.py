@@ -169,6 +169,17 @@ class RunOptions:
     device: str = "auto"
     # Run even when the size estimate says it cannot fit in memory or would take hours.
     allow_large: bool = flags(False, "--allow-large")
+    # Import a module (package.module) or file (path/to/file.py) that adds entries to the
+    # registries (OPTIMIZERS.add(...), see dlbench/plugins.py) first; repeatable.
+    plugin: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # here, at the boundary every caller passes (command line, suite entry, Python API):
+        # the entries a plugin adds exist before any option naming them is parsed
+        from dlbench import plugins
+
+        for where in self.plugin or ():
+            plugins.use(where)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ without the dashes (`target-size = "25,100"`, `stratify = false` for `--no-strat
 an option given several times: `hidden = ["8", "8,8,8"]`). This module reads the file's shape;
 the options themselves are parsed and checked by the command's own code (the CLI's parser, then
 config.py), exactly as on a command line, before anything runs.
+
+`plugins = ["mine.py", "package.module"]` at the top imports plugin modules (dlbench/plugins.py)
+before any entry is read, a file's path relative to the suite file; an entry may also name its
+own (`plugin = "..."`, as --plugin).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlbench import plugins
 from dlbench.cli.commands import COMMANDS
 from dlbench.errors import DlbenchError
 
@@ -61,16 +66,31 @@ def load(path: Path) -> Suite:
                            "benchmarks/smoke.toml") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise DlbenchError(f"suite {path}: {e}") from None
-    unknown = sorted(set(data) - {"description", "entry"})
+    unknown = sorted(set(data) - {"description", "plugins", "entry"})
     if unknown:
         raise DlbenchError(f"suite {path}: unknown key '{unknown[0]}'; a suite has a "
-                           "description and [entry.NAME] tables")
+                           "description, plugins and [entry.NAME] tables")
+    _use_plugins(path, data.get("plugins", []))
     entries = data.get("entry")
     if not isinstance(entries, dict) or not entries:
         raise DlbenchError(f"suite {path} has no entries; add [entry.NAME] tables with a "
                            "command and its options")
     return Suite(path, str(data.get("description", "")),
                  tuple(_entry(path, name, table) for name, table in entries.items()))
+
+
+def _use_plugins(path: Path, found: Any) -> None:
+    """`plugins = ["mine.py", "package.module"]`: imported before any entry is read (as
+    --plugin does for one command); a file's path is relative to the suite's directory."""
+    if isinstance(found, str) or not isinstance(found, list) or \
+            not all(isinstance(p, str) for p in found):
+        raise DlbenchError(f"suite {path}: plugins is a list of modules or files in quotes, "
+                           'e.g. plugins = ["mine.py"]')
+    for where in found:
+        try:
+            plugins.use(str(path.parent / where) if plugins.is_file(where) else where)
+        except DlbenchError as e:
+            raise DlbenchError(f"suite {path}: {e}") from None
 
 
 def _entry(path: Path, name: str, table: Any) -> Entry:

@@ -78,7 +78,7 @@ class _Run:
         self.hooks = build_hooks(stack, [c.regimen for c in configs])
         self.step = Stepper(list(self.model.named_parameters()), self.groups, self.steps,
                             self.config.epochs, weight_norm_dims(self.model), self.hooks,
-                            sync=device.type == "cuda")
+                            sync=device.type == "cuda", seeds=[m.seed for m in self.members])
         self.kind = loss_kind(self.config, spec, dataset)
         self.curves: list[Curve] = [[] for _ in self.members]
         self.costs: list[list[Cost]] = [[] for _ in self.members]

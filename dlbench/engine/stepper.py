@@ -15,6 +15,12 @@ draw its neighbours' dropout masks too; alone, the closure is the member's own. 
 with callable `train()` and `eval()` methods (schedule-free) is switched to eval before every
 evaluation and prediction, and back to train before training.
 
+An optimizer that draws random numbers (PSGD Kron's preconditioner updates, a random initial
+state) draws them from torch's and numpy's global generators. A member's own optimizer (leaf
+views, or a member alone) steps with those generators set to a stream of its own, derived from
+the member's seed (seeding.OPTIMIZER_KEY) and carried from step to step, and then restored: its
+draws are the same alone and in any stack, run after run, and no one else's draws move.
+
 An optimizer's own weight_decay (`--weight-decay`, adamw's default) follows the weight-decay
 convention of regimens.py: its parameter group of weights takes it, every other parameter
 (biases, batch-norm) is a group with weight_decay 0.
@@ -30,42 +36,86 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
+from dlbench import plugins
 from dlbench.engine import regimens
 from dlbench.engine.members import Member, TrainConfig
 from dlbench.engine.regimens import Hook
 from dlbench.errors import DlbenchError
+from dlbench.optim import collection
 from dlbench.optim.optimizers import OptimInfo, OptimSpec, build_optimizer, step
 from dlbench.optim.schedules import build_scheduler
+from dlbench.seeding import OPTIMIZER_KEY, derive_seed
 
 Named = list[tuple[str, torch.Tensor]]  # (name, tensor) pairs, the model's order
 
 
-def per_member(info: OptimInfo) -> bool:
-    """Whether an optimizer steps each member's own leaf views (see the module docstring):
-    neither elementwise (which steps the stacked slices) nor full batch (which trains alone)."""
-    return not info.elementwise and not info.full_batch
+@dataclass(frozen=True)
+class Stacking:
+    """How an optimizer's members train: the one rule that the trainer, the task planner, the
+    cost estimate and `dlbench optimizers` all read (`stacking`)."""
+
+    label: str  # what `dlbench optimizers` shows in its "stacked" column
+    alone: bool  # each member trains in a stack of its own
+    leaves: bool  # each member's optimizer steps its own leaf views (never the stacked tensors)
+    means: str  # the same in words, for `dlbench check`
+
+
+# elementwise: one optimizer steps the stacked slices
+STACKED = Stacking("yes", False, False, "stacked, one optimizer on the stacked tensors")
+LEAVES = Stacking("yes, per member", False, True,  # any other minibatch optimizer
+                  "stacked, an optimizer per member on its leaf views")
+# a minibatch step that re-evaluates a closure (SAM): in a stack the closure would be the whole
+# stack's objective, so alone, still over its leaf views
+CLOSURE = Stacking("alone", True, True, "each member alone: its step re-evaluates a closure")
+FULL_BATCH = Stacking("alone, full batch", True, False,  # owns the whole tensors
+                      "each member alone: full batch")
+
+
+def stacking(spec: OptimSpec) -> Stacking:
+    """How `spec`'s members train: full batch (declared), else elementwise (declared), else
+    per member on leaf views, alone when its step asks for a closure — which the class says,
+    or (a plugged factory shows its class only when called) an instance built for `spec`."""
+    info = spec.info
+    if info.full_batch:
+        return FULL_BATCH
+    if info.elementwise:
+        return STACKED
+    cls = info.cls if isinstance(info.cls, type) else _built_class(spec)
+    return CLOSURE if wants_closure(cls) else LEAVES
+
+
+@functools.cache
+def _built_class(spec: OptimSpec) -> type:
+    return type(build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))]))
+
+
+def entry_stacking(info: OptimInfo) -> Stacking | None:
+    """`stacking` of an entry at its defaults (listings); None for a factory that cannot be
+    built at its defaults (no default lr): its instance would tell."""
+    lr = info.signature_defaults().get("lr")
+    if not isinstance(info.cls, type) and not isinstance(lr, int | float):
+        return None
+    try:
+        return stacking(OptimSpec(info.name, float(lr or 1e-3)))
+    except Exception:  # the user's factory may raise anything at its defaults: not known
+        return None
 
 
 def wants_closure(opt: torch.optim.Optimizer | type[torch.optim.Optimizer]) -> bool:
     """A minibatch optimizer (or its class) asks for a closure by a `closure` parameter without
-    a default."""
+    a default (or, in pytorch-optimizer, by raising its NoClosureError without one)."""
     cls = opt if isinstance(opt, type) else type(opt)
     found = inspect.signature(cls.step).parameters.get("closure")
-    return found is not None and found.default is inspect.Parameter.empty
+    return (found is not None and found.default is inspect.Parameter.empty) or \
+        collection.asks_closure(cls)
 
 
-@functools.cache
 def trains_alone(spec: OptimSpec) -> bool:
-    """Whether each member of this optimizer trains in a stack of its own: full batch, or (not
-    elementwise and) asking for a closure, which an instance on one probe parameter says (a
-    plugged factory shows its class only when called)."""
-    info = spec.info
-    if info.full_batch:
-        return True
-    return not info.elementwise and wants_closure(
-        build_optimizer(spec, [torch.nn.Parameter(torch.zeros(1))]))
+    """Whether each member of this optimizer trains in a stack of its own (`stacking`)."""
+    return stacking(spec).alone
 
 
 def config_groups(pairs: list[tuple[TrainConfig, Member]]) -> list[tuple[TrainConfig, slice]]:
@@ -93,6 +143,10 @@ class Group:
     config: int  # its config's index among the stack's config groups
     name: str  # its optimizer as result rows show it, for errors
     closure: bool  # a per-member optimizer whose step needs a closure
+    # one member's optimizer: its own state of the global generators it may draw from (None:
+    # several members' optimizer, or the point of minimize)
+    rng: Rng | None = None
+    plugged: bool = False  # the user's optimizer (plugins.is_plugged): its errors are one line
     checked: bool = False  # its views were found to share the stack's storage after a step
 
 
@@ -114,9 +168,11 @@ class Stepper:
 
     def __init__(self, named: Named, groups: list[tuple[TrainConfig, slice]],
                  steps_per_epoch: int, epochs: int, weights: dict[str, tuple[int, ...]],
-                 hooks: Sequence[Hook] = (), sync: bool = False, stacked: bool = True):
+                 hooks: Sequence[Hook] = (), sync: bool = False, stacked: bool = True,
+                 seeds: Sequence[int] = ()):
         """`weights`: the decayed weights' names -> a unit's incoming axes (regimens.py);
-        `stacked`: the tensors have the stack axis (minimize's point has none)."""
+        `stacked`: the tensors have the stack axis (minimize's point has none); `seeds`: the
+        members' seeds along it (their optimizers' own random streams)."""
         self.params, self.hooks = [p for _, p in named], hooks
         self.closure = groups[0][0].optimizer.info.full_batch
         self.evals = 0  # gradient evaluations so far, per member
@@ -134,6 +190,9 @@ class Stepper:
                                            steps_per_epoch=steps_per_epoch, epochs=epochs))
                        for c, (config, rows) in enumerate(groups)
                        for at in (_parts(config, rows, shared) if stacked else [None])]
+        for group in self.groups:  # one member's optimizer: a stream of its own
+            if seeds and group.rows.stop - (group.rows.start or 0) == 1:
+                group.rng = Rng(derive_seed(seeds[group.rows.start or 0], OPTIMIZER_KEY))
 
     def _group(self, named: Named, where: tuple[int, slice], config: TrainConfig,
                at: slice | int | None, weights: dict[str, tuple[int, ...]],
@@ -159,7 +218,8 @@ class Stepper:
         return Group(opt, scheduler(opt), slice(at, at + 1) if isinstance(at, int) else rows,
                      slice(None) if at is None else at, views, decayed, c,
                      config.optimizer.shown,
-                     isinstance(at, int) and wants_closure(opt))
+                     isinstance(at, int) and wants_closure(opt),
+                     plugged=plugins.is_plugged(config.optimizer.name))
 
     def __call__(self, objective: Callable[[], torch.Tensor]) -> None:
         if self.closure:
@@ -210,6 +270,10 @@ class Stepper:
     def _switch(self, evaluating: bool) -> None:
         if evaluating == self._evaluating:
             return  # a switch is not idempotent for every optimizer: only real changes call it
+        if evaluating and not self.evals:
+            # before the first step the weights are the initial ones in either mode, and some
+            # eval() read state that only a step creates (pytorch-optimizer's SPlus)
+            return
         self._evaluating = evaluating
         for group in self.groups:
             train, evaluate = getattr(group.opt, "train", None), getattr(group.opt, "eval", None)
@@ -219,7 +283,18 @@ class Stepper:
     def _step(self, group: Group, closure: Callable[[], torch.Tensor] | None = None) -> None:
         for hook in self.hooks:
             hook.before_step(group)
-        step(group.opt, closure)
+        try:
+            if group.rng is None:
+                step(group.opt, closure)
+            else:
+                with group.rng:
+                    step(group.opt, closure)
+        except Exception as e:  # the user's optimizer may need what no stack gives: say so
+            if not group.plugged or isinstance(e, DlbenchError):
+                raise
+            raise DlbenchError(f"optimizer {group.name} failed in its step: "
+                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                               "; it cannot train here as given") from None
         for hook in self.hooks:
             hook.after_step(group)
         if group.scheduler is not None:
@@ -245,10 +320,48 @@ class Stepper:
         return time.perf_counter()
 
 
+class Rng:
+    """A member's own state of the global generators (torch's CPU and current CUDA device's,
+    numpy's): `with rng:` makes it current, and on leaving keeps where it got to and puts the
+    others' state back."""
+
+    def __init__(self, seed: int):
+        with torch.random.fork_rng(devices=_cuda()):
+            torch.manual_seed(seed)
+            self.torch = torch.get_rng_state()
+            self.cuda = torch.cuda.get_rng_state() if _cuda() else None
+        self.numpy = np.random.RandomState(seed).get_state()
+        self._saved: tuple[Any, Any, Any] | None = None
+
+    def __enter__(self) -> None:
+        self._saved = (torch.get_rng_state(), torch.cuda.get_rng_state() if _cuda() else None,
+                       np.random.get_state())
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda)
+        np.random.set_state(self.numpy)
+
+    def __exit__(self, *exc: object) -> None:
+        self.torch, self.numpy = torch.get_rng_state(), np.random.get_state()
+        if self.cuda is not None:
+            self.cuda = torch.cuda.get_rng_state()
+        saved_torch, saved_cuda, saved_numpy = self._saved
+        torch.set_rng_state(saved_torch)
+        if saved_cuda is not None:
+            torch.cuda.set_rng_state(saved_cuda)
+        np.random.set_state(saved_numpy)
+
+
+def _cuda() -> list[int]:
+    """The CUDA device whose generator an optimizer's CUDA tensors draw from (none on CPU);
+    asked without initialising CUDA where it was not."""
+    return [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+
+
 def _parts(config: TrainConfig, rows: slice, shared: bool) -> list[slice | int | None]:
     """What each of a config's optimizer groups steps: every member alone for a per-member
     optimizer, else its members' slices, or the whole tensors (None) when it is alone."""
-    if per_member(config.optimizer.info):
+    if stacking(config.optimizer).leaves:
         return list(range(rows.start, rows.stop))
     return [rows] if shared else [None]
 

@@ -23,6 +23,7 @@ import torch
 from dlbench import grammar, plugins
 from dlbench.errors import DlbenchError
 from dlbench.grammar import format_value
+from dlbench.optim import collection
 from dlbench.registry import Registry
 
 # constructor arguments that choose an implementation, not a hyperparameter
@@ -163,6 +164,7 @@ for _info in (
                           f"of at most {NEWTON_MAX_PARAMS} parameters"),
 ):
     OPTIMIZERS.add(_info)
+OPTIMIZERS.collections.append(collection.reference)  # after the entry points, built-ins first
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ def entry_keys(text: str) -> list[set[str]]:
 
 def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> OptimSpec:
     name, body = grammar.read_entry(entry, "--opt", _HELP)
+    name = OPTIMIZERS.lookup(name)  # an installed entry point's or collection's name too
     info = plugged(plugins.resolve(name)) if plugins.is_reference(name) else OPTIMIZERS.get(name)
     shown = plugins.short(info.name)
     allowed = info.signature_defaults()
@@ -275,7 +278,8 @@ def build_optimizer(spec: OptimSpec, params: Iterable[torch.nn.Parameter]
                     ) -> torch.optim.Optimizer:
     _without_dynamo()
     kwargs = spec.kwargs()
-    if "fused" in inspect.signature(spec.info.cls).parameters:
+    if "fused" in inspect.signature(spec.info.cls).parameters and \
+            not plugins.is_plugged(spec.name):  # a user's class: its own default implementation
         kwargs["fused"] = True  # one kernel per step instead of one per tensor
     return spec.info.cls(params, **kwargs)
 
