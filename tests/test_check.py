@@ -86,3 +86,12 @@ def test_the_verdict_names_the_first_difference():
     assert verdict.line().startswith("NOT exact: member 0 alone differs from member 0 in a "
                                      "stack of 4 beyond rtol 1e-05, atol 1e-06: curves:")
     assert "2x the members per second together" in verdict.line()  # 4 × 0.01 / 0.02
+
+
+def test_a_users_model_with_dropout_and_batch_norm_is_checked_exactly(tmp_path):
+    from test_plugged_models import MODELS
+
+    path = tmp_path / "models.py"
+    path.write_text(MODELS)
+    found = _check(f"{path}:Net", "--opt", "adam[lr=0.02]", code=0)
+    assert found["how"] == "stacked, one optimizer on the stacked tensors"

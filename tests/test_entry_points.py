@@ -49,6 +49,9 @@ twoblobs = lion_pkg.extras:two_blobs
 
 [dlbench.metrics]
 hits = lion_pkg.extras:hits
+
+[dlbench.models]
+tinynet = lion_pkg.extras:tiny_net
 """
 EXTRAS = '''
 import numpy as np
@@ -67,6 +70,14 @@ def hits(y_true, proba):
 
 
 hits.greater_is_better = True
+
+
+def tiny_net(input_shape, n_outputs, width: int = 6):
+    """One hidden layer of `width` units."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Linear(input_shape[0], width), torch.nn.ReLU(),
+                               torch.nn.Linear(width, n_outputs))
 '''
 CV = ["cv", "--dataset", "iris", "--epochs", "2", "--hidden", "8", "--k", "2"]
 OPTIMIZE = ["optimize", "--dataset", "iris", "--epochs", "2", "--hidden", "8", "--seeds", "2"]
@@ -143,6 +154,15 @@ def test_dataset_and_metric_entry_points_read_as_their_references(site, tmp_path
     records = json.loads((out / "manifest.json").read_text())["plugins"]
     assert {(r.get("dataset") or r.get("metric"), r["version"]) for r in records} == {
         ("lion_pkg.extras:two_blobs", "1.2.3"), ("lion_pkg.extras:hits", "1.2.3")}
+
+
+def test_a_model_entry_point_reads_as_its_reference(site, tmp_path):
+    out = tmp_path / "out"
+    _run("cv", "--dataset", "iris", "--model", "tinynet[width=4]", "--epochs", "1", "--k", "2",
+         "--out", out)
+    assert "lion_pkg.extras:tiny_net[width=4]" in set(pd.read_csv(out / "scores.csv")["model"])
+    [record] = json.loads((out / "manifest.json").read_text())["plugins"]
+    assert (record["model"], record["version"]) == ("lion_pkg.extras:tiny_net", "1.2.3")
 
 
 def test_a_regularizer_entry_point_names_a_module_that_adds_it(site):

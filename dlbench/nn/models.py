@@ -539,6 +539,7 @@ def parse_model(entry: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
     """One --model entry -> (registry name or resolved reference, its sorted k=v). A plugged
     model's k are its signature's; a built-in takes its options instead."""
     name, body = grammar.read_entry(entry, "--model", _MODEL_HELP)
+    name = MODELS.lookup(name)  # an installed entry point's name reads as its module:Name
     if not plugins.is_reference(name):
         info = MODELS.get(name)
         if body is not None:
