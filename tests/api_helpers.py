@@ -7,12 +7,15 @@ import torch
 
 
 class SignSGD(torch.optim.Optimizer):
-    """SGD on the sign of the gradient: each weight on its own, so it may share the stack."""
+    """SGD on the sign of the gradient: each weight on its own, so it may share the stack.
+    (tests/test_plugins.py writes this class into a user's file.)"""
 
     elementwise = True
 
-    def __init__(self, params, lr=0.01):
-        super().__init__(params, {"lr": lr})
+    def __init__(self, params, lr=0.01, weight_decay=0.0):
+        if lr > 1:
+            raise ValueError(f"SignSGD wants lr <= 1, got {lr}")
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from api_helpers import SignSGD
 from cli_helpers import (
     EXECUTOR_IDS,
     EXECUTORS,
@@ -17,27 +19,11 @@ from cli_helpers import (
     invoke,
 )
 
-PLUGIN = '''
+PLUGIN = f'''
 import torch
 
 
-class SignSGD(torch.optim.Optimizer):
-    """SGD on the sign of the gradient."""
-
-    elementwise = True
-
-    def __init__(self, params, lr=0.01, weight_decay=0.0):
-        if lr > 1:
-            raise ValueError(f"SignSGD wants lr <= 1, got {lr}")
-        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(p.grad.sign(), alpha=-group["lr"])
-
+{inspect.getsource(SignSGD)}
 
 class MySGD(torch.optim.SGD):
     elementwise = True
