@@ -338,6 +338,17 @@ def test_what_a_plugged_model_has_no_use_for_is_refused(models_file, tmp_path, a
     assert says in assert_usage_error(result, out)
 
 
+def test_a_module_failing_in_training_is_one_line_naming_it(models_file, tmp_path):
+    """Batch norm cannot train on one row: with 75 training rows per fold and batches of 37,
+    each member's last batch has one. The module raises; the user reads one line."""
+    out = tmp_path / "out"
+    result = invoke("cv", "--dataset", "iris", "--k", "2", "--epochs", "1", "--batch-size", "37",
+                    "--model", f"{models_file}:Net", "--out", out)
+    said = assert_usage_error(result, out)
+    assert said.startswith("error: --model nets.py:Net failed in training: ValueError: ")
+    assert said.endswith("choose a --batch-size that leaves more")
+
+
 def test_a_built_in_models_key_has_no_plugged_parameters_field():
     """Keys stored before plugged models existed still name built-in cells (resume)."""
     from dlbench.engine.execution import canonical

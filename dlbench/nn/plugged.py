@@ -141,7 +141,7 @@ def build(spec: ModelSpec, shape: Shape, seeds: list[int]) -> PluggedModel:
     `with torch.device("meta")` shapes only."""
     modules = [construct(spec, shape, s) for s in seeds]
     return PluggedModel(modules, input_shape(shape), shape.n_outputs,
-                        [derive_seed(s, PLUGGED_KEY) for s in seeds])
+                        [derive_seed(s, PLUGGED_KEY) for s in seeds], spec.shown)
 
 
 class PluggedModel(nn.Module):
@@ -153,8 +153,9 @@ class PluggedModel(nn.Module):
     """
 
     def __init__(self, modules: list[nn.Module], input_shape: tuple[int, ...], n_outputs: int,
-                 random_seeds: list[int]):
+                 random_seeds: list[int], shown: str = "the model"):
         super().__init__()
+        self.shown = shown  # what an error calls it: 'net.py:Net[width=8]'
         template = modules[0]
         params, buffers = stack_module_state(modules)  # (M, ...) each, the module's names
         tree = _restacked(copy.deepcopy(template), params, buffers)
@@ -175,6 +176,22 @@ class PluggedModel(nn.Module):
         return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The user's module may raise on what the checks could not foresee (batch norm on a
+        last batch of one row): one line naming it, never a traceback."""
+        try:
+            return self._forward(x, mask)
+        except DlbenchError:
+            raise
+        except Exception as e:
+            rows = x.shape[1] if mask is None else int(mask.sum(1).min())
+            hint = ("; a member's last batch has 1 row here (batch norm cannot train on one): "
+                    "choose a --batch-size that leaves more" if self.training and rows == 1
+                    else "; it cannot train here as given")
+            raise DlbenchError(f"--model {self.shown} failed in "
+                               f"{'training' if self.training else 'evaluation'}: "
+                               f"{type(e).__name__}: {' '.join(str(e).split())}{hint}") from None
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = x.reshape(*x.shape[:2], *self.input_shape)  # (M, B, *input_shape)
         self.template.train(self.training)
         padded = mask is not None and bool((mask == 0).any())
