@@ -417,6 +417,13 @@ def record(*objects: Any) -> dict[str, Any]:
     return {"plugins": found} if found else {}
 
 
+def summary(obj: Any) -> str:
+    """The first line of the object's own docstring ('' when it has none: a class without one
+    would otherwise show its base class's, torch's "Base class for all ...")."""
+    doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    return inspect.cleandoc(doc).partition("\n")[0] if isinstance(doc, str) else ""
+
+
 def flag(obj: Any, name: str) -> bool:
     """A declaration the object makes (FLAGS): only a literal True counts."""
     return getattr(obj, name, False) is True

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from api_helpers import SignSGD
 from cli_helpers import (
     EXECUTOR_IDS,
@@ -191,3 +192,14 @@ def test_a_function_run_records_its_plugged_optimizer(plugin, tmp_path):
          f"{plugin}:SignSGD[lr=0.1],sgd", "--out", tmp_path / "out")
     [record] = json.loads((tmp_path / "out" / "manifest.json").read_text())["plugins"]
     assert record["sha256"] == hashlib.sha256(plugin.read_bytes()).hexdigest()
+
+
+def test_a_listing_shows_an_objects_own_docstring_never_its_base_classes():
+    from dlbench import plugins
+
+    class Quiet(torch.optim.SGD):
+        pass
+
+    assert torch.optim.SGD.__doc__ and plugins.summary(Quiet) == ""
+    assert plugins.summary(SignSGD) == ("SGD on the sign of the gradient: each weight on its "
+                                        "own, so it may share the stack.")

@@ -612,7 +612,7 @@ def plugged(reference: str) -> DatasetInfo:
     params = {k: None if p.default is inspect.Parameter.empty else p.default
               for k, p in signature.items() if p.kind in _NAMED}
     required = {k for k, p in signature.items() if p.default is inspect.Parameter.empty}
-    return DatasetInfo(shown, (inspect.getdoc(load) or "").partition("\n")[0], "",
+    return DatasetInfo(shown, plugins.summary(load), "",
                        functools.partial(_call_loader, shown, load, required), params)
 
 

@@ -16,7 +16,6 @@ weighted forms compute.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import numbers
 import warnings
@@ -500,7 +499,7 @@ def plugged(reference: str) -> MetricInfo:
                            f"definition")
     _plugged[shown] = MetricInfo(
         shown, CLASSIFICATION + REGRESSION, direction, functools.partial(_call, fn),
-        functools.partial(_resampled, fn), (inspect.getdoc(fn) or "").partition("\n")[0],
+        functools.partial(_resampled, fn), plugins.summary(fn),
         _bounds(fn, shown),
         margin="1%")  # in units dlbench does not know: 1% of the best value
     return _plugged[shown]

@@ -80,7 +80,7 @@ def parameters(reference: str) -> dict[str, Any]:
 
 
 def description(reference: str) -> str:
-    return (inspect.getdoc(plugins.get(reference, KIND)) or "").partition("\n")[0]
+    return plugins.summary(plugins.get(reference, KIND))
 
 
 def input_shape(shape: Shape) -> tuple[int, ...]:

@@ -126,7 +126,7 @@ def plugged(reference: str) -> OptimInfo:
 @functools.cache
 def _plugged(reference: str, obj: Any) -> OptimInfo:
     return OptimInfo(reference, obj, **{f: plugins.flag(obj, f) for f in plugins.FLAGS},
-                     description=(inspect.getdoc(obj) or "").partition("\n")[0])
+                     description=plugins.summary(obj))
 
 
 OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
