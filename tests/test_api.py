@@ -117,11 +117,15 @@ def test_optimize_on_a_function_runs_without_cells(tmp_path):
     assert set(run.summary["optimizer"]) == {"SignSGD", "adam"}
 
 
-def test_python_objects_reach_pool_workers(tmp_path):
+@pytest.mark.parametrize("where", [{"workers": 2}, {"dask_local": 2}], ids=["pool", "dask"])
+def test_python_objects_reach_pool_and_dask_workers(tmp_path, where):
     """Registered in this process only: each task carries its objects to the worker."""
+    if "dask_local" in where:
+        pytest.importorskip("distributed", reason="Dask's distributed is not installed: "
+                                                  "pip install 'dlbench[dask]' (make test does)")
     opt = [SignSGD, NormalizedSGD]  # two tasks: a non-elementwise optimizer trains apart
     inline = dlbench.optimize(**OPTIMIZE, opt=opt, out=tmp_path / "inline")
-    pooled = dlbench.optimize(**OPTIMIZE, opt=opt, workers=2, out=tmp_path / "pool")
+    pooled = dlbench.optimize(**OPTIMIZE, opt=opt, **where, out=tmp_path / "pool")
     assert pooled.manifest["execution"]["executor"] != inline.manifest["execution"]["executor"]
     pd.testing.assert_frame_equal(inline.scores, pooled.scores, rtol=1e-5, atol=1e-6)
 

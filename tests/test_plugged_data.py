@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, invoke, run_ok, user_file
+from cli_helpers import (
+    EXECUTOR_IDS,
+    EXECUTORS,
+    assert_scores_as_inline,
+    assert_usage_error,
+    invoke,
+    run_ok,
+    user_file,
+)
 
 from dlbench.data.datasets import DataSpec, load_dataset
 
@@ -200,13 +208,11 @@ def test_resume_keeps_cells_while_the_arrays_stay_and_retrains_when_they_change(
     assert not pd.read_csv(out / "scores.csv")["value"].equals(before["value"])
 
 
-def test_pool_workers_score_as_inline(loader, tmp_path):
+@pytest.mark.parametrize("executor", EXECUTORS, ids=EXECUTOR_IDS)
+def test_pool_and_dask_workers_score_as_inline(loader, tmp_path, executor):
     args = ["optimize", "--opt", "sgd[lr=0.1],adam[lr=0.01]", "--epochs", "2", "--hidden", "8",
             "--data", f"{loader}:load[n=80]"]
-    run_ok(*args, "--out", tmp_path / "inline")
-    run_ok(*args, "--workers", "2", "--out", tmp_path / "pool")
-    inline, pool = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("inline", "pool"))
-    pd.testing.assert_frame_equal(inline, pool, rtol=1e-5, atol=1e-6)
+    assert_scores_as_inline(args, tmp_path, executor)
 
 
 @pytest.mark.parametrize("entry, says", [

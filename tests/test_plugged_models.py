@@ -10,7 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import assert_suite_entry_as_command_line, assert_usage_error, invoke
+from cli_helpers import (
+    EXECUTOR_IDS,
+    EXECUTORS,
+    assert_scores_as_inline,
+    assert_suite_entry_as_command_line,
+    assert_usage_error,
+    invoke,
+)
 from test_contract import (
     BATCH,
     Case,
@@ -287,13 +294,11 @@ def test_resume_retrains_after_the_file_changes(tmp_path):
     assert "has changed since they were trained" in result.stderr
 
 
-def test_a_pool_of_two_workers_gives_the_in_process_numbers(models_file, tmp_path):
+@pytest.mark.parametrize("executor", EXECUTORS, ids=EXECUTOR_IDS)
+def test_pool_and_dask_workers_give_the_in_process_numbers(models_file, tmp_path, executor):
     args = ["optimize", *IRIS, "--model", f"{models_file}:Net,{models_file}:mlp", "--opt",
             "sgd[lr=0.1]"]
-    _run(*args, "--out", tmp_path / "inline")
-    _run(*args, "--workers", "2", "--out", tmp_path / "pool")
-    inline, pool = (pd.read_csv(tmp_path / d / "scores.csv") for d in ("inline", "pool"))
-    pd.testing.assert_frame_equal(inline, pool, rtol=1e-5, atol=1e-6)
+    assert_scores_as_inline(args, tmp_path, executor)
 
 
 def test_models_from_lists_what_a_file_offers(models_file):
