@@ -455,3 +455,17 @@ def test_members_that_diverged_only_now_are_a_regression():
     one = frame({0: 0.90, 1: math.nan, 2: 0.91})
     [row] = compare.compare(results(base), results(one), {}).to_dict("records")
     assert row["verdict"] == "regressed"
+
+
+def test_an_option_added_since_with_an_empty_default_is_no_difference():
+    """A baseline made before ModelSpec had `params`: its absence and [] are the same model;
+    a value that is not empty still differs."""
+    base, now = kfold_run(4, 100), kfold_run(4, 100)
+    base.config["model"] = {"name": "mlp"}
+    now.config["model"] = {"name": "mlp", "params": []}
+    scores = folds([0.9, 0.92, 0.91, 0.93])
+    assert not any("options differ" in line
+                   for line in compare.notes(results(scores, base), results(scores, now)))
+    now.config["model"]["params"] = [["width", 8]]
+    said = compare.notes(results(scores, base), results(scores, now))
+    assert any("options differ (model.params None → [['width', 8]])" in line for line in said)
