@@ -223,7 +223,7 @@ def new_dir(name: str) -> Path:
 def _same_run(path: Path, record: dict[str, Any],
               advice: str = "resume with the same options or choose a new --out") -> None:
     """Refuse to resume a run of another configuration, naming the first difference."""
-    difference = _first_difference(_stored_record(path), record)
+    difference = _first_difference(pruned(_stored_record(path)), pruned(record))
     if difference is not None:
         where, there, here = difference
         raise DlbenchError(f"{path} holds a run of another configuration ({where}: {there} "
@@ -238,6 +238,16 @@ def _stored_record(path: Path) -> dict[str, Any] | None:
     except ValueError:  # not JSON, not UTF-8
         return None
     return stored if isinstance(stored, dict) else None
+
+
+def pruned(value: Any) -> Any:
+    """A record without its empty values (None, [], {}): an option added since a run was made
+    arrives empty by default (a model's `params`), and is no difference from its absence."""
+    if isinstance(value, dict):
+        return {k: pruned(v) for k, v in value.items() if v not in (None, [], {})}
+    if isinstance(value, list):
+        return [pruned(v) for v in value]
+    return value
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any] | None:

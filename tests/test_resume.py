@@ -101,6 +101,21 @@ def test_a_resume_with_other_options_is_refused(tmp_path):
     assert invoke(*CV, "--out", out, "--resume", "--workers", "2").exit_code == 0
 
 
+def test_a_run_made_before_an_option_existed_resumes(tmp_path):
+    """run.json of a run made before ModelSpec had `params`: its absence is what its empty
+    default means, so the resume goes on and reuses the stored cells."""
+    import json
+
+    out = tmp_path / "run"
+    assert invoke(*CV, "--out", out).exit_code == 0
+    record = json.loads((out / results.RUN_RECORD).read_text())
+    del record["config"]["model"]["params"]
+    (out / results.RUN_RECORD).write_text(json.dumps(record))
+    again = invoke(*CV, "--out", out, "--resume")
+    assert again.exit_code == 0, again.output
+    assert pd.read_json(out / "manifest.json", typ="series")["execution"]["cells_trained"] == 0
+
+
 @pytest.mark.parametrize("args, says", [
     (["--resume"], "--resume continues the run in --out DIR"),
     (["--resume", "--out", "{fresh}"], "holds no dlbench run to continue"),

@@ -47,7 +47,7 @@ from dlbench.evaluate import stats
 from dlbench.evaluate.metrics import DIRECTION, METRICS
 from dlbench.evaluate.stats import Estimate
 from dlbench.evaluate.verdicts import STATUSES
-from dlbench.results import verify
+from dlbench.results import pruned, verify
 
 # Level of the one-sided tests against the tolerance: 0.025, so that "regressed" holds exactly
 # when the table's two-sided 95% interval of Δ lies wholly beyond the tolerance (at 0.05 a
@@ -252,7 +252,7 @@ def notes(baseline: Results, current: Results) -> list[str]:
         if base.command != now.command:
             raise DlbenchError(f"{name}the baseline is a run of '{base.command}' and the current "
                                f"one of '{now.command}'; compare runs of the same command")
-        changed = _changed(_flat(_pruned(base.config)), _flat(_pruned(now.config)))
+        changed = _changed(_flat(pruned(base.config)), _flat(pruned(now.config)))
         if changed:
             found.append(f"{name}options differ ({', '.join(changed)}): rows are matched on "
                          "their configuration columns only")
@@ -276,16 +276,6 @@ def _pairing(base: RunInfo | None, now: RunInfo | None) -> tuple[bool, list[str]
         return True, ["the splits differ (another --seed or split option): units on other "
                       "rows are not paired; the unpaired (Welch) test where none is shared"]
     return True, []
-
-
-def _pruned(value: Any) -> Any:
-    """A config without its empty values (None, [], {}): an option added since a run was made
-    arrives empty by default (a model's `params`), and is no difference from its absence."""
-    if isinstance(value, dict):
-        return {k: _pruned(v) for k, v in value.items() if v not in (None, [], {})}
-    if isinstance(value, list):
-        return [_pruned(v) for v in value]
-    return value
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
