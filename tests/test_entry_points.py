@@ -298,6 +298,16 @@ def test_pytorch_optimizer_is_listed_compactly_and_built_in_names_win(pytorch_op
     assert "lion" in section and "adam, adamw, lbfgs, rmsprop, sgd (a built-in" in section
 
 
+def test_an_unknown_name_points_to_the_collections_names_too(pytorch_optimizer, tmp_path):
+    out = tmp_path / "out"
+    said = assert_usage_error(invoke(*CV, "--opt", "nosuch", "--out", out), out)
+    shadowed = {"adam", "adamw", "lbfgs", "rmsprop", "sgd"}
+    reachable = set(pytorch_optimizer.get_supported_optimizers()) - shadowed
+    assert said.startswith("error: unknown optimizer 'nosuch'; choose one of: sgd, momentum")
+    assert said.endswith(f"or one of pytorch-optimizer's {len(reachable)} names (`dlbench "
+                         "optimizers` lists them)")
+
+
 def test_a_users_optimizer_that_fails_in_its_step_is_a_one_line_error(tmp_path):
     """As AdaHessian does in a stack: its step takes a Hessian-vector product from a backward
     with create_graph, which the stack's is not."""

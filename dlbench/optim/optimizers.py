@@ -236,7 +236,7 @@ def entry_keys(text: str) -> list[set[str]]:
 def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> OptimSpec:
     name, body = grammar.read_entry(entry, "--opt", _HELP)
     name = OPTIMIZERS.lookup(name)  # an installed entry point's or collection's name too
-    info = plugged(plugins.resolve(name)) if plugins.is_reference(name) else OPTIMIZERS.get(name)
+    info = plugged(plugins.resolve(name)) if plugins.is_reference(name) else _registered(name)
     shown = plugins.short(info.name)
     allowed = info.signature_defaults()
     params = grammar.read_params(body, "--opt", shown, allowed, _HELP)
@@ -253,6 +253,18 @@ def _parse_entry(entry: str, lr: float | None, weight_decay: float | None) -> Op
     spec = OptimSpec(info.name, float(rate), tuple(sorted(params.items())))
     check_spec(spec)
     return spec
+
+
+def _registered(name: str) -> OptimInfo:
+    """A registered optimizer; an unknown name's error names the collection's too."""
+    try:
+        return OPTIMIZERS.get(name)
+    except DlbenchError as e:
+        if not collection.installed():
+            raise
+        reachable = [n for n in collection.names() if n not in OPTIMIZERS]
+        raise DlbenchError(f"{e}, or one of pytorch-optimizer's {len(reachable)} "
+                           "names (`dlbench optimizers` lists them)") from None
 
 
 def check_spec(spec: OptimSpec) -> None:
