@@ -170,6 +170,23 @@ def test_a_dask_local_cluster_gives_the_same_numbers(iris, inline_bits):
         assert _bits(engine.run(iris, found)) == expected
 
 
+def test_a_dask_local_cluster_starts_beside_another_one(iris, inline_bits):
+    """Two runs on one machine: the port of Dask's dashboard (8787 by default) is taken by the
+    first; the second starts all the same, silently (warnings are errors in these tests)."""
+    import socket
+
+    pytest.importorskip("distributed", reason="Dask's distributed is not installed: "
+                                              "pip install 'dlbench[dask]' (make test does)")
+    with socket.socket() as taken:
+        try:
+            taken.bind(("", 8787))
+        except OSError:
+            pass  # someone else holds it already: the same situation
+        found, expected = inline_bits
+        with Engine(ExecutionConfig(dask_local=1)) as engine:
+            assert _bits(engine.run(iris, found)) == expected
+
+
 @pytest.mark.parametrize("config, says", [
     (ExecutionConfig(workers=0), "at least 1"),
     (ExecutionConfig(threads=0), "at least 1"),

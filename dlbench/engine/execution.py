@@ -317,7 +317,9 @@ class Dask:
         try:
             if scheduler is None:
                 self.cluster = distributed.LocalCluster(
-                    n_workers=local, threads_per_worker=1, processes=True, dashboard_address=None,
+                    n_workers=local, threads_per_worker=1, processes=True,
+                    # a free port: None means 8787, which a second run here would find taken
+                    dashboard_address=":0",
                     host="127.0.0.1")
             self.client = distributed.Client(scheduler or self.cluster, timeout="10s")
         except OSError as e:  # includes distributed's TimeoutError
