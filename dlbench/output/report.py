@@ -720,3 +720,42 @@ def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     _print_table(console, table)
     for note in notes:
         console.print(note, style="dim", highlight=False)
+
+
+# --- claims (evaluate/claims.py) ----------------------------------------------------------------
+
+CLAIM_COLUMNS = ["verdict", "entry", "claim", "expect", "effect [95% CI]", "p", "margin",
+                 "seeds needed", "test"]
+
+
+def claim_rows(claims: pd.DataFrame) -> list[dict[str, Any]]:
+    """claims.csv's rows as the table shows them, the verdict first."""
+    rows = []
+    for _, c in claims.iterrows():
+        against = f" {c.against}" if c.against else ""
+        status = c.relation in ("diverges", "stalls")
+        rows.append({
+            "verdict": c.verdict, "entry": c.entry, "claim": c.claim,
+            "expect": f"{c['compare']} {c.relation}{against} ({c.metric}, {c.split})",
+            "effect [95% CI]": f"{number(c.effect)} of members" if status else
+            f"{number(c.effect)} [{number(c.ci_low)}, {number(c.ci_high)}]",
+            "p": p_value(c.p), "margin": number(c.margin),
+            "seeds needed": "—" if c.verdict != "inconclusive" or status else
+            ("no effect seen" if not math.isfinite(c.seeds_needed) else
+             f"{c.seeds_needed:.0f}"),
+            "test": "; ".join(filter(None, [c.test, c.note]))})
+    return rows
+
+
+def show_claims(claims: pd.DataFrame, title: str) -> None:
+    """The claims table on stdout: holds / fails / inconclusive first, then what was tested."""
+    if len(claims):
+        listing(title, claim_rows(claims), CLAIM_COLUMNS, wrap=("claim", "expect", "test"))
+
+
+def claim_change_lines(changes: pd.DataFrame | None) -> list[str]:
+    """compare's notes for claims whose verdict changed (holds -> fails: a regression)."""
+    if changes is None or changes.empty:
+        return []
+    return [f"claim {c.entry} ({c.claim}): {c.baseline} -> {c.current}"
+            + (" — REGRESSION" if c.regression else "") for _, c in changes.iterrows()]
