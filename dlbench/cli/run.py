@@ -134,7 +134,8 @@ def _show_claims(root: Path, name: str) -> None:
     file = root / "claims.csv"
     if file.is_file():
         texts = dict.fromkeys(("claim", "against", "test", "note"), "")  # blank, not NaN
-        report.show_claims(pd.read_csv(file).fillna(texts), f"claims of suite {name}")
+        found = pd.read_csv(file, dtype=dict.fromkeys(texts, str)).fillna(texts)
+        report.show_claims(found, f"claims of suite {name}")
 
 
 def _write_record(root: Path, loaded) -> None:
