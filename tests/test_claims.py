@@ -179,6 +179,15 @@ def test_run_writes_claims_csv_and_prints_the_verdict_first(ran):
     assert row.verdict in stdout
 
 
+def test_the_html_report_shows_the_claims_verdict_first(ran, tmp_path):
+    page = tmp_path / "report.html"
+    assert invoke("report", ran[0], "--out", page).exit_code == 0
+    text = page.read_text()
+    verdict = pd.read_csv(ran[0] / "claims.csv").verdict[0]
+    assert "<h3>claims</h3><table><thead><tr><th class=left>verdict</th>" in text
+    assert f"<td class=left>{verdict}</td><td class=left>opt</td>" in text
+
+
 @pytest.mark.parametrize("hypothesis, says", [
     ('[entry.opt.hypothesis]\ncompare = {entry = "nope"}\nexpect = "stalls"', "unknown entry"),
     ('[entry.opt.hypothesis]\nexpect = "faster"', "unknown relation 'faster'"),

@@ -52,11 +52,11 @@ def run_suite(
     from dlbench.output import report
 
     root, rows = suite_run(suite, out, timings, ctx.params)
-    _show_claims(root, Path(suite).stem)
     columns = ["entry", "command", "done", "cells trained", *(["timings"] if timings else []),
                "results"]
     report.listing(f"suite {Path(suite).stem}", [{"timings": "", **r} for r in rows], columns,
                    wrap=("results",))
+    _show_claims(root, Path(suite).stem)
     typer.echo(f"results: {root}", err=True)
 
 
@@ -127,14 +127,11 @@ def _write_claims(root: Path, hypotheses: list) -> None:
 
 def _show_claims(root: Path, name: str) -> None:
     """The claims table, the verdict first, when the suite declared hypotheses."""
-    import pandas as pd
-
+    from dlbench.evaluate import claims
     from dlbench.output import report
 
-    file = root / "claims.csv"
-    if file.is_file():
-        texts = dict.fromkeys(("claim", "against", "test", "note"), "")  # blank, not NaN
-        found = pd.read_csv(file, dtype=dict.fromkeys(texts, str)).fillna(texts)
+    found = claims.read(root)
+    if found is not None:
         report.show_claims(found, f"claims of suite {name}")
 
 

@@ -239,3 +239,15 @@ def check_side(side: Side, cells: list[Any]) -> None:
     if not found:
         raise DlbenchError(f"{side} names no cell of entry '{side.entry}'; its cells: "
                            f"{', '.join(labels(cells))}")
+
+
+def read(path: Path) -> pd.DataFrame | None:
+    """A suite directory's claims.csv (its text columns blank, not NaN), None without one."""
+    file = path / "claims.csv"
+    if not file.is_file():
+        return None
+    texts = dict.fromkeys(("claim", "compare", "against", "test", "note"), "")
+    try:
+        return pd.read_csv(file, dtype=dict.fromkeys(texts, str)).fillna(texts)
+    except (OSError, ValueError) as e:
+        raise DlbenchError(f"cannot read {file} ({e}); run the suite again") from None

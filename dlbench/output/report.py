@@ -751,6 +751,14 @@ def show_claims(claims: pd.DataFrame, title: str) -> None:
     """The claims table on stdout: holds / fails / inconclusive first, then what was tested."""
     if len(claims):
         listing(title, claim_rows(claims), CLAIM_COLUMNS, wrap=("claim", "expect", "test"))
+        stdout().print(CLAIMS_NOTE, style="dim", highlight=False)
+
+
+CLAIMS_NOTE = ("holds: shown at α 0.05 (95% interval of the difference, or TOST within the "
+               "margin); fails: the opposite shown, or a claimed difference shown within the "
+               "margin; inconclusive: neither. The intervals cover the seeds (and resampled "
+               "splits), not the sampling of the evaluation rows. seeds needed: members a "
+               "paired t test at α 0.05 needs for 80% power at the effect and spread seen.")
 
 
 def claim_change_lines(changes: pd.DataFrame | None) -> list[str]:
