@@ -230,3 +230,16 @@ def test_compare_flags_a_claim_whose_verdict_changed(ran, tmp_path, before, afte
     flagged = f"{before} -> {after}" in result.stdout
     assert flagged == (before is not None)
     assert ("REGRESSION" in result.stdout) == (code == 1)
+
+
+def test_the_shipped_hypotheses_name_cells_of_their_entries(tmp_path):
+    """textbook.toml's and smoke.toml's hypotheses are read and their cells found in the
+    prepared grids; smoke.toml (what `make regress` runs) has at least one."""
+    from dlbench.cli import run, suites
+
+    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    for name in ("textbook.toml", "smoke.toml"):
+        suite = suites.load(benchmarks / name)
+        assert any(e.hypotheses for e in suite.entries), name
+        run._check_hypotheses([run._prepared(e, tmp_path / name / e.name)
+                               for e in suite.entries if e.hypotheses])

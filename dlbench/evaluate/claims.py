@@ -95,9 +95,13 @@ for _relation in (
 
 def judge_suite(root: Path, hypotheses: list[Hypothesis]) -> pd.DataFrame:
     """One row per hypothesis (COLUMNS) from the entries' results under `root`."""
-    found = compare.load(root) if hypotheses else None
-    greater = compare.directions(found) if found is not None else {}
-    rows = [_row(h, judge(h, found, greater)) for h in hypotheses]
+    try:
+        found = compare.load(root)
+        greater = compare.directions(found)
+    except DlbenchError as e:  # no results to read (all diverged, damaged): nothing shown
+        rows = [_row(h, {"verdict": "inconclusive", "note": str(e)}) for h in hypotheses]
+    else:
+        rows = [_row(h, judge(h, found, greater)) for h in hypotheses]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -126,7 +130,7 @@ def compared(estimate: Estimate, pairing: str, h: Hypothesis,
     if sign == 0:
         verdict = "holds" if tost < ALPHA else "fails" if (
             low > h.margin or high < -h.margin) else "inconclusive"
-        p, target = tost, (h.margin or 0) - abs(estimate.mean)
+        p, target = tost, (h.margin or 0) - abs(estimate.mean)  # its distance to the margin
     else:
         verdict = "fails" if tost < ALPHA or sign * high < 0 and sign * low < 0 else \
             "holds" if sign * low > 0 and sign * high > 0 else "inconclusive"
