@@ -756,8 +756,10 @@ def show_claims(claims: pd.DataFrame, title: str) -> None:
 
 CLAIMS_NOTE = ("holds: shown at α 0.05 (95% interval of the difference, or TOST within the "
                "margin); fails: the opposite shown, or a claimed difference shown within the "
-               "margin; inconclusive: neither. The intervals cover the seeds (and resampled "
-               "splits), not the sampling of the evaluation rows. seeds needed: members a "
+               "margin; inconclusive: neither. diverges / stalls: holds when every member "
+               "has that status, fails when none does. The intervals cover the seeds (and "
+               "resampled splits), not the sampling of the evaluation rows. seeds needed: "
+               "members a "
                "paired t test at α 0.05 needs for 80% power at the effect and spread seen.")
 
 
