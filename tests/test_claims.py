@@ -86,6 +86,17 @@ def test_noise_is_inconclusive_and_says_how_many_seeds_would_tell():
     assert verdict(found, "equivalent", margin=0.01)["verdict"] == "inconclusive"
 
 
+def test_a_side_that_diverged_on_every_member_loses_to_one_with_a_model():
+    nan = float("nan")
+    found = scores({"a": [0.9, 0.91, 0.92], "b": [nan, nan, nan]})
+    assert verdict(found, "better")["verdict"] == "holds"
+    assert verdict(found, "worse")["verdict"] == "fails"
+    assert verdict(found, "equivalent", margin=0.01)["verdict"] == "fails"
+    assert "every member of grid · b diverged" in verdict(found, "better")["test"]
+    lost = scores({"a": [nan, nan], "b": [nan, nan]})
+    assert verdict(lost, "better")["verdict"] == "inconclusive"
+
+
 def test_unpaired_sides_say_so():
     found = scores({"a": [0.9, 0.91, 0.92], "b": [0.8, 0.81, 0.79]},
                    seeds={"a": [0, 1, 2], "b": [5, 6, 7]})
@@ -175,7 +186,7 @@ def test_run_writes_claims_csv_and_prints_the_verdict_first(ran):
     assert row.verdict in claims.VERDICTS and "paired over 2 seeds" in row.test
     assert json.loads((out / "suite.json").read_text())["claims"] == "claims.csv"
     header = next(line for line in stdout.splitlines() if line.lstrip().startswith("verdict"))
-    assert header.split()[:2] == ["verdict", "entry"]
+    assert header.split()[:2] == ["verdict", "claim"]
     assert row.verdict in stdout
 
 
@@ -185,7 +196,7 @@ def test_the_html_report_shows_the_claims_verdict_first(ran, tmp_path):
     text = page.read_text()
     verdict = pd.read_csv(ran[0] / "claims.csv").verdict[0]
     assert "<h3>claims</h3><table><thead><tr><th class=left>verdict</th>" in text
-    assert f"<td class=left>{verdict}</td><td class=left>opt</td>" in text
+    assert f"<td class=left>{verdict}</td><td class=left>opt: adam beats sgd on iris</td>" in text
 
 
 @pytest.mark.parametrize("hypothesis, says", [

@@ -113,6 +113,9 @@ def judge(h: Hypothesis, found: compare.Results, greater: dict[str, bool]) -> di
         frames = _rows(found, h.compare, h), _rows(found, h.against, h)
     except DlbenchError as e:  # a side without results: nothing can be shown
         return {"verdict": "inconclusive", "note": str(e)}
+    lost = [not np.isfinite(f["value"].to_numpy(float)).any() for f in frames]
+    if any(lost):  # a side that diverged on every member delivered no model: no numbers
+        return diverged_side(*lost, h)
     units = [compare.units(f, found.runs.get(s.entry), _identity(found, h))
              for f, s in zip(frames, (h.compare, h.against), strict=True)]
     estimate, pairing, _ = compare.difference(units[1], units[0])  # compare − against
@@ -143,6 +146,20 @@ def compared(estimate: Estimate, pairing: str, h: Hypothesis,
                 f"; TOST within ±{h.margin:g}" if h.margin else ""),
             "seeds_needed": seeds_needed(target, _spread(estimate))
             if verdict == "inconclusive" else math.nan}
+
+
+def diverged_side(compare_lost: bool, against_lost: bool, h: Hypothesis) -> dict[str, Any]:
+    """Every member of a side diverged (no finite score): the other side, finite, is better
+    (as verdicts.advised_versus_each counts it); both lost: nothing is shown."""
+    sign = RELATIONS.get(h.relation).sign
+    if compare_lost and against_lost or sign == 0:
+        verdict = "inconclusive" if compare_lost and against_lost else "fails"
+    else:
+        verdict = "holds" if (sign > 0) == against_lost else "fails"
+    lost = " and ".join(str(s) for s, gone in ((h.compare, compare_lost),
+                                              (h.against, against_lost)) if gone)
+    return {"verdict": verdict, "test": f"no test: every member of {lost} diverged "
+            "(no finite score); the side with a model counts as better"}
 
 
 def status_verdict(frame: pd.DataFrame, status: str) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def _claims(path: Path) -> str:
     found = claims.read(path)
     if found is None or found.empty:
         return ""
-    columns = [(c, "left" if c in ("verdict", "entry", "claim", "expect", "test") else "right")
+    columns = [(c, "left" if c in ("verdict", "claim", "hypothesis", "test") else "right")
                for c in CLAIM_COLUMNS]
     rows = [[row[c] for c in CLAIM_COLUMNS] for row in claim_rows(found)]
     return "<h3>claims</h3>" + _grid(columns, rows) + f"<p class=note>{_e(CLAIMS_NOTE)}</p>"

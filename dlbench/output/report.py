@@ -724,22 +724,25 @@ def show_ranking(ranked: Any, title: str, fmt: str) -> None:
 
 # --- claims (evaluate/claims.py) ----------------------------------------------------------------
 
-CLAIM_COLUMNS = ["verdict", "entry", "claim", "expect", "effect [95% CI]", "p", "margin",
-                 "seeds needed", "test"]
+CLAIM_COLUMNS = ["verdict", "claim", "hypothesis", "effect [95% CI]", "p", "seeds needed",
+                 "test"]
 
 
 def claim_rows(claims: pd.DataFrame) -> list[dict[str, Any]]:
     """claims.csv's rows as the table shows them, the verdict first."""
     rows = []
     for _, c in claims.iterrows():
-        against = f" {c.against}" if c.against else ""
         status = c.relation in ("diverges", "stalls")
+        margin = f" ±{c.margin:g}" if math.isfinite(c.margin) else ""
         rows.append({
-            "verdict": c.verdict, "entry": c.entry, "claim": c.claim,
-            "expect": f"{c['compare']} {c.relation}{against} ({c.metric}, {c.split})",
-            "effect [95% CI]": f"{number(c.effect)} of members" if status else
+            "verdict": c.verdict, "claim": f"{c.entry}: {c.claim}" if c.claim else c.entry,
+            "hypothesis": " ".join(filter(None, [_side(c["compare"], c.entry), c.relation,
+                                                 _side(c.against, c.entry)]))
+            + f"{margin} ({c.metric}, {c.split})",
+            "effect [95% CI]": f"{c.effect:.0%} of members" if status and
+            math.isfinite(c.effect) else
             f"{number(c.effect)} [{number(c.ci_low)}, {number(c.ci_high)}]",
-            "p": p_value(c.p), "margin": number(c.margin),
+            "p": p_value(c.p),
             "seeds needed": "—" if c.verdict != "inconclusive" or status else
             ("no effect seen" if not math.isfinite(c.seeds_needed) else
              f"{c.seeds_needed:.0f}"),
@@ -747,10 +750,16 @@ def claim_rows(claims: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def _side(side: str, entry: str) -> str:
+    """A side as claims.csv writes it ('entry · cell · lr=0.1'), its own entry's name left out."""
+    return side.removeprefix(f"{entry} · ") if side != entry else "this"
+
+
 def show_claims(claims: pd.DataFrame, title: str) -> None:
     """The claims table on stdout: holds / fails / inconclusive first, then what was tested."""
     if len(claims):
-        listing(title, claim_rows(claims), CLAIM_COLUMNS, wrap=("claim", "expect", "test"))
+        listing(title, claim_rows(claims), CLAIM_COLUMNS,
+                wrap=("claim", "hypothesis", "test"))
         stdout().print(CLAIMS_NOTE, style="dim", highlight=False)
 
 
