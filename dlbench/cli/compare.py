@@ -68,11 +68,15 @@ def check_applies(named: set[str], rank: bool) -> None:
 def _judge(paths: list[Path], tolerance: str | None, rope: float | None, out: Path | None,
            fmt: str, all_rows: bool) -> int:
     """compare BASELINE CURRENT: the verdicts, their table and compare.csv -> the exit code."""
+    from dlbench.evaluate import compare as judge
     from dlbench.output import report
 
     found, title, notes = judged(paths, tolerance, rope, out)
-    report.show_compare(found, title, notes, fmt, all_rows)
-    return 1 if regressed(found) else 0
+    claims = judge.claim_changes(*paths) if all(p.is_dir() for p in paths) else None
+    report.show_compare(found, title, [*notes, *report.claim_change_lines(claims)], fmt,
+                        all_rows)
+    claim_failed = claims is not None and bool(claims.regression.any())
+    return 1 if regressed(found) or claim_failed else 0
 
 
 def regressed(found) -> bool:

@@ -56,6 +56,7 @@ def run_suite(
                "results"]
     report.listing(f"suite {Path(suite).stem}", [{"timings": "", **r} for r in rows], columns,
                    wrap=("results",))
+    _show_claims(root, Path(suite).stem)
     typer.echo(f"results: {root}", err=True)
 
 
@@ -79,6 +80,7 @@ def suite_run(suite: Path, out: Path | None, timings: int, options: dict[str, An
     warnings = check_execution(execution)
     root = out or results.default_out_dir(loaded.name)
     entries = [_prepared(entry, root / entry.name) for entry in loaded.entries]
+    _check_hypotheses(entries)
     if out is None:  # every entry checked: now make the suite's directory, exclusively
         root = results.new_dir(loaded.name)
         for e in entries:
@@ -92,7 +94,45 @@ def suite_run(suite: Path, out: Path | None, timings: int, options: dict[str, An
     for e, row in zip(entries, rows, strict=True):  # after every result: timing only adds
         if timings and e.runner.TRAINS_CELLS:
             row["timings"] = _timed(e, timings, execution)
+    _write_claims(root, [h for e in loaded.entries for h in e.hypotheses])
     return root, rows
+
+
+def _check_hypotheses(entries: list[_Entry]) -> None:
+    """Every hypothesis's cells named in its entry's prepared grid, before anything trains
+    (an entry finished already, or without a grid, is read as it is when judged)."""
+    from dlbench.evaluate import claims
+
+    plans = {e.entry.name: getattr(e.plan, "cells", None) for e in entries}
+    for e in entries:
+        for h in e.entry.hypotheses:
+            for side in filter(None, (h.compare, h.against)):
+                if (side.cell or side.coords) and plans.get(side.entry):
+                    try:
+                        claims.check_side(side, plans[side.entry])
+                    except DlbenchError as err:
+                        raise DlbenchError(f"suite entry '{e.entry.name}', hypothesis: "
+                                           f"{err}") from None
+
+
+def _write_claims(root: Path, hypotheses: list) -> None:
+    """claims.csv: every hypothesis judged on the entries' results (none: no file)."""
+    from dlbench import results
+    from dlbench.evaluate import claims
+
+    if hypotheses:
+        judged = claims.judge_suite(root, hypotheses)
+        results.atomic_write(root / "claims.csv", lambda f: judged.to_csv(f, index=False))
+
+
+def _show_claims(root: Path, name: str) -> None:
+    """The claims table, the verdict first, when the suite declared hypotheses."""
+    from dlbench.evaluate import claims
+    from dlbench.output import report
+
+    found = claims.read(root)
+    if found is not None:
+        report.show_claims(found, f"claims of suite {name}")
 
 
 def _write_record(root: Path, loaded) -> None:
@@ -103,7 +143,9 @@ def _write_record(root: Path, loaded) -> None:
         results.atomic_write(root / "suite.json", lambda f: json.dump(
             {"suite": loaded.name, "description": loaded.description,
              "entries": [{"name": e.name, "command": e.command, "claim": e.claim}
-                         for e in loaded.entries]}, f, indent=2))
+                         for e in loaded.entries],
+             **({"claims": "claims.csv"} if any(e.hypotheses for e in loaded.entries)
+                else {})}, f, indent=2))
     except OSError as e:
         raise DlbenchError(f"cannot write to {root}: {e.strerror}; give --out a writable "
                            "directory") from None

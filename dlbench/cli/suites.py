@@ -15,6 +15,23 @@ an option given several times: `hidden = ["8", "8,8,8"]`). This module reads the
 the options themselves are parsed and checked by the command's own code (the CLI's parser, then
 config.py), exactly as on a command line, before anything runs.
 
+A hypothesis makes the claim one the tool judges (evaluate/claims.py; claims.csv):
+
+    [entry.lr-decay.hypothesis]
+    compare = "lr-decay"            # an entry of the suite, or a cell label of this entry,
+    against = "lr-constant"         # or a table: {entry = "...", cell = "...", lr = 10.0}
+    metric = "accuracy"             # default accuracy
+    split = "val"                   # train, val or test (default val)
+    expect = "better"               # better | worse | equivalent | diverges | stalls
+    margin = 0.01                   # metric units: equivalent needs it; better/worse: a
+                                    # difference shown within ±margin fails the claim
+
+A table's keys other than entry and cell are grid coordinates, scores.csv's columns (lr,
+optimizer, activation, ...). `compare` defaults to this entry; diverges and stalls take no
+`against`. `[[entry.NAME.hypothesis]]` declares several. An unknown entry, metric, split,
+relation or coordinate is refused when the suite is read; a cell label or coordinate value that
+names no cell, when the entries are prepared: both before anything trains.
+
 `plugins = ["mine.py", "package.module"]` at the top imports plugin modules (dlbench/plugins.py)
 before any entry is read, a file's path relative to the suite file; an entry may also name its
 own (`plugin = "..."`, as --plugin).
@@ -24,7 +41,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +60,7 @@ class Entry:
     command: str  # a key of COMMANDS, the command table
     options: dict[str, Any]  # option (without "--") -> value, a list for a repeated option
     claim: str = ""  # what the entry measures, in words (`claim = "..."`; shown by the report)
+    hypotheses: tuple[Any, ...] = ()  # its claims.Hypothesis tables, checked against the suite
 
 
 @dataclass(frozen=True)
@@ -75,8 +93,10 @@ def load(path: Path) -> Suite:
     if not isinstance(entries, dict) or not entries:
         raise DlbenchError(f"suite {path} has no entries; add [entry.NAME] tables with a "
                            "command and its options")
-    return Suite(path, str(data.get("description", "")),
-                 tuple(_entry(path, name, table) for name, table in entries.items()))
+    parsed = [_entry(path, name, table) for name, table in entries.items()]
+    return Suite(path, str(data.get("description", "")), tuple(
+        replace(e, hypotheses=_hypotheses(path, e, entries[e.name], set(entries)))
+        for e in parsed))
 
 
 def _use_plugins(path: Path, found: Any) -> None:
@@ -103,6 +123,7 @@ def _entry(path: Path, name: str, table: Any) -> Entry:
     options = dict(table)
     command = options.pop("command", None)
     claim = options.pop("claim", "")
+    options.pop("hypothesis", None)  # read by _hypotheses, once every entry's name is known
     if not isinstance(claim, str):
         raise DlbenchError(f"{where}: claim is a sentence in quotes")
     if command not in COMMANDS:
@@ -117,3 +138,75 @@ def _entry(path: Path, name: str, table: Any) -> Entry:
             raise DlbenchError(f"{where}: {key} must be a string, number or boolean (or a list "
                                "of them for a repeated option)")
     return Entry(name, command, {k.replace("_", "-"): v for k, v in options.items()}, claim)
+
+
+HYPOTHESIS_KEYS = ("compare", "against", "metric", "split", "expect", "margin")
+COORDINATE_KEYS = ("dataset", "checkpoint", "protocol")  # scores.csv columns besides the axes
+
+
+def _hypotheses(path: Path, entry: Entry, table: dict[str, Any], names: set[str]
+                ) -> tuple[Any, ...]:
+    """The entry's [entry.NAME.hypothesis] table(s), every name in them checked."""
+    found = table.get("hypothesis", [])
+    tables = [found] if isinstance(found, dict) else found
+    where = f"suite {path}, entry '{entry.name}', hypothesis"
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise DlbenchError(f"{where}: a hypothesis is a table, [entry.{entry.name}.hypothesis]")
+    try:
+        return tuple(_hypothesis(entry, dict(t), names) for t in tables)
+    except DlbenchError as e:
+        raise DlbenchError(f"{where}: {e}") from None
+
+
+def _hypothesis(entry: Entry, table: dict[str, Any], names: set[str]):
+    from dlbench.evaluate import claims
+    from dlbench.evaluate.metrics import METRICS
+
+    unknown = sorted(set(table) - set(HYPOTHESIS_KEYS))
+    if unknown:
+        raise DlbenchError(f"unknown key '{unknown[0]}'; its keys: {', '.join(HYPOTHESIS_KEYS)}")
+    relation = claims.RELATIONS.get(str(table.get("expect", "")))  # lists the valid names
+    metric, split = str(table.get("metric", "accuracy")), str(table.get("split", "val"))
+    if metric not in METRICS.names():
+        raise DlbenchError(f"unknown metric '{metric}'; choose from: "
+                           f"{', '.join(METRICS.names())}")
+    if split not in claims.SPLITS:
+        raise DlbenchError(f"unknown split '{split}'; choose from: {', '.join(claims.SPLITS)}")
+    margin = table.get("margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)
+                               or not margin > 0):
+        raise DlbenchError(f"margin is a positive number in the metric's units, got {margin!r}")
+    if relation.name == "equivalent" and margin is None:
+        raise DlbenchError("expect = \"equivalent\" needs a margin (metric units), e.g. "
+                           "margin = 0.01")
+    against = table.get("against")
+    if (against is None) != bool(relation.status):
+        raise DlbenchError(f"expect = \"{relation.name}\" " + (
+            "takes no against" if relation.status else "needs against = (an entry or cell)"))
+    return claims.Hypothesis(
+        entry.name, entry.claim, relation.name, _side(entry, table.get("compare"), names),
+        None if against is None else _side(entry, against, names), metric, split,
+        None if margin is None else float(margin))
+
+
+def _side(entry: Entry, given: Any, names: set[str]):
+    """compare / against: an entry's name, a cell label of this entry, or a table."""
+    from dlbench.engine.cells import AXES
+    from dlbench.evaluate.claims import Side
+
+    if given is None:
+        return Side(entry.name)
+    if isinstance(given, str):
+        return Side(given) if given in names else Side(entry.name, given)
+    if not isinstance(given, dict):
+        raise DlbenchError("compare and against are an entry's name, a cell label, or a table "
+                           '{entry = "...", cell = "...", lr = 0.1}')
+    coords = dict(given)
+    name, cell = str(coords.pop("entry", entry.name)), str(coords.pop("cell", ""))
+    if name not in names:
+        raise DlbenchError(f"unknown entry '{name}'; the suite's: {', '.join(sorted(names))}")
+    columns = [*AXES.names(), *COORDINATE_KEYS]
+    for key in coords:
+        if key not in columns:
+            raise DlbenchError(f"unknown coordinate '{key}'; choose from: {', '.join(columns)}")
+    return Side(name, cell, tuple(sorted(coords.items())))

@@ -332,7 +332,7 @@ def _entry_rows(entry: str, base: pd.DataFrame | None, now: pd.DataFrame | None,
                **config}
         if b is None or c is None:
             side = ("baseline", b, sides[0]) if c is None else ("current", c, sides[1])
-            rows.append(row | _side(side[0], _units(side[1], side[2], identity))
+            rows.append(row | _side(side[0], units(side[1], side[2], identity))
                         | {"verdict": "missing" if c is None else "new"})
             continue
         tolerance = tolerances.get(config["metric"], Tolerance(DEFAULT_TOLERANCE, True))
@@ -376,7 +376,7 @@ class Units:
         return stats.corrected_estimate(x, n_train=self.n_train, n_test=self.n_test)
 
 
-def _units(frame: pd.DataFrame, run: RunInfo | None, identity: bool) -> Units:
+def units(frame: pd.DataFrame, run: RunInfo | None, identity: bool) -> Units:
     labels = [tuple(str(v) for v in pair) for pair in
               zip(frame.get("repeat", ""), frame.get("fold", ""), strict=True)] \
         if {"repeat", "fold"} <= set(frame.columns) else [("", "")] * len(frame)
@@ -419,7 +419,7 @@ def _side(name: str, units: Units) -> dict[str, Any]:
             f"{name}_members": units.members}
 
 
-def _difference(base: Units, now: Units) -> tuple[Estimate, str, set]:
+def difference(base: Units, now: Units) -> tuple[Estimate, str, set]:
     """(current − baseline, how the units were paired, baseline keys with no partner)."""
     shared = base.values.index.intersection(now.values.index)
     lost = set(base.values.index) - set(now.values.index)
@@ -434,10 +434,10 @@ def _difference(base: Units, now: Units) -> tuple[Estimate, str, set]:
 def _judged(base: pd.DataFrame, now: pd.DataFrame, sides: tuple, identity: bool,
             greater_is_better: bool, tolerance: Tolerance, rope: float | None
             ) -> dict[str, Any]:
-    units = _units(base, sides[0], identity), _units(now, sides[1], identity)
-    estimate, pairing, unpartnered = _difference(*units)
+    both = units(base, sides[0], identity), units(now, sides[1], identity)
+    estimate, pairing, unpartnered = difference(*both)
     better = 1.0 if greater_is_better else -1.0
-    allowed = tolerance.allowed(units[0].estimate().mean)
+    allowed = tolerance.allowed(both[0].estimate().mean)
     # one-sided against the tolerance: "regressed" = shown worse by more than it
     p_worse = estimate.p_value("less" if better > 0 else "greater", null=-better * allowed)
     p_better = estimate.p_value("greater" if better > 0 else "less", null=better * allowed)
@@ -454,7 +454,7 @@ def _judged(base: pd.DataFrame, now: pd.DataFrame, sides: tuple, identity: bool,
     elif not math.isfinite(p_worse):  # one unit a side (or no spread): nothing was tested
         verdict = "untested"
     interval = estimate.interval()
-    found = (_side("baseline", units[0]) | _side("current", units[1])
+    found = (_side("baseline", both[0]) | _side("current", both[1])
              | {"delta": estimate.mean, "delta_ci_low": interval.low,
                 "delta_ci_high": interval.high, "tolerance": allowed, "pairs": estimate.n,
                 "p_value": p_worse if better * estimate.mean <= 0 else p_better,
@@ -504,3 +504,40 @@ def _timing_rows(baseline: Results, current: Results, tolerance: Tolerance
                      "tolerance": tolerance.amount, "p_value": p, "verdict": verdict,
                      "test": "Welch t on log seconds (unpaired runs)"})
     return rows
+
+
+# --- claims (claims.csv, evaluate/claims.py) whose verdict changed ------------------------------
+
+CLAIM_KEY = ("entry", "relation", "compare", "against", "metric", "split")  # one hypothesis
+CLAIM_REGRESSION = ("holds", "fails")  # the only change that makes compare exit 1
+
+
+def claim_changes(base: Path, now: Path) -> pd.DataFrame:
+    """Each claim in both suites' claims.csv whose verdict changed: entry, claim, baseline,
+    current, regression (holds -> fails). A side without claims.csv (a baseline run before
+    claims existed, a single run) has no claims to compare: no rows."""
+    sides = [_claims(p) for p in (base, now)]
+    if any(s is None for s in sides):
+        return pd.DataFrame(columns=["entry", "claim", "baseline", "current", "regression"])
+    joined = sides[0].merge(sides[1], on=list(CLAIM_KEY), suffixes=("_base", "_now"))
+    changed = joined[joined.verdict_base != joined.verdict_now]
+    return pd.DataFrame({
+        "entry": changed.entry, "claim": changed.claim_now, "baseline": changed.verdict_base,
+        "current": changed.verdict_now,
+        "regression": [(b, c) == CLAIM_REGRESSION for b, c in
+                       zip(changed.verdict_base, changed.verdict_now, strict=True)]
+    }).reset_index(drop=True)
+
+
+def _claims(path: Path) -> pd.DataFrame | None:
+    file = path / "claims.csv"
+    if not file.is_file():
+        return None
+    try:
+        frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as e:
+        raise DlbenchError(f"cannot read {file}: {e}") from None
+    if not {*CLAIM_KEY, "claim", "verdict"} <= set(frame.columns):
+        raise DlbenchError(f"{file} is not a dlbench claims file (columns "
+                           f"{', '.join(CLAIM_KEY)}, claim, verdict)")
+    return frame[[*CLAIM_KEY, "claim", "verdict"]]

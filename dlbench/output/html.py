@@ -17,7 +17,14 @@ import pandas as pd
 
 from dlbench import __version__
 from dlbench.errors import DlbenchError
-from dlbench.output.report import GRIDS, compare_grid, ranks_grid
+from dlbench.output.report import (
+    CLAIM_COLUMNS,
+    CLAIMS_NOTE,
+    GRIDS,
+    claim_rows,
+    compare_grid,
+    ranks_grid,
+)
 from dlbench.results import verify
 
 HEAD = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # how every report begins
@@ -132,9 +139,22 @@ def _suite(path: Path) -> str:
     runs.sort(key=lambda r: (order.get(r.name, len(order)), r.name))
     return (f"<h2>suite: {_e(path.name)}</h2>"
             + (f"<p>{_e(suite['description'])}</p>" if suite.get("description") else "")
-            + f"<p>{len(runs)} entries: "
+            + _claims(path) + f"<p>{len(runs)} entries: "
             + ", ".join(f"<a href='#{_anchor(r)}'>{_e(r.name)}</a>" for r in runs) + "</p>"
             + "".join(_run(r, level=3, claim=claims.get(r.name, "")) for r in runs))
+
+
+def _claims(path: Path) -> str:
+    """The suite's judged claims (claims.csv), the verdict first, as the terminal shows them."""
+    from dlbench.evaluate import claims
+
+    found = claims.read(path)
+    if found is None or found.empty:
+        return ""
+    columns = [(c, "left" if c in ("verdict", "claim", "hypothesis", "test") else "right")
+               for c in CLAIM_COLUMNS]
+    rows = [[row[c] for c in CLAIM_COLUMNS] for row in claim_rows(found)]
+    return "<h3>claims</h3>" + _grid(columns, rows) + f"<p class=note>{_e(CLAIMS_NOTE)}</p>"
 
 
 def _run(path: Path, level: int = 2, claim: str = "") -> str:

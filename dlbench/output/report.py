@@ -720,3 +720,61 @@ def show_ranking(ranked: Any, title: str, fmt: str) -> None:
     _print_table(console, table)
     for note in notes:
         console.print(note, style="dim", highlight=False)
+
+
+# --- claims (evaluate/claims.py) ----------------------------------------------------------------
+
+CLAIM_COLUMNS = ["verdict", "claim", "hypothesis", "effect [95% CI]", "p", "seeds needed",
+                 "test"]
+
+
+def claim_rows(claims: pd.DataFrame) -> list[dict[str, Any]]:
+    """claims.csv's rows as the table shows them, the verdict first."""
+    rows = []
+    for _, c in claims.iterrows():
+        status = c.relation in ("diverges", "stalls")
+        margin = f" ±{c.margin:g}" if math.isfinite(c.margin) else ""
+        rows.append({
+            "verdict": c.verdict, "claim": f"{c.entry}: {c.claim}" if c.claim else c.entry,
+            "hypothesis": " ".join(filter(None, [_side(c["compare"], c.entry), c.relation,
+                                                 _side(c.against, c.entry)]))
+            + f"{margin} ({c.metric}, {c.split})",
+            "effect [95% CI]": f"{c.effect:.0%} of members" if status and
+            math.isfinite(c.effect) else
+            f"{number(c.effect)} [{number(c.ci_low)}, {number(c.ci_high)}]",
+            "p": p_value(c.p),
+            "seeds needed": "—" if c.verdict != "inconclusive" or status else
+            ("no effect seen" if not math.isfinite(c.seeds_needed) else
+             f"{c.seeds_needed:.0f}"),
+            "test": "; ".join(filter(None, [c.test, c.note]))})
+    return rows
+
+
+def _side(side: str, entry: str) -> str:
+    """A side as claims.csv writes it ('entry · cell · lr=0.1'), its own entry's name left out."""
+    return side.removeprefix(f"{entry} · ") if side != entry else "this"
+
+
+def show_claims(claims: pd.DataFrame, title: str) -> None:
+    """The claims table on stdout: holds / fails / inconclusive first, then what was tested."""
+    if len(claims):
+        listing(title, claim_rows(claims), CLAIM_COLUMNS,
+                wrap=("claim", "hypothesis", "test"))
+        stdout().print(CLAIMS_NOTE, style="dim", highlight=False)
+
+
+CLAIMS_NOTE = ("holds: shown at α 0.05 (95% interval of the difference, or TOST within the "
+               "margin); fails: the opposite shown, or a claimed difference shown within the "
+               "margin; inconclusive: neither. diverges / stalls: holds when every member "
+               "has that status, fails when none does. The intervals cover the seeds (and "
+               "resampled splits), not the sampling of the evaluation rows. seeds needed: "
+               "members a "
+               "paired t test at α 0.05 needs for 80% power at the effect and spread seen.")
+
+
+def claim_change_lines(changes: pd.DataFrame | None) -> list[str]:
+    """compare's notes for claims whose verdict changed (holds -> fails: a regression)."""
+    if changes is None or changes.empty:
+        return []
+    return [f"claim {c.entry} ({c.claim}): {c.baseline} -> {c.current}"
+            + (" — REGRESSION" if c.regression else "") for _, c in changes.iterrows()]
