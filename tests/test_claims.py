@@ -241,6 +241,9 @@ def test_compare_flags_a_claim_whose_verdict_changed(ran, tmp_path, before, afte
     flagged = f"{before} -> {after}" in result.stdout
     assert flagged == (before is not None)
     assert ("REGRESSION" in result.stdout) == (code == 1)
+    import dlbench  # the API says what the command line's exit code says
+
+    assert dlbench.compare(base, now).regressed == (code == 1)
 
 
 def test_the_shipped_hypotheses_name_cells_of_their_entries(tmp_path):

@@ -267,7 +267,7 @@ def compare(*paths: str | Path, show: bool = False, **options: Any) -> Compariso
         if show:
             report.show_ranking(ranked, title, o["fmt"])
         return Comparison(tables["ranks"], False, tables, out)
-    found, title, notes = command.judged(where, o["tolerance"], o["rope"], o["out"])
+    found, title, notes, claims = command.judged(where, o["tolerance"], o["rope"], o["out"])
     if show:
         report.show_compare(found, title, notes, o["fmt"], o["all_rows"])
-    return Comparison(found, command.regressed(found), {"compare": found}, o["out"])
+    return Comparison(found, command.regressed(found, claims), {"compare": found}, o["out"])

@@ -68,27 +68,26 @@ def check_applies(named: set[str], rank: bool) -> None:
 def _judge(paths: list[Path], tolerance: str | None, rope: float | None, out: Path | None,
            fmt: str, all_rows: bool) -> int:
     """compare BASELINE CURRENT: the verdicts, their table and compare.csv -> the exit code."""
-    from dlbench.evaluate import compare as judge
     from dlbench.output import report
 
-    found, title, notes = judged(paths, tolerance, rope, out)
-    claims = judge.claim_changes(*paths) if all(p.is_dir() for p in paths) else None
-    report.show_compare(found, title, [*notes, *report.claim_change_lines(claims)], fmt,
-                        all_rows)
-    claim_failed = claims is not None and bool(claims.regression.any())
-    return 1 if regressed(found) or claim_failed else 0
+    found, title, notes, claims = judged(paths, tolerance, rope, out)
+    report.show_compare(found, title, notes, fmt, all_rows)
+    return 1 if regressed(found, claims) else 0
 
 
-def regressed(found) -> bool:
-    """Whether a verdict says regressed (or missing): what makes `compare` exit 1."""
+def regressed(found, claims) -> bool:
+    """Whether a verdict says regressed (or missing), or a claim that held now fails: what
+    makes `compare` exit 1 (and the API's Comparison.regressed)."""
     from dlbench.evaluate import compare as judge
 
-    return bool(found.verdict.isin(judge.FAILURES).any())
+    claim_failed = claims is not None and bool(claims.regression.any())
+    return bool(found.verdict.isin(judge.FAILURES).any()) or claim_failed
 
 
 def judged(paths: list[Path], tolerance: str | None, rope: float | None, out: Path | None):
-    """compare BASELINE CURRENT, nothing shown: (verdicts, title, notes); compare.csv in `out`
-    when given. What the command and the Python API share."""
+    """compare BASELINE CURRENT, nothing shown: (verdicts, title, notes, the suites' claims
+    whose verdict changed or None); compare.csv in `out` when given. What the command and the
+    Python API share."""
     from dlbench import results
     from dlbench.evaluate import compare as judge
 
@@ -123,7 +122,11 @@ def judged(paths: list[Path], tolerance: str | None, rope: float | None, out: Pa
             results.write_run(out_dir, {"compare": found}, {
                 **record, "baseline": str(base_path), "current": str(now_path),
                 "rule": notes[0], **results.environment()})
-    return found, f"compare {base_path} → {now_path}", notes
+    from dlbench.output import report
+
+    claims = judge.claim_changes(*paths) if all(p.is_dir() for p in paths) else None
+    return (found, f"compare {base_path} → {now_path}",
+            [*notes, *report.claim_change_lines(claims)], claims)
 
 
 def _rank(paths: list[Path], metric: str, split: str, cost: str | None, out: Path | None,
