@@ -107,7 +107,11 @@ def entry_stacking(info: OptimInfo) -> Stacking | None:
 def wants_closure(opt: torch.optim.Optimizer | type[torch.optim.Optimizer]) -> bool:
     """A minibatch optimizer (or its class) asks for a closure by a `closure` parameter without
     a default (or, in pytorch-optimizer, by raising its NoClosureError without one)."""
-    cls = opt if isinstance(opt, type) else type(opt)
+    return _class_wants_closure(opt if isinstance(opt, type) else type(opt))
+
+
+@functools.cache
+def _class_wants_closure(cls: type) -> bool:  # asked per config and member: once per class
     found = inspect.signature(cls.step).parameters.get("closure")
     return (found is not None and found.default is inspect.Parameter.empty) or \
         collection.asks_closure(cls)
@@ -185,13 +189,17 @@ class Stepper:
             if all(config.regimen.lr_scale(name) == 0 for config, _ in groups):
                 p.requires_grad_(False)
         shared = len(groups) > 1
+        config_of = [config for config, _ in groups]
         self.groups = [self._group(named, (c, rows), config, at, weights,
                                    partial(_scheduler, config=config,
                                            steps_per_epoch=steps_per_epoch, epochs=epochs))
                        for c, (config, rows) in enumerate(groups)
                        for at in (_parts(config, rows, shared) if stacked else [None])]
-        for group in self.groups:  # one member's optimizer: a stream of its own
-            if seeds and group.rows.stop - (group.rows.start or 0) == 1:
+        for group in self.groups:  # one member's own optimizer: a stream of its own; an
+            # elementwise one steps stacked members with no stream of theirs, so alone neither
+            # (and no generator state is swapped around every step of adam on a lone member)
+            if seeds and not config_of[group.config].optimizer.info.elementwise and \
+                    group.rows.stop - (group.rows.start or 0) == 1:
                 group.rng = Rng(derive_seed(seeds[group.rows.start or 0], OPTIMIZER_KEY))
 
     def _group(self, named: Named, where: tuple[int, slice], config: TrainConfig,
