@@ -298,8 +298,9 @@ def pins(references: list[str]) -> tuple[tuple[str, str, Any], ...]:
     travels with the task, pickled by reference (its module must import in the worker)."""
     found = {split(r) for r in references if is_reference(r)}
     found |= {(_added[r][1], "") for r in references if r in _added}
-    return tuple((where, load(where).digest,
-                  getattr(load(where).module, name) if where.startswith(OBJECT) else None)
+    loaded = {where: load(where) for where, _ in found}
+    return tuple((where, loaded[where].digest,
+                  getattr(loaded[where].module, name) if where.startswith(OBJECT) else None)
                  for where, name in sorted(found))
 
 

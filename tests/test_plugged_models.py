@@ -361,3 +361,15 @@ def test_a_built_in_models_key_has_no_plugged_parameters_field():
     assert "params" not in canonical(ModelSpec())["ModelSpec"]
     assert canonical(ModelSpec("x.py:Net", params=(("width", 6),)))["ModelSpec"]["params"] == \
         [["width", 6]]
+
+
+def test_an_edited_file_is_listed_afresh_in_the_same_process(tmp_path):
+    """Each invocation reads the user's file again: the entry (its description, its
+    parameters) is the edited file's, not the first one's."""
+    path = tmp_path / "one.py"
+    for doc, width in (("The first net.", 4), ("The edited net.", 6)):
+        path.write_text(f'def net(input_shape, n_outputs, width={width}):\n    """{doc}"""\n'
+                        "    import torch\n"
+                        "    return torch.nn.Linear(input_shape[0], n_outputs)\n")
+        listed = _run("models", "--from", path).stdout
+        assert doc in listed and f"width={width}" in listed

@@ -499,12 +499,13 @@ def model_info(name: str) -> ModelInfo:
     """The entry of a model: a registered one, or a plugged one (a resolved reference), which
     takes no model option (it builds its own layers from its k=v)."""
     if plugins.is_reference(name):
-        return _plugged_info(name)
+        # keyed by the object too: an edited file (a new invocation) is a new entry
+        return _plugged_info(name, plugins.get(name, plugged.KIND))
     return MODELS.get(name)
 
 
 @functools.cache
-def _plugged_info(reference: str) -> ModelInfo:
+def _plugged_info(reference: str, obj: Any) -> ModelInfo:
     def build(spec, members, shape):
         raise AssertionError("a plugged model is built by nn/plugged.py")
 
