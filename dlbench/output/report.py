@@ -730,9 +730,11 @@ CLAIM_COLUMNS = ["verdict", "claim", "hypothesis", "effect [95% CI]", "p", "seed
 
 def claim_rows(claims: pd.DataFrame) -> list[dict[str, Any]]:
     """claims.csv's rows as the table shows them, the verdict first."""
+    from dlbench.evaluate import claims as claims_module
+
     rows = []
     for _, c in claims.iterrows():
-        status = c.relation in ("diverges", "stalls")
+        status = bool(claims_module.RELATIONS.get(c.relation).status)  # counts members
         margin = f" ±{c.margin:g}" if math.isfinite(c.margin) else ""
         rows.append({
             "verdict": c.verdict, "claim": f"{c.entry}: {c.claim}" if c.claim else c.entry,
