@@ -257,3 +257,23 @@ def test_the_shipped_hypotheses_name_cells_of_their_entries(tmp_path):
         assert any(e.hypotheses for e in suite.entries), name
         run._check_hypotheses([run._prepared(e, tmp_path / name / e.name)
                                for e in suite.entries if e.hypotheses])
+
+
+def test_a_hypothesis_may_judge_a_metric_of_the_users_own(tmp_path):
+    """Named as its rows name it; its direction comes from the run's manifest: a metric that
+    is 1 − accuracy (lower is better) says adam 'better' exactly when accuracy says so."""
+    (tmp_path / "mine.py").write_text(
+        "def err(y, proba):\n    return float((proba.argmax(1) != y).mean())\n\n\n"
+        "err.greater_is_better = False\n")
+    metrics = f'metrics = "accuracy,{tmp_path}/mine.py:err"'
+    suite = SUITE.replace('hidden = "8"', f'hidden = "8"\n{metrics}')
+    both = "".join(HYPOTHESIS.replace("[entry.opt.hypothesis]", "[[entry.opt.hypothesis]]")
+                   + extra for extra in ("", 'metric = "mine.py:err"\n'))
+    path = tmp_path / "suite.toml"
+    path.write_text(suite.format(hypothesis=both))
+    result = invoke("run", path, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    found = pd.read_csv(tmp_path / "out" / "claims.csv")
+    assert list(found.metric) == ["accuracy", "mine.py:err"]
+    assert found.verdict.nunique() == 1 and found.effect.iloc[1] == pytest.approx(
+        -found.effect.iloc[0])

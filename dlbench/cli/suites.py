@@ -167,9 +167,10 @@ def _hypothesis(entry: Entry, table: dict[str, Any], names: set[str]):
         raise DlbenchError(f"unknown key '{unknown[0]}'; its keys: {', '.join(HYPOTHESIS_KEYS)}")
     relation = claims.RELATIONS.get(str(table.get("expect", "")))  # lists the valid names
     metric, split = str(table.get("metric", "accuracy")), str(table.get("split", "val"))
-    if metric not in METRICS.names():
+    if metric not in METRICS.names() and not plugins.is_reference(metric):
         raise DlbenchError(f"unknown metric '{metric}'; choose from: "
-                           f"{', '.join(METRICS.names())}")
+                           f"{', '.join(METRICS.names())}, or a metric of your own as its "
+                           "rows name it (mine.py:name)")
     if split not in claims.SPLITS:
         raise DlbenchError(f"unknown split '{split}'; choose from: {', '.join(claims.SPLITS)}")
     margin = table.get("margin")
