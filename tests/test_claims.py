@@ -277,3 +277,14 @@ def test_a_hypothesis_may_judge_a_metric_of_the_users_own(tmp_path):
     assert list(found.metric) == ["accuracy", "mine.py:err"]
     assert found.verdict.nunique() == 1 and found.effect.iloc[1] == pytest.approx(
         -found.effect.iloc[0])
+
+
+def test_the_api_returns_and_shows_the_suites_claims_as_run_does(ran, capsys, monkeypatch):
+    import dlbench
+
+    monkeypatch.setenv("COLUMNS", "200")  # the width the command line's runner has
+    out, _ = ran
+    found = dlbench.run_suite(out / ".." / "suite.toml", out=out, show=True)
+    pd.testing.assert_frame_equal(found.claims, claims.read(out))  # claims.csv, as read
+    shown = capsys.readouterr().out
+    assert shown == invoke("run", out / ".." / "suite.toml", "--out", out).stdout

@@ -74,13 +74,16 @@ class SuiteRun:
     out: Path  # the suite's directory
     entries: pd.DataFrame  # entry, command, done, cells trained, [timings,] results
     runs: dict[str, Run]  # entry name -> its run
+    claims: pd.DataFrame | None  # claims.csv: each hypothesis judged (None: the suite has none)
 
     def show(self) -> None:
-        """Print the entries' table as `dlbench run` does."""
+        """Print the entries' table and the claims' as `dlbench run` does."""
         from dlbench.output import report
 
         report.listing(f"suite {self.name}", self.entries.to_dict("records"),
                        list(self.entries.columns), wrap=("results",))
+        if self.claims is not None:
+            report.show_claims(self.claims, f"claims of suite {self.name}")
 
 
 @dataclass(frozen=True)
@@ -244,8 +247,10 @@ def run_suite(suite: str | Path, show: bool = False, **options: Any) -> SuiteRun
     root, rows = run.suite_run(typed("suite", Path, suite), chosen["out"], chosen["timings"],
                                chosen, warn if show else lambda _: None, show,
                                ["run", str(suite)])
+    from dlbench.evaluate import claims
+
     found = SuiteRun(Path(suite).stem, root, pd.DataFrame(rows), {
-        r["entry"]: read_run(Path(r["results"]), r["command"]) for r in rows})
+        r["entry"]: read_run(Path(r["results"]), r["command"]) for r in rows}, claims.read(root))
     if show:
         found.show()
     return found
