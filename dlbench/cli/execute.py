@@ -116,11 +116,7 @@ def engine_for(execution, total: int, description: str, bar: bool = True) -> Ite
     if execution is None:
         yield None
         return
-    if not bar:
-        with Engine(execution) as engine:
-            yield engine
-        return
-    with progress_bar(total, description) as advance, \
+    with (progress_bar(total, description) if bar else contextlib.nullcontext()) as advance, \
             Engine(execution, progress=advance) as engine:
         yield engine
 
