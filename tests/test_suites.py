@@ -223,6 +223,8 @@ def test_quick_runs_each_entry_with_its_quick_options_and_keeps_the_profile(tmp_
     assert _budget(tmp_path / "quick", "cv-iris") == (1, 3)  # the quick table's
     assert _budget(tmp_path / "quick", "opt-iris") == (2, None)  # no quick table: as it is
     assert json.loads((tmp_path / "quick" / "suite.json").read_text())["profile"] == "quick"
+    assert invoke("report", tmp_path / "quick", "--out", tmp_path / "r.html").exit_code == 0
+    assert "<h2>suite: quick (quick profile)</h2>" in (tmp_path / "r.html").read_text()
     full = invoke("run", suite, "--out", tmp_path / "full")
     assert full.exit_code == 0, full.output
     assert _budget(tmp_path / "full", "cv-iris") == (2, 2)

@@ -775,11 +775,13 @@ CLAIMS_NOTE = ("holds: shown at α 0.05 (95% interval of the difference, or TOST
 
 
 def claim_change_lines(changes: pd.DataFrame | None) -> list[str]:
-    """compare's notes for claims whose verdict changed (holds -> fails: a regression)."""
+    """compare's notes for claims whose verdict changed (holds -> fails, or a claim gone
+    missing: a regression; holds -> inconclusive: said as plainly, without failing)."""
     if changes is None or changes.empty:
         return []
     return [f"claim {c.entry} ({c.claim}): {c.baseline} -> {c.current}"
-            + (" — REGRESSION" if c.regression else "") for _, c in changes.iterrows()]
+            + (" — REGRESSION" if c.regression else " — NO LONGER SHOWN TO HOLD"
+               if c.baseline == "holds" else "") for _, c in changes.iterrows()]
 
 
 CLAIMS_MARKDOWN_COLUMNS = ["verdict", "claim", "entry", "hypothesis", "effect [95% CI]", "p",
