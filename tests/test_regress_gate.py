@@ -15,24 +15,13 @@ import pytest
 
 from dlbench.cli import suites
 from dlbench.evaluate import compare
+from tests import test_claims as claims_suite
 from tests.cli_helpers import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = """\
-[entry.opt]
-claim = "adam beats sgd on iris"
-command = "optimize"
-dataset = "iris"
-opt = "sgd[lr=0.1],adam"
-epochs = 2
-seeds = 2
-hidden = "8"
-
-[[entry.opt.hypothesis]]
-compare = {optimizer = "adam"}
-against = {optimizer = "sgd"}
-expect = "better"
-
+# test_claims's suite with a second hypothesis, and an entry that writes no scores.csv
+SUITE = claims_suite.SUITE.format(hypothesis=claims_suite.HYPOTHESIS.replace(
+    "[entry.opt.hypothesis]", "[[entry.opt.hypothesis]]") + """
 [[entry.opt.hypothesis]]
 compare = {optimizer = "sgd"}
 expect = "diverges"
@@ -41,7 +30,7 @@ expect = "diverges"
 command = "optimize"
 function = "anisotropic"
 steps = 5
-"""
+""")
 
 
 @pytest.fixture(scope="module")
