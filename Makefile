@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench figures lint clean regress baseline
+.PHONY: install run test bench figures lint clean regress baseline keep-baseline
 
 install: $(STAMP)
 
@@ -29,23 +29,37 @@ bench: install  # every benchmark runs; the target fails if any missed its bar
 	@status=0; for b in cv optimize cost process threads cells models; do \
 		$(BIN)/python benchmarks/bench_$$b.py || status=1; done; exit $$status
 
-# The CI regression gate: the smoke suite, fresh, against the committed baseline (exit 1 on a
-# regression: worse than the tolerance and significant, or a result gone missing).
+# The CI regression gate: the smoke suite and the textbook suite's quick profile, fresh, each
+# against its committed baseline (exit 1 on a regression: worse than the tolerance and
+# significant, a result gone missing, or a claim that held and now fails).
 regress: install
-	rm -rf results/current
+	rm -rf results/current results/current-textbook
 	$(BIN)/dlbench run benchmarks/smoke.toml --out results/current
 	$(BIN)/dlbench compare results/baseline results/current
+	$(BIN)/dlbench run benchmarks/textbook.toml --quick --out results/current-textbook
+	$(BIN)/dlbench compare results/baseline-textbook results/current-textbook
 
-# Refresh the baseline on purpose (after a change that is meant to move the numbers): the smoke
-# suite's scores and manifests only, the small files.
+# Refresh both baselines on purpose (after a change that is meant to move the numbers).
 baseline: install
-	rm -rf results/baseline.new
+	rm -rf results/baseline.new results/baseline-textbook.new
 	$(BIN)/dlbench run benchmarks/smoke.toml --out results/baseline.new
-	rm -rf results/baseline
-	for run in results/baseline.new/*/; do \
-		mkdir -p results/baseline/$$(basename $$run); \
-		cp $$run/scores.csv $$run/manifest.json results/baseline/$$(basename $$run)/; done
-	rm -rf results/baseline.new
+	$(BIN)/dlbench run benchmarks/textbook.toml --quick --out results/baseline-textbook.new
+	$(MAKE) keep-baseline RUN=results/baseline.new BASELINE=results/baseline
+	$(MAKE) keep-baseline RUN=results/baseline-textbook.new BASELINE=results/baseline-textbook
+
+# make keep-baseline RUN=DIR BASELINE=DIR: of the suite's run in RUN, the small files compare
+# reads (each entry's scores.csv and manifest.json, the suite's claims.csv and suite.json)
+# become BASELINE; RUN is removed.
+keep-baseline:
+	test -n "$(BASELINE)" -a -f "$(RUN)/suite.json"  # a suite run, and somewhere to keep it
+	rm -rf $(BASELINE)
+	mkdir -p $(BASELINE)
+	cp $(RUN)/suite.json $(BASELINE)/
+	if [ -f $(RUN)/claims.csv ]; then cp $(RUN)/claims.csv $(BASELINE)/; fi
+	for run in $(RUN)/*/; do if [ -f $$run/scores.csv ]; then \
+		mkdir -p $(BASELINE)/$$(basename $$run); \
+		cp $$run/scores.csv $$run/manifest.json $(BASELINE)/$$(basename $$run)/; fi; done
+	rm -rf $(RUN)
 
 figures: install
 	$(BIN)/python benchmarks/readme_figures.py

@@ -134,7 +134,7 @@ def test_shipped_suites_are_valid_before_anything_runs(tmp_path):
         commands = {e.command for e in suite.entries}
         if path.name == "smoke.toml":
             assert commands == set(suites.COMMANDS)  # the smoke run touches every command
-        for entry in suite.entries:
+        for entry in [*suite.entries, *(e.profiled(True) for e in suite.entries if e.quick)]:
             prepared = run._prepared(entry, tmp_path / path.stem / entry.name)
             assert prepared.state == "new"
             assert prepared.plan.total_epochs > 0 if "function" not in entry.options \
@@ -197,3 +197,92 @@ def test_timings_train_each_entry_again_and_are_kept(tmp_path):
     again = invoke("run", suite, "--out", tmp_path / "out", "--timings", "2")
     assert again.exit_code == 0  # the timings there suffice: none is taken again
     assert all((tmp_path / "out" / n / "timings.csv").read_text() == t for n, t in kept.items())
+
+
+# --- the quick profile (dlbench run --quick) --------------------------------------------------
+
+QUICK = SUITE.replace("[entry.opt-iris]", "[entry.cv-iris.quick]\nepochs = 1\nk = 3\n\n"
+                      "[entry.opt-iris]")
+
+
+def _config(out: Path, entry: str) -> dict:
+    return json.loads((out / entry / "manifest.json").read_text())["config"]
+
+
+def _budget(out: Path, entry: str) -> tuple[int, int | None]:
+    """(epochs, k) of an entry's run, from its manifest."""
+    config = _config(out, entry)
+    return config["train"]["epochs"], config.get("split", {}).get("k")
+
+
+def test_quick_runs_each_entry_with_its_quick_options_and_keeps_the_profile(tmp_path):
+    suite = write(tmp_path, QUICK)
+    result = invoke("run", suite, "--quick", "--out", tmp_path / "quick")
+    assert result.exit_code == 0, result.output
+    assert "suite suite (quick profile)" in result.stdout
+    assert _budget(tmp_path / "quick", "cv-iris") == (1, 3)  # the quick table's
+    assert _budget(tmp_path / "quick", "opt-iris") == (2, None)  # no quick table: as it is
+    assert json.loads((tmp_path / "quick" / "suite.json").read_text())["profile"] == "quick"
+    assert invoke("report", tmp_path / "quick", "--out", tmp_path / "r.html").exit_code == 0
+    assert "<h2>suite: quick (quick profile)</h2>" in (tmp_path / "r.html").read_text()
+    full = invoke("run", suite, "--out", tmp_path / "full")
+    assert full.exit_code == 0, full.output
+    assert _budget(tmp_path / "full", "cv-iris") == (2, 2)
+    assert json.loads((tmp_path / "full" / "suite.json").read_text())["profile"] == "full"
+    import dlbench  # the API's quick=True is the same run
+
+    api = dlbench.run_suite(suite, out=tmp_path / "api", quick=True)
+    assert api.quick and _config(api.out, "cv-iris") == _config(tmp_path / "quick", "cv-iris")
+    pd.testing.assert_frame_equal(api.runs["cv-iris"].scores,
+                                  pd.read_csv(tmp_path / "quick" / "cv-iris" / "scores.csv"))
+
+
+def test_a_suite_directory_holds_one_profile(tmp_path):
+    """A rerun under the same profile skips what finished; under the other it is refused in
+    one line before anything runs (the entries without a quick table would mix into it)."""
+    suite = write(tmp_path, QUICK)
+    out = tmp_path / "out"
+    assert invoke("run", suite, "--quick", "--out", out).exit_code == 0
+    again = invoke("run", suite, "--quick", "--out", out)
+    assert again.exit_code == 0 and again.stdout.count("already finished") == 2
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    message = assert_usage_error(invoke("run", suite, "--out", out), tmp_path / "nothing")
+    assert message == (f"error: --out {out} holds the suite's quick profile; add --quick to "
+                       "finish it, or choose a new --out")
+    assert {p: p.read_bytes() for p in before} == before  # nothing touched
+    full = tmp_path / "full"
+    assert invoke("run", suite, "--out", full).exit_code == 0
+    message = assert_usage_error(invoke("run", suite, "--quick", "--out", full),
+                                 tmp_path / "nothing")
+    assert "holds the suite's full profile; drop --quick" in message
+
+
+@pytest.mark.parametrize("quick, says", [
+    ("quick = 3", "quick is a table of options"),
+    ("[entry.bad.quick]\nworkers = 2", "--workers is set for the whole suite"),
+    ("[entry.bad.quick]\nhidden = [[8]]", "hidden must be a string, number or boolean"),
+    ("[entry.bad.quick]\ncommand = \"optimize\"", "command is the entry's own, not an option"),
+    ("[entry.bad.quick]\nnope = 1", "cv has no option --nope"),
+    ("[entry.bad.quick]\nk = \"x\"", "Invalid value for '--k'"),
+    ("[entry.bad.quick]\nk = 1", "--k must be at least 2"),
+])
+@pytest.mark.parametrize("profile", [[], ["--quick"]])
+def test_a_bad_quick_table_is_one_line_before_anything_trains(quick, says, profile, tmp_path):
+    """Under either profile: a full run parses the quick tables too."""
+    good = SUITE.split("[entry.opt-iris]")[0]  # a good entry first: it must not run either
+    suite = write(tmp_path, f'{good}\n[entry.bad]\ncommand = "cv"\ndataset = "iris"\n'
+                            f'{quick}\n')
+    out = tmp_path / "out"
+    message = assert_usage_error(invoke("run", suite, *profile, "--out", out), out)
+    assert "entry 'bad'" in message and says in message, message
+
+
+def test_quick_on_a_suite_without_quick_tables_says_so(tmp_path):
+    result = invoke("run", write(tmp_path, SUITE), "--quick", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "warning: --quick: suite suite has no [entry.NAME.quick] table; every entry runs " \
+           "as it is" in result.stderr
+
+
+def test_run_help_documents_quick():
+    assert "--quick" in invoke("run", "--help").stdout

@@ -75,12 +75,14 @@ class SuiteRun:
     entries: pd.DataFrame  # entry, command, done, cells trained, [timings,] results
     runs: dict[str, Run]  # entry name -> its run
     claims: pd.DataFrame | None  # claims.csv: each hypothesis judged (None: the suite has none)
+    quick: bool = False  # whether it ran the suite's quick profile (dlbench run --quick)
 
     def show(self) -> None:
         """Print the entries' table and the claims' as `dlbench run` does."""
+        from dlbench.cli.run import suite_title
         from dlbench.output import report
 
-        report.listing(f"suite {self.name}", self.entries.to_dict("records"),
+        report.listing(suite_title(self.name, self.quick), self.entries.to_dict("records"),
                        list(self.entries.columns), wrap=("results",))
         if self.claims is not None:
             report.show_claims(self.claims, f"claims of suite {self.name}")
@@ -236,8 +238,8 @@ def _options(name: str, function: Callable[..., Any], argument: str,
 
 
 def run_suite(suite: str | Path, show: bool = False, **options: Any) -> SuiteRun:
-    """`dlbench run SUITE` from Python: options out, timings, workers, scheduler, dask_local,
-    threads, as on the command line. Returns a SuiteRun."""
+    """`dlbench run SUITE` from Python: options out, quick, timings, workers, scheduler,
+    dask_local, threads, as on the command line. Returns a SuiteRun."""
     import pandas as pd
 
     from dlbench.cli import run
@@ -246,11 +248,13 @@ def run_suite(suite: str | Path, show: bool = False, **options: Any) -> SuiteRun
     chosen, _ = _options("run_suite", run.run_suite, "suite", options)
     root, rows = run.suite_run(typed("suite", Path, suite), chosen["out"], chosen["timings"],
                                chosen, warn if show else lambda _: None, show,
-                               ["run", str(suite)])
+                               ["run", str(suite), *(["--quick"] if chosen["quick"] else [])],
+                               chosen["quick"])
     from dlbench.evaluate import claims
 
     found = SuiteRun(Path(suite).stem, root, pd.DataFrame(rows), {
-        r["entry"]: read_run(Path(r["results"]), r["command"]) for r in rows}, claims.read(root))
+        r["entry"]: read_run(Path(r["results"]), r["command"]) for r in rows}, claims.read(root),
+        chosen["quick"])
     if show:
         found.show()
     return found

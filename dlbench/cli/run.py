@@ -39,6 +39,11 @@ def run_suite(
             help="The suite's results directory, one subdirectory per entry (default "
                  "results/<suite>-<timestamp>/). Entries finished there are skipped, "
                  "interrupted ones resumed.")] = None,
+        quick: Annotated[bool, typer.Option(
+            "--quick", help="The suite's quick profile: each entry with the options of its "
+                            "[entry.NAME.quick] table in place of its own (an entry without "
+                            "one runs as it is); the same hypotheses judged. Kept in "
+                            "suite.json: a directory holds one profile.")] = False,
         timings: Annotated[int, typer.Option(
             help="Also time each network entry N times (its cells train again, their results "
                  "dropped) into timings.csv: what compare --tolerance seconds:+N% needs.")
@@ -51,22 +56,28 @@ def run_suite(
     directory, keeping what already finished there."""
     from dlbench.output import report
 
-    root, rows = suite_run(suite, out, timings, ctx.params)
+    root, rows = suite_run(suite, out, timings, ctx.params, quick=quick)
     columns = ["entry", "command", "done", "cells trained", *(["timings"] if timings else []),
                "results"]
-    report.listing(f"suite {Path(suite).stem}", [{"timings": "", **r} for r in rows], columns,
-                   wrap=("results",))
+    report.listing(suite_title(Path(suite).stem, quick), [{"timings": "", **r} for r in rows],
+                   columns, wrap=("results",))
     _show_claims(root, Path(suite).stem)
     typer.echo(f"results: {root}", err=True)
 
 
+def suite_title(name: str, quick: bool) -> str:
+    return f"suite {name}" + (" (quick profile)" if quick else "")
+
+
 def suite_run(suite: Path, out: Path | None, timings: int, options: dict[str, Any],
               say: Callable[[list[str]], None] = warn, bar: bool = True,
-              again: list[str] | None = None) -> tuple[Path, list[dict[str, Any]]]:
+              again: list[str] | None = None, quick: bool = False
+              ) -> tuple[Path, list[dict[str, Any]]]:
     """`dlbench run`, nothing shown -> (the suite's directory, a row per entry). `options`:
     the executor's (workers, scheduler, dask_local, threads); `say`: where warnings go; `bar`:
     a progress bar on a terminal; `again`: the arguments that finish it when interrupted
-    (default: this command line's). What the command and the Python API share."""
+    (default: this command line's); `quick`: the quick profile. What the command and the
+    Python API share."""
     from dlbench import results
     from dlbench.cli import suites
     from dlbench.cli.config import execution_config
@@ -77,16 +88,19 @@ def suite_run(suite: Path, out: Path | None, timings: int, options: dict[str, An
         raise DlbenchError(f"--timings must be 0 or more, got {timings}")
     results.check_out(out)  # a suite's directory holds entries' runs, not a run of its own
     execution = execution_config(options)
-    warnings = check_execution(execution)
+    warnings = check_execution(execution) + _profile_warnings(loaded, quick)
     root = out or results.default_out_dir(loaded.name)
-    entries = [_prepared(entry, root / entry.name) for entry in loaded.entries]
+    if out is not None:
+        _check_profile(out, quick)
+    entries = [_prepared(entry.profiled(quick), root / entry.name) for entry in loaded.entries]
+    _check_quick_tables(loaded.entries, quick)
     _check_hypotheses(entries)
     if out is None:  # every entry checked: now make the suite's directory, exclusively
         root = results.new_dir(loaded.name)
         for e in entries:
             e.out = root / e.entry.name
     say(warnings + [f"{e.entry.name}: {w}" for e in entries for w in e.warnings])
-    _write_record(root, loaded)
+    _write_record(root, loaded, quick)
     again = [*(sys.argv[1:] if again is None else again),
              *(["--out", str(root)] if out is None else [])]
     rows = _run_entries(entries, execution, loaded.name, root, f"dlbench {shlex.join(again)}",
@@ -135,13 +149,46 @@ def _show_claims(root: Path, name: str) -> None:
         report.show_claims(found, f"claims of suite {name}")
 
 
-def _write_record(root: Path, loaded) -> None:
-    """suite.json: the suite's entries and claims, what the report shows."""
+def _check_quick_tables(entries, quick: bool) -> None:
+    """A full run parses the quick tables too (cheap: no data is loaded), so that a bad one is
+    found by whichever profile runs first."""
+    for entry in entries if not quick else ():
+        if entry.quick:
+            try:
+                _configured(entry.profiled(True))
+            except DlbenchError as e:
+                raise DlbenchError(f"suite entry '{entry.name}', quick: {e}") from None
+
+
+def _profile_warnings(loaded, quick: bool) -> list[str]:
+    return [f"--quick: suite {loaded.name} has no [entry.NAME.quick] table; every entry runs "
+            "as it is"] if quick and not loaded.has_quick else []
+
+
+PROFILES = {False: "full", True: "quick"}  # suite.json's profile, by --quick
+
+
+def _check_profile(root: Path, quick: bool) -> None:
+    """A suite directory holds one profile: rerunning it under the other is refused (its
+    entries with a quick table would differ; the others would mix into one record)."""
+    try:
+        there = json.loads((root / "suite.json").read_text()).get("profile", "full")
+    except (OSError, ValueError, AttributeError):
+        return  # none yet (or damaged: written anew)
+    if there != PROFILES[quick]:
+        raise DlbenchError(f"--out {root} holds the suite's {there} profile; "
+                           + ("add --quick" if there == "quick" else "drop --quick")
+                           + " to finish it, or choose a new --out")
+
+
+def _write_record(root: Path, loaded, quick: bool) -> None:
+    """suite.json: the suite's entries, claims and profile, what the report shows."""
     from dlbench import results
 
     try:
         results.atomic_write(root / "suite.json", lambda f: json.dump(
             {"suite": loaded.name, "description": loaded.description,
+             "profile": PROFILES[quick],
              "entries": [{"name": e.name, "command": e.command, "claim": e.claim}
                          for e in loaded.entries],
              **({"claims": "claims.csv"} if any(e.hypotheses for e in loaded.entries)
@@ -228,9 +275,7 @@ def _prepared(entry, out: Path) -> _Entry:
     from dlbench import results
 
     try:
-        command = COMMANDS[entry.command]
-        context = _entry_context(entry)
-        config = command.build(values(command.options(**context.params)), given(context))
+        command, config = _configured(entry)
         route = command.route(config)
         runner = route.module()
         state = results.run_state(out, {"command": entry.command, "config": config.record()})
@@ -244,6 +289,14 @@ def _prepared(entry, out: Path) -> _Entry:
     except DlbenchError as e:
         raise DlbenchError(f"suite entry '{entry.name}': {e}") from None
     return _Entry(entry, route, runner, config, plan, state, out)
+
+
+def _configured(entry) -> tuple[Any, Any]:
+    """An entry's options through its command's own parser and config builder -> (its
+    command-table entry, its frozen config)."""
+    command = COMMANDS[entry.command]
+    context = _entry_context(entry)
+    return command, command.build(values(command.options(**context.params)), given(context))
 
 
 def _entry_context(entry) -> typer.Context:

@@ -32,6 +32,14 @@ optimizer, activation, ...). `compare` defaults to this entry; diverges and stal
 relation or coordinate is refused when the suite is read; a cell label or coordinate value that
 names no cell, when the entries are prepared: both before anything trains.
 
+The quick profile (`dlbench run SUITE --quick`) runs each entry with its `[entry.NAME.quick]`
+table's options in place of its own, spelled and checked as they are (a smaller budget that
+still judges the same hypotheses); an entry without one runs as it is:
+
+    [entry.lr-decay.quick]
+    epochs = 10
+    seeds = 3
+
 `plugins = ["mine.py", "package.module"]` at the top imports plugin modules (dlbench/plugins.py)
 before any entry is read, a file's path relative to the suite file; an entry may also name its
 own (`plugin = "..."`, as --plugin).
@@ -41,7 +49,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +69,12 @@ class Entry:
     options: dict[str, Any]  # option (without "--") -> value, a list for a repeated option
     claim: str = ""  # what the entry measures, in words (`claim = "..."`; shown by the report)
     hypotheses: tuple[Any, ...] = ()  # its claims.Hypothesis tables, checked against the suite
+    quick: dict[str, Any] = field(default_factory=dict)  # [entry.NAME.quick]: option -> value
+    # in place of its own under --quick (keys spelled as in options)
+
+    def profiled(self, quick: bool) -> Entry:
+        """The entry as the profile runs it: under --quick, its quick options over its own."""
+        return replace(self, options={**self.options, **self.quick}) if quick else self
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,11 @@ class Suite:
     @property
     def name(self) -> str:
         return self.path.stem
+
+    @property
+    def has_quick(self) -> bool:
+        """Whether any entry declares a quick profile of its own."""
+        return any(e.quick for e in self.entries)
 
 
 def load(path: Path) -> Suite:
@@ -124,12 +143,27 @@ def _entry(path: Path, name: str, table: Any) -> Entry:
     command = options.pop("command", None)
     claim = options.pop("claim", "")
     options.pop("hypothesis", None)  # read by _hypotheses, once every entry's name is known
+    quick = options.pop("quick", {})
     if not isinstance(claim, str):
         raise DlbenchError(f"{where}: claim is a sentence in quotes")
     if command not in COMMANDS:
         raise DlbenchError(f"{where}: command must be one of {', '.join(COMMANDS)}, got "
                            f"{command!r}")
-    for key, value in options.items():
+    if not isinstance(quick, dict):
+        raise DlbenchError(f"{where}: quick is a table of options, [entry.{name}.quick] with "
+                           "e.g. epochs = 5")
+    taken = sorted(set(quick) & {"command", "claim", "hypothesis", "quick"})
+    if taken:
+        raise DlbenchError(f"{where}, quick: {taken[0]} is the entry's own, not an option; "
+                           "the quick table sets options only")
+    return Entry(name, command, _options(where, options), claim,
+                 quick=_options(f"{where}, quick", quick))
+
+
+def _options(where: str, table: dict[str, Any]) -> dict[str, Any]:
+    """An entry's (or its quick table's) options, their shape checked -> option (its
+    command-line spelling, without "--") -> value; the values are the command's to check."""
+    for key, value in table.items():
         if key.replace("_", "-") in RESERVED:
             raise DlbenchError(f"{where}: --{key} is set for the whole suite by dlbench run; "
                                "drop it from the entry")
@@ -137,7 +171,7 @@ def _entry(path: Path, name: str, table: Any) -> Entry:
         if not values or not all(isinstance(v, str | int | float | bool) for v in values):
             raise DlbenchError(f"{where}: {key} must be a string, number or boolean (or a list "
                                "of them for a repeated option)")
-    return Entry(name, command, {k.replace("_", "-"): v for k, v in options.items()}, claim)
+    return {k.replace("_", "-"): v for k, v in table.items()}
 
 
 HYPOTHESIS_KEYS = ("compare", "against", "metric", "split", "expect", "margin")

@@ -509,22 +509,29 @@ def _timing_rows(baseline: Results, current: Results, tolerance: Tolerance
 # --- claims (claims.csv, evaluate/claims.py) whose verdict changed ------------------------------
 
 CLAIM_KEY = ("entry", "relation", "compare", "against", "metric", "split")  # one hypothesis
-CLAIM_REGRESSION = ("holds", "fails")  # the only change that makes compare exit 1
+CLAIM_REGRESSION = ("holds", "fails")  # a change that makes compare exit 1
+MISSING = "missing"  # a claim of the baseline that the current suite no longer judges: exit 1,
+# as a missing result row (a claim may not stop holding by being dropped)
+NEW = "new"  # a claim only the current suite judges
 
 
 def claim_changes(base: Path, now: Path) -> pd.DataFrame:
-    """Each claim in both suites' claims.csv whose verdict changed: entry, claim, baseline,
-    current, regression (holds -> fails). A side without claims.csv (a baseline run before
-    claims existed, a single run) has no claims to compare: no rows."""
+    """Each claim in either suite's claims.csv whose verdict changed: entry, claim, baseline,
+    current, regression (holds -> fails, or a claim gone missing); a claim only on one side
+    reads `missing` on the current side or `new` on the baseline side. A side without
+    claims.csv (a baseline run before claims existed, a single run) has no claims to compare:
+    no rows."""
     sides = [_claims(p) for p in (base, now)]
     if any(s is None for s in sides):
         return pd.DataFrame(columns=["entry", "claim", "baseline", "current", "regression"])
-    joined = sides[0].merge(sides[1], on=list(CLAIM_KEY), suffixes=("_base", "_now"))
+    joined = sides[0].merge(sides[1], on=list(CLAIM_KEY), how="outer", sort=False,
+                            suffixes=("_base", "_now"))
+    joined = joined.fillna({"verdict_base": NEW, "verdict_now": MISSING})
     changed = joined[joined.verdict_base != joined.verdict_now]
     return pd.DataFrame({
-        "entry": changed.entry, "claim": changed.claim_now, "baseline": changed.verdict_base,
-        "current": changed.verdict_now,
-        "regression": [(b, c) == CLAIM_REGRESSION for b, c in
+        "entry": changed.entry, "claim": changed.claim_now.fillna(changed.claim_base),
+        "baseline": changed.verdict_base, "current": changed.verdict_now,
+        "regression": [(b, c) == CLAIM_REGRESSION or c == MISSING for b, c in
                        zip(changed.verdict_base, changed.verdict_now, strict=True)]
     }).reset_index(drop=True)
 

@@ -137,7 +137,8 @@ def _suite(path: Path) -> str:
     claims = {e["name"]: e.get("claim", "") for e in suite.get("entries", [])}
     order = {name: i for i, name in enumerate(claims)}  # the suite file's order
     runs.sort(key=lambda r: (order.get(r.name, len(order)), r.name))
-    return (f"<h2>suite: {_e(path.name)}</h2>"
+    profile = " (quick profile)" if suite.get("profile") == "quick" else ""  # dlbench run --quick
+    return (f"<h2>suite: {_e(path.name)}{profile}</h2>"
             + (f"<p>{_e(suite['description'])}</p>" if suite.get("description") else "")
             + _claims(path) + f"<p>{len(runs)} entries: "
             + ", ".join(f"<a href='#{_anchor(r)}'>{_e(r.name)}</a>" for r in runs) + "</p>"
