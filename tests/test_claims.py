@@ -199,6 +199,9 @@ def test_the_html_report_shows_the_claims_verdict_first(ran, tmp_path):
     assert f"<td class=left>{verdict}</td><td class=left>opt: adam beats sgd on iris</td>" in text
 
 
+REACH = '[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "reaches-first"'
+
+
 @pytest.mark.parametrize("hypothesis, says", [
     ('[entry.opt.hypothesis]\ncompare = {entry = "nope"}\nexpect = "stalls"', "unknown entry"),
     ('[entry.opt.hypothesis]\nexpect = "faster"', "unknown relation 'faster'"),
@@ -211,6 +214,26 @@ def test_the_html_report_shows_the_claims_verdict_first(ran, tmp_path):
     ('[entry.opt.hypothesis]\nexpect = "stalls"\nwhy = 1', "unknown key 'why'"),
     ('[entry.opt.hypothesis]\ncompare = "rmsprop"\nexpect = "stalls"', "names no cell"),
     ('[entry.opt.hypothesis]\ncompare = {lr = 0.5}\nexpect = "stalls"', "names no cell"),
+    ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "reaches-first"', "needs a target"),
+    (f'{REACH}\ntarget = "high"', "target is a number"),
+    (f'{REACH}\ntarget = true', "target is a number"),
+    ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "better"\ntarget = 0.9',
+     'expect = "better" takes no target'),
+    ('[entry.opt.hypothesis]\nexpect = "stalls"\nagainst = 0.5', "takes no against"),
+    ('[entry.opt.hypothesis]\nexpect = "stalls"\nmargin = 0.1', "takes no margin"),
+    ('[entry.opt.hypothesis]\nagainst = 0.5\nexpect = "narrower"', "compares two sides"),
+    ('[entry.opt.hypothesis]\nagainst = 0.5\nexpect = "reaches-first"\ntarget = 0.9',
+     "compares two sides"),
+    (f'{REACH}\ntarget = 0.9\nmetric = "log_loss"', "reads curves.csv"),
+    (f'{REACH}\ntarget = 0.9\nsplit = "test"', "no accuracy on test"),
+    (f'{REACH}\ntarget = 0.9\nmetric = "running_loss"', "no running_loss on val"),
+    (f'{REACH}\ntarget = 0.9\ncost = "seconds"', "unknown cost 'seconds'"),
+    ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "overfits-sooner"\nmetric = "loss"',
+     "takes no metric"),
+    ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "overfits-sooner"',
+     "reads overfit's onset; entry 'opt' runs optimize"),
+    ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "better"\nmetric = "best_epoch"',
+     "neither better nor worse"),
 ])
 def test_a_bad_hypothesis_is_one_line_before_anything_trains(hypothesis, says, tmp_path):
     out = tmp_path / "out"
@@ -491,3 +514,78 @@ def test_a_smaller_gap_is_better(tmp_path):
     same = claims.judge_suite(root, [Hypothesis("grid", "", "equivalent", A, B, "best_epoch",
                                                 margin=0.5)])
     assert same.verdict[0] == "holds"  # best_epoch has no direction; equivalence reads it
+
+
+SOONER = """\
+[entry.opt]
+command = "optimize"
+dataset = "iris"
+opt = "sgd[lr=0.001],adam[lr=0.05]"
+epochs = 4
+seeds = 2
+hidden = "8"
+
+[entry.opt.hypothesis]
+compare = {optimizer = "adam"}
+against = {optimizer = "sgd"}
+expect = "reaches-first"
+target = 0.7
+
+[entry.wide]
+command = "overfit"
+dataset = "iris"
+hidden = "64,64"
+reg = "none"
+lr = 0.05
+epochs = 12
+seeds = 3
+train-rows = 30
+
+[[entry.wide.hypothesis]]
+against = "narrow"
+expect = "overfits-sooner"
+
+[[entry.wide.hypothesis]]
+against = "narrow"
+metric = "gap_final"
+expect = "better"
+
+[entry.narrow]
+command = "overfit"
+dataset = "iris"
+hidden = "2"
+reg = "none"
+lr = 0.05
+epochs = 12
+seeds = 3
+train-rows = 30
+"""
+
+
+def test_reaches_first_and_overfits_sooner_through_dlbench_run(tmp_path):
+    """claims.csv's effects are what the entries' own files say: each adam seed's first epoch
+    at validation accuracy >= 0.7 less sgd's (never: one past the last), and each wide seed's
+    onset less narrow's (never: the budget + 1)."""
+    path = tmp_path / "suite.toml"
+    path.write_text(SOONER)
+    result = invoke("run", path, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    found = pd.read_csv(tmp_path / "out" / "claims.csv")
+    assert list(found.relation) == ["reaches-first", "overfits-sooner", "better"]
+    assert list(found.metric) == ["accuracy", "onset_epoch", "gap_final"]
+    assert set(found.verdict) <= set(claims.VERDICTS)
+
+    curves = pd.read_csv(tmp_path / "out" / "opt" / "curves.csv")
+    curves = curves[(curves.split == "val") & (curves.metric == "accuracy")]
+    first = {(opt, seed): min(g.epoch[g.value >= 0.7], default=g.epoch.max() + 1)
+             for (opt, seed), g in curves.groupby(["optimizer", "seed"])}
+    effect = np.mean([first["adam", s] - first["sgd", s] for s in (0, 1)])
+    assert found.effect[0] == pytest.approx(effect)
+    assert "epochs to reach accuracy >= 0.7 on val" in found.test[0]
+
+    onset = {}
+    for entry in ("wide", "narrow"):
+        rows = pd.read_csv(tmp_path / "out" / entry / "scores.csv")
+        onset[entry] = rows[rows.metric == "onset_epoch"].set_index("seed").value.fillna(13)
+    assert found.effect[1] == pytest.approx((onset["wide"] - onset["narrow"]).mean())
+    assert "overfitting onset" in found.test[1] and "paired over 3 seeds" in found.test[2]

@@ -188,7 +188,7 @@ def _hypothesis(entry: Entry, table: dict[str, Any], commands: dict[str, str]):
 def _check_keys(relation, table: dict[str, Any]) -> None:
     """The keys the relation takes, and those it needs."""
     for key in HYPOTHESIS_KEYS[2:]:
-        if key in table and key != "expect" and key not in relation.keys:
+        if key in table and key != "expect" and key not in relation.keys + relation.needs:
             raise DlbenchError(f'expect = "{relation.name}" takes no {key}' + (
                 " (it reads overfit's onset on validation)" if not relation.reads else ""))
     for key in relation.needs:
