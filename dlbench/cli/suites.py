@@ -22,15 +22,27 @@ A hypothesis makes the claim one the tool judges (evaluate/claims.py; claims.csv
     against = "lr-constant"         # or a table: {entry = "...", cell = "...", lr = 10.0}
     metric = "accuracy"             # default accuracy
     split = "val"                   # train, val or test (default val)
-    expect = "better"               # better | worse | equivalent | diverges | stalls
+    expect = "better"               # better | worse | equivalent | diverges | stalls |
+                                    # reaches-first | overfits-sooner | narrower
     margin = 0.01                   # metric units: equivalent needs it; better/worse: a
                                     # difference shown within ±margin fails the claim
+    target = 0.9                    # reaches-first only, and needed: the value to reach
+    cost = "epochs"                 # reaches-first: epochs | grad_evals | examples
 
 A table's keys other than entry and cell are grid coordinates, scores.csv's columns (lr,
 optimizer, activation, ...). `compare` defaults to this entry; diverges and stalls take no
-`against`. `[[entry.NAME.hypothesis]]` declares several. An unknown entry, metric, split,
-relation or coordinate is refused when the suite is read; a cell label or coordinate value that
-names no cell, when the entries are prepared: both before anything trains.
+`against`; better, worse and equivalent may take a number (`against = 0.88`, metric units: a
+one-sample test). metric is a scores.csv metric (a built-in, the user's own, or one of
+overfit's curve measures: gap_final, gap_best and val_loss_final are lower-is-better;
+onset_epoch and best_epoch have no better side, so better and worse refuse them), except for
+reaches-first, which reads curves.csv (loss, accuracy on train or val; running_loss,
+running_accuracy on train), and overfits-sooner, which reads overfit's onset_epoch and takes
+no metric or split (both sides overfit entries). narrower compares the spread of the estimates
+one run of each side gives (Brown-Forsythe). A key the relation does not take is refused, as
+are a missing target (reaches-first) or margin (equivalent). `[[entry.NAME.hypothesis]]`
+declares several. An unknown entry, metric, split, relation or coordinate is refused when the
+suite is read; a cell label or coordinate value that names no cell, when the entries are
+prepared: both before anything trains.
 
 `plugins = ["mine.py", "package.module"]` at the top imports plugin modules (dlbench/plugins.py)
 before any entry is read, a file's path relative to the suite file; an entry may also name its
