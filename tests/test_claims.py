@@ -231,7 +231,7 @@ REACH = '[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "reaches-first"'
     ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "overfits-sooner"\nmetric = "loss"',
      "takes no metric"),
     ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "overfits-sooner"',
-     "reads overfit's onset; entry 'opt' runs optimize"),
+     "reads overfit's onset: compare's comes earlier; entry 'opt' runs optimize"),
     ('[entry.opt.hypothesis]\nagainst = "opt"\nexpect = "better"\nmetric = "best_epoch"',
      "neither better nor worse"),
 ])

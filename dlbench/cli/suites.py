@@ -191,10 +191,10 @@ def _hypothesis(entry: Entry, table: dict[str, Any], commands: dict[str, str]):
     metric, split = _metric_split(relation, table)
     compare = _side(entry, table.get("compare"), commands)
     against = _against(relation, entry, table.get("against"), commands)
-    if relation.name == "overfits-sooner":
-        _overfit_sides((compare, against), commands)
-    return claims.Hypothesis(entry.name, entry.claim, relation.name, compare, against, metric,
-                             split, margin, target, cost)
+    h = claims.Hypothesis(entry.name, entry.claim, relation.name, compare, against, metric,
+                          split, margin, target, cost)
+    _sides_commands(relation, h.sides, commands)
+    return h
 
 
 def _check_keys(relation, table: dict[str, Any]) -> None:
@@ -264,11 +264,12 @@ def _against(relation, entry: Entry, given: Any, commands: dict[str, str]):
     return None if given is None else _side(entry, given, commands)
 
 
-def _overfit_sides(sides: tuple, commands: dict[str, str]) -> None:
+def _sides_commands(relation, sides: tuple, commands: dict[str, str]) -> None:
+    """Each side's entry runs a command whose results the relation reads."""
     for side in sides:
-        if commands.get(side.entry) != "overfit":
-            raise DlbenchError(f"expect = \"overfits-sooner\" reads overfit's onset; entry "
-                               f"'{side.entry}' runs {commands.get(side.entry)}")
+        if relation.commands and commands.get(side.entry) not in relation.commands:
+            raise DlbenchError(f'expect = "{relation.name}" reads {relation.description}; '
+                               f"entry '{side.entry}' runs {commands.get(side.entry)}")
 
 
 def _side(entry: Entry, given: Any, names: dict[str, str]):

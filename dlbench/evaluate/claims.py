@@ -128,6 +128,7 @@ class Relation:
     needs: tuple[str, ...] = ()  # the keys it cannot do without
     against: str = "side"  # what against is: "side", "side or number", "" (none)
     reads: str = "scores"  # what metric names: "scores", "curves" (their csv), "" (none)
+    commands: tuple[str, ...] = ()  # the commands whose entries it can read (empty: any)
 
 
 CURVE_METRICS = {"loss": False, "accuracy": True, "running_loss": False,
@@ -408,8 +409,8 @@ for _relation in (
     Relation("reaches-first", "", 1, "compare's curve reaches target in fewer epochs "
              "(needs target)", judge_reach, keys=("metric", "split", "margin", "cost"),
              needs=("target",), reads="curves"),
-    Relation("overfits-sooner", "", 1, "compare's overfitting onset comes earlier",
-             judge_onset, keys=("margin",), reads=""),
+    Relation("overfits-sooner", "", 1, "overfit's onset: compare's comes earlier",
+             judge_onset, keys=("margin",), reads="", commands=("overfit",)),
     Relation("narrower", "", 0, "compare's estimates spread less (Brown-Forsythe)",
              judge_spread, keys=("metric", "split")),
 ):
