@@ -159,28 +159,29 @@ def parse_tolerance(text: str | None, known: dict[str, bool] | None = None
     return found
 
 
-def load(path: Path) -> Results:
-    """A finished run directory, a suite directory or a scores CSV."""
+def load(path: Path, kept: tuple[str, ...] = ()) -> Results:
+    """A finished run directory, a suite directory or a scores CSV. `kept`: metrics kept
+    besides those with a direction (claims read overfit's curve measures)."""
     if path.is_file():
-        return _results(path, {"": path})
+        return _results(path, {"": path}, kept)
     if not path.is_dir():
         raise DlbenchError(f"{path} does not exist; give a results directory, a suite "
                            "directory or a scores.csv")
     if (path / "scores.csv").exists():
-        return _results(path, {"": path / "scores.csv"})
+        return _results(path, {"": path / "scores.csv"}, kept)
     runs = sorted(p for p in path.iterdir() if (p / "scores.csv").exists())
     if not runs:
         raise DlbenchError(f"{path} holds no results (no scores.csv in it or in its "
                            "subdirectories); give a finished run or suite directory")
-    return _results(path, {p.name: p / "scores.csv" for p in runs})
+    return _results(path, {p.name: p / "scores.csv" for p in runs}, kept)
 
 
-def _results(path: Path, files: dict[str, Path]) -> Results:
-    entries = {name: _read(file) for name, file in files.items()}
+def _results(path: Path, files: dict[str, Path], kept: tuple[str, ...] = ()) -> Results:
+    entries = {name: read_rows(file) for name, file in files.items()}
     runs = {name: RunInfo.of(manifest) for name, file in files.items()
             if (manifest := _manifest(file, directory=file.name == "scores.csv"
                                       and path.is_dir())) is not None}
-    entries = {name: _scored(frame, runs[name].metrics if name in runs else {})
+    entries = {name: _scored(frame, [*(runs[name].metrics if name in runs else {}), *kept])
                for name, frame in entries.items()}
     timings = {name: pd.read_csv(file.parent / "timings.csv")["seconds"].to_numpy(float)
                for name, file in files.items() if (file.parent / "timings.csv").exists()}
@@ -207,7 +208,8 @@ def _manifest(scores: Path, directory: bool) -> dict[str, Any] | None:
     return manifest
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_rows(path: Path) -> pd.DataFrame:
+    """A scores (or curves) CSV as text, checked whole, without --tune trials and chance rows."""
     try:  # as text: configuration values match as written ("" where an axis does not apply)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as e:
@@ -229,9 +231,9 @@ def _read(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _scored(frame: pd.DataFrame, plugged: dict[str, bool]) -> pd.DataFrame:
+def _scored(frame: pd.DataFrame, plugged: list[str]) -> pd.DataFrame:
     """The rows of the metrics with a direction: the built-ins and the user's own (`plugged`,
-    from the run's manifest), their values as numbers."""
+    from the run's manifest, and any other kept), their values as numbers."""
     frame = frame[frame.metric.isin([*METRICS.names(), *plugged])].copy()
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")  # a diverged member: NaN
     return frame
