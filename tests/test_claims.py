@@ -589,3 +589,35 @@ def test_reaches_first_and_overfits_sooner_through_dlbench_run(tmp_path):
         onset[entry] = rows[rows.metric == "onset_epoch"].set_index("seed").value.fillna(13)
     assert found.effect[1] == pytest.approx((onset["wide"] - onset["narrow"]).mean())
     assert "overfitting onset" in found.test[1] and "paired over 3 seeds" in found.test[2]
+
+
+@pytest.mark.parametrize("n, shown", [(3, "inconclusive"), (5, "inconclusive"), (6, "holds")])
+def test_the_same_difference_on_every_unit_is_weighed_by_the_exact_sign_test(n, shown):
+    """Discrete counts (epochs to a target, censored members) often differ by the same amount
+    on every seed: a t test would call that certain (its spread is 0); n units on one side
+    are what the sign test says they are, 2·0.5ⁿ two-sided."""
+    found = scores({"a": [0.9] * n, "b": [0.8] * n})
+    better = verdict(found, "better")
+    assert better["verdict"] == shown and math.isclose(better["p"], 2 * 0.5 ** n)
+    assert "exact sign test over" in better["test"]
+    assert verdict(found, "worse")["verdict"] == ("fails" if shown == "holds" else shown)
+    same = verdict(scores({"a": [0.8] * n, "b": [0.8] * n}), "equivalent", margin=0.01)
+    assert same["verdict"] == ("holds" if 0.5 ** n < claims.ALPHA else "inconclusive")
+
+
+def test_a_side_may_name_the_chance_baseline_and_is_paired_with_it_fold_by_fold():
+    """cv's chance rows (model chance, no seed) are read only where a side names them."""
+    rows = [{"model": model, "repeat": "0", "fold": str(f), "seed": seed, "split": "val",
+             "metric": "accuracy", "value": value, "status": "ok"}
+            for f in range(5) for model, seed, value in
+            (("mlp", "0", 0.9 + 0.01 * f), ("chance", "-1", 0.5 + 0.02 * (f % 2)))]
+    found = Results(Path("."), {"cv": pd.DataFrame(rows)})
+    model, chance = Side("cv", "", (("model", "mlp"),)), Side("cv", "", (("model", "chance"),))
+    h = Hypothesis("cv", "", "better", model, chance)
+    judged = claims.judge(h, found, {"accuracy": True})
+    assert judged["verdict"] == "holds"
+    expected = np.mean([0.9 + 0.01 * f - 0.5 - 0.02 * (f % 2) for f in range(5)])
+    assert math.isclose(judged["effect"], expected)
+    # a side that does not name the baseline never reads its rows
+    h = Hypothesis("cv", "", "better", Side("cv"), chance)
+    assert math.isclose(claims.judge(h, found, {"accuracy": True})["effect"], expected)

@@ -30,19 +30,20 @@ A hypothesis makes the claim one the tool judges (evaluate/claims.py; claims.csv
     cost = "epochs"                 # reaches-first: epochs | grad_evals | examples
 
 A table's keys other than entry and cell are grid coordinates, scores.csv's columns (lr,
-optimizer, activation, ...). `compare` defaults to this entry; diverges and stalls take no
-`against`; better, worse and equivalent may take a number (`against = 0.88`, metric units: a
-one-sample test). metric is a scores.csv metric (a built-in, the user's own, or one of
-overfit's curve measures: gap_final, gap_best and val_loss_final are lower-is-better;
-onset_epoch and best_epoch have no better side, so better and worse refuse them), except for
-reaches-first, which reads curves.csv (loss, accuracy on train or val; running_loss,
-running_accuracy on train), and overfits-sooner, which reads overfit's onset_epoch and takes
-no metric or split (both sides overfit entries). narrower compares the spread of the estimates
-one run of each side gives (Brown-Forsythe). A key the relation does not take is refused, as
-are a missing target (reaches-first) or margin (equivalent). `[[entry.NAME.hypothesis]]`
-declares several. An unknown entry, metric, split, relation or coordinate is refused when the
-suite is read; a cell label or coordinate value that names no cell, when the entries are
-prepared: both before anything trains.
+optimizer, activation, ...); `{model = "chance"}` names a cv entry's chance baseline (its rows
+are read only where a side names it, paired with the model fold by fold). `compare` defaults to
+this entry; diverges and stalls take no `against`; better, worse and equivalent may take a
+number (`against = 0.88`, metric units: a one-sample test). metric is a scores.csv metric (a
+built-in, the user's own, or one of overfit's curve measures: gap_final, gap_best and
+val_loss_final are lower-is-better; onset_epoch and best_epoch have no better side, so better
+and worse refuse them), except for reaches-first, which reads curves.csv (loss, accuracy on
+train or val; running_loss, running_accuracy on train), and overfits-sooner, which reads
+overfit's onset_epoch and takes no metric or split (both sides overfit entries). narrower
+compares the spread of the estimates one run of each side gives (Brown-Forsythe). A key the
+relation does not take is refused, as are a missing target (reaches-first) or margin
+(equivalent). `[[entry.NAME.hypothesis]]` declares several. An unknown entry, metric, split,
+relation or coordinate is refused when the suite is read; a cell label or coordinate value that
+names no cell, when the entries are prepared: both before anything trains.
 
 The quick profile (`dlbench run SUITE --quick`) runs each entry with its `[entry.NAME.quick]`
 table's options in place of its own, spelled and checked as they are (a smaller budget that

@@ -144,7 +144,7 @@ ONSET = "onset_epoch"  # overfits-sooner: overfit's onset rows in scores.csv (sp
 def judge_suite(root: Path, hypotheses: list[Hypothesis]) -> pd.DataFrame:
     """One row per hypothesis (COLUMNS) from the entries' results under `root`."""
     try:
-        found = compare.load(root, tuple(CURVE_MEASURES))
+        found = compare.load(root, tuple(CURVE_MEASURES), chance=True)
         greater = compare.directions(found) | {
             m: g for m, g in CURVE_MEASURES.items() if g is not None}
     except DlbenchError as e:  # no results to read (all diverged, damaged): nothing shown
@@ -201,14 +201,26 @@ def compared(estimate: Estimate, pairing: str, h: Hypothesis,
         verdict = "fails" if tost < ALPHA or sign * high < 0 and sign * low < 0 else \
             "holds" if sign * low > 0 and sign * high > 0 else "inconclusive"
         p, target = estimate.p_value(), estimate.mean
+    test = f"{estimate.method}, {pairing}" + (
+        f"; TOST within ±{h.margin:g}" if h.margin else "")
+    if estimate.se == 0.0 and estimate.n >= 1:  # every unit the same: no spread to weigh
+        verdict, p, test = _unanimous(verdict, estimate.n, sign, pairing)
     note = "" if estimate.n >= 2 and math.isfinite(estimate.se) else \
         "fewer than 2 units: nothing can be shown"
     return {"verdict": verdict, "effect": estimate.mean, "ci_low": interval.low,
-            "ci_high": interval.high, "p": p, "note": note,
-            "test": f"{estimate.method}, {pairing}" + (
-                f"; TOST within ±{h.margin:g}" if h.margin else ""),
+            "ci_high": interval.high, "p": p, "note": note, "test": test,
             "seeds_needed": seeds_needed(target, _spread(estimate))
             if verdict == "inconclusive" else math.nan}
+
+
+def _unanimous(verdict: str, n: int, sign: int, pairing: str) -> tuple[str, float, str]:
+    """Every unit's difference is the same (discrete counts, censored members, identical
+    scores): a t test would call that certain (its spread is 0). What n units on one side
+    show is the exact sign test's: two-sided p = 2·0.5ⁿ (one side of TOST: 0.5ⁿ), so 3
+    seeds never show a difference and 5 show one only within a margin."""
+    p = 0.5 ** n if sign == 0 else min(1.0, 2 * 0.5 ** n)
+    shown = verdict if p < ALPHA else "inconclusive"
+    return shown, p, f"exact sign test over {n} units, every difference the same, {pairing}"
 
 
 def diverged_side(compare_lost: bool, against_lost: bool, h: Hypothesis) -> dict[str, Any]:
@@ -435,6 +447,8 @@ def _chosen(frame: pd.DataFrame, side: Side, h: Hypothesis, where: str) -> pd.Da
         # overfit's final weights (its other checkpoints: by coordinate); its curve measures
         # have none
         keep &= frame["checkpoint"].isin(("final", ""))
+    if "model" in frame and "model" not in dict(side.coords):
+        keep &= frame["model"] != compare.CHANCE  # the baseline only where a side names it
     if side.cell:
         keep &= frame.get("cell", pd.Series("", frame.index)) == side.cell
     for column, value in side.coords:  # curves.csv lacks dataset and checkpoint: not asked
@@ -498,7 +512,8 @@ def check_side(side: Side, cells: list[Any]) -> None:
     coords = [c.coords() for c in cells]
     found = [label for label, c in zip(labels(cells), coords, strict=True)
              if (not side.cell or label == side.cell)
-             and all(same_value(c[k], v) for k, v in side.coords if k in AXES.names())]
+             and all(same_value(c[k], v) for k, v in side.coords if k in AXES.names()
+                     and (k, v) != ("model", compare.CHANCE))]  # cv's baseline: no cell
     if not found:
         raise DlbenchError(f"{side} names no cell of entry '{side.entry}'; its cells: "
                            f"{', '.join(labels(cells))}")

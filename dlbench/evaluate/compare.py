@@ -159,25 +159,27 @@ def parse_tolerance(text: str | None, known: dict[str, bool] | None = None
     return found
 
 
-def load(path: Path, kept: tuple[str, ...] = ()) -> Results:
+def load(path: Path, kept: tuple[str, ...] = (), chance: bool = False) -> Results:
     """A finished run directory, a suite directory or a scores CSV. `kept`: metrics kept
-    besides those with a direction (claims read overfit's curve measures)."""
+    besides those with a direction (claims read overfit's curve measures); `chance`: keep the
+    chance baseline's rows (model `chance`, which a claim may name as a side)."""
     if path.is_file():
-        return _results(path, {"": path}, kept)
+        return _results(path, {"": path}, kept, chance)
     if not path.is_dir():
         raise DlbenchError(f"{path} does not exist; give a results directory, a suite "
                            "directory or a scores.csv")
     if (path / "scores.csv").exists():
-        return _results(path, {"": path / "scores.csv"}, kept)
+        return _results(path, {"": path / "scores.csv"}, kept, chance)
     runs = sorted(p for p in path.iterdir() if (p / "scores.csv").exists())
     if not runs:
         raise DlbenchError(f"{path} holds no results (no scores.csv in it or in its "
                            "subdirectories); give a finished run or suite directory")
-    return _results(path, {p.name: p / "scores.csv" for p in runs}, kept)
+    return _results(path, {p.name: p / "scores.csv" for p in runs}, kept, chance)
 
 
-def _results(path: Path, files: dict[str, Path], kept: tuple[str, ...] = ()) -> Results:
-    entries = {name: read_rows(file) for name, file in files.items()}
+def _results(path: Path, files: dict[str, Path], kept: tuple[str, ...] = (),
+             chance: bool = False) -> Results:
+    entries = {name: read_rows(file, chance) for name, file in files.items()}
     runs = {name: RunInfo.of(manifest) for name, file in files.items()
             if (manifest := _manifest(file, directory=file.name == "scores.csv"
                                       and path.is_dir())) is not None}
@@ -208,8 +210,12 @@ def _manifest(scores: Path, directory: bool) -> dict[str, Any] | None:
     return manifest
 
 
-def read_rows(path: Path) -> pd.DataFrame:
-    """A scores (or curves) CSV as text, checked whole, without --tune trials and chance rows."""
+CHANCE = "chance"  # the model column's value on the chance baseline's rows
+
+
+def read_rows(path: Path, chance: bool = False) -> pd.DataFrame:
+    """A scores (or curves) CSV as text, checked whole, without --tune trials, and without the
+    chance baseline's rows unless `chance`."""
     try:  # as text: configuration values match as written ("" where an axis does not apply)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as e:
@@ -226,8 +232,8 @@ def read_rows(path: Path) -> pd.DataFrame:
                            "rerun, or compare an intact copy")
     if "phase" in frame:
         frame = frame[frame.phase == "final"]  # --tune trials are not results
-    if "model" in frame:
-        frame = frame[frame.model != "chance"]  # the baseline every run carries
+    if "model" in frame and not chance:
+        frame = frame[frame.model != CHANCE]  # the baseline every run carries
     return frame
 
 
