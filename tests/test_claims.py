@@ -621,3 +621,23 @@ def test_a_side_may_name_the_chance_baseline_and_is_paired_with_it_fold_by_fold(
     # a side that does not name the baseline never reads its rows
     h = Hypothesis("cv", "", "better", Side("cv"), chance)
     assert math.isclose(claims.judge(h, found, {"accuracy": True})["effect"], expected)
+
+
+def test_claims_differing_only_in_target_are_two_claims_and_an_older_file_still_reads(tmp_path):
+    """compare keys a claim by its target too; a claims.csv written before target and cost
+    existed reads them as blank."""
+    row = dict.fromkeys(claims.COLUMNS, "") | {
+        "entry": "bn", "relation": "reaches-first", "compare": "bn · on", "against": "bn · off",
+        "metric": "accuracy", "split": "train", "cost": "epochs"}
+    base, now, old = (tmp_path / n for n in ("base", "now", "old"))
+    for path, verdicts in ((base, ("holds", "holds")), (now, ("holds", "fails"))):
+        path.mkdir()
+        pd.DataFrame([row | {"target": t, "verdict": v} for t, v in
+                      zip((0.5, 0.9), verdicts, strict=True)]).to_csv(path / "claims.csv")
+    changes = compare.claim_changes(base, now)
+    assert changes[["baseline", "current"]].values.tolist() == [["holds", "fails"]]
+    assert changes.regression.tolist() == [True]
+    old.mkdir()
+    older = {k: v for k, v in row.items() if k not in ("target", "cost")} | {"verdict": "holds"}
+    pd.DataFrame([older]).to_csv(old / "claims.csv")
+    assert compare.claim_changes(old, old).empty

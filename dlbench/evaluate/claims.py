@@ -76,7 +76,8 @@ MOST_SEEDS = 100_000  # seeds_needed above this is written as NaN ("more than")
 SPLITS = ("train", "val", "test")  # scores.csv's split column
 VERDICTS = ("holds", "fails", "inconclusive")
 COLUMNS = ("entry", "claim", "relation", "compare", "against", "metric", "split", "verdict",
-           "test", "effect", "ci_low", "ci_high", "p", "margin", "seeds_needed", "note")
+           "test", "effect", "ci_low", "ci_high", "p", "margin", "target", "cost",
+           "seeds_needed", "note")
 
 
 @dataclass(frozen=True)
@@ -491,6 +492,8 @@ def _row(h: Hypothesis, judged: dict[str, Any]) -> dict[str, Any]:
     return {"entry": h.entry, "claim": h.claim, "relation": h.relation,
             "compare": str(h.compare), "against": _named(h.against), "metric": h.metric,
             "split": h.split, "margin": h.margin if h.margin is not None else math.nan,
+            "target": h.target if h.target is not None else math.nan,
+            "cost": h.cost if RELATIONS.get(h.relation).reads == "curves" else "",
             "effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
             "seeds_needed": math.nan, "test": "", "note": "", **judged}
 
@@ -524,7 +527,7 @@ def read(path: Path) -> pd.DataFrame | None:
     file = path / "claims.csv"
     if not file.is_file():
         return None
-    texts = dict.fromkeys(("claim", "compare", "against", "test", "note"), "")
+    texts = dict.fromkeys(("claim", "compare", "against", "cost", "test", "note"), "")
     try:
         return pd.read_csv(file, dtype=dict.fromkeys(texts, str)).fillna(texts)
     except (OSError, ValueError) as e:

@@ -516,7 +516,9 @@ def _timing_rows(baseline: Results, current: Results, tolerance: Tolerance
 
 # --- claims (claims.csv, evaluate/claims.py) whose verdict changed ------------------------------
 
-CLAIM_KEY = ("entry", "relation", "compare", "against", "metric", "split")  # one hypothesis
+CLAIM_KEY = ("entry", "relation", "compare", "against", "metric", "split", "target", "cost")
+# (one hypothesis; target and cost are blank where a relation takes none, or in a claims.csv
+# written before they existed)
 CLAIM_REGRESSION = ("holds", "fails")  # a change that makes compare exit 1
 MISSING = "missing"  # a claim of the baseline that the current suite no longer judges: exit 1,
 # as a missing result row (a claim may not stop holding by being dropped)
@@ -552,6 +554,8 @@ def _claims(path: Path) -> pd.DataFrame | None:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as e:
         raise DlbenchError(f"cannot read {file}: {e}") from None
+    frame = frame.reindex(columns=[*frame.columns, *(k for k in ("target", "cost")
+                                                     if k not in frame)], fill_value="")
     if not {*CLAIM_KEY, "claim", "verdict"} <= set(frame.columns):
         raise DlbenchError(f"{file} is not a dlbench claims file (columns "
                            f"{', '.join(CLAIM_KEY)}, claim, verdict)")
