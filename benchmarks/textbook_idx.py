@@ -78,7 +78,7 @@ def digits_idx() -> Dataset:
     return replace(load_dataset(DataSpec(name=None, path=str(directory))), name="digits-idx")
 
 
-DATASETS.add(DatasetInfo(
+INFO = DATASETS.add(DatasetInfo(
     "digits-idx", "sklearn's digits drawn as 28x28 MNIST IDX files, t10k the last 297 "
     "(textbook plugin)", "classification", digits_idx))
 
