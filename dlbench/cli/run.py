@@ -120,7 +120,7 @@ def _check_hypotheses(entries: list[_Entry]) -> None:
     plans = {e.entry.name: getattr(e.plan, "cells", None) for e in entries}
     for e in entries:
         for h in e.entry.hypotheses:
-            for side in filter(None, (h.compare, h.against)):
+            for side in h.sides:
                 if (side.cell or side.coords) and plans.get(side.entry):
                     try:
                         claims.check_side(side, plans[side.entry])

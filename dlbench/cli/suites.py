@@ -22,13 +22,26 @@ A hypothesis makes the claim one the tool judges (evaluate/claims.py; claims.csv
     against = "lr-constant"         # or a table: {entry = "...", cell = "...", lr = 10.0}
     metric = "accuracy"             # default accuracy
     split = "val"                   # train, val or test (default val)
-    expect = "better"               # better | worse | equivalent | diverges | stalls
+    expect = "better"               # better | worse | equivalent | diverges | stalls |
+                                    # reaches-first | overfits-sooner | narrower
     margin = 0.01                   # metric units: equivalent needs it; better/worse: a
                                     # difference shown within ±margin fails the claim
+    target = 0.9                    # reaches-first only, and needed: the value to reach
+    cost = "epochs"                 # reaches-first: epochs | grad_evals | examples
 
 A table's keys other than entry and cell are grid coordinates, scores.csv's columns (lr,
-optimizer, activation, ...). `compare` defaults to this entry; diverges and stalls take no
-`against`. `[[entry.NAME.hypothesis]]` declares several. An unknown entry, metric, split,
+optimizer, activation, ...); `{model = "chance"}` names a cv entry's chance baseline (its rows
+are read only where a side names it, paired with the model fold by fold). `compare` defaults to
+this entry; diverges and stalls take no `against`; better, worse and equivalent may take a
+number (`against = 0.88`, metric units: a one-sample test). metric is a scores.csv metric (a
+built-in, the user's own, or one of overfit's curve measures: gap_final, gap_best and
+val_loss_final are lower-is-better; onset_epoch and best_epoch have no better side, so better
+and worse refuse them), except for reaches-first, which reads curves.csv (loss, accuracy on
+train or val; running_loss, running_accuracy on train), and overfits-sooner, which reads
+overfit's onset_epoch and takes no metric or split (both sides overfit entries). narrower
+compares the spread of the estimates one run of each side gives (Brown-Forsythe). A key the
+relation does not take is refused, as are a missing target (reaches-first) or margin
+(equivalent). `[[entry.NAME.hypothesis]]` declares several. An unknown entry, metric, split,
 relation or coordinate is refused when the suite is read; a cell label or coordinate value that
 names no cell, when the entries are prepared: both before anything trains.
 
@@ -114,7 +127,8 @@ def load(path: Path) -> Suite:
                            "command and its options")
     parsed = [_entry(path, name, table) for name, table in entries.items()]
     return Suite(path, str(data.get("description", "")), tuple(
-        replace(e, hypotheses=_hypotheses(path, e, entries[e.name], set(entries)))
+        replace(e, hypotheses=_hypotheses(path, e, entries[e.name],
+                                          {x.name: x.command for x in parsed}))
         for e in parsed))
 
 
@@ -174,57 +188,126 @@ def _options(where: str, table: dict[str, Any]) -> dict[str, Any]:
     return {k.replace("_", "-"): v for k, v in table.items()}
 
 
-HYPOTHESIS_KEYS = ("compare", "against", "metric", "split", "expect", "margin")
+HYPOTHESIS_KEYS = ("compare", "against", "metric", "split", "expect", "margin", "target", "cost")
 COORDINATE_KEYS = ("dataset", "checkpoint", "protocol")  # scores.csv columns besides the axes
+NEEDED = {"margin": "a margin (metric units), e.g. margin = 0.01",
+          "target": "a target (the metric's units), e.g. target = 0.9"}
 
 
-def _hypotheses(path: Path, entry: Entry, table: dict[str, Any], names: set[str]
+def _hypotheses(path: Path, entry: Entry, table: dict[str, Any], commands: dict[str, str]
                 ) -> tuple[Any, ...]:
-    """The entry's [entry.NAME.hypothesis] table(s), every name in them checked."""
+    """The entry's [entry.NAME.hypothesis] table(s), every name in them checked (`commands`:
+    each entry's name -> its command)."""
     found = table.get("hypothesis", [])
     tables = [found] if isinstance(found, dict) else found
     where = f"suite {path}, entry '{entry.name}', hypothesis"
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise DlbenchError(f"{where}: a hypothesis is a table, [entry.{entry.name}.hypothesis]")
     try:
-        return tuple(_hypothesis(entry, dict(t), names) for t in tables)
+        return tuple(_hypothesis(entry, dict(t), commands) for t in tables)
     except DlbenchError as e:
         raise DlbenchError(f"{where}: {e}") from None
 
 
-def _hypothesis(entry: Entry, table: dict[str, Any], names: set[str]):
+def _hypothesis(entry: Entry, table: dict[str, Any], commands: dict[str, str]):
     from dlbench.evaluate import claims
-    from dlbench.evaluate.metrics import METRICS
 
     unknown = sorted(set(table) - set(HYPOTHESIS_KEYS))
     if unknown:
         raise DlbenchError(f"unknown key '{unknown[0]}'; its keys: {', '.join(HYPOTHESIS_KEYS)}")
     relation = claims.RELATIONS.get(str(table.get("expect", "")))  # lists the valid names
+    _check_keys(relation, table)
+    margin, target = (_number(table, key) for key in ("margin", "target"))
+    if margin is not None and not margin > 0:
+        raise DlbenchError(f"margin is a positive number in the metric's units, got {margin!r}")
+    cost = str(table.get("cost", "epochs"))
+    if cost not in claims.COSTS:
+        raise DlbenchError(f"unknown cost '{cost}'; choose from: {', '.join(claims.COSTS)}")
+    metric, split = _metric_split(relation, table)
+    compare = _side(entry, table.get("compare"), commands)
+    against = _against(relation, entry, table.get("against"), commands)
+    h = claims.Hypothesis(entry.name, entry.claim, relation.name, compare, against, metric,
+                          split, margin, target, cost)
+    _sides_commands(relation, h.sides, commands)
+    return h
+
+
+def _check_keys(relation, table: dict[str, Any]) -> None:
+    """The keys the relation takes, and those it needs."""
+    for key in HYPOTHESIS_KEYS[2:]:
+        if key in table and key != "expect" and key not in relation.keys + relation.needs:
+            raise DlbenchError(f'expect = "{relation.name}" takes no {key}' + (
+                " (it reads overfit's onset on validation)" if not relation.reads else ""))
+    for key in relation.needs:
+        if key not in table:
+            raise DlbenchError(f'expect = "{relation.name}" needs {NEEDED[key]}')
+
+
+def _number(table: dict[str, Any], key: str) -> float | None:
+    value = table.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise DlbenchError(f"{key} is a number in the metric's units, got {value!r}")
+    return None if value is None else float(value)
+
+
+def _metric_split(relation, table: dict[str, Any]) -> tuple[str, str]:
+    """The metric and split the relation reads: a scores.csv metric (a built-in, one of
+    overfit's curve measures, or the user's own), a curves.csv one, or overfit's onset."""
+    from dlbench.evaluate import claims
+    from dlbench.evaluate.metrics import CURVE_MEASURES, METRICS
+
+    if not relation.reads:
+        return claims.ONSET, "val"
     metric, split = str(table.get("metric", "accuracy")), str(table.get("split", "val"))
-    if metric not in METRICS.names() and not plugins.is_reference(metric):
-        raise DlbenchError(f"unknown metric '{metric}'; choose from: "
-                           f"{', '.join(METRICS.names())}, or a metric of your own as its "
-                           "rows name it (mine.py:name)")
     if split not in claims.SPLITS:
         raise DlbenchError(f"unknown split '{split}'; choose from: {', '.join(claims.SPLITS)}")
-    margin = table.get("margin")
-    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)
-                               or not margin > 0):
-        raise DlbenchError(f"margin is a positive number in the metric's units, got {margin!r}")
-    if relation.name == "equivalent" and margin is None:
-        raise DlbenchError("expect = \"equivalent\" needs a margin (metric units), e.g. "
-                           "margin = 0.01")
-    against = table.get("against")
-    if (against is None) != bool(relation.status):
+    if relation.reads == "curves":
+        return _curve_metric(relation, metric, split), split
+    if metric not in [*METRICS.names(), *CURVE_MEASURES] and not plugins.is_reference(metric):
+        raise DlbenchError(f"unknown metric '{metric}'; choose from: "
+                           f"{', '.join([*METRICS.names(), *CURVE_MEASURES])}, or a metric of "
+                           "your own as its rows name it (mine.py:name)")
+    if relation.sign and metric in CURVE_MEASURES and CURVE_MEASURES[metric] is None:
+        raise DlbenchError(f"{metric} is an epoch, neither better nor worse; use expect = "
+                           '"equivalent" or "narrower" (an earlier onset: "overfits-sooner")')
+    return metric, split
+
+
+def _curve_metric(relation, metric: str, split: str) -> str:
+    from dlbench.evaluate import claims
+
+    if metric not in claims.CURVE_METRICS:
+        raise DlbenchError(f'expect = "{relation.name}" reads curves.csv, whose metrics are '
+                           f"{', '.join(claims.CURVE_METRICS)} (loss: the training objective, "
+                           f"for classification log_loss), not '{metric}'")
+    if split not in ("train", "val") or metric in claims.RUNNING and split != "train":
+        raise DlbenchError(f"curves.csv has no {metric} on {split}: loss and accuracy on "
+                           "train and val, running_loss and running_accuracy on train")
+    return metric
+
+
+def _against(relation, entry: Entry, given: Any, commands: dict[str, str]):
+    """against: a side, a number (for better / worse / equivalent), or none (a status)."""
+    if (given is None) != (not relation.against):
         raise DlbenchError(f"expect = \"{relation.name}\" " + (
-            "takes no against" if relation.status else "needs against = (an entry or cell)"))
-    return claims.Hypothesis(
-        entry.name, entry.claim, relation.name, _side(entry, table.get("compare"), names),
-        None if against is None else _side(entry, against, names), metric, split,
-        None if margin is None else float(margin))
+            "needs against = (an entry or cell)" if given is None else "takes no against"))
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        if relation.against != "side or number":
+            raise DlbenchError(f'expect = "{relation.name}" compares two sides: against is '
+                               f"an entry or a cell, not the number {given!r}")
+        return float(given)
+    return None if given is None else _side(entry, given, commands)
 
 
-def _side(entry: Entry, given: Any, names: set[str]):
+def _sides_commands(relation, sides: tuple, commands: dict[str, str]) -> None:
+    """Each side's entry runs a command whose results the relation reads."""
+    for side in sides:
+        if relation.commands and commands.get(side.entry) not in relation.commands:
+            raise DlbenchError(f'expect = "{relation.name}" reads {relation.description}; '
+                               f"entry '{side.entry}' runs {commands.get(side.entry)}")
+
+
+def _side(entry: Entry, given: Any, names: dict[str, str]):
     """compare / against: an entry's name, a cell label of this entry, or a table."""
     from dlbench.engine.cells import AXES
     from dlbench.evaluate.claims import Side

@@ -159,28 +159,31 @@ def parse_tolerance(text: str | None, known: dict[str, bool] | None = None
     return found
 
 
-def load(path: Path) -> Results:
-    """A finished run directory, a suite directory or a scores CSV."""
+def load(path: Path, kept: tuple[str, ...] = (), chance: bool = False) -> Results:
+    """A finished run directory, a suite directory or a scores CSV. `kept`: metrics kept
+    besides those with a direction (claims read overfit's curve measures); `chance`: keep the
+    chance baseline's rows (model `chance`, which a claim may name as a side)."""
     if path.is_file():
-        return _results(path, {"": path})
+        return _results(path, {"": path}, kept, chance)
     if not path.is_dir():
         raise DlbenchError(f"{path} does not exist; give a results directory, a suite "
                            "directory or a scores.csv")
     if (path / "scores.csv").exists():
-        return _results(path, {"": path / "scores.csv"})
+        return _results(path, {"": path / "scores.csv"}, kept, chance)
     runs = sorted(p for p in path.iterdir() if (p / "scores.csv").exists())
     if not runs:
         raise DlbenchError(f"{path} holds no results (no scores.csv in it or in its "
                            "subdirectories); give a finished run or suite directory")
-    return _results(path, {p.name: p / "scores.csv" for p in runs})
+    return _results(path, {p.name: p / "scores.csv" for p in runs}, kept, chance)
 
 
-def _results(path: Path, files: dict[str, Path]) -> Results:
-    entries = {name: _read(file) for name, file in files.items()}
+def _results(path: Path, files: dict[str, Path], kept: tuple[str, ...] = (),
+             chance: bool = False) -> Results:
+    entries = {name: read_rows(file, chance) for name, file in files.items()}
     runs = {name: RunInfo.of(manifest) for name, file in files.items()
             if (manifest := _manifest(file, directory=file.name == "scores.csv"
                                       and path.is_dir())) is not None}
-    entries = {name: _scored(frame, runs[name].metrics if name in runs else {})
+    entries = {name: _scored(frame, [*(runs[name].metrics if name in runs else {}), *kept])
                for name, frame in entries.items()}
     timings = {name: pd.read_csv(file.parent / "timings.csv")["seconds"].to_numpy(float)
                for name, file in files.items() if (file.parent / "timings.csv").exists()}
@@ -207,7 +210,12 @@ def _manifest(scores: Path, directory: bool) -> dict[str, Any] | None:
     return manifest
 
 
-def _read(path: Path) -> pd.DataFrame:
+CHANCE = "chance"  # the model column's value on the chance baseline's rows
+
+
+def read_rows(path: Path, chance: bool = False) -> pd.DataFrame:
+    """A scores (or curves) CSV as text, checked whole, without --tune trials, and without the
+    chance baseline's rows unless `chance`."""
     try:  # as text: configuration values match as written ("" where an axis does not apply)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as e:
@@ -224,14 +232,14 @@ def _read(path: Path) -> pd.DataFrame:
                            "rerun, or compare an intact copy")
     if "phase" in frame:
         frame = frame[frame.phase == "final"]  # --tune trials are not results
-    if "model" in frame:
-        frame = frame[frame.model != "chance"]  # the baseline every run carries
+    if "model" in frame and not chance:
+        frame = frame[frame.model != CHANCE]  # the baseline every run carries
     return frame
 
 
-def _scored(frame: pd.DataFrame, plugged: dict[str, bool]) -> pd.DataFrame:
+def _scored(frame: pd.DataFrame, plugged: list[str]) -> pd.DataFrame:
     """The rows of the metrics with a direction: the built-ins and the user's own (`plugged`,
-    from the run's manifest), their values as numbers."""
+    from the run's manifest, and any other kept), their values as numbers."""
     frame = frame[frame.metric.isin([*METRICS.names(), *plugged])].copy()
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")  # a diverged member: NaN
     return frame
@@ -508,7 +516,9 @@ def _timing_rows(baseline: Results, current: Results, tolerance: Tolerance
 
 # --- claims (claims.csv, evaluate/claims.py) whose verdict changed ------------------------------
 
-CLAIM_KEY = ("entry", "relation", "compare", "against", "metric", "split")  # one hypothesis
+CLAIM_KEY = ("entry", "relation", "compare", "against", "metric", "split", "target", "cost")
+# (one hypothesis; target and cost are blank where a relation takes none, or in a claims.csv
+# written before they existed)
 CLAIM_REGRESSION = ("holds", "fails")  # a change that makes compare exit 1
 MISSING = "missing"  # a claim of the baseline that the current suite no longer judges: exit 1,
 # as a missing result row (a claim may not stop holding by being dropped)
@@ -544,6 +554,8 @@ def _claims(path: Path) -> pd.DataFrame | None:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as e:
         raise DlbenchError(f"cannot read {file}: {e}") from None
+    frame = frame.reindex(columns=[*frame.columns, *(k for k in ("target", "cost")
+                                                     if k not in frame)], fill_value="")
     if not {*CLAIM_KEY, "claim", "verdict"} <= set(frame.columns):
         raise DlbenchError(f"{file} is not a dlbench claims file (columns "
                            f"{', '.join(CLAIM_KEY)}, claim, verdict)")

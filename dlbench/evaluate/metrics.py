@@ -429,6 +429,14 @@ for _info in (
 ):
     METRICS.add(_info)
 
+# overfit's curve measures (runners/overfit.py), written to scores.csv as metrics of split
+# "val" with an empty checkpoint -> greater is better; None: an epoch, neither better nor worse
+# (an earlier onset is `overfits-sooner`, evaluate/claims.py). The gaps are how much better a
+# member does on its training rows than on validation: smaller is better.
+CURVE_MEASURES: dict[str, bool | None] = {"onset_epoch": None, "best_epoch": None,
+                                          "gap_final": False, "gap_best": False,
+                                          "val_loss_final": False}
+
 _DEFAULTS = {
     # `loss` (the training objective) is opt-in: for classification it equals log_loss
     "classification": ["accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"],

@@ -739,7 +739,7 @@ def claim_rows(claims: pd.DataFrame) -> list[dict[str, Any]]:
         rows.append({
             "verdict": c.verdict, "claim": f"{c.entry}: {c.claim}" if c.claim else c.entry,
             "hypothesis": " ".join(filter(None, [_side(c["compare"], c.entry), c.relation,
-                                                 _side(c.against, c.entry)]))
+                                                 _target(c), _side(c.against, c.entry)]))
             + f"{margin} ({c.metric}, {c.split})",
             "effect [95% CI]": f"{c.effect:.0%} of members" if status and
             math.isfinite(c.effect) else
@@ -750,6 +750,15 @@ def claim_rows(claims: pd.DataFrame) -> list[dict[str, Any]]:
              f"{c.seeds_needed:.0f}"),
             "test": "; ".join(filter(None, [c.test, c.note]))})
     return rows
+
+
+def _target(claim: pd.Series) -> str:
+    """reaches-first's target and what reaching it costs ('' for other relations)."""
+    target = claim.get("target", math.nan)
+    if not isinstance(target, float) or not math.isfinite(target):
+        return ""
+    cost = claim.get("cost", "")
+    return f"{target:g}" + (f" in {cost}" if cost and cost != "epochs" else "") + " before"
 
 
 def _side(side: str, entry: str) -> str:

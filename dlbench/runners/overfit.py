@@ -35,7 +35,7 @@ from dlbench.engine.regularizers import (
 )
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import verdicts
-from dlbench.evaluate.metrics import MetricInfo, resolve_metrics
+from dlbench.evaluate.metrics import CURVE_MEASURES, MetricInfo, resolve_metrics
 from dlbench.evaluate.rows import score_rows, value_rows
 from dlbench.evaluate.stats import row_resamples, seeds_estimate
 from dlbench.nn.models import ModelSpec, Shape, model_info
@@ -317,7 +317,7 @@ def onset(val_loss: list[float]) -> float:
         else math.nan
 
 
-MEASURES = ("onset_epoch", "best_epoch", "gap_final", "gap_best", "val_loss_final")
+MEASURES = tuple(CURVE_MEASURES)  # their directions: evaluate/metrics.py
 
 
 def member_measures(result: MemberResult, task: str, status: str = "ok") -> dict[str, float]:
