@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.feature_selection import SelectKBest, f_classif
 
 from dlbench.data.datasets import DATASETS, Dataset, DatasetInfo
 
@@ -27,11 +28,16 @@ def imbalanced(n: int = 2000, rare: float = 0.05) -> Dataset:
     return _classes("imbalanced", X, y)
 
 
-def noise(n: int = 200, d: int = 500) -> Dataset:
+def noise(n: int = 200, d: int = 500, chosen: int = 0) -> Dataset:
     """Features and labels drawn independently: nothing to learn, so any estimate above chance
-    is a leak (e.g. features chosen on all rows before the split)."""
+    is a leak. `chosen` > 0 makes that leak: only the `chosen` features of highest F statistic
+    on all rows, labels included, are kept before any split (as a user who selects features
+    and then cross-validates does)."""
     rng = np.random.default_rng(SEED)
-    return _classes("noise", rng.standard_normal((n, d)), rng.integers(0, 2, n))
+    X, y = rng.standard_normal((n, d)), rng.integers(0, 2, n)
+    if chosen:
+        X = SelectKBest(f_classif, k=chosen).fit_transform(X, y)
+    return _classes("noise", X, y)
 
 
 def holes(share: float = 0.3) -> Dataset:
@@ -57,7 +63,7 @@ for _info in (
     DatasetInfo("imbalanced", "2 classes, 5% rare, overlapping (textbook plugin)", "classification",
                 imbalanced, {"n": 2000, "rare": 0.05}),
     DatasetInfo("noise", "500 noise features, random labels (textbook plugin)", "classification",
-                noise, {"n": 200, "d": 500}),
+                noise, {"n": 200, "d": 500, "chosen": 0}),
     DatasetInfo("holes", "breast cancer with 30% of cells missing (textbook plugin)",
                 "classification", holes, {"share": 0.3}),
     DatasetInfo("duplicated", "300 noisy rows, each 3 times (textbook plugin)", "classification",

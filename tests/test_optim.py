@@ -8,6 +8,7 @@ import torch
 
 from dlbench.data.datasets import DataSpec, load_dataset
 from dlbench.engine.members import Member, TrainConfig
+from dlbench.engine.stepper import CLOSURE, stacking
 from dlbench.engine.trainer import minimize, plan_stacks, train
 from dlbench.errors import DlbenchError
 from dlbench.nn.models import ModelSpec
@@ -87,7 +88,23 @@ def test_an_entry_stacks_only_when_it_says_it_is_elementwise():
     assert not OptimInfo("plugged", torch.optim.SGD).elementwise
     stacked = {o.name for o in OPTIMIZERS if o.elementwise}
     assert stacked == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}
-    assert all(o.full_batch for o in OPTIMIZERS if not o.elementwise)  # L-BFGS, Newton
+    # L-BFGS and Newton take full batches; L-BFGS on mini-batches trains each member alone,
+    # its step asking for a closure (the batch's)
+    alone = {o.name for o in OPTIMIZERS if not o.elementwise and not o.full_batch}
+    assert alone == {"lbfgs-minibatch"}
+    assert stacking(parse_optimizers("lbfgs-minibatch")[0]) is CLOSURE
+
+
+def test_minibatch_lbfgs_evaluates_batches_and_full_batch_every_row():
+    """The two L-BFGS entries differ only in what an evaluation sees: a batch, or every row."""
+    ds = load_dataset(DataSpec("iris"))
+    members = [Member({"seed": 0}, 0, np.arange(ds.n_samples))]
+    rows = {}
+    for name in ("lbfgs", "lbfgs-minibatch"):
+        config = TrainConfig(parse_optimizers(name)[0], epochs=2, batch_size=32)
+        cost = train(ds, ModelSpec("linear"), config, members)[0].cost[-1]
+        rows[name] = cost.examples / cost.grad_evals  # rows per gradient evaluation
+    assert rows["lbfgs"] == ds.n_samples and rows["lbfgs-minibatch"] <= 32
 
 
 def test_full_batch_optimizers_train_each_member_alone():

@@ -9,21 +9,18 @@ import numpy as np
 import pytest
 
 from dlbench import plugins
-from dlbench.data.datasets import DATASETS, DataSpec, load_dataset
+from dlbench.data.datasets import DataSpec, load_dataset
 
 PLUGIN = Path(__file__).resolve().parent.parent / "benchmarks" / "textbook_idx.py"
 
 
 @pytest.fixture
 def idx(monkeypatch, tmp_path):
-    """The plugin module, its dataset entry there for this test only (the registries' sweeps
-    in other tests see the built-ins); a file is imported once per process, so the entry is
-    put back from the module after the first test."""
-    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
+    """The plugin module, its dataset registered as the suite registers it (for the rest of
+    the process, as test_textbook_data's: a file is imported once per process, so a later
+    suite that names it finds it), its files written into this test's cache."""
     monkeypatch.setenv("DLBENCH_CACHE", str(tmp_path / "cache"))
-    module = plugins.load(plugins.use(str(PLUGIN))).module
-    DATASETS._entries.setdefault(module.INFO.name, module.INFO)
-    return module
+    return plugins.load(plugins.use(str(PLUGIN))).module
 
 
 def test_the_files_read_back_as_the_images_drawn(idx, tmp_path):

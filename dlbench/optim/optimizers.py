@@ -158,6 +158,12 @@ for _info in (
               {"max_iter": 1, "max_eval": 25, "line_search_fn": "strong_wolfe"},
               full_batch=True, test_lr=1.0,
               description="L-BFGS, full batch; one iteration per step, strong-Wolfe line search"),
+    # the same on mini-batches: a step's closure (and its line search) sees only the batch, so
+    # its curvature pairs come from different batches; alone in a stack, as any closure step
+    OptimInfo("lbfgs-minibatch", torch.optim.LBFGS,
+              {"max_iter": 1, "max_eval": 25, "line_search_fn": "strong_wolfe"}, test_lr=1.0,
+              description="L-BFGS on mini-batches (--batch-size): each step's line search sees "
+                          "one batch; noisy, the textbook's reason for full batches"),
     # test_lr 1: the full Newton step, exact on a quadratic
     OptimInfo("newton", Newton, {}, full_batch=True, test_lr=1.0,
               description=f"exact Newton (Hessian solve), full batch; 2-D functions and models "
