@@ -37,8 +37,8 @@ CURVE_COLUMNS = ["phase", *CELL_COLUMNS, "seed", "member_seed", "epoch", "split"
 TRAJECTORY_COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
 NETWORK_FILES = {"scores.csv", "curves.csv", "summary.csv", "curves.png", "manifest.json",
                  *RUN_FILES}
-FUNCTION_FILES = {"trajectories.csv", "summary.csv", "trajectories.png", "manifest.json",
-                  *RUN_FILES - {"cells"}}  # paths on a function are no cells
+FUNCTION_FILES = {"trajectories.csv", "summary.csv", "scores.csv", "trajectories.png",
+                  "manifest.json", *RUN_FILES - {"cells"}}  # paths on a function are no cells
 DEFAULT_FUNCTION_OPTS = ["sgd", "momentum", "adagrad", "adam"]  # cli.FUNCTION_OPT's entries
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -276,6 +276,8 @@ def _pairing(base: RunInfo | None, now: RunInfo | None) -> tuple[bool, list[str]
     if base.fingerprint != now.fingerprint:
         return True, [f"the data differ (dataset fingerprint {base.fingerprint} → "
                       f"{now.fingerprint}): nothing is paired; the unpaired (Welch) test"]
+    if not (base.splits or now.splits or base.fingerprint or now.fingerprint):
+        return False, []  # no data on either side (paths on a function): paired by start
     if not (base.splits and now.splits):
         side = "baseline" if not base.splits else "current"
         return False, [f"the {side} records no split identity (written before dlbench kept "
