@@ -244,3 +244,16 @@ def test_bad_starts_are_one_line(tmp_path, args, says):
     line = assert_usage_error(invoke("optimize", *args, "--out", tmp_path / "o"),
                               tmp_path / "o")
     assert says in line
+
+
+def test_the_table_and_its_json_say_how_many_starts(tmp_path):
+    text = invoke("optimize", *BOWL, "--starts", "3", "--seed", "2", "--out", tmp_path / "t")
+    assert text.exit_code == 0 and "3 starts: the table is start 0's path" in text.stdout
+    assert "--seed 2" in text.stdout
+    one = invoke("optimize", *BOWL, "--out", tmp_path / "one")
+    assert "starts:" not in one.stdout
+    shown = invoke("optimize", *BOWL, "--starts", "3", "--format", "json", "--out",
+                   tmp_path / "j")
+    payload = json.loads(shown.stdout)
+    assert payload["run"]["starts"] == 3
+    assert all(row["starts"] == 3 for row in payload["summary"])
