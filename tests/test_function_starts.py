@@ -231,19 +231,8 @@ def test_compare_pairs_two_function_runs_start_by_start(tmp_path):
     assert worse.exit_code == 1 and "regressed" in worse.stdout, worse.stdout
 
 
-# ---------------------------------------------------------------- usage errors
-
-
-@pytest.mark.parametrize(("args", "says"), [
-    (["--function", "anisotropic", "--starts", "0"], "--starts must be positive"),
-    (["--function", "anisotropic", "--starts", "-3"], "--starts must be positive"),
-    (["--dataset", "iris", "--starts", "4"], "--starts applies to --function only"),
-    (["--function", "anisotropic", "--seed", "3"], "--seed draws --starts above 1"),
-])
-def test_bad_starts_are_one_line(tmp_path, args, says):
-    line = assert_usage_error(invoke("optimize", *args, "--out", tmp_path / "o"),
-                              tmp_path / "o")
-    assert says in line
+# ---------------------------------------------------------------- the table
+# (bad --starts, --seed without them: test_optimize.py's tables of usage errors)
 
 
 def test_the_table_and_its_json_say_how_many_starts(tmp_path):
