@@ -113,7 +113,7 @@ def test_optimize_on_a_function_runs_without_cells(tmp_path):
     """The route with no cells (paths on a 2-D function) returns its files as well."""
     run = dlbench.optimize(function="rosenbrock", steps=5, opt=[SignSGD, "adam"],
                            out=tmp_path / "o")
-    assert set(run.tables) == {"trajectories", "summary"}
+    assert set(run.tables) == {"trajectories", "summary", "scores"}
     assert set(run.summary["optimizer"]) == {"SignSGD", "adam"}
 
 

@@ -155,7 +155,7 @@ def test_a_function_run_offers_what_every_runner_does():
     plan = runner.prepare(config)
     assert (plan.total_epochs, plan.warnings) == (0, [])
     result = runner.run(plan)
-    assert set(result.tables) == {"trajectories", "summary"}
+    assert set(result.tables) == {"trajectories", "summary", "scores"}
     assert len(result.summary) == len(config.optimizer_grid())
     assert result.info["seconds"] >= 0 and result.plan is plan
 

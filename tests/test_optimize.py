@@ -37,8 +37,8 @@ CURVE_COLUMNS = ["phase", *CELL_COLUMNS, "seed", "member_seed", "epoch", "split"
 TRAJECTORY_COLUMNS = ["cell", "optimizer", "lr", "step", "grad_evals", "x", "y", "f", "status"]
 NETWORK_FILES = {"scores.csv", "curves.csv", "summary.csv", "curves.png", "manifest.json",
                  *RUN_FILES}
-FUNCTION_FILES = {"trajectories.csv", "summary.csv", "trajectories.png", "manifest.json",
-                  *RUN_FILES - {"cells"}}  # paths on a function are no cells
+FUNCTION_FILES = {"trajectories.csv", "summary.csv", "scores.csv", "trajectories.png",
+                  "manifest.json", *RUN_FILES - {"cells"}}  # paths on a function are no cells
 DEFAULT_FUNCTION_OPTS = ["sgd", "momentum", "adagrad", "adam"]  # cli.FUNCTION_OPT's entries
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -635,6 +635,8 @@ BAD_INPUT = [
     (["--seeds", "0"], "--seeds must be positive"),
     (["--function", "anisotropic", "--steps", "0"], "--steps must be positive"),
     (["--function", "anisotropic", "--tol", "0"], "--tol must be positive"),
+    (["--function", "anisotropic", "--starts", "0"], "--starts must be positive"),
+    (["--function", "anisotropic", "--starts", "-3"], "--starts must be positive"),
     (["--epochs", "0"], "--epochs must be positive"),
     (["--hidden", "8,x"], "--hidden"),
 ]
@@ -685,6 +687,8 @@ def test_newton_trains_a_tiny_model(tmp_path):
     (["--function", "anisotropic", "--dataset", "iris"], "--dataset applies to networks"),
     (["--dataset", "iris", "--steps", "5"], "--steps applies to --function only"),
     (["--dataset", "iris", "--start", "1,2"], "--start applies to --function only"),
+    (["--dataset", "iris", "--starts", "4"], "--starts applies to --function only"),
+    (["--function", "anisotropic", "--seed", "3"], "--seed draws --starts above 1"),
 ])
 def test_an_option_of_the_other_mode_is_refused_not_ignored(tmp_path, args, fragment):
     out = tmp_path / "out"

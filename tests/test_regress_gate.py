@@ -19,7 +19,7 @@ from tests import test_claims as claims_suite
 from tests.cli_helpers import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
-# test_claims's suite with a second hypothesis, and an entry that writes no scores.csv
+# test_claims's suite with a second hypothesis, and paths on a function (its starts' scores)
 SUITE = claims_suite.SUITE.format(hypothesis=claims_suite.HYPOTHESIS.replace(
     "[entry.opt.hypothesis]", "[[entry.opt.hypothesis]]") + """
 [[entry.opt.hypothesis]]
@@ -55,7 +55,8 @@ def test_the_kept_baseline_is_what_compare_reads_and_nothing_more(ran, tmp_path)
     baseline = tmp_path / "baseline"
     keep_baseline(ran, baseline)
     assert sorted(str(p.relative_to(baseline)) for p in baseline.rglob("*") if p.is_file()) == [
-        "claims.csv", "opt/manifest.json", "opt/scores.csv", "suite.json"]  # no scores: bowl
+        "bowl/manifest.json", "bowl/scores.csv", "claims.csv", "opt/manifest.json",
+        "opt/scores.csv", "suite.json"]
     assert json.loads((baseline / "suite.json").read_text())["profile"] == "quick"
     result = invoke("compare", baseline, ran)
     assert result.exit_code == 0, result.output

@@ -23,10 +23,10 @@ MODEL_OPTIONS = ("hidden", "channels", "activation", "batchnorm", "dropout", "in
 # how --data (--dataset, --source, --target) names the user's own loader
 LOADER_HELP = ("write path/to/file.py:load or package.module:load, with its parameters in "
                "brackets: file.py:load[n=500,noise=0.1]")
-FUNCTION_ONLY = ("steps", "start", "tol")
+FUNCTION_ONLY = ("steps", "start", "tol", "starts")
 # `optimize --function` takes these; any other option given with it is refused
 FUNCTION_OPTIONS = ("opt", "lr", "weight_decay", "schedule", "warmup", "function", *FUNCTION_ONLY,
-                    "allow_large", "out", "fmt")
+                    "seed", "allow_large", "out", "fmt")
 
 
 def flag(name: str) -> str:
@@ -72,6 +72,8 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
     _refuse(given, *(network if function else FUNCTION_ONLY),
             why="applies to networks, not --function" if function else "applies to --function only")
     _refuse(given, "budget", unless=o["tune"] is not None, why="applies to --tune")
+    _refuse(given, "seed", unless=not function or o["starts"] > 1,
+            why="draws --starts above 1 on --function; one start is the function's own")
     entries = o["opt"] or (FUNCTION_OPT if function else NETWORK_OPT)
     for option in ("lr_grid", "tune"):
         if o[option] is not None and (o["lr"] is not None or "lr=" in (o["opt"] or "")):
@@ -91,7 +93,8 @@ def optimize_config(options: Mapping[str, Any], given: Collection[str]):
                      _switches("--batchnorm", o["batchnorm"]))
     return OptimizeConfig(
         optimizers=optimizers, function=o["function"], steps=o["steps"],
-        start=_point(o["start"]), tol=o["tol"], data=_data(o, given), models=models,
+        start=_point(o["start"]), tol=o["tol"], starts=o["starts"] if function else None,
+        data=_data(o, given), models=models,
         preprocess=_names("--preprocess", o["preprocess"]), missing=_missing(o),
         features=_features(o), batch_sizes=_batch_sizes(o["batch_size"], optimizers),
         losses=_names("--loss", o["loss"] or "default"), train=_train(o, None),

@@ -262,6 +262,9 @@ class OptimizeOptions(ExecutionOptions, OutputOptions, RunOptions, SplitOptions,
     start: str | None = None
     # --function: a path has arrived once f - f_min <= tol.
     tol: float = 1e-3
+    # --function: paths from N starts: the function's (or --start), then N-1 drawn with --seed
+    # in its plot window; scores.csv holds every start's measures.
+    starts: int = 1
     # Models, comma-separated (see `dlbench models`).
     model: str = "mlp"
     # mlp hidden widths; repeat to compare depths: --hidden 8 --hidden 8,8,8 (default 128;

@@ -114,10 +114,12 @@ def suite_run(suite: Path, out: Path | None, timings: int, options: dict[str, An
 
 def _check_hypotheses(entries: list[_Entry]) -> None:
     """Every hypothesis's cells named in its entry's prepared grid, before anything trains
-    (an entry finished already, or without a grid, is read as it is when judged)."""
+    (an entry finished already, or without a grid, is read as it is when judged; paths on a
+    function, whose plan is not kept, are prepared again: a grid of optimizer entries)."""
     from dlbench.evaluate import claims
 
-    plans = {e.entry.name: getattr(e.plan, "cells", None) for e in entries}
+    plans = {e.entry.name: getattr(e.plan if e.runner.TRAINS_CELLS else
+                                   e.runner.prepare(e.config), "cells", None) for e in entries}
     for e in entries:
         for h in e.entry.hypotheses:
             for side in h.sides:

@@ -252,9 +252,10 @@ def _number(table: dict[str, Any], key: str) -> float | None:
 
 def _metric_split(relation, table: dict[str, Any]) -> tuple[str, str]:
     """The metric and split the relation reads: a scores.csv metric (a built-in, one of
-    overfit's curve measures, or the user's own), a curves.csv one, or overfit's onset."""
+    overfit's curve measures or a function run's path measures, or the user's own), a
+    curves.csv one, or overfit's onset."""
     from dlbench.evaluate import claims
-    from dlbench.evaluate.metrics import CURVE_MEASURES, METRICS
+    from dlbench.evaluate.metrics import CURVE_MEASURES, METRICS, PATH_MEASURES
 
     if not relation.reads:
         return claims.ONSET, "val"
@@ -263,10 +264,10 @@ def _metric_split(relation, table: dict[str, Any]) -> tuple[str, str]:
         raise DlbenchError(f"unknown split '{split}'; choose from: {', '.join(claims.SPLITS)}")
     if relation.reads == "curves":
         return _curve_metric(relation, metric, split), split
-    if metric not in [*METRICS.names(), *CURVE_MEASURES] and not plugins.is_reference(metric):
-        raise DlbenchError(f"unknown metric '{metric}'; choose from: "
-                           f"{', '.join([*METRICS.names(), *CURVE_MEASURES])}, or a metric of "
-                           "your own as its rows name it (mine.py:name)")
+    known = [*METRICS.names(), *CURVE_MEASURES, *PATH_MEASURES]
+    if metric not in known and not plugins.is_reference(metric):
+        raise DlbenchError(f"unknown metric '{metric}'; choose from: {', '.join(known)}, or a "
+                           "metric of your own as its rows name it (mine.py:name)")
     if relation.sign and metric in CURVE_MEASURES and CURVE_MEASURES[metric] is None:
         raise DlbenchError(f"{metric} is an epoch, neither better nor worse; use expect = "
                            '"equivalent" or "narrower" (an earlier onset: "overfits-sooner")')

@@ -23,6 +23,9 @@ Overfit's curve measures (metrics.CURVE_MEASURES: gap_final, gap_best, val_loss_
 from scores.csv with an empty checkpoint) are judged lower-is-better: `expect = "better"` on
 gap_final means a smaller gap; onset_epoch and best_epoch have no better side (equivalent and
 narrower only).
+A function run's path measures (metrics.PATH_MEASURES: f_gap, steps_to_tol,
+grad_evals_to_tol, turns; split train) are lower-is-better too; its members are its starts
+(`optimize --function --starts N`), paired start by start.
 
 Three relations read something else than one score per member:
 - reaches-first (needs `target`): per member, the first epoch at which the curve of `metric` on

@@ -44,7 +44,7 @@ from scipy import stats as sps
 
 from dlbench.errors import DlbenchError
 from dlbench.evaluate import stats
-from dlbench.evaluate.metrics import DIRECTION, METRICS
+from dlbench.evaluate.metrics import DIRECTION, METRICS, PATH_MEASURES
 from dlbench.evaluate.stats import Estimate
 from dlbench.evaluate.verdicts import STATUSES
 from dlbench.results import pruned, verify
@@ -114,7 +114,7 @@ class Results:
 def directions(*sides: Results) -> dict[str, bool]:
     """Every metric the sides can name -> whether greater is better: the built-ins, and the
     user's own as each run's manifest declares them (two runs disagreeing are refused)."""
-    found = {m.name: m.greater_is_better for m in METRICS}
+    found = {m.name: m.greater_is_better for m in METRICS} | PATH_MEASURES
     for side in sides:
         for run in filter(None, side.runs.values()):
             for name, greater in run.metrics.items():
@@ -238,9 +238,10 @@ def read_rows(path: Path, chance: bool = False) -> pd.DataFrame:
 
 
 def _scored(frame: pd.DataFrame, plugged: list[str]) -> pd.DataFrame:
-    """The rows of the metrics with a direction: the built-ins and the user's own (`plugged`,
-    from the run's manifest, and any other kept), their values as numbers."""
-    frame = frame[frame.metric.isin([*METRICS.names(), *plugged])].copy()
+    """The rows of the metrics with a direction: the built-ins, a function run's path
+    measures and the user's own (`plugged`, from the run's manifest, and any other kept),
+    their values as numbers."""
+    frame = frame[frame.metric.isin([*METRICS.names(), *PATH_MEASURES, *plugged])].copy()
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")  # a diverged member: NaN
     return frame
 
@@ -275,6 +276,8 @@ def _pairing(base: RunInfo | None, now: RunInfo | None) -> tuple[bool, list[str]
     if base.fingerprint != now.fingerprint:
         return True, [f"the data differ (dataset fingerprint {base.fingerprint} → "
                       f"{now.fingerprint}): nothing is paired; the unpaired (Welch) test"]
+    if not (base.splits or now.splits or base.fingerprint or now.fingerprint):
+        return False, []  # no data on either side (paths on a function): paired by start
     if not (base.splits and now.splits):
         side = "baseline" if not base.splits else "current"
         return False, [f"the {side} records no split identity (written before dlbench kept "

@@ -436,6 +436,11 @@ for _info in (
 CURVE_MEASURES: dict[str, bool | None] = {"onset_epoch": None, "best_epoch": None,
                                           "gap_final": False, "gap_best": False,
                                           "val_loss_final": False}
+# `optimize --function`'s path measures (runners/functions.py), written to scores.csv as
+# metrics of split "train", one row per start -> greater is better: all lower-is-better (a
+# smaller gap to f*, fewer steps or evaluations to the tolerance, fewer reversals)
+PATH_MEASURES: dict[str, bool] = {"f_gap": False, "steps_to_tol": False,
+                                  "grad_evals_to_tol": False, "turns": False}
 
 _DEFAULTS = {
     # `loss` (the training objective) is opt-in: for classification it equals log_loss

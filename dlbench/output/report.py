@@ -475,8 +475,10 @@ def show_functions(result: Any, fmt: str) -> None:
 
 def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> None:
     """Mode 1 of optimize: where each optimizer ended on the 2-D function."""
+    starts = config.starts or 1
     if fmt == "json":
-        _print_json(summary, {"function": info.name, "steps": config.steps, "tol": config.tol})
+        _print_json(summary, {"function": info.name, "steps": config.steps, "tol": config.tol,
+                              **({"starts": starts} if starts > 1 else {})})
         return
     start = config.start or info.start
     table = _table(f"optimize · {info.name} · {config.steps} steps from "
@@ -496,7 +498,10 @@ def print_functions(summary: pd.DataFrame, info: Any, config: Any, fmt: str) -> 
                  f"evals: gradient evaluations over the {config.steps} steps (an L-BFGS step "
                  "evaluates as often as its line search needs; a Newton step adds a backward "
                  "pass per Hessian row); to f−f*≤tol: steps / gradient evaluations until the "
-                 "path first got there"):
+                 "path first got there",
+                 *([f"{starts} starts: the table is start 0's path; the others were drawn with "
+                    f"--seed {config.seed} in the function's plot window; scores.csv holds "
+                    "every start's measures, summary.csv their means"] if starts > 1 else [])):
         console.print(note, style="dim", highlight=False)
 
 

@@ -56,6 +56,7 @@ class OptimizeConfig:
     steps: int = 100  # function mode: optimizer steps
     start: tuple[float, float] | None = None  # function mode: start (default: the function's)
     tol: float = 1e-3  # function mode: a path has arrived once f - f_min <= tol
+    starts: int | None = None  # function mode: paths per optimizer, start 0 the function's
     data: DataSpec = field(default_factory=DataSpec)
     models: tuple[ModelSpec, ...] = (ModelSpec(),)  # model variants of the grid
     preprocess: tuple[str, ...] = ("standardize",)  # preprocessing variants of the grid
