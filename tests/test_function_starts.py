@@ -205,7 +205,7 @@ def test_a_claim_on_a_function_is_judged_over_its_starts(tmp_path, starts, verdi
     assert result.exit_code == 0, result.output
     [row] = pd.read_csv(tmp_path / "out" / "claims.csv").itertuples()
     assert row.verdict == verdict and row.metric == "turns" and row.effect < 0, row
-    assert f"over {starts}" in row.test
+    assert f"over {starts} start" in row.test and "seed" not in row.test  # its units: starts
     if starts == 1:
         assert "fewer than 2 units" in row.note
 

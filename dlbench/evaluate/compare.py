@@ -83,6 +83,7 @@ class RunInfo:
     ordered: bool = False  # forward-chaining folds: not exchangeable, no Nadeau-Bengio
     # the user's metrics its rows name ('mine.py:top2') -> greater is better, as declared
     metrics: dict[str, bool] = field(default_factory=dict)
+    members: str = "seeds"  # what its members are: seeds, or a function run's starts
 
     @classmethod
     def of(cls, manifest: dict[str, Any]) -> RunInfo:
@@ -97,7 +98,8 @@ class RunInfo:
         return cls(manifest.get("command", ""), config,
                    manifest.get("dataset", {}).get("fingerprint"),
                    splits if records else {},
-                   bool(config.get("split", {}).get("time_order", False)), plugged)
+                   bool(config.get("split", {}).get("time_order", False)), plugged,
+                   "starts" if config.get("function") else "seeds")
 
 
 @dataclass(frozen=True)
@@ -369,13 +371,14 @@ class Units:
     n_test: float  # mean evaluated rows
     ordered: bool  # forward-chaining folds
     members: int  # rows (members) behind the units
+    kind: str = "seeds"  # what a member is (seeds; a function run's starts)
 
     def estimate(self, values: np.ndarray | None = None) -> Estimate:
         """The t estimate of `values` (these units' own by default) with this design's
         variance: Nadeau-Bengio over shuffled splits, the plain t otherwise."""
         x = self.values.to_numpy(float) if values is None else values
         if not self.splits:
-            return stats.seeds_estimate(x)
+            return stats.seeds_estimate(x, self.kind)
         if self.ordered:
             estimate = stats.seeds_estimate(x, "forward-chaining folds")
             return replace(estimate, method=f"heuristic: plain {estimate.method} (not "
@@ -405,7 +408,8 @@ def units(frame: pd.DataFrame, run: RunInfo | None, identity: bool) -> Units:
     sizes = [(r["n_train"], r["n_test"]) for r in used if "n_train" in r]
     n_train, n_test = np.mean(sizes, axis=0) if sizes and len(sizes) == len(used) else \
         _assumed_sizes(labels)
-    return Units(values, over_splits, n_train, n_test, bool(run and run.ordered), len(frame))
+    return Units(values, over_splits, n_train, n_test, bool(run and run.ordered), len(frame),
+                 run.members if run is not None else "seeds")
 
 
 def _split_key(records: dict, label: tuple[str, str], identity: bool) -> str:
@@ -436,7 +440,7 @@ def difference(base: Units, now: Units) -> tuple[Estimate, str, set]:
     lost = set(base.values.index) - set(now.values.index)
     if len(shared) and base.splits == now.splits:
         diffs = (now.values[shared] - base.values[shared]).to_numpy(float)
-        kind = "splits" if base.splits else "seeds"
+        kind = "splits" if base.splits else base.kind
         return base.estimate(diffs), f"paired over {len(shared)} {kind}", lost
     return (stats.unpaired_difference(now.estimate(), base.estimate()),
             "unpaired: no split in common", set())
